@@ -1,0 +1,67 @@
+"""Frozen records that travel between pipeline stages and into storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+EventStatus = Literal["open", "closed", "interrupted"]
+Severity = Literal["info", "warning", "critical"]
+EVENT_STATUSES: tuple[EventStatus, ...] = ("open", "closed", "interrupted")
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(
+            f"{name}={value.isoformat()} has no time zone; pass an aware datetime "
+            "(e.g. datetime.now(UTC)) so it can be stored as UTC"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One hazard event as stored: written at start, on each new peak and at the end.
+
+    `revision` grows with every write of the same uuid so a late replay of an older
+    state never overwrites a newer one.
+    """
+
+    uuid: str
+    camera: str
+    class_name: str
+    severity: Severity
+    status: EventStatus
+    started_at: datetime
+    peak_at: datetime
+    peak_score: float
+    mean_score: float
+    ended_at: datetime | None = None
+    snapshot_path: str | None = None
+    clip_path: str | None = None
+    model_name: str = ""
+    prompt_bank_version: str = ""
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        _require_aware("started_at", self.started_at)
+        _require_aware("peak_at", self.peak_at)
+        _require_aware("ended_at", self.ended_at)
+        if self.status not in EVENT_STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {EVENT_STATUSES}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreSample:
+    """One point of the per-camera, per-class score series shown in Grafana."""
+
+    camera: str
+    ts: datetime
+    class_name: str
+    score: float
+
+    def __post_init__(self) -> None:
+        _require_aware("ts", self.ts)

@@ -1,0 +1,631 @@
+"""Configuration: one YAML file plus HAZARDWATCH_… environment overrides (nested with `__`).
+
+Every section is a pydantic model with unknown keys forbidden and every field documented
+with its bounds. Secrets (database URL, camera URLs, tokens, passwords) are `SecretStr`
+so they never appear in `repr`, logs or `hazardwatch config check`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hazardwatch.errors import ConfigError
+from hazardwatch.redact import redact_text, redact_url
+
+DEFAULT_CONFIG_FILE = Path("hazardwatch.yaml")
+ENV_PREFIX = "HAZARDWATCH_"
+SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class SecretUrl(SecretStr):
+    """A URL that may carry credentials: shown with its password masked, never in full."""
+
+    def _display(self) -> str:
+        return redact_url(self.get_secret_value())
+
+
+class Section(BaseModel):
+    """Base of every configuration section: unknown keys are an error, not a silent typo."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+Point = tuple[float, float]
+
+
+class CameraSettings(Section):
+    name: str = Field(
+        description="Unique camera name, used in metrics labels, topics and the database. "
+        "1-64 characters: letters, digits, '_', '-', '.'.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+    )
+    url: SecretUrl = Field(
+        description="Source: rtsp://, rtsps://, http(s):// (MJPEG), file:///path or a plain "
+        "file path, or webcam:N for a local webcam index. Credentials may be written as "
+        "${ENV_VAR} so they stay out of the file.",
+    )
+    enabled: bool = Field(True, description="Read this camera at all.")
+    fps_limit: float | None = Field(
+        None,
+        gt=0,
+        le=120,
+        description="Drop frames above this rate before any processing (0 < fps <= 120); "
+        "null keeps every frame.",
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP transport; TCP survives lossy networks without smearing."
+    )
+    loop: bool = Field(False, description="Loop a video file forever (demos); ignored for streams.")
+    masks: list[list[Point]] = Field(
+        default_factory=list,
+        description="Polygons ignored by the motion gate, as [x, y] points normalised to "
+        "0..1 of the frame width and height; at least 3 points each.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretUrl) -> SecretUrl:
+        raw = value.get_secret_value().strip()
+        if not raw:
+            raise ValueError("must not be empty; give rtsp://…, a file path or webcam:N")
+        if "://" in raw:
+            scheme = raw.split("://", 1)[0].lower()
+            if scheme not in SOURCE_SCHEMES:
+                raise ValueError(
+                    f"scheme {scheme!r} is not supported; use one of {', '.join(SOURCE_SCHEMES)}"
+                )
+        elif raw.startswith("webcam:") and not raw.removeprefix("webcam:").isdigit():
+            raise ValueError("webcam sources are written webcam:N with N a device index")
+        return SecretUrl(raw)
+
+    @field_validator("masks")
+    @classmethod
+    def _check_masks(cls, masks: list[list[Point]]) -> list[list[Point]]:
+        for i, polygon in enumerate(masks):
+            if len(polygon) < 3:
+                raise ValueError(f"mask {i} has {len(polygon)} points; a polygon needs at least 3")
+            for x, y in polygon:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(
+                        f"mask {i} point ({x}, {y}) is outside 0..1; "
+                        "mask points are fractions of the frame width and height"
+                    )
+        return masks
+
+
+class CaptureSettings(Section):
+    open_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Give up opening a source after this many seconds."
+    )
+    read_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Give up a single blocking read after this many seconds."
+    )
+    stall_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="No frame for this long means the stream is lost; reconnect.",
+    )
+    backoff_initial_s: float = Field(1.0, gt=0, le=60, description="First reconnect delay.")
+    backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Reconnect delay cap (exponential with jitter)."
+    )
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> CaptureSettings:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+
+# --------------------------------------------------------------------------- motion
+
+
+class MotionSettings(Section):
+    threshold: int = Field(
+        25,
+        ge=1,
+        le=255,
+        description="Grey-level difference (1-255) that counts a pixel as changed.",
+    )
+    min_area: float = Field(
+        0.002,
+        gt=0,
+        le=1,
+        description="Largest changed region must cover at least this fraction of the frame.",
+    )
+    downscale_width: int = Field(
+        320, ge=64, le=1920, description="Width of the grey copy the gate works on."
+    )
+    blur_kernel: int = Field(21, ge=1, le=51, description="Gaussian blur kernel size (odd).")
+    dilate_iterations: int = Field(
+        3, ge=0, le=10, description="Dilations that join nearby changed pixels."
+    )
+    lighting_guard: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="When more than this fraction of the frame changes at once it is a "
+        "lighting change, not motion.",
+    )
+    preroll_s: float = Field(
+        2.0, ge=0, le=30, description="Seconds of frames kept before motion starts."
+    )
+    postroll_s: float = Field(
+        2.0, ge=0, le=60, description="Keep sampling this long after motion stops."
+    )
+    sample_fps: float = Field(
+        3.0, gt=0, le=30, description="Frames per second sent to scoring while motion lasts."
+    )
+    heartbeat_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Score one frame this often even without motion (stationary hazards); "
+        "0 turns it off.",
+    )
+
+    @field_validator("blur_kernel")
+    @classmethod
+    def _odd_kernel(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (Gaussian kernels have a centre); try {value + 1}")
+        return value
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class ScoringSettings(Section):
+    model: str = Field(
+        "ViT-B/32",
+        min_length=1,
+        description="CLIP model name (ViT-B/32, ViT-B/16, ViT-L/14, RN50, …) or a local "
+        "weights file (.pt: OpenAI TorchScript archive or a state dict).",
+    )
+    download_dir: Path = Field(
+        Path("~/.cache/clip"), description="Where named models are downloaded to and looked up."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto picks CUDA when available."
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="auto: fp16 on CUDA, bf16 autocast on CPUs that support it, else fp32."
+    )
+    batch_size: int = Field(16, ge=1, le=512, description="Largest batch of frames scored at once.")
+    max_batch_wait_ms: float = Field(
+        50.0, ge=0, le=5000, description="Wait at most this long to fill a batch across cameras."
+    )
+    queue_size: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Frames waiting for scoring; beyond it the oldest are dropped.",
+    )
+    motion_crop: bool = Field(
+        False, description="Also score a second view cropped around the motion box."
+    )
+
+
+class PromptSettings(Section):
+    path: Path | None = Field(
+        None, description="Prompt bank YAML; null uses the bank shipped in config/prompts.yaml."
+    )
+    reload: bool = Field(
+        True, description="Reload the bank when its file changes (bad edits keep the old bank)."
+    )
+
+
+# --------------------------------------------------------------------------- detection
+
+
+class DetectorSettings(Section):
+    smoothing_s: float = Field(
+        1.0, ge=0, le=60, description="Time constant of the exponential score smoothing (0: none)."
+    )
+    enter_threshold: float = Field(
+        0.5, ge=-1, le=1, description="Smoothed score above which an event starts."
+    )
+    exit_threshold: float = Field(
+        0.35, ge=-1, le=1, description="Smoothed score below which an open event ends (<= enter)."
+    )
+    min_duration_s: float = Field(
+        1.0,
+        ge=0,
+        le=600,
+        description="Score must stay above enter this long before an event starts.",
+    )
+    cooldown_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="After an event ends, the same class on the same camera waits this long.",
+    )
+    max_event_s: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="An event open this long is ended (and may start again).",
+    )
+    baseline: bool = Field(
+        True,
+        description="Subtract a per-camera, per-class running baseline learned only while no "
+        "event is open (fixed cameras see the same scene all day).",
+    )
+    baseline_s: float = Field(
+        60.0, gt=0, le=86_400, description="Time constant of the baseline's running mean."
+    )
+
+    @model_validator(mode="after")
+    def _check_hysteresis(self) -> DetectorSettings:
+        if self.exit_threshold > self.enter_threshold:
+            raise ValueError(
+                f"exit_threshold ({self.exit_threshold}) must be <= enter_threshold "
+                f"({self.enter_threshold}) or events would flap"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class StorageSettings(Section):
+    data_dir: Path = Field(
+        Path("data"), description="Directory for the embedded SQLite database and spool."
+    )
+    database_url: SecretUrl | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. mysql+pymysql://user:${DB_PASSWORD}@host/hazardwatch; "
+        "null uses SQLite at <data_dir>/hazardwatch.db.",
+    )
+    write_scores: bool = Field(True, description="Store the per-class score series for dashboards.")
+    score_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Store at most one score row per camera and class this often.",
+    )
+
+    def resolved_url(self) -> str:
+        """The database URL to connect to (the secret value, never to be printed)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'hazardwatch.db').as_posix()}"
+
+
+class MediaSettings(Section):
+    dir: Path | None = Field(None, description="Snapshots and clips; null uses <data_dir>/media.")
+    retention_days: float = Field(
+        14.0, ge=0, le=3650, description="Delete media older than this (0: keep)."
+    )
+    max_size_gb: float = Field(
+        10.0, ge=0, le=100_000, description="Delete oldest media beyond this total (0: no cap)."
+    )
+    snapshot_quality: int = Field(85, ge=1, le=100, description="JPEG quality of snapshots.")
+    clips: bool = Field(True, description="Write an MP4 clip (pre-roll + event) per event.")
+
+
+class ApiSettings(Section):
+    host: str = Field(
+        "127.0.0.1", description="Bind address; 0.0.0.0 exposes the API to the network."
+    )
+    port: int = Field(8080, ge=1, le=65535, description="HTTP port of the API and /metrics.")
+    token: SecretStr | None = Field(
+        None, description="Bearer token required on everything but health checks."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Allowed CORS origins; empty turns CORS off."
+    )
+    max_upload_mb: float = Field(10.0, gt=0, le=1024, description="Largest accepted upload.")
+
+
+class WebhookSettings(Section):
+    url: SecretUrl | None = Field(None, description="POST alerts here; null disables webhooks.")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for the signature header.")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
+    retries: int = Field(
+        5, ge=0, le=100, description="Retries with exponential backoff before giving up."
+    )
+
+
+class MqttSettings(Section):
+    host: str | None = Field(None, description="Broker host; null disables MQTT.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password.")
+    topic_prefix: str = Field("hazardwatch", min_length=1, description="Prefix of every topic.")
+
+
+class AlertSettings(Section):
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="Alert on events of at least this severity."
+    )
+    cooldown_s: float = Field(
+        60.0, ge=0, le=86_400, description="At most one alert per camera and class this often."
+    )
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+
+class MetricsSettings(Section):
+    enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics on the API port.")
+
+
+# --------------------------------------------------------------------------- root
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Precedence: environment > YAML file > defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log verbosity."
+    )
+    cameras: list[CameraSettings] = Field(default_factory=list, description="Camera sources.")
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="after")
+    def _unique_camera_names(self) -> Settings:
+        seen: set[str] = set()
+        for camera in self.cameras:
+            if camera.name in seen:
+                raise ValueError(f"camera name {camera.name!r} is used twice; names must be unique")
+            seen.add(camera.name)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return env_settings, init_settings, file_secret_settings
+
+    def media_dir(self) -> Path:
+        return self.media.dir if self.media.dir is not None else self.storage.data_dir / "media"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret masked."""
+        data: dict[str, Any] = _plain(self.model_dump(mode="python"))
+        return data
+
+
+def _plain(value: Any) -> Any:
+    """Model dump → YAML/JSON-safe data; secrets become their masked display form."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, SecretStr):
+        return str(value)  # SecretUrl shows the URL with its password masked
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _expand_env(value: Any, where: str = "") -> Any:
+    """Replace ${NAME} in every string of the YAML tree with the environment's value."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def _sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{where}: refers to ${{{name}}} but the environment variable {name} is "
+                    "not set; export it or write the value in the file"
+                )
+            return os.environ[name]
+
+        return _ENV_REF.sub(_sub, value)
+    return value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a configuration file into a mapping, with errors that say what to fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist; pass an existing file to --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (cameras:, motion:, …), "
+            f"not a {type(data).__name__}"
+        )
+    expanded: dict[str, Any] = _expand_env(data)
+    return expanded
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from `path` (default ./hazardwatch.yaml when present) and the environment.
+
+    `overrides` are top-level sections merged over the file (used by CLI flags).
+    Raises ConfigError with one line per problem, naming the key, the value and what is allowed.
+    """
+    _check_env_names(os.environ)
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    data = read_yaml(path) if path is not None else {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        source = f"config file {path}" if path else "configuration"
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def _check_env_names(environ: typing.Mapping[str, str]) -> None:
+    """Reject HAZARDWATCH_… variables that name no setting: a typo must not pass silently."""
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name.startswith(f"{ENV_PREFIX}TEST_"):
+            continue
+        parts = name.removeprefix(ENV_PREFIX).lower().split("__")
+        model: type[BaseModel] | None = Settings
+        for part in parts:
+            if model is None:
+                break
+            field = model.model_fields.get(part)
+            if field is None:
+                allowed = ", ".join(model.model_fields)
+                problems.append(f"  {name}: {part!r} is not a setting here; allowed: {allowed}")
+                break
+            models = _models_in(field.annotation)
+            model = (
+                models[0] if models and typing.get_origin(field.annotation) is not list else None
+            )
+    if problems:
+        raise ConfigError("environment overrides are invalid:\n" + "\n".join(problems))
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, list, Union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, typing.Union, types.UnionType) or origin is not None:
+        found: list[type[BaseModel]] = []
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+        return found
+    return []
+
+
+def _field_at(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, str | None]:
+    """Walk `loc` from the Settings root; return (model holding the last key, that key)."""
+    model: type[BaseModel] | None = Settings
+    for i, part in enumerate(loc):
+        if model is None:
+            return None, None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if i == len(loc) - 1 or field is None:
+            return model, part
+        models = _models_in(field.annotation)
+        model = models[0] if models else None
+    return model, None
+
+
+def _is_secret(model: type[BaseModel] | None, key: str | None) -> bool:
+    if model is None or key is None or key not in model.model_fields:
+        return False
+    annotation = model.model_fields[key].annotation
+    text = str(annotation)
+    return "Secret" in text
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: key path, bad value (secrets masked), what is allowed."""
+    lines = [
+        f"{source} is invalid ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"
+    ]
+    for error in exc.errors(include_url=False):
+        loc = tuple(
+            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
+        # Union and typed-list validators add loc parts of their own ('float', 'tuple[…]').
+        loc = tuple(
+            p
+            for p in loc
+            if not (
+                isinstance(p, str)
+                and ("[" in p or p in {"float", "int", "str", "bool", "is-instance[Path]"})
+            )
+        )
+        model, key = _field_at(loc)
+        where = _loc_text(loc) or "(top level)"
+        value = error.get("input")
+        if _is_secret(model, key):
+            shown = repr(redact_url(value)) if isinstance(value, str) and "://" in value else "***"
+        else:
+            shown = redact_text(repr(value))
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        if error["type"] == "extra_forbidden":
+            parent = _loc_text(loc[:-1]) or "the top level"
+            allowed = ", ".join(model.model_fields) if model is not None else "?"
+            lines.append(
+                f"  {where}: unknown key {key!r} under {parent} (value {shown}); "
+                f"allowed keys: {allowed}"
+            )
+            continue
+        message = redact_text(str(error["msg"])).removeprefix("Value error, ")
+        hint = ""
+        if model is not None and key in model.model_fields:
+            description = model.model_fields[key].description
+            if description:
+                hint = f" — {description}"
+        lines.append(f"  {where}: {message} (got {shown}){hint}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, engine, the repository (the only SQL) and migrations."""

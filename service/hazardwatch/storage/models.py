@@ -1,0 +1,128 @@
+"""SQLAlchemy 2.0 typed models. Timestamps are stored as UTC with millisecond precision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive UTC, truncated to ms.
+
+    MySQL gets DATETIME(3); SQLite keeps ISO text. Naive datetimes are refused rather
+    than guessed at, because a wrong zone silently shifts every dashboard.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=3))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Score: sa.Double[float] = sa.Double()
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Camera(Base):
+    """A configured camera; only its name and kind of source, never its URL."""
+
+    __tablename__ = "cameras"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    source_kind: Mapped[str] = mapped_column(sa.String(16), default="unknown")
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """A hazard event; one row per uuid, updated in place as the event evolves."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.Index("ix_events_started_at", "started_at"),
+        sa.Index("ix_events_camera_started_at", "camera", "started_at"),
+        sa.Index("ix_events_class_name_started_at", "class_name", "started_at"),
+        sa.Index("ix_events_status", "status"),
+        sa.CheckConstraint("status IN ('open', 'closed', 'interrupted')", name="status"),
+        sa.CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    camera: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("cameras.name", onupdate="CASCADE")
+    )
+    class_name: Mapped[str] = mapped_column(sa.String(64))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    peak_at: Mapped[datetime]
+    peak_score: Mapped[float] = mapped_column(Score)
+    mean_score: Mapped[float] = mapped_column(Score)
+    snapshot_path: Mapped[str | None] = mapped_column(sa.String(512))
+    clip_path: Mapped[str | None] = mapped_column(sa.String(512))
+    model_name: Mapped[str] = mapped_column(sa.String(128))
+    prompt_bank_version: Mapped[str] = mapped_column(sa.String(64))
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ScoreRow(Base):
+    """The per-camera, per-class score series that Grafana plots."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        sa.Index("ix_scores_ts", "ts"),
+        sa.Index("ix_scores_camera_ts", "camera", "ts"),
+        sa.Index("ix_scores_class_name_ts", "class_name", "ts"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("cameras.name", onupdate="CASCADE")
+    )
+    ts: Mapped[datetime]
+    class_name: Mapped[str] = mapped_column(sa.String(64))
+    score: Mapped[float] = mapped_column(Score)

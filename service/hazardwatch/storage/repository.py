@@ -1,0 +1,239 @@
+"""The repository: the only module that speaks SQL. Event writes are idempotent by uuid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity
+from hazardwatch.storage.models import Camera, Event, ScoreRow
+
+_EVENT_MUTABLE = (
+    "status",
+    "ended_at",
+    "peak_at",
+    "peak_score",
+    "mean_score",
+    "severity",
+    "snapshot_path",
+    "clip_path",
+    "model_name",
+    "prompt_bank_version",
+    "updated_at",
+)
+MAX_PAGE = 1000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Repository:
+    """Reads and writes cameras, events and the score series over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._known_cameras: set[str] = set()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # ------------------------------------------------------------------ helpers
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self._dialect in ("mysql", "mariadb"):
+            return mysql.insert(table)
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]]) -> Any:
+        stmt = self._insert(table).values(rows)
+        if self._dialect in ("mysql", "mariadb"):
+            return stmt.prefix_with("IGNORE")
+        return stmt.on_conflict_do_nothing()
+
+    # ------------------------------------------------------------------ cameras
+
+    def ensure_cameras(self, cameras: Iterable[tuple[str, str]]) -> None:
+        """Register (name, source kind) pairs; existing cameras keep their rows."""
+        rows = [
+            {"name": name, "source_kind": kind, "created_at": _now()}
+            for name, kind in cameras
+            if name not in self._known_cameras
+        ]
+        if not rows:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(self._insert_ignore(Camera.__table__, rows))  # type: ignore[arg-type]
+        self._known_cameras.update(str(row["name"]) for row in rows)
+
+    def touch_camera(self, name: str, seen_at: datetime) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(sa.update(Camera).where(Camera.name == name).values(last_seen_at=seen_at))
+
+    def list_cameras(self) -> list[dict[str, Any]]:
+        with self._engine.connect() as conn:
+            result = conn.execute(sa.select(Camera.__table__).order_by(Camera.name))
+            return [dict(row._mapping) for row in result]
+
+    # ------------------------------------------------------------------ events
+
+    def upsert_event(self, event: EventRecord) -> None:
+        """Insert or update the event with this uuid; an older revision never wins."""
+        self.ensure_cameras([(event.camera, "unknown")])
+        now = _now()
+        values = {
+            "uuid": event.uuid,
+            "camera": event.camera,
+            "class_name": event.class_name,
+            "severity": event.severity,
+            "status": event.status,
+            "started_at": event.started_at,
+            "ended_at": event.ended_at,
+            "peak_at": event.peak_at,
+            "peak_score": float(event.peak_score),
+            "mean_score": float(event.mean_score),
+            "snapshot_path": event.snapshot_path,
+            "clip_path": event.clip_path,
+            "model_name": event.model_name,
+            "prompt_bank_version": event.prompt_bank_version,
+            "revision": event.revision,
+            "created_at": now,
+            "updated_at": now,
+        }
+        table = Event.__table__
+        stmt = self._insert(table).values(values)  # type: ignore[arg-type]
+        if self._dialect in ("mysql", "mariadb"):
+            newer = stmt.inserted.revision >= table.c.revision
+            # MySQL applies assignments left to right: revision must be updated last.
+            assignments = [
+                (name, sa.func.if_(newer, stmt.inserted[name], table.c[name]))
+                for name in _EVENT_MUTABLE
+            ]
+            assignments.append(
+                ("revision", sa.func.if_(newer, stmt.inserted.revision, table.c.revision))
+            )
+            stmt = stmt.on_duplicate_key_update(assignments)
+        else:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["uuid"],
+                set_={name: stmt.excluded[name] for name in (*_EVENT_MUTABLE, "revision")},
+                where=stmt.excluded.revision >= table.c.revision,
+            )
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
+
+    def get_event(self, uuid: str) -> EventRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(Event.__table__).where(Event.uuid == uuid)).first()
+        return _to_record(row._mapping) if row is not None else None
+
+    def list_events(
+        self,
+        *,
+        camera: str | None = None,
+        class_name: str | None = None,
+        status: EventStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_score: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[EventRecord]:
+        """Events newest first; `since` (inclusive) and `until` (exclusive) bound started_at."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit={limit} must be between 1 and {MAX_PAGE}")
+        if offset < 0:
+            raise ValueError(f"offset={offset} must be >= 0")
+        query = sa.select(Event.__table__)
+        if camera is not None:
+            query = query.where(Event.camera == camera)
+        if class_name is not None:
+            query = query.where(Event.class_name == class_name)
+        if status is not None:
+            query = query.where(Event.status == status)
+        if since is not None:
+            query = query.where(Event.started_at >= since)
+        if until is not None:
+            query = query.where(Event.started_at < until)
+        if min_score is not None:
+            query = query.where(Event.peak_score >= min_score)
+        query = query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit).offset(offset)
+        with self._engine.connect() as conn:
+            return [_to_record(row._mapping) for row in conn.execute(query)]
+
+    def close_open_events(self, ended_at: datetime, status: EventStatus = "interrupted") -> int:
+        """Close every event still open (left by a run that died); returns how many."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(Event)
+                .where(Event.status == "open")
+                .values(
+                    status=status,
+                    ended_at=sa.func.coalesce(
+                        Event.ended_at, sa.literal(ended_at, type_=Event.__table__.c.ended_at.type)
+                    ),
+                    updated_at=_now(),
+                    revision=Event.revision + 1,
+                )
+            )
+            return int(result.rowcount)
+
+    # ------------------------------------------------------------------ scores
+
+    def add_scores(self, samples: Sequence[ScoreSample]) -> None:
+        if not samples:
+            return
+        self.ensure_cameras((name, "unknown") for name in {s.camera for s in samples})
+        rows = [
+            {"camera": s.camera, "ts": s.ts, "class_name": s.class_name, "score": float(s.score)}
+            for s in samples
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(sa.insert(ScoreRow), rows)
+
+    def list_scores(
+        self, camera: str, since: datetime, until: datetime, class_name: str | None = None
+    ) -> list[ScoreSample]:
+        query = (
+            sa.select(ScoreRow.__table__)
+            .where(ScoreRow.camera == camera, ScoreRow.ts >= since, ScoreRow.ts < until)
+            .order_by(ScoreRow.ts, ScoreRow.id)
+        )
+        if class_name is not None:
+            query = query.where(ScoreRow.class_name == class_name)
+        with self._engine.connect() as conn:
+            return [
+                ScoreSample(camera=r.camera, ts=r.ts, class_name=r.class_name, score=r.score)
+                for r in conn.execute(query)
+            ]
+
+
+def _to_record(row: Any) -> EventRecord:
+    severity: Severity = row["severity"]
+    status: EventStatus = row["status"]
+    return EventRecord(
+        uuid=row["uuid"],
+        camera=row["camera"],
+        class_name=row["class_name"],
+        severity=severity,
+        status=status,
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        peak_at=row["peak_at"],
+        peak_score=row["peak_score"],
+        mean_score=row["mean_score"],
+        snapshot_path=row["snapshot_path"],
+        clip_path=row["clip_path"],
+        model_name=row["model_name"],
+        prompt_bank_version=row["prompt_bank_version"],
+        revision=row["revision"],
+    )

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from hazardwatch.records import EventRecord, ScoreSample
+from hazardwatch.storage import migrate
+from hazardwatch.storage.engine import create_engine
+from hazardwatch.storage.repository import Repository
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+def repo(database_url: str) -> Iterator[Repository]:
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    yield Repository(engine)
+    engine.dispose()
+
+
+def make_event(uuid: str = "e-1", **changes: object) -> EventRecord:
+    base = EventRecord(
+        uuid=uuid,
+        camera="gate",
+        class_name="traffic_accident",
+        severity="critical",
+        status="open",
+        started_at=T0,
+        peak_at=T0,
+        peak_score=0.8,
+        mean_score=0.6,
+        model_name="ViT-B/32",
+        prompt_bank_version="abc123",
+        revision=0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_event_round_trip(repo: Repository) -> None:
+    event = make_event(snapshot_path="gate/e-1.jpg")
+    repo.upsert_event(event)
+    stored = repo.get_event("e-1")
+    assert stored is not None
+    # Stored with millisecond precision: microseconds beyond ms are dropped.
+    expected = dataclasses.replace(
+        event, started_at=T0.replace(microsecond=123000), peak_at=T0.replace(microsecond=123000)
+    )
+    assert stored == expected
+
+
+def test_upsert_is_idempotent(repo: Repository) -> None:
+    event = make_event()
+    for _ in range(3):
+        repo.upsert_event(event)
+    assert len(repo.list_events()) == 1
+
+
+def test_later_revision_updates_and_older_never_wins(repo: Repository) -> None:
+    repo.upsert_event(make_event(revision=0))
+    closed = make_event(
+        status="closed", ended_at=T0 + timedelta(seconds=4), peak_score=0.95, revision=2
+    )
+    repo.upsert_event(closed)
+    repo.upsert_event(make_event(status="open", peak_score=0.7, revision=1))  # late replay
+    stored = repo.get_event("e-1")
+    assert stored is not None
+    assert (stored.status, stored.peak_score, stored.revision) == ("closed", 0.95, 2)
+    assert stored.ended_at == (T0 + timedelta(seconds=4)).replace(microsecond=123000)
+
+
+def test_timestamps_are_converted_to_utc(repo: Repository) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    local = datetime(2026, 3, 1, 21, 0, 0, 500000, tzinfo=tokyo)
+    repo.upsert_event(make_event(started_at=local, peak_at=local))
+    stored = repo.get_event("e-1")
+    assert stored is not None
+    assert stored.started_at == datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)
+    assert stored.started_at.tzinfo == UTC
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        make_event(started_at=datetime(2026, 3, 1, 12, 0, 0))
+
+
+def test_list_events_orders_newest_first_and_filters(repo: Repository) -> None:
+    for i in range(5):
+        repo.upsert_event(
+            make_event(
+                uuid=f"e-{i}",
+                camera="gate" if i % 2 == 0 else "yard",
+                class_name="fire" if i == 4 else "traffic_accident",
+                started_at=T0 + timedelta(minutes=i),
+                peak_at=T0 + timedelta(minutes=i),
+                peak_score=0.5 + i / 10,
+            )
+        )
+    assert [e.uuid for e in repo.list_events()] == ["e-4", "e-3", "e-2", "e-1", "e-0"]
+    assert [e.uuid for e in repo.list_events(camera="yard")] == ["e-3", "e-1"]
+    assert [e.uuid for e in repo.list_events(class_name="fire")] == ["e-4"]
+    assert [e.uuid for e in repo.list_events(min_score=0.75)] == ["e-4", "e-3"]
+    window = repo.list_events(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3))
+    assert [e.uuid for e in window] == ["e-2", "e-1"]
+    assert [e.uuid for e in repo.list_events(limit=2, offset=1)] == ["e-3", "e-2"]
+
+
+@pytest.mark.parametrize(("limit", "offset"), [(0, 0), (1001, 0), (10, -1)])
+def test_list_events_rejects_bad_pages(repo: Repository, limit: int, offset: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        repo.list_events(limit=limit, offset=offset)
+
+
+def test_close_open_events_marks_them_interrupted(repo: Repository) -> None:
+    repo.upsert_event(make_event(uuid="open-1"))
+    repo.upsert_event(make_event(uuid="done-1", status="closed", ended_at=T0))
+    end = T0 + timedelta(hours=1)
+    assert repo.close_open_events(end) == 1
+    interrupted = repo.get_event("open-1")
+    assert interrupted is not None
+    assert (interrupted.status, interrupted.ended_at) == (
+        "interrupted",
+        end.replace(microsecond=123000),
+    )
+    done = repo.get_event("done-1")
+    assert done is not None and done.status == "closed"
+
+
+def test_cameras_are_registered_once(repo: Repository) -> None:
+    repo.ensure_cameras([("gate", "rtsp"), ("yard", "file")])
+    repo.ensure_cameras([("gate", "rtsp")])
+    repo.upsert_event(make_event())
+    cameras = repo.list_cameras()
+    assert [(c["name"], c["source_kind"]) for c in cameras] == [("gate", "rtsp"), ("yard", "file")]
+
+
+def test_score_series_round_trip_in_time_order(repo: Repository) -> None:
+    samples = [
+        ScoreSample(camera="gate", ts=T0 + timedelta(seconds=s), class_name=c, score=v)
+        for s, c, v in [(2, "fire", 0.1), (0, "fire", 0.3), (1, "traffic_accident", 0.9)]
+    ]
+    repo.add_scores(samples)
+    got = repo.list_scores("gate", T0, T0 + timedelta(seconds=10))
+    assert [(s.ts - T0.replace(microsecond=123000)).seconds for s in got] == [0, 1, 2]
+    assert [s.score for s in repo.list_scores("gate", T0, T0 + timedelta(seconds=10), "fire")] == [
+        0.3,
+        0.1,
+    ]

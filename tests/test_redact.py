@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from hazardwatch.redact import RedactingFilter, redact_text, redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/s1", "rtsp://admin:***@10.0.0.5:554/s1"),
+        ("rtsp://tokenonly@cam/s", "rtsp://***@cam/s"),
+        ("rtsp://cam/s", "rtsp://cam/s"),
+        ("sqlite:///data/hazardwatch.db", "sqlite:///data/hazardwatch.db"),
+        ("http://cam/mjpg?user=a&password=pw", "http://cam/mjpg?user=a&password=***"),
+        ("https://hooks/x?token=abc#f", "https://hooks/x?token=***#f"),
+        ("/videos/clip.mp4", "/videos/clip.mp4"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_text_finds_urls_inside_sentences() -> None:
+    text = "open rtsp://a:pw1@h/x failed; db mysql+pymysql://r:pw2@db/hw down"
+    cleaned = redact_text(text)
+    assert "pw1" not in cleaned and "pw2" not in cleaned
+    assert "rtsp://a:***@h/x" in cleaned
+
+
+def test_logging_filter_redacts_messages_args_and_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("hazardwatch.test.redact")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        logger.info("opening %s", "rtsp://admin:hunter2@cam/s")
+        try:
+            raise ConnectionError("cannot reach rtsp://admin:hunter2@cam/s")
+        except ConnectionError:
+            logger.exception("reader failed")
+    assert caplog.records
+    rendered = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+    assert "hunter2" not in rendered
+    assert "rtsp://admin:***@cam/s" in rendered

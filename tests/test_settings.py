@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from hazardwatch.errors import ConfigError
+from hazardwatch.settings import Settings, _models_in, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO_ROOT / "config" / "hazardwatch.example.yaml"
+no_error = contextlib.nullcontext()
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("HAZARDWATCH_") and not name.startswith("HAZARDWATCH_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings(None)
+    assert settings.cameras == []
+    assert settings.storage.resolved_url() == "sqlite:///data/hazardwatch.db"
+    assert settings.api.host == "127.0.0.1"
+    assert settings.api.cors_origins == []
+
+
+def test_default_file_is_picked_up_from_working_dir(tmp_path: Path) -> None:
+    (tmp_path / "hazardwatch.yaml").write_text("motion:\n  threshold: 40\n")
+    assert load_settings(None).motion.threshold == 40
+
+
+@pytest.mark.parametrize(
+    ("data", "expectation", "fragment"),
+    [
+        ({"cameras": [{"name": "a", "url": "rtsp://h/s"}]}, no_error, None),
+        (
+            {"cameras": [{"name": "a", "url": "rtsp://h/s", "bogus_key": 1}]},
+            pytest.raises(ConfigError),
+            "cameras[0].bogus_key: unknown key 'bogus_key'",
+        ),
+        ({"bogus_section": {}}, pytest.raises(ConfigError), "unknown key 'bogus_section'"),
+        ({"motion": {"threshold": 0}}, pytest.raises(ConfigError), "motion.threshold"),
+        ({"motion": {"blur_kernel": 4}}, pytest.raises(ConfigError), "must be odd"),
+        (
+            {"detector": {"enter_threshold": 0.2, "exit_threshold": 0.4}},
+            pytest.raises(ConfigError),
+            "must be <= enter_threshold",
+        ),
+        ({"scoring": {"device": "tpu"}}, pytest.raises(ConfigError), "'auto', 'cpu' or 'cuda'"),
+        (
+            {"cameras": [{"name": "a", "url": "ftp://h"}]},
+            pytest.raises(ConfigError),
+            "scheme 'ftp' is not supported",
+        ),
+        (
+            {"cameras": [{"name": "a", "url": "x.mp4"}, {"name": "a", "url": "y.mp4"}]},
+            pytest.raises(ConfigError),
+            "used twice",
+        ),
+        (
+            {"cameras": [{"name": "bad name!", "url": "x.mp4"}]},
+            pytest.raises(ConfigError),
+            "cameras[0].name",
+        ),
+        (
+            {"cameras": [{"name": "a", "url": "x.mp4", "masks": [[[0, 0], [1, 0]]]}]},
+            pytest.raises(ConfigError),
+            "needs at least 3",
+        ),
+        (
+            {"cameras": [{"name": "a", "url": "x.mp4", "masks": [[[0, 0], [2, 0], [0, 1]]]}]},
+            pytest.raises(ConfigError),
+            "outside 0..1",
+        ),
+        ("- just\n- a list\n", pytest.raises(ConfigError), "must hold a mapping"),
+        ("motion: [unclosed\n", pytest.raises(ConfigError), "not valid YAML at line"),
+    ],
+)
+def test_validation_names_the_key(
+    tmp_path: Path, data: Any, expectation: Any, fragment: str | None
+) -> None:
+    with expectation as caught:
+        load_settings(write(tmp_path, data))
+    if fragment is not None:
+        assert fragment in str(caught.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, {"api": {"port": 9000}, "motion": {"threshold": 30, "min_area": 0.01}})
+    monkeypatch.setenv("HAZARDWATCH_API__PORT", "9100")
+    monkeypatch.setenv("HAZARDWATCH_MOTION__THRESHOLD", "50")
+    settings = load_settings(path)
+    assert settings.api.port == 9100
+    assert settings.motion.threshold == 50
+    assert settings.motion.min_area == 0.01  # merged, not replaced
+
+
+def test_unknown_environment_override_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAZARDWATCH_MOTOIN__THRESHOLD", "50")
+    with pytest.raises(ConfigError, match="HAZARDWATCH_MOTOIN__THRESHOLD"):
+        load_settings(None)
+
+
+def test_env_references_expand_and_missing_ones_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = {"cameras": [{"name": "a", "url": "rtsp://admin:${CAM_PW}@10.0.0.5/s"}]}
+    monkeypatch.setenv("CAM_PW", "hunter2")
+    settings = load_settings(write(tmp_path, data))
+    assert settings.cameras[0].url.get_secret_value() == "rtsp://admin:hunter2@10.0.0.5/s"
+    monkeypatch.delenv("CAM_PW")
+    with pytest.raises(ConfigError, match=r"cameras\[0\].url: refers to \$\{CAM_PW\}"):
+        load_settings(write(tmp_path, data))
+
+
+def test_secrets_never_printed(tmp_path: Path) -> None:
+    data = {
+        "cameras": [{"name": "a", "url": "rtsp://admin:hunter2@10.0.0.5/s"}],
+        "storage": {"database_url": "mysql+pymysql://hw:dbsecret@db/hazardwatch"},
+        "api": {"token": "apitoken123"},
+        "alerts": {"webhook": {"url": "https://hooks/x?token=hooksecret", "secret": "hmackey"}},
+    }
+    settings = load_settings(write(tmp_path, data))
+    shown = repr(settings) + str(settings) + yaml.safe_dump(settings.redacted())
+    for secret in ("hunter2", "dbsecret", "apitoken123", "hooksecret", "hmackey"):
+        assert secret not in shown
+    assert settings.redacted()["cameras"][0]["url"] == "rtsp://admin:***@10.0.0.5/s"
+
+
+def test_invalid_secret_value_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, {"cameras": [{"name": "a", "url": "ftp://u:hunter2@h"}]}))
+    assert "hunter2" not in str(caught.value)
+
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        keys.add(prefix + name)
+        for sub in _models_in(field.annotation):
+            keys |= _all_keys(sub, f"{prefix}{name}.")
+    return keys
+
+
+def _yaml_keys(data: Any, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            keys.add(prefix + key)
+            keys |= _yaml_keys(value, f"{prefix}{key}.")
+    elif isinstance(data, list):
+        for item in data:
+            keys |= _yaml_keys(item, prefix)
+    return keys
+
+
+def test_example_config_documents_every_key_and_validates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAMERA_PASSWORD", "x")
+    data = yaml.safe_load(EXAMPLE.read_text())
+    assert _all_keys(Settings) <= _yaml_keys(data)
+    load_settings(EXAMPLE)
+
+
+def test_every_field_is_documented() -> None:
+    def walk(model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            submodels = _models_in(field.annotation)
+            assert field.description or submodels, f"{model.__name__}.{name} has no description"
+            for sub in submodels:
+                walk(sub)
+
+    walk(Settings)
