@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +80,126 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Each storage test runs on SQLite and on the real MariaDB."""
     fixture = "sqlite_url" if request.param == "sqlite" else "mysql_url"
     return str(request.getfixturevalue(fixture))
+
+
+# ---------------------------------------------------------------------------- media
+
+SYSTEM_PYTHON = os.environ.get("HAZARDWATCH_TEST_SYSTEM_PYTHON", "/usr/bin/python3")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_h264_clip(
+    path: Path, seconds: float, size: str = "320x180", fps: int = 10, source: Path | None = None
+) -> Path:
+    """Transcode `source` (or a test pattern) to H.264 MP4 with ffmpeg."""
+    if shutil.which("ffmpeg") is None:
+        skip_or_fail("ffmpeg is not installed (apt-get install ffmpeg)")
+    width, height = size.split("x")
+    if source is not None:
+        inputs = ["-stream_loop", "-1", "-i", str(source)]
+        vf = ["-vf", f"scale={width}:{height},fps={fps}"]
+    else:
+        inputs = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}"]
+        vf = []
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            *inputs,
+            "-t",
+            str(seconds),
+            *vf,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            str(fps),
+            "-pix_fmt",
+            "yuv420p",
+            "-an",
+            str(path),
+        ],
+        check=True,
+        timeout=300,
+    )
+    return path
+
+
+@pytest.fixture
+def free_tcp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 60 s H.264 clip (real footage when ../shared is there) for the RTSP server."""
+    source = SHARED_DIR / "data" / "videos" / "car-detection.mp4"
+    out = tmp_path_factory.mktemp("rtsp") / "clip.mp4"
+    return make_h264_clip(out, 60, source=source if source.is_file() else None)
+
+
+class RtspServer:
+    """gst-rtsp-server in a subprocess that tests can kill and restart on the same port."""
+
+    def __init__(self, clip: Path, port: int) -> None:
+        self.clip = clip
+        self.port = port
+        self.url = f"rtsp://127.0.0.1:{port}/cam"
+        self._process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        script = Path(__file__).with_name("rtsp_server.py")
+        self._process = subprocess.Popen(
+            [SYSTEM_PYTHON, str(script), "--port", str(self.port), "--file", str(self.clip)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if "READY" not in line:
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            for stream in (self._process.stdout, self._process.stderr):
+                if stream is not None:
+                    stream.close()
+            self._process = None
+
+
+@pytest.fixture
+def rtsp_server(rtsp_clip: Path) -> Iterator[RtspServer]:
+    probe = subprocess.run(
+        [
+            SYSTEM_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0');"
+            "from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        skip_or_fail(
+            "GStreamer's RTSP server is not available to the system Python "
+            "(apt-get install gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi "
+            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"
+        )
+    server = RtspServer(rtsp_clip, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -114,3 +114,18 @@ def test_migrate_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert "is not reachable" in result.stderr
     assert "sekrit" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_motion_on_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    result = run_cli("motion", str(bad))
+    assert result.returncode == 1
+    assert "cannot open file source" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_motion_with_unknown_camera_for_masks(tmp_path: Path) -> None:
+    result = run_cli("motion", "clip.mp4", "--camera", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--camera 'nope' is not in the configuration" in result.stderr

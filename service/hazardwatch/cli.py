@@ -12,7 +12,7 @@ import yaml
 
 from hazardwatch import __version__
 from hazardwatch.errors import ConfigError, HazardwatchError
-from hazardwatch.redact import configure_logging, redact_url
+from hazardwatch.redact import configure_logging, redact_text, redact_url
 from hazardwatch.settings import Settings, load_settings
 
 log = logging.getLogger("hazardwatch")
@@ -72,6 +72,44 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_motion(args: argparse.Namespace) -> int:
+    import json
+
+    import cv2
+
+    from hazardwatch.motion.gate import GateParams
+    from hazardwatch.motion.scan import scan_video
+
+    cv2.setNumThreads(1)  # cameras (here: frames) are the parallelism; OpenCV's pool spins
+    settings = _settings(args)
+    masks: list[list[tuple[float, float]]] = []
+    if args.camera:
+        matches = [c for c in settings.cameras if c.name == args.camera]
+        if not matches:
+            names = ", ".join(c.name for c in settings.cameras) or "none configured"
+            raise ConfigError(f"--camera {args.camera!r} is not in the configuration ({names})")
+        masks = matches[0].masks
+    params = GateParams(
+        threshold=settings.motion.threshold,
+        min_area=settings.motion.min_area,
+        downscale_width=settings.motion.downscale_width,
+        blur_kernel=settings.motion.blur_kernel,
+        dilate_iterations=settings.motion.dilate_iterations,
+        lighting_guard=settings.motion.lighting_guard,
+    )
+    report = scan_video(args.video, params, masks, args.preview)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report))
+    summary = report["summary"]
+    share = summary["motion_frames"] / summary["frames"] if summary["frames"] else 0.0
+    print(
+        f"{args.video}: {summary['frames']} frames, {summary['motion_frames']} with motion "
+        f"({share:.0%}), gated at {summary['fps']} frames/s"
+    )
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -109,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead (e.g. base)")
 
+    motion = add(
+        "motion", cmd_motion, "run the motion gate over a video file to tune its thresholds"
+    )
+    motion.add_argument("video", type=Path, metavar="VIDEO", help="video file to scan")
+    config_option(motion)
+    motion.add_argument("--camera", metavar="NAME", help="use this configured camera's masks")
+    motion.add_argument("--json", type=Path, metavar="OUT", help="write per-frame results here")
+    motion.add_argument("--preview", type=Path, metavar="OUT.mp4", help="write an annotated video")
+
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser(
@@ -129,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except HazardwatchError as exc:
         print(f"hazardwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # unwritable output paths and the like
+        print(f"hazardwatch: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

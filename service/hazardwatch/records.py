@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 EventStatus = Literal["open", "closed", "interrupted"]
 Severity = Literal["info", "warning", "critical"]
@@ -18,6 +21,53 @@ def _require_aware(name: str, value: datetime | None) -> None:
             f"{name}={value.isoformat()} has no time zone; pass an aware datetime "
             "(e.g. datetime.now(UTC)) so it can be stored as UTC"
         )
+
+
+Image = npt.NDArray[np.uint8]
+Box = tuple[int, int, int, int]  # x, y, width, height in full-frame pixels
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """One decoded frame as it leaves a camera reader.
+
+    `monotonic` is the capture instant on this process's monotonic clock (latency
+    metrics); `captured_at` is the frame's UTC time — wall clock for live streams, the
+    reader's start time plus the media position for files, so offline runs keep real
+    durations however fast they are decoded.
+    """
+
+    camera: str
+    seq: int
+    monotonic: float
+    captured_at: datetime
+    image: Image = field(repr=False)
+
+    @property
+    def timestamp(self) -> float:
+        """Seconds since the epoch of `captured_at`: the detector's clock."""
+        return self.captured_at.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class MotionResult:
+    """The motion gate's verdict on one frame."""
+
+    motion: bool
+    score: float  # largest changed region as a fraction of the frame
+    box: Box | None  # bounding box of that region in full-frame pixels
+    changed: float = 0.0  # fraction of pixels that changed at all
+    lighting: bool = False  # suppressed as a global lighting change
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GatedFrame:
+    """A frame chosen for scoring, with why it was chosen."""
+
+    frame: Frame
+    motion: MotionResult
+    reason: Literal["motion", "preroll", "postroll", "heartbeat"]
+    snippet: int  # frames sampled from one motion episode share this id (0: heartbeat)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,9 @@ class MotionSettings(Section):
     downscale_width: int = Field(
         320, ge=64, le=1920, description="Width of the grey copy the gate works on."
     )
-    blur_kernel: int = Field(21, ge=1, le=51, description="Gaussian blur kernel size (odd).")
+    blur_kernel: int = Field(
+        5, ge=1, le=51, description="Gaussian blur kernel (odd), in pixels of the downscaled copy."
+    )
     dilate_iterations: int = Field(
         3, ge=0, le=10, description="Dilations that join nearby changed pixels."
     )

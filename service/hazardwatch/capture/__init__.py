@@ -1,0 +1,1 @@
+"""Camera sources and reader threads: open, read, reconnect with backoff."""

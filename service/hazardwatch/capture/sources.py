@@ -1,0 +1,117 @@
+"""Camera sources: parse a configured URL, open it with OpenCV's FFmpeg backend and timeouts."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import cv2
+
+from hazardwatch.errors import SourceError
+from hazardwatch.redact import redact_url
+
+SourceKind = Literal["rtsp", "http", "file", "webcam"]
+
+# OpenCV reads FFmpeg options from this process-wide variable when a capture opens,
+# so opening is serialised to give each camera its own RTSP transport.
+_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_open_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """What to open: the kind of source and the target OpenCV understands."""
+
+    kind: SourceKind
+    target: str  # URL, file path, or webcam index as text; may hold credentials
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+
+    @property
+    def display(self) -> str:
+        """The target with credentials masked: safe for logs, metrics and the API."""
+        return redact_url(self.target)
+
+    @property
+    def is_live(self) -> bool:
+        return self.kind != "file"
+
+    @classmethod
+    def parse(cls, url: str, rtsp_transport: Literal["tcp", "udp"] = "tcp") -> SourceSpec:
+        """Classify a configured source; a malformed one raises SourceError naming the fix."""
+        raw = url.strip()
+        if not raw:
+            raise SourceError("empty source; give rtsp://…, http(s)://…, a file path or webcam:N")
+        if raw.startswith("webcam:") or raw.isdigit():
+            index = raw.removeprefix("webcam:")
+            if not index.isdigit():
+                raise SourceError(f"webcam source {raw!r} must be webcam:N with N a device index")
+            return cls("webcam", index)
+        if "://" not in raw:
+            return cls("file", raw)
+        try:
+            parts = urlsplit(raw)
+            port = parts.port  # raises ValueError on a non-numeric port
+        except ValueError as exc:
+            raise SourceError(f"source {redact_url(raw)!r} is not a valid URL: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            return cls("file", unquote(parts.path))
+        if scheme not in ("rtsp", "rtsps", "http", "https"):
+            raise SourceError(
+                f"source {redact_url(raw)!r} has unsupported scheme {scheme!r}; "
+                "use rtsp://, rtsps://, http(s):// (MJPEG), a file path or webcam:N"
+            )
+        if not parts.hostname:
+            raise SourceError(
+                f"source {redact_url(raw)!r} has no host; write it as {scheme}://host[:port]/path"
+            )
+        del port
+        kind: SourceKind = "rtsp" if scheme.startswith("rtsp") else "http"
+        return cls(kind, raw, rtsp_transport)
+
+
+def open_capture(spec: SourceSpec, open_timeout_s: float, read_timeout_s: float) -> Any:
+    """Open `spec` with timeouts so a dead source fails instead of blocking the thread.
+
+    Returns an opened cv2.VideoCapture; raises SourceError (credentials masked) otherwise.
+    """
+    if spec.kind == "file" and not Path(spec.target).is_file():
+        raise SourceError(f"video file {spec.target!r} does not exist")
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(read_timeout_s * 1000),
+    ]
+    if spec.kind == "webcam":
+        capture = cv2.VideoCapture(int(spec.target), cv2.CAP_ANY, params)
+    else:
+        options = f"rtsp_transport;{spec.rtsp_transport}" if spec.kind == "rtsp" else ""
+        with _open_lock:
+            previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
+            _set_env(_FFMPEG_OPTIONS_ENV, options or None)
+            try:
+                capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+            finally:
+                _set_env(_FFMPEG_OPTIONS_ENV, previous)
+    if not capture.isOpened():
+        capture.release()
+        hint = {
+            "rtsp": "check the host, port, path and credentials, and that the camera is up",
+            "http": "check the URL serves an MJPEG stream",
+            "file": "the file may be corrupt or in a format FFmpeg cannot decode",
+            "webcam": "check the device exists and is not used by another program",
+        }[spec.kind]
+        raise SourceError(f"cannot open {spec.kind} source {spec.display!r}: {hint}")
+    return capture
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

@@ -1,0 +1,1 @@
+"""The hand-off between capture and scoring: a bounded queue behind a small interface."""

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hazardwatch.capture.reader import Backoff, CameraReader, ReaderOptions, ReaderState
+from hazardwatch.capture.sources import SourceSpec
+from hazardwatch.errors import SourceError
+from hazardwatch.records import Frame
+from tests.conftest import RtspServer, make_h264_clip
+from tests.helpers import wait_for
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, frame: Frame) -> None:
+        with self.lock:
+            self.frames.append(frame)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s at 10 fps = 20 frames."""
+    return make_h264_clip(tmp_path_factory.mktemp("clips") / "short.mp4", 2, fps=10)
+
+
+@pytest.fixture
+def readers() -> Iterator[list[CameraReader]]:
+    started: list[CameraReader] = []
+    yield started
+    for reader in started:
+        reader.stop()
+    for reader in started:
+        assert reader.join(15), f"reader {reader.camera} did not stop"
+
+
+def start(readers: list[CameraReader], *args: Any, **kwargs: Any) -> CameraReader:
+    reader = CameraReader(*args, **kwargs)
+    reader.start()
+    readers.append(reader)
+    return reader
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    backoff = Backoff(1.0, 8.0, random.Random(1))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+def test_file_is_read_to_its_end(readers: list[CameraReader], short_clip: Path) -> None:
+    sink = Collector()
+    reader = start(readers, "file", SourceSpec("file", str(short_clip)), sink)
+    assert wait_for(lambda: reader.state == ReaderState.ENDED, 10)
+    assert len(sink) == 20
+    assert [f.seq for f in sink.frames] == list(range(1, 21))
+    gaps = [b.timestamp - a.timestamp for a, b in zip(sink.frames, sink.frames[1:], strict=False)]
+    assert all(abs(g - 0.1) < 0.01 for g in gaps), "file frames carry media time, not decode time"
+    assert sink.frames[0].captured_at.tzinfo is not None
+
+
+def test_fps_limit_drops_surplus_frames(readers: list[CameraReader], short_clip: Path) -> None:
+    sink = Collector()
+    options = ReaderOptions(fps_limit=5)
+    reader = start(readers, "limited", SourceSpec("file", str(short_clip)), sink, options)
+    assert wait_for(lambda: reader.done, 10)
+    assert len(sink) == 10
+    assert reader.stats.frames_dropped_fps == 10
+
+
+def test_looping_file_keeps_going_in_real_time(
+    readers: list[CameraReader], short_clip: Path
+) -> None:
+    sink = Collector()
+    options = ReaderOptions(loop=True)
+    reader = start(readers, "loop", SourceSpec("file", str(short_clip)), sink, options)
+    assert wait_for(lambda: len(sink) > 25, 6)
+    assert reader.state == ReaderState.STREAMING
+    stamps = [f.timestamp for f in sink.frames]
+    assert stamps == sorted(stamps), "time keeps increasing across loops"
+    reader.stop()
+    assert reader.join(5)
+    assert reader.state == ReaderState.STOPPED
+
+
+def test_missing_file_ends_with_a_reason(readers: list[CameraReader], tmp_path: Path) -> None:
+    reader = start(readers, "gone", SourceSpec("file", str(tmp_path / "x.mp4")), Collector())
+    assert wait_for(lambda: reader.state == ReaderState.ENDED, 5)
+    assert reader.stats.last_error is not None and "does not exist" in reader.stats.last_error
+
+
+def test_sink_errors_are_counted_not_fatal(readers: list[CameraReader], short_clip: Path) -> None:
+    calls = []
+
+    def flaky(frame: Frame) -> None:
+        calls.append(frame.seq)
+        if frame.seq % 2:
+            raise RuntimeError("boom")
+
+    reader = start(readers, "flaky", SourceSpec("file", str(short_clip)), flaky)
+    assert wait_for(lambda: reader.done, 10)
+    assert len(calls) == 20 and reader.stats.sink_errors == 10
+
+
+def test_failing_source_backs_off_and_stop_is_prompt(readers: list[CameraReader]) -> None:
+    attempts: list[float] = []
+
+    def opener(spec: SourceSpec, open_timeout: float, read_timeout: float) -> Any:
+        attempts.append(time.monotonic())
+        raise SourceError("cannot open rtsp source 'rtsp://u:***@cam/s': camera is down")
+
+    options = ReaderOptions(backoff_initial_s=0.05, backoff_max_s=0.2)
+    spec = SourceSpec.parse("rtsp://u:pw@cam/s")
+    reader = start(readers, "down", spec, Collector(), options, opener=opener)
+    assert wait_for(lambda: reader.stats.reconnects >= 5, 5)
+    assert reader.state in (ReaderState.BACKING_OFF, ReaderState.CONNECTING)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert max(gaps) < 0.5, "capped backoff"
+    assert "camera is down" in (reader.stats.last_error or "")
+    reader.stop()
+    assert reader.join(2)
+
+
+@pytest.mark.rtsp
+def test_rtsp_frames_then_outage_then_recovery(
+    readers: list[CameraReader], rtsp_server: RtspServer
+) -> None:
+    sink = Collector()
+    options = ReaderOptions(
+        open_timeout_s=3, read_timeout_s=2, backoff_initial_s=0.2, backoff_max_s=1.0
+    )
+    reader = start(readers, "rtsp", SourceSpec.parse(rtsp_server.url), sink, options)
+    assert wait_for(lambda: len(sink) >= 10, 20), f"no frames over RTSP: {reader.stats}"
+    assert reader.state == ReaderState.STREAMING
+    assert sink.frames[0].image.shape[:2] == (180, 320)
+
+    rtsp_server.stop()
+    assert wait_for(lambda: reader.state == ReaderState.BACKING_OFF, 15)
+    assert wait_for(lambda: reader.stats.reconnects >= 2, 15)
+    before = len(sink)
+
+    rtsp_server.start()
+    assert wait_for(lambda: len(sink) > before + 10, 30), f"no recovery: {reader.stats}"
+    assert reader.state == ReaderState.STREAMING
+    assert reader.stats.last_error is None
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never says a word (a hung camera)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(sock.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(sock.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    sock.close()
+
+
+def test_hung_camera_times_out_and_does_not_affect_others(
+    readers: list[CameraReader], silent_server: int, short_clip: Path
+) -> None:
+    options = ReaderOptions(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.1)
+    hung = start(
+        readers,
+        "hung",
+        SourceSpec.parse(f"rtsp://127.0.0.1:{silent_server}/cam"),
+        Collector(),
+        options,
+    )
+    good_sink = Collector()
+    good = start(readers, "good", SourceSpec("file", str(short_clip)), good_sink)
+    assert wait_for(lambda: good.state == ReaderState.ENDED, 10)
+    assert len(good_sink) == 20
+    assert wait_for(lambda: hung.stats.reconnects >= 1, 15), "open must time out"
+    assert "cannot open rtsp source" in (hung.stats.last_error or "")

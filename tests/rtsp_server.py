@@ -1,0 +1,51 @@
+"""A real RTSP server for the tests: GStreamer's gst-rtsp-server serving an H.264 MP4 file.
+
+Runs under the system Python (Debian's python3-gi), not the project's virtualenv:
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --file clip.mp4 [--path cam]
+Prints READY once listening. Each client gets its own pipeline from the file's start,
+paced in real time like a camera.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--file", required=True)
+    parser.add_argument("--path", default="cam")
+    args = parser.parse_args()
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f'( filesrc location="{args.file}" ! qtdemux ! h264parse '
+        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+    factory.set_shared(False)
+    server.get_mount_points().add_factory(f"/{args.path}", factory)
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+        return 1
+    loop = GLib.MainLoop()
+    signal.signal(signal.SIGTERM, lambda *_: loop.quit())
+    print("READY", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
