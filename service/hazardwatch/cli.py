@@ -16,6 +16,7 @@ from hazardwatch.redact import configure_logging, redact_text, redact_url
 from hazardwatch.settings import Settings, load_settings
 
 log = logging.getLogger("hazardwatch")
+HAZARD_SCENES_BANK = Path(__file__).resolve().parents[2] / "config" / "eval" / "hazard-scenes.yaml"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -110,6 +111,100 @@ def cmd_motion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval_scores(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from hazardwatch.detect.detector import DetectorParams
+    from hazardwatch.evaluation import scores as ev
+    from hazardwatch.scoring.bank import PromptBank
+
+    settings = _settings(args)
+    params = DetectorParams.from_settings(settings.detector)
+    bank = PromptBank.from_file(args.bank)
+    rows = ev.parse_rows(args.rows)
+    for directory, flag in ((args.scores, "--scores"), (args.annotations, "--annotations")):
+        if not directory.is_dir():
+            raise ConfigError(f"{flag} {directory} is not a directory")
+    scenes = [ev.load_scene(p, args.annotations, rows) for p in ev.discover(args.scores)]
+    report, runs = ev.evaluate(
+        scenes, bank, params, args.fps, args.logit_scale, args.baseline_threshold
+    )
+    if args.sweep:
+        thresholds = [round(t, 4) for t in np.arange(0.05, 0.501, 0.025)]
+        report["sweep"] = ev.sweep(scenes, bank, params, args.fps, args.logit_scale, thresholds)
+    if args.plots:
+        from hazardwatch.evaluation.plots import plot_scene, plot_sweep
+
+        for scene in scenes:
+            entry = next(r for r in report["scenes"] if r["scene"] == scene.name)
+            m = entry["metrics"]
+            plot_scene(
+                args.plots / f"{scene.name}.png",
+                f"{scene.name} ({scene.kind}) — F1 {m['f1']:.2f}, FPR {_fmt(m['fpr'])}",
+                runs[scene.name].signals,
+                scene.events,
+                runs[scene.name].spans,
+                params.enter_threshold,
+                params.exit_threshold,
+                args.fps,
+            )
+        if args.sweep:
+            plot_sweep(
+                args.plots / "sweep.png",
+                report["sweep"],
+                report.get("baseline", {}).get("mean"),
+            )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    _print_eval_table(report)
+    return EXIT_OK
+
+
+def _fmt(value: float | None) -> str:
+    return "  -  " if value is None else f"{value:.3f}"
+
+
+def _print_eval_table(report: dict[str, object]) -> None:
+    scenes = report["scenes"]
+    assert isinstance(scenes, list)
+    print(
+        f"{'scene':<14} {'type':<22} {'F1':>6} {'FPR':>6} {'tIoU':>6} {'hits':>5} {'FA':>4}"
+        + ("   baseline F1   FPR" if "baseline" in report else "")
+    )
+    for entry in scenes:
+        m = entry["metrics"]
+        line = (
+            f"{entry['scene']:<14} {entry['type'][:22]:<22} {_fmt(m['f1']):>6} "
+            f"{_fmt(m['fpr']):>6} {_fmt(m['mean_temporal_iou']):>6} "
+            f"{m['event_hits']:>2}/{m['events']:<2} {m['false_alarms']:>4}"
+        )
+        if "baseline" in entry:
+            b = entry["baseline"]["metrics"]
+            line += f"   {_fmt(b['f1']):>11} {_fmt(b['fpr']):>6}"
+        print(line)
+    mean = report["mean"]
+    assert isinstance(mean, dict)
+    line = (
+        f"{'mean':<14} {'':<22} {_fmt(mean['f1']):>6} {_fmt(mean['fpr']):>6} "
+        f"{_fmt(mean['mean_temporal_iou']):>6}"
+    )
+    if "baseline" in report:
+        b = report["baseline"]["mean"]  # type: ignore[index]
+        line += f"{'':>12}{_fmt(b['f1']):>11} {_fmt(b['fpr']):>6}"
+    print(line)
+    sweep = report.get("sweep")
+    if isinstance(sweep, dict):
+        print("\nthreshold sweep (enter; exit keeps its ratio):  threshold   F1    FPR")
+        for row in sweep["rows"]:
+            print(f"{'':>48}{row['threshold']:>9.3f} {_fmt(row['f1'])} {_fmt(row['fpr'])}")
+        print(
+            f"recommended enter threshold: {sweep['recommended_threshold']:g} "
+            f"({sweep['criterion']}); per type: {sweep['recommended_by_type']}"
+        )
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -155,6 +250,54 @@ def build_parser() -> argparse.ArgumentParser:
     motion.add_argument("--camera", metavar="NAME", help="use this configured camera's masks")
     motion.add_argument("--json", type=Path, metavar="OUT", help="write per-frame results here")
     motion.add_argument("--preview", type=Path, metavar="OUT.mp4", help="write an annotated video")
+
+    evaluate = sub.add_parser("eval", help="offline evaluation and calibration")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", metavar="KIND", required=True)
+    scores = eval_sub.add_parser(
+        "scores", help="replay [prompts, frames] score matrices through the live detector"
+    )
+    scores.set_defaults(handler=cmd_eval_scores)
+    config_option(scores)
+    scores.add_argument(
+        "--scores", type=Path, required=True, metavar="DIR", help="*.npy + *_prompts.json"
+    )
+    scores.add_argument(
+        "--annotations", type=Path, required=True, metavar="DIR", help="NAME.mp4.json files"
+    )
+    scores.add_argument(
+        "--rows",
+        metavar="RANGES",
+        help="rows to use, e.g. 0-37 (rows past 37 of the shared scenes leak the answer)",
+    )
+    scores.add_argument(
+        "--fps", type=float, default=30.0, help="frame rate of the scored video (default 30)"
+    )
+    scores.add_argument("--output", type=Path, required=True, metavar="OUT.json")
+    scores.add_argument(
+        "--plots", type=Path, metavar="DIR", help="write per-scene (and sweep) PNGs here"
+    )
+    scores.add_argument(
+        "--baseline-threshold",
+        type=float,
+        metavar="T",
+        help="also score the source method: any row above T",
+    )
+    scores.add_argument(
+        "--sweep", action="store_true", help="sweep the enter threshold; recommend one"
+    )
+    scores.add_argument(
+        "--bank",
+        type=Path,
+        default=HAZARD_SCENES_BANK,
+        help="prompt bank grouping rows into classes by prompt text "
+        "(default: config/eval/hazard-scenes.yaml)",
+    )
+    scores.add_argument(
+        "--logit-scale",
+        type=float,
+        default=100.0,
+        help="CLIP logit scale for class probabilities (default 100)",
+    )
 
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -247,10 +247,14 @@ class DetectorSettings(Section):
         1.0, ge=0, le=60, description="Time constant of the exponential score smoothing (0: none)."
     )
     enter_threshold: float = Field(
-        0.5, ge=-1, le=1, description="Smoothed score above which an event starts."
+        0.2,
+        ge=-1,
+        le=1,
+        description="An event starts when the smoothed class probability rises this far above "
+        "the camera's baseline (above 0 when the baseline is off).",
     )
     exit_threshold: float = Field(
-        0.35, ge=-1, le=1, description="Smoothed score below which an open event ends (<= enter)."
+        0.15, ge=-1, le=1, description="The event ends when it falls below this (<= enter)."
     )
     min_duration_s: float = Field(
         1.0,

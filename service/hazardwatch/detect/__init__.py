@@ -1,0 +1,1 @@
+"""The online temporal detector: noisy per-frame scores in, hazard events out."""

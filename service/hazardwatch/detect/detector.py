@@ -1,0 +1,298 @@
+"""Online, causal temporal detector: per camera and score channel, driven by timestamps.
+
+For each named channel (a hazard class's probability live, any score in offline
+evaluation) the detector keeps:
+
+- an exponential moving average of the score (time constant `smoothing_s`, correct for
+  irregular frame spacing: α = 1 − exp(−Δt/τ));
+- optionally a baseline: a slower moving average of the smoothed score, learned only
+  while the channel is idle, so a fixed camera's usual level (a parked car that always
+  looks a bit like "stalled vehicle") is subtracted and an open event cannot teach the
+  baseline that the hazard is normal;
+- a state machine on the decision signal (smoothed − baseline, or smoothed):
+  idle → pending when the signal rises above `enter_threshold`; pending → active once it
+  has stayed above for `min_duration_s` (the event starts at the first crossing);
+  active → cooldown when it falls below `exit_threshold` (hysteresis) or the event has
+  lasted `max_event_s`; cooldown → idle after `cooldown_s`.
+
+Every decision at time t uses only samples up to t. Events: started, updated (a new
+peak), ended — with times, peak and mean of the smoothed score, and the peak's frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["started", "updated", "ended"]
+EndReason = Literal["below_exit", "max_duration", "flushed"]
+# An update is reported when the peak has grown by at least this much since the last report.
+PEAK_REPORT_STEP = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    smoothing_s: float = 1.0
+    enter_threshold: float = 0.2
+    exit_threshold: float = 0.15
+    min_duration_s: float = 1.0
+    cooldown_s: float = 10.0
+    max_event_s: float = 600.0
+    baseline: bool = True
+    baseline_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.exit_threshold > self.enter_threshold:
+            raise ValueError(
+                f"exit_threshold {self.exit_threshold} must be <= enter_threshold "
+                f"{self.enter_threshold}"
+            )
+        for name in ("smoothing_s", "min_duration_s", "cooldown_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.max_event_s <= 0 or self.baseline_s <= 0:
+            raise ValueError("max_event_s and baseline_s must be > 0")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DetectorParams:
+        """From a `DetectorSettings` section (duck-typed to keep this module standalone)."""
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+
+
+class ChannelState(StrEnum):
+    IDLE = "idle"
+    PENDING = "pending"
+    ACTIVE = "active"
+    COOLDOWN = "cooldown"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionEvent:
+    """What the detector emits; times are seconds since the epoch (or any fixed origin)."""
+
+    kind: EventKind
+    event_id: str
+    camera: str
+    channel: str
+    started_at: float
+    at: float  # when this was decided
+    peak_score: float
+    peak_at: float
+    peak_ref: Any  # the caller's reference of the peak sample (frame, index…)
+    mean_score: float
+    ended_at: float | None = None
+    end_reason: EndReason | None = None
+
+    @property
+    def duration_s(self) -> float:
+        end = self.ended_at if self.ended_at is not None else self.at
+        return end - self.started_at
+
+
+class _Channel:
+    """State of one channel on one camera."""
+
+    __slots__ = (
+        "baseline",
+        "count",
+        "event_id",
+        "last_t",
+        "onset",
+        "onset_samples",
+        "peak",
+        "peak_at",
+        "peak_ref",
+        "reported_peak",
+        "smoothed",
+        "state",
+        "state_since",
+        "total",
+    )
+
+    def __init__(self, t: float, score: float) -> None:
+        self.smoothed = score
+        self.baseline = score
+        self.last_t = t
+        self.state = ChannelState.IDLE
+        self.state_since = t
+        self.onset = t
+        self.onset_samples: list[tuple[float, float, Any]] = []
+        self.event_id = ""
+        self.peak = -math.inf
+        self.peak_at = t
+        self.peak_ref: Any = None
+        self.reported_peak = -math.inf
+        self.total = 0.0
+        self.count = 0
+
+
+class TemporalDetector:
+    """Per-camera detector over named score channels; feed it with `update`."""
+
+    def __init__(
+        self,
+        camera: str,
+        params: DetectorParams | None = None,
+        channels: Iterable[str] | None = None,
+        channel_params: Mapping[str, DetectorParams] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.params = params or DetectorParams()
+        self._channel_params = dict(channel_params or {})
+        self._only = frozenset(channels) if channels is not None else None
+        self._channels: dict[str, _Channel] = {}
+        self.skipped_out_of_order = 0
+
+    def state(self, channel: str) -> ChannelState:
+        ch = self._channels.get(channel)
+        return ch.state if ch is not None else ChannelState.IDLE
+
+    def params_for(self, channel: str) -> DetectorParams:
+        return self._channel_params.get(channel, self.params)
+
+    def signal(self, channel: str) -> float | None:
+        """The current decision signal of a channel (smoothed, minus baseline if enabled)."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return None
+        return ch.smoothed - ch.baseline if self.params_for(channel).baseline else ch.smoothed
+
+    def smoothed(self, channel: str) -> float | None:
+        ch = self._channels.get(channel)
+        return ch.smoothed if ch is not None else None
+
+    def baseline(self, channel: str) -> float | None:
+        ch = self._channels.get(channel)
+        return ch.baseline if ch is not None else None
+
+    @property
+    def active_channels(self) -> list[str]:
+        return [name for name, ch in self._channels.items() if ch.state == ChannelState.ACTIVE]
+
+    def update(
+        self, t: float, scores: Mapping[str, float], ref: Any = None
+    ) -> list[DetectionEvent]:
+        """Feed one sample (time `t`, a score per channel); returns the events it decides."""
+        events: list[DetectionEvent] = []
+        for name, raw in scores.items():
+            if self._only is not None and name not in self._only:
+                continue
+            score = float(raw)
+            if not math.isfinite(score):
+                continue
+            ch = self._channels.get(name)
+            if ch is None:
+                self._channels[name] = _Channel(t, score)
+                continue
+            if t < ch.last_t:
+                self.skipped_out_of_order += 1
+                continue
+            self._step(name, ch, t, score, ref, events)
+        return events
+
+    def flush(self, t: float) -> list[DetectionEvent]:
+        """End every open event (shutdown, end of input); reason 'flushed'."""
+        events: list[DetectionEvent] = []
+        for name, ch in self._channels.items():
+            if ch.state == ChannelState.ACTIVE:
+                events.append(self._end(name, ch, max(t, ch.last_t), "flushed"))
+        return events
+
+    # ------------------------------------------------------------------ internals
+
+    def _step(
+        self,
+        name: str,
+        ch: _Channel,
+        t: float,
+        score: float,
+        ref: Any,
+        events: list[DetectionEvent],
+    ) -> None:
+        p = self.params_for(name)
+        dt = t - ch.last_t
+        ch.last_t = t
+        alpha = 1.0 if p.smoothing_s == 0 else 1.0 - math.exp(-dt / p.smoothing_s)
+        ch.smoothed += alpha * (score - ch.smoothed)
+        signal = ch.smoothed - ch.baseline if p.baseline else ch.smoothed
+
+        if ch.state == ChannelState.COOLDOWN and t - ch.state_since >= p.cooldown_s:
+            ch.state, ch.state_since = ChannelState.IDLE, t
+
+        if ch.state == ChannelState.IDLE and signal > p.enter_threshold:
+            ch.state, ch.state_since, ch.onset = ChannelState.PENDING, t, t
+            ch.onset_samples = []
+        if ch.state == ChannelState.PENDING:
+            if signal <= p.enter_threshold:
+                ch.state, ch.state_since = ChannelState.IDLE, t
+            else:
+                ch.onset_samples.append((t, ch.smoothed, ref))
+                if t - ch.onset >= p.min_duration_s:
+                    events.append(self._start(name, ch, t))
+        elif ch.state == ChannelState.ACTIVE:
+            if signal < p.exit_threshold:  # this sample is no longer part of the event
+                events.append(self._end(name, ch, t, "below_exit"))
+            else:
+                self._accumulate(ch, t, ch.smoothed, ref)
+                if t - ch.onset >= p.max_event_s:
+                    events.append(self._end(name, ch, t, "max_duration"))
+                elif ch.peak >= ch.reported_peak + PEAK_REPORT_STEP:
+                    ch.reported_peak = ch.peak
+                    events.append(self._event("updated", name, ch, t))
+
+        if p.baseline and ch.state in (ChannelState.IDLE, ChannelState.COOLDOWN):
+            beta = 1.0 - math.exp(-dt / p.baseline_s)
+            ch.baseline += beta * (ch.smoothed - ch.baseline)
+
+    @staticmethod
+    def _accumulate(ch: _Channel, t: float, value: float, ref: Any) -> None:
+        ch.total += value
+        ch.count += 1
+        if value > ch.peak:
+            ch.peak, ch.peak_at, ch.peak_ref = value, t, ref
+
+    def _start(self, name: str, ch: _Channel, t: float) -> DetectionEvent:
+        ch.state, ch.state_since = ChannelState.ACTIVE, t
+        ch.event_id = str(uuid.uuid4())
+        ch.peak, ch.total, ch.count = -math.inf, 0.0, 0
+        for sample_t, value, ref in ch.onset_samples:
+            self._accumulate(ch, sample_t, value, ref)
+        ch.onset_samples = []
+        ch.reported_peak = ch.peak
+        return self._event("started", name, ch, t)
+
+    def _end(self, name: str, ch: _Channel, t: float, reason: EndReason) -> DetectionEvent:
+        event = self._event("ended", name, ch, t, ended_at=t, end_reason=reason)
+        ch.state, ch.state_since = ChannelState.COOLDOWN, t
+        return event
+
+    def _event(
+        self,
+        kind: EventKind,
+        name: str,
+        ch: _Channel,
+        t: float,
+        ended_at: float | None = None,
+        end_reason: EndReason | None = None,
+    ) -> DetectionEvent:
+        return DetectionEvent(
+            kind=kind,
+            event_id=ch.event_id,
+            camera=self.camera,
+            channel=name,
+            started_at=ch.onset,
+            at=t,
+            peak_score=ch.peak,
+            peak_at=ch.peak_at,
+            peak_ref=ch.peak_ref,
+            mean_score=ch.total / ch.count if ch.count else ch.peak,
+            ended_at=ended_at,
+            end_reason=end_reason,
+        )

@@ -1,0 +1,1 @@
+"""Offline evaluation: score matrices, labelled images and videos, through the live detector."""

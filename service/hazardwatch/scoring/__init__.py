@@ -1,0 +1,1 @@
+"""CLIP scoring: model loading, preprocessing, the prompt bank and the worker thread."""

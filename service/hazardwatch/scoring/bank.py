@@ -1,0 +1,194 @@
+"""The prompt bank: hazard and normal classes, each an ensemble of text prompts.
+
+A class's score on a frame is its probability in softmax(logit_scale × cosine) over all
+classes; live, the class embedding is the normalised mean of its prompt embeddings.
+`class_probabilities` is shared by the live worker and the offline evaluation so both
+feed the detector the same kind of signal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from hazardwatch.errors import ConfigError
+
+ClassKind = Literal["hazard", "normal"]
+SEVERITIES = ("info", "warning", "critical")
+DEFAULT_BANK = Path(__file__).resolve().parents[3] / "config" / "prompts.yaml"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+_CLASS_KEYS = {"kind", "severity", "prompts", "enter_threshold", "exit_threshold", "description"}
+
+
+@dataclass(frozen=True, slots=True)
+class PromptClass:
+    name: str
+    kind: ClassKind
+    severity: str
+    prompts: tuple[str, ...]
+    enter_threshold: float | None = None
+    exit_threshold: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptBank:
+    classes: tuple[PromptClass, ...]
+    version: str  # content hash: stored with every event
+    source: str = "<memory>"
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def hazard_classes(self) -> list[str]:
+        return [c.name for c in self.classes if c.kind == "hazard"]
+
+    @property
+    def prompts(self) -> list[str]:
+        """Every prompt, class by class, in a fixed order."""
+        return [p for c in self.classes for p in c.prompts]
+
+    @property
+    def prompt_class_index(self) -> npt.NDArray[np.int64]:
+        """For each prompt in `prompts`, the index of its class."""
+        return np.array([i for i, c in enumerate(self.classes) for _ in c.prompts], np.int64)
+
+    def get(self, name: str) -> PromptClass:
+        for c in self.classes:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @classmethod
+    def from_file(cls, path: Path) -> PromptBank:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"prompt bank {path} cannot be read: {exc.strerror}") from None
+        return cls.from_text(text, str(path))
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<memory>") -> PromptBank:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"prompt bank {source} is not valid YAML: {exc}") from None
+        return cls.from_mapping(data, source, hashlib.sha256(text.encode()).hexdigest()[:12])
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str, version: str) -> PromptBank:
+        where = f"prompt bank {source}"
+        if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+            raise ConfigError(f"{where}: expected a mapping with a 'classes:' mapping of names")
+        unknown = set(data) - {"classes", "description"}
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown top-level key(s) {sorted(unknown)}; "
+                "allowed: classes, description"
+            )
+        classes = [_parse_class(where, name, spec) for name, spec in data["classes"].items()]
+        owner: dict[str, str] = {}
+        for c in classes:
+            for prompt in c.prompts:
+                if prompt in owner:
+                    raise ConfigError(
+                        f"{where}: prompt {prompt!r} appears in {owner[prompt]!r} and {c.name!r}"
+                    )
+                owner[prompt] = c.name
+        if not any(c.kind == "hazard" for c in classes):
+            raise ConfigError(f"{where}: at least one class must be of kind 'hazard'")
+        return cls(tuple(classes), version, source)
+
+
+def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{where}: class name {name!r} must be 1-64 of lowercase letters, digits and '_'"
+        )
+    here = f"{where}: class {name!r}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{here} must be a mapping with kind and prompts")
+    bad = set(spec) - _CLASS_KEYS
+    if bad:
+        raise ConfigError(
+            f"{here} has unknown key(s) {sorted(bad)}; allowed: {sorted(_CLASS_KEYS)}"
+        )
+    kind = spec.get("kind")
+    if kind not in ("hazard", "normal"):
+        raise ConfigError(f"{here} kind must be 'hazard' or 'normal', not {kind!r}")
+    severity = spec.get("severity", "warning" if kind == "hazard" else "info")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{here} severity must be one of {SEVERITIES}, not {severity!r}")
+    prompts = spec.get("prompts")
+    if (
+        not isinstance(prompts, list)
+        or not prompts
+        or not all(isinstance(p, str) and p.strip() for p in prompts)
+    ):
+        raise ConfigError(f"{here} needs a non-empty list of prompt strings")
+    thresholds: dict[str, float | None] = {}
+    for key in ("enter_threshold", "exit_threshold"):
+        value = spec.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not -1 <= value <= 1
+        ):
+            raise ConfigError(f"{here} {key} must be a number in -1..1, not {value!r}")
+        thresholds[key] = None if value is None else float(value)
+    enter, exit_ = thresholds["enter_threshold"], thresholds["exit_threshold"]
+    if enter is not None and exit_ is not None and exit_ > enter:
+        raise ConfigError(f"{here} exit_threshold must be <= enter_threshold")
+    return PromptClass(
+        name=name,
+        kind=kind,
+        severity=severity,
+        prompts=tuple(p.strip() for p in prompts),
+        enter_threshold=enter,
+        exit_threshold=exit_,
+        description=str(spec.get("description", "")),
+    )
+
+
+def load_bank(path: Path | None) -> PromptBank:
+    """The configured bank, or the one shipped in config/prompts.yaml."""
+    return PromptBank.from_file(path if path is not None else DEFAULT_BANK)
+
+
+def softmax(logits: npt.NDArray[np.floating[Any]], axis: int = 0) -> npt.NDArray[np.float64]:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    out: npt.NDArray[np.float64] = e / e.sum(axis=axis, keepdims=True)
+    return out
+
+
+def class_probabilities(
+    class_cosines: npt.NDArray[np.floating[Any]], logit_scale: float
+) -> npt.NDArray[np.float64]:
+    """softmax(logit_scale × cosine) over classes (axis 0): [C] or [C, F] → same shape."""
+    return softmax(logit_scale * np.asarray(class_cosines, np.float64), axis=0)
+
+
+def class_cosines_from_prompts(
+    prompt_cosines: npt.NDArray[np.floating[Any]],
+    class_index: npt.NDArray[np.int64],
+    n_classes: int,
+) -> npt.NDArray[np.float64]:
+    """Class cosines from per-prompt cosines, [P, F] → [C, F]: the mean over each class's prompts.
+
+    Offline data holds only per-prompt similarities; their mean is the image's cosine with
+    the (unnormalised) mean prompt embedding, which the live path normalises.
+    """
+    sims = np.asarray(prompt_cosines, np.float64)
+    out = np.zeros((n_classes, *sims.shape[1:]), np.float64)
+    np.add.at(out, class_index, sims)
+    counts = np.bincount(class_index, minlength=n_classes).astype(np.float64)
+    return out / counts.reshape(-1, *([1] * (sims.ndim - 1)))
