@@ -73,6 +73,28 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from hazardwatch.app import Service, cameras_from_sources, install_signal_handlers
+
+    overrides: dict[str, object] = {}
+    if args.source:
+        overrides["cameras"] = cameras_from_sources(args.source, args.loop)
+    if args.model:
+        overrides["scoring"] = {"model": args.model}
+    if args.database_url:
+        overrides["storage"] = {"database_url": args.database_url}
+    settings = _settings(args, **overrides)
+    service = Service(settings)
+    install_signal_handlers(service)
+    summary = service.run()
+    print(
+        f"hazardwatch run: {summary.cameras} camera(s), {summary.frames_read} frames read, "
+        f"{summary.frames_scored} scored, {summary.events} event(s), "
+        f"{summary.queue_dropped} dropped from the queue, {summary.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
 def cmd_motion(args: argparse.Namespace) -> int:
     import json
 
@@ -241,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", metavar="URL", help="override storage.database_url")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead (e.g. base)")
+
+    run = add("run", cmd_run, "run the monitoring pipeline until the sources end or a signal")
+    config_option(run)
+    run.add_argument(
+        "--source",
+        action="append",
+        metavar="PATH_OR_URL",
+        help="a camera source (repeatable); replaces the configured cameras",
+    )
+    run.add_argument("--loop", action="store_true", help="loop --source files (demos)")
+    run.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
+    run.add_argument("--database-url", metavar="URL", help="override storage.database_url")
 
     motion = add(
         "motion", cmd_motion, "run the motion gate over a video file to tune its thresholds"

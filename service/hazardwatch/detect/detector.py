@@ -25,7 +25,7 @@ import logging
 import math
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -153,6 +153,18 @@ class TemporalDetector:
     def state(self, channel: str) -> ChannelState:
         ch = self._channels.get(channel)
         return ch.state if ch is not None else ChannelState.IDLE
+
+    @property
+    def channels(self) -> frozenset[str] | None:
+        """The channels this detector follows (None: every channel it is fed)."""
+        return self._only
+
+    def reconfigure(
+        self, params: DetectorParams, channel_params: Mapping[str, DetectorParams] | None = None
+    ) -> None:
+        """New thresholds (a reloaded prompt bank); open events and baselines carry on."""
+        self.params = params
+        self._channel_params = dict(channel_params or {})
 
     def params_for(self, channel: str) -> DetectorParams:
         return self._channel_params.get(channel, self.params)
@@ -296,3 +308,18 @@ class TemporalDetector:
             ended_at=ended_at,
             end_reason=end_reason,
         )
+
+
+def channel_params(bank: Any, params: DetectorParams) -> dict[str, DetectorParams]:
+    """Per-class threshold overrides from a prompt bank's classes (enter/exit_threshold)."""
+    out = {}
+    for c in bank.classes:
+        if c.enter_threshold is not None or c.exit_threshold is not None:
+            enter = c.enter_threshold if c.enter_threshold is not None else params.enter_threshold
+            exit_ = (
+                c.exit_threshold
+                if c.exit_threshold is not None
+                else min(params.exit_threshold, enter)
+            )
+            out[c.name] = replace(params, enter_threshold=enter, exit_threshold=exit_)
+    return out

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hazardwatch.detect.detector import DetectorParams, TemporalDetector
+from hazardwatch.detect.detector import DetectorParams, TemporalDetector, channel_params
 from hazardwatch.errors import ConfigError
 from hazardwatch.evaluation.metrics import (
     Span,
@@ -154,21 +154,6 @@ def scene_channels(scene: Scene, bank: PromptBank, logit_scale: float) -> dict[s
     # Rows the bank does not know count as hazards: the score matrices hold hazard prompts.
     known = {c.name for c in bank.classes}
     return {n: probs[i] for i, n in enumerate(names) if n in hazard or n not in known}
-
-
-def channel_params(bank: PromptBank, params: DetectorParams) -> dict[str, DetectorParams]:
-    """Per-class threshold overrides from the bank."""
-    out = {}
-    for c in bank.classes:
-        if c.enter_threshold is not None or c.exit_threshold is not None:
-            enter = c.enter_threshold if c.enter_threshold is not None else params.enter_threshold
-            exit_ = (
-                c.exit_threshold
-                if c.exit_threshold is not None
-                else min(params.exit_threshold, enter)
-            )
-            out[c.name] = replace(params, enter_threshold=enter, exit_threshold=exit_)
-    return out
 
 
 @dataclass

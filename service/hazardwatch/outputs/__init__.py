@@ -1,0 +1,1 @@
+"""Outputs: the event writer (database + snapshots); webhooks, MQTT and clips follow."""

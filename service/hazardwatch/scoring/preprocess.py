@@ -1,0 +1,78 @@
+"""CLIP preprocessing from BGR numpy frames, in batches, without PIL.
+
+Equivalent to clip's own transform (shortest side to the model's resolution with bicubic
+resampling, centre crop, RGB, CLIP mean/std): PIL's bicubic downscale is antialiased,
+so large frames are first shrunk by an integer factor with area averaging (OpenCV's fast
+path) to between one and two times the target, then resized with bicubic interpolation
+(area averaging when that last step still shrinks by more than a quarter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from hazardwatch.records import Box, Image
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+Batch = npt.NDArray[np.float32]
+
+
+def check_frame(image: object) -> Image:
+    """The frame as an HxWx3 uint8 array, or ValueError saying what is wrong with it."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"frame is a {type(image).__name__}, not a numpy array")
+    if image.dtype != np.uint8:
+        raise ValueError(f"frame dtype is {image.dtype}; expected uint8 BGR")
+    frame: Image = image
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4) or min(frame.shape[:2]) < 8:
+        raise ValueError(f"frame shape {frame.shape}; expected HxWx3 BGR of at least 8×8")
+    if frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def resize_crop(image: Image, resolution: int) -> Image:
+    """Shortest side to `resolution` (antialiased), then a centre crop; still BGR uint8."""
+    height, width = image.shape[:2]
+    factor = int(min(height, width) // resolution)
+    if factor >= 2:  # integer-factor area averaging: OpenCV's fast path, and antialiased
+        image = cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+        height, width = image.shape[:2]
+    scale = resolution / min(height, width)
+    new_w, new_h = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+    # Bicubic like CLIP; a remaining shrink below 0.75 would alias, so average areas there.
+    interpolation = cv2.INTER_AREA if scale < 0.75 else cv2.INTER_CUBIC
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    top, left = round((new_h - resolution) / 2), round((new_w - resolution) / 2)
+    crop: Image = resized[top : top + resolution, left : left + resolution]
+    return crop
+
+
+def preprocess_batch(images: Sequence[Image], resolution: int) -> Batch:
+    """[N, 3, R, R] float32, normalised like CLIP, from BGR uint8 frames of any sizes."""
+    out = np.empty((len(images), resolution, resolution, 3), np.float32)
+    for i, image in enumerate(images):
+        crop = resize_crop(check_frame(image), resolution)
+        out[i] = crop[:, :, ::-1]
+    out *= 1.0 / 255.0
+    out -= CLIP_MEAN
+    out /= CLIP_STD
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def crop_around(image: Image, box: Box, margin: float = 0.25, min_side: int = 64) -> Image:
+    """A square-ish crop around a motion box, grown by `margin` on each side."""
+    height, width = image.shape[:2]
+    x, y, w, h = box
+    side = max(w, h, min_side) * (1 + 2 * margin)
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+    x1, y1 = min(width, int(cx + side / 2)), min(height, int(cy + side / 2))
+    return image[y0:y1, x0:x1]

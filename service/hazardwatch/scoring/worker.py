@@ -1,0 +1,233 @@
+"""The scoring worker: one model instance, batches formed across cameras.
+
+It takes gated frames from the hand-off, preprocesses them in a batch, encodes them, and
+computes per-prompt similarities and class probabilities against the cached text
+embeddings of the prompt bank. The bank file is watched: an edit is loaded without a
+restart, and a bad edit keeps the previous bank (and says why in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from hazardwatch.errors import ConfigError
+from hazardwatch.handoff.queue import HandoffQueue
+from hazardwatch.records import GatedFrame
+from hazardwatch.scoring.bank import PromptBank, class_probabilities
+from hazardwatch.scoring.model import Encoder
+from hazardwatch.scoring.preprocess import crop_around, preprocess_batch
+
+log = logging.getLogger(__name__)
+BANK_CHECK_S = 2.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ScoredFrame:
+    """One frame's scores: class probabilities (the detector's channels) and raw similarities."""
+
+    gated: GatedFrame
+    probabilities: dict[str, float]
+    prompt_similarities: npt.NDArray[np.float32]
+    bank: PromptBank
+
+    def top_prompts(self, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(self.prompt_similarities)[::-1][:k]
+        return [(self.bank.prompts[i], float(self.prompt_similarities[i])) for i in order]
+
+
+@dataclass
+class TextIndex:
+    """Cached text embeddings of one bank version."""
+
+    bank: PromptBank
+    prompt_embeddings: npt.NDArray[np.float32]  # [P, D]
+    class_embeddings: npt.NDArray[np.float32]  # [C, D], normalised mean of each class's prompts
+
+    @classmethod
+    def build(cls, bank: PromptBank, encoder: Encoder) -> TextIndex:
+        prompts = encoder.encode_text(bank.prompts)
+        index = bank.prompt_class_index
+        classes = np.stack([prompts[index == i].mean(axis=0) for i in range(len(bank.classes))])
+        classes /= np.linalg.norm(classes, axis=1, keepdims=True)
+        return cls(bank, prompts, classes.astype(np.float32))
+
+    def score(
+        self, images: npt.NDArray[np.float32], logit_scale: float
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        """[N, D] image embeddings → class probabilities [N, C] and prompt similarities [N, P]."""
+        class_cos = images @ self.class_embeddings.T
+        probs = class_probabilities(class_cos.T, logit_scale).T
+        return probs, images @ self.prompt_embeddings.T
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    frames: int = 0
+    bad_frames: int = 0
+    failed_batches: int = 0
+    bank_reloads: int = 0
+    bank_errors: int = 0
+    last_batch_size: int = 0
+    last_batch_s: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+    batch_seconds: list[float] = field(default_factory=list)
+
+    def record(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.frames += size
+        self.last_batch_size, self.last_batch_s = size, seconds
+        # Keep a bounded recent window for summaries; Prometheus histograms keep the rest.
+        self.batch_sizes = [*self.batch_sizes[-999:], size]
+        self.batch_seconds = [*self.batch_seconds[-999:], seconds]
+
+
+class ScoringWorker:
+    """Consumes the hand-off on one thread and calls `on_scored` for each batch's frames."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        bank: PromptBank,
+        queue: HandoffQueue[GatedFrame],
+        on_scored: Callable[[list[ScoredFrame]], None],
+        *,
+        batch_size: int = 16,
+        max_batch_wait_s: float = 0.05,
+        motion_crop: bool = False,
+        bank_path: Path | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.queue = queue
+        self.on_scored = on_scored
+        self.batch_size = batch_size
+        self.max_batch_wait_s = max_batch_wait_s
+        self.motion_crop = motion_crop
+        self.stats = WorkerStats()
+        self._bank_path = bank_path
+        self._bank_mtime = _mtime(bank_path)
+        self._bank_checked = time.monotonic()
+        self.index = TextIndex.build(bank, encoder)
+        self._thread = threading.Thread(target=self._run, name="scoring-worker", daemon=True)
+        self._stopped = threading.Event()
+
+    @property
+    def bank(self) -> PromptBank:
+        return self.index.bank
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        """Until the queue is closed and drained."""
+        while True:
+            batch = self.queue.get_batch(self.batch_size, 0.5, self.max_batch_wait_s)
+            self.maybe_reload_bank()
+            if not batch:
+                if self.queue.closed and len(self.queue) == 0:
+                    break
+                continue
+            try:
+                scored = self.score(batch)
+            except Exception:  # a broken batch must not stop scoring
+                self.stats.failed_batches += 1
+                log.exception("scoring a batch of %d frames failed; skipped", len(batch))
+                continue
+            if scored:
+                try:
+                    self.on_scored(scored)
+                except Exception:
+                    log.exception("handling %d scored frames failed", len(scored))
+        self._stopped.set()
+
+    def score(self, batch: list[GatedFrame]) -> list[ScoredFrame]:
+        """Score a batch; frames that cannot be preprocessed are logged and skipped."""
+        started = time.perf_counter()
+        resolution = self.encoder.resolution
+        good: list[GatedFrame] = []
+        views = []
+        for item in batch:
+            try:
+                image = item.frame.image
+                view = [preprocess_batch([image], resolution)[0]]
+                if self.motion_crop and item.motion.box is not None:
+                    view.append(
+                        preprocess_batch([crop_around(image, item.motion.box)], resolution)[0]
+                    )
+            except ValueError as exc:
+                self.stats.bad_frames += 1
+                log.warning(
+                    "camera %s frame %d skipped: %s", item.frame.camera, item.frame.seq, exc
+                )
+                continue
+            good.append(item)
+            views.append(view)
+        if not good:
+            return []
+        flat = np.stack([v for view in views for v in view])
+        embeddings = self.encoder.encode_images(flat)
+        # With a motion crop, a frame's embedding is the normalised mean of its two views.
+        per_frame = []
+        offset = 0
+        for view in views:
+            chunk = embeddings[offset : offset + len(view)].mean(axis=0)
+            per_frame.append(chunk / np.linalg.norm(chunk))
+            offset += len(view)
+        index = self.index
+        probs, sims = index.score(np.stack(per_frame).astype(np.float32), self.encoder.logit_scale)
+        names = index.bank.class_names
+        out = [
+            ScoredFrame(
+                item, dict(zip(names, map(float, probs[i]), strict=True)), sims[i], index.bank
+            )
+            for i, item in enumerate(good)
+        ]
+        self.stats.record(len(good), time.perf_counter() - started)
+        return out
+
+    def maybe_reload_bank(self, force: bool = False) -> bool:
+        """Reload the bank if its file changed; a bad file keeps the current bank."""
+        if self._bank_path is None:
+            return False
+        now = time.monotonic()
+        if not force and now - self._bank_checked < BANK_CHECK_S:
+            return False
+        self._bank_checked = now
+        mtime = _mtime(self._bank_path)
+        if mtime == self._bank_mtime:
+            return False
+        self._bank_mtime = mtime
+        try:
+            bank = PromptBank.from_file(self._bank_path)
+            self.index = TextIndex.build(bank, self.encoder)
+        except ConfigError as exc:
+            self.stats.bank_errors += 1
+            log.error("prompt bank not reloaded, keeping version %s: %s", self.bank.version, exc)
+            return False
+        self.stats.bank_reloads += 1
+        log.info("prompt bank reloaded: version %s, %d classes", bank.version, len(bank.classes))
+        return True
+
+
+def _mtime(path: Path | None) -> float | None:
+    if path is None:
+        return None
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return None

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from hazardwatch.handoff.queue import LocalQueue
+from hazardwatch.records import Frame, GatedFrame, MotionResult
+from hazardwatch.scoring.bank import load_bank
+from hazardwatch.scoring.worker import ScoredFrame, ScoringWorker
+from tests.fakes import FakeEncoder
+from tests.helpers import wait_for
+
+MOTION = MotionResult(True, 0.1, (10, 10, 50, 50))
+
+
+def gated(camera: str, seq: int, image: object) -> GatedFrame:
+    frame = Frame(camera, seq, time.monotonic(), datetime.now(UTC), image)  # type: ignore[arg-type]
+    return GatedFrame(frame, MOTION, "motion", 1)
+
+
+def red_frame() -> np.ndarray:
+    image = np.full((120, 160, 3), 110, np.uint8)
+    image[20:100, 30:130] = (30, 30, 220)
+    return image
+
+
+def test_batches_across_cameras_and_skips_bad_frames() -> None:
+    queue: LocalQueue[GatedFrame] = LocalQueue(100)
+    scored: list[list[ScoredFrame]] = []
+    worker = ScoringWorker(
+        FakeEncoder(), load_bank(None), queue, scored.append, batch_size=8, max_batch_wait_s=0.2
+    )
+    for i in range(3):
+        queue.put(gated("a", i, red_frame()))
+        queue.put(gated("b", i, np.full((120, 160, 3), 110, np.uint8)))
+    queue.put(gated("b", 99, np.zeros((3, 3), np.float64)))  # bad frame
+    worker.start()
+    queue.close()
+    assert worker.join(10)
+    frames = [s for batch in scored for s in batch]
+    assert len(frames) == 6 and worker.stats.bad_frames == 1
+    assert {s.gated.frame.camera for s in scored[0]} == {"a", "b"}  # one batch, two cameras
+    red = next(s for s in frames if s.gated.frame.camera == "a")
+    grey = next(s for s in frames if s.gated.frame.camera == "b")
+    assert red.probabilities["traffic_accident"] > 0.9 > grey.probabilities["traffic_accident"]
+    assert abs(sum(red.probabilities.values()) - 1) < 1e-6
+    assert red.top_prompts(1)[0][0] in load_bank(None).get("traffic_accident").prompts
+    assert worker.stats.batch_sizes[0] == 6
+
+
+def test_bank_reload_on_change_and_bad_edit_keeps_old(tmp_path: Path) -> None:
+    path = tmp_path / "bank.yaml"
+    path.write_text(
+        "classes:\n  crash: {kind: hazard, prompts: [a crash]}\n"
+        "  road: {kind: normal, prompts: [a road]}\n"
+    )
+    queue: LocalQueue[GatedFrame] = LocalQueue(10)
+    worker = ScoringWorker(FakeEncoder(), load_bank(path), queue, lambda s: None, bank_path=path)
+    first = worker.bank.version
+    path.write_text(
+        "classes:\n  crash: {kind: hazard, prompts: [a crash, a collision]}\n"
+        "  road: {kind: normal, prompts: [a road]}\n"
+    )
+    import os
+
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert worker.maybe_reload_bank(force=True)
+    second = worker.bank.version
+    assert second != first and worker.stats.bank_reloads == 1
+    path.write_text("classes: [broken")
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    assert not worker.maybe_reload_bank(force=True)
+    assert worker.bank.version == second and worker.stats.bank_errors == 1
+    assert wait_for(lambda: True, 0)
