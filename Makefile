@@ -18,9 +18,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
-run: install
+# The main job on embedded defaults: SQLite in ./data, a local video file, CLIP ViT-B/32
+# (downloaded to ~/.cache/clip on first use; offline, pass MODEL=/path/to/weights.pt).
+VIDEO ?= data/demo.mp4
+MODEL ?= ViT-B/32
+
+data/demo.mp4:
+	$(BIN)/python scripts/demo_video.py $@
+
+run: install $(VIDEO)
+	CAMERA_PASSWORD=example $(BIN)/hazardwatch config check --config config/hazardwatch.example.yaml > /dev/null
 	$(BIN)/hazardwatch migrate
-	$(BIN)/hazardwatch config check --config config/hazardwatch.example.yaml
+	$(BIN)/hazardwatch run --source $(VIDEO) --model $(MODEL)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
