@@ -128,3 +128,38 @@ def test_eval_scores_on_shared_scenes_beats_the_source_baseline(
     assert ours["f1"] >= source["f1"] - 0.01
     assert ours["fpr"] <= source["fpr"] / 3
     assert len(list((tmp_path / "plots").glob("*.png"))) == 7
+
+
+def test_eval_video_writes_a_score_matrix_and_evaluates_it(tmp_path: Path) -> None:
+    import torch
+    from clip.model import CLIP
+
+    from tests.fakes import write_red_square_clip
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(CLIP(32, 32, 1, 64, 16, 77, 49408, 64, 1, 1).state_dict(), weights)
+    clip_path = tmp_path / "lot.mp4"
+    write_red_square_clip(str(clip_path), seconds=4.0)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"total_frames": 40, "events": [{"start": 20, "end": 39}]}))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "eval",
+            "video",
+            str(clip_path),
+            "--model",
+            str(weights),
+            "--annotations",
+            str(labels),
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    matrix = np.load(out / "scores" / "lot.npy")
+    prompts = json.loads((out / "scores" / "lot_prompts.json").read_text())["prompts"]
+    assert matrix.shape == (len(prompts), 40) and matrix.dtype == np.float32
+    assert np.all(np.abs(matrix) <= 1.0001)
+    report = json.loads((out / "report.json").read_text())
+    assert report["scenes"][0]["scene"] == "lot" and "f1" in report["scenes"][0]["metrics"]
