@@ -219,6 +219,49 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval_images(args: argparse.Namespace) -> int:
+    import json
+
+    from hazardwatch.app import load_encoder
+    from hazardwatch.evaluation.images import evaluate_images, plot_confusion
+    from hazardwatch.scoring.bank import load_bank
+
+    overrides: dict[str, object] = {"scoring": {"model": args.model}} if args.model else {}
+    settings = _settings(args, **overrides)
+    bank = load_bank(settings.prompts.path)
+    encoder = load_encoder(settings)
+    report = evaluate_images(
+        args.directory,
+        encoder,
+        bank,
+        args.map or [],
+        args.top_k,
+        args.normal_refs,
+        settings.scoring.batch_size,
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    if args.plots:
+        plot_confusion(args.plots / "confusion.png", report)
+    print(
+        f"{report['images']} images: accuracy {report['accuracy']:.3f}, "
+        f"top-{args.top_k} {report[f'top_{args.top_k}_accuracy']:.3f}, "
+        f"ROC-AUC hazard vs normal {_fmt(report['roc_auc_hazard_vs_normal'])}"
+    )
+    for folder, m in report["per_class"].items():
+        print(
+            f"  {folder:<20} P {m['precision']:.3f}  R {m['recall']:.3f}  "
+            f"F1 {m['f1']:.3f}  n={m['support']}"
+        )
+    if "few_shot" in report:
+        fs = report["few_shot"]
+        print(
+            f"  few-shot ({fs['references']} normal refs): AUC anomaly "
+            f"{_fmt(fs['roc_auc_anomaly'])}, combined {_fmt(fs['roc_auc_combined'])}"
+        )
+    return EXIT_OK
+
+
 def _fmt(value: float | None) -> str:
     return "  -  " if value is None else f"{value:.3f}"
 
@@ -367,6 +410,28 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         default=100.0,
         help="CLIP logit scale for class probabilities (default 100)",
     )
+
+    images_cmd = eval_sub.add_parser(
+        "images", help="classify labelled image folders: accuracy, per-class F1, ROC-AUC"
+    )
+    images_cmd.set_defaults(handler=cmd_eval_images)
+    config_option(images_cmd)
+    images_cmd.add_argument("directory", type=Path, metavar="DIR", help="one folder per class")
+    images_cmd.add_argument(
+        "--map",
+        action="append",
+        metavar="FOLDER=CLASS",
+        help="map a folder to a bank class, or to hazard / normal (repeat per folder)",
+    )
+    images_cmd.add_argument(
+        "--normal-refs", type=Path, metavar="DIR", help="few-shot normal images"
+    )
+    images_cmd.add_argument("--top-k", type=int, default=5)
+    images_cmd.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
+    images_cmd.add_argument(
+        "--output", type=Path, default=Path("eval-images.json"), metavar="OUT.json"
+    )
+    images_cmd.add_argument("--plots", type=Path, metavar="DIR", help="write confusion.png here")
 
     video_cmd = eval_sub.add_parser(
         "video", help="score every frame of a clip into a score matrix (+ metrics with labels)"
