@@ -103,6 +103,13 @@ class Service:
         settings = self.settings
         cv2.setNumThreads(1)  # cameras are the parallelism; OpenCV's own pool only spins
         engine = create_engine(settings.storage.resolved_url())
+        try:
+            return self._run(engine, started)
+        finally:
+            engine.dispose()
+
+    def _run(self, engine: Any, started: float) -> RunSummary:
+        settings = self.settings
         check_connection(engine)
         migrate.upgrade(engine)
         repository = Repository(engine)
@@ -165,7 +172,6 @@ class Service:
             stage.flush()
             if not writer.close(60):
                 log.error("event writer did not drain in 60 s; %d item(s) left", writer.backlog)
-            engine.dispose()
         return RunSummary(
             cameras=len(readers),
             frames_read=sum(r.stats.frames_read for r in readers),

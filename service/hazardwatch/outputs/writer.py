@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -35,7 +36,8 @@ class EventWriter:
         self.events_written = 0
         self.scores_written = 0
         self.write_failures = 0
-        self.latencies_s: list[float] = []
+        # Recent capture→stored latencies; bounded, a long run must not grow memory.
+        self.latencies_s: deque[float] = deque(maxlen=10_000)
         self._snapshots: dict[str, str] = {}
 
     def start(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,16 +79,16 @@ class WorkerStats:
     bank_errors: int = 0
     last_batch_size: int = 0
     last_batch_s: float = 0.0
-    batch_sizes: list[int] = field(default_factory=list)
-    batch_seconds: list[float] = field(default_factory=list)
+    # A bounded recent window for summaries; a long run must not grow memory.
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
+    batch_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
     def record(self, size: int, seconds: float) -> None:
         self.batches += 1
         self.frames += size
         self.last_batch_size, self.last_batch_s = size, seconds
-        # Keep a bounded recent window for summaries; Prometheus histograms keep the rest.
-        self.batch_sizes = [*self.batch_sizes[-999:], size]
-        self.batch_seconds = [*self.batch_seconds[-999:], seconds]
+        self.batch_sizes.append(size)
+        self.batch_seconds.append(seconds)
 
 
 class ScoringWorker:
