@@ -163,3 +163,17 @@ def test_eval_video_writes_a_score_matrix_and_evaluates_it(tmp_path: Path) -> No
     assert np.all(np.abs(matrix) <= 1.0001)
     report = json.loads((out / "report.json").read_text())
     assert report["scenes"][0]["scene"] == "lot" and "f1" in report["scenes"][0]["metrics"]
+
+
+@pytest.mark.shared
+def test_eval_video_on_shared_footage(shared_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from clip.model import CLIP
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(CLIP(32, 32, 1, 64, 16, 77, 49408, 64, 1, 1).state_dict(), weights)
+    video = shared_dir / "data" / "videos" / "car-detection.mp4"
+    out = tmp_path / "out"
+    assert main(["eval", "video", str(video), "--model", str(weights), "--output", str(out)]) == 0
+    matrix = np.load(out / "scores" / "car-detection.npy")
+    assert matrix.shape[1] == 377  # every decoded frame of the clip
