@@ -203,3 +203,27 @@ def rtsp_server(rtsp_clip: Path) -> Iterator[RtspServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP saved as a state dict, loadable through the real loader."""
+    import torch
+    from clip.model import CLIP
+
+    torch.manual_seed(0)
+    model = CLIP(
+        embed_dim=32,
+        image_resolution=32,
+        vision_layers=1,
+        vision_width=64,
+        vision_patch_size=16,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=64,
+        transformer_heads=1,
+        transformer_layers=1,
+    )
+    path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
+    torch.save(model.state_dict(), path)
+    return path

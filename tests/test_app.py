@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import torch
 
 from hazardwatch.app import Service, cameras_from_sources
 from hazardwatch.settings import load_settings
@@ -72,14 +71,9 @@ def test_one_bad_camera_does_not_stop_the_others(tmp_path: Path, red_clip: Path)
     assert summary.frames_read == 100
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from clip.model import CLIP
-
-    model = CLIP(32, 32, 1, 64, 16, 77, 49408, 64, 1, 1)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    torch.save(model.state_dict(), path)
-    return path
+@pytest.fixture
+def tiny_weights(tiny_clip_weights: Path) -> Path:
+    return tiny_clip_weights
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:

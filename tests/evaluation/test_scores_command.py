@@ -130,14 +130,12 @@ def test_eval_scores_on_shared_scenes_beats_the_source_baseline(
     assert len(list((tmp_path / "plots").glob("*.png"))) == 7
 
 
-def test_eval_video_writes_a_score_matrix_and_evaluates_it(tmp_path: Path) -> None:
-    import torch
-    from clip.model import CLIP
-
+def test_eval_video_writes_a_score_matrix_and_evaluates_it(
+    tmp_path: Path, tiny_clip_weights: Path
+) -> None:
     from tests.fakes import write_red_square_clip
 
-    weights = tmp_path / "tiny.pt"
-    torch.save(CLIP(32, 32, 1, 64, 16, 77, 49408, 64, 1, 1).state_dict(), weights)
+    weights = tiny_clip_weights
     clip_path = tmp_path / "lot.mp4"
     write_red_square_clip(str(clip_path), seconds=4.0)
     labels = tmp_path / "labels.json"
@@ -166,12 +164,10 @@ def test_eval_video_writes_a_score_matrix_and_evaluates_it(tmp_path: Path) -> No
 
 
 @pytest.mark.shared
-def test_eval_video_on_shared_footage(shared_dir: Path, tmp_path: Path) -> None:
-    import torch
-    from clip.model import CLIP
-
-    weights = tmp_path / "tiny.pt"
-    torch.save(CLIP(32, 32, 1, 64, 16, 77, 49408, 64, 1, 1).state_dict(), weights)
+def test_eval_video_on_shared_footage(
+    shared_dir: Path, tmp_path: Path, tiny_clip_weights: Path
+) -> None:
+    weights = tiny_clip_weights
     video = shared_dir / "data" / "videos" / "car-detection.mp4"
     out = tmp_path / "out"
     assert main(["eval", "video", str(video), "--model", str(weights), "--output", str(out)]) == 0

@@ -11,27 +11,9 @@ from hazardwatch.errors import ModelLoadError
 from hazardwatch.scoring.model import load_clip, resolve_precision
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random CLIP (same architecture family, small widths) saved as a state dict."""
-    from clip.model import CLIP
-
-    torch.manual_seed(0)
-    model = CLIP(
-        embed_dim=32,
-        image_resolution=32,
-        vision_layers=1,
-        vision_width=64,
-        vision_patch_size=16,
-        context_length=77,
-        vocab_size=49408,
-        transformer_width=64,
-        transformer_heads=1,
-        transformer_layers=1,
-    )
-    path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
-    torch.save(model.state_dict(), path)
-    return path
+@pytest.fixture
+def tiny_weights(tiny_clip_weights: Path) -> Path:
+    return tiny_clip_weights
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
