@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,6 @@ from hazardwatch.errors import ConfigError, HazardwatchError
 from hazardwatch.redact import configure_logging, redact_text, redact_url
 from hazardwatch.settings import Settings, load_settings
 
-log = logging.getLogger("hazardwatch")
 HAZARD_SCENES_BANK = Path(__file__).resolve().parents[2] / "config" / "eval" / "hazard-scenes.yaml"
 
 EXIT_OK = 0

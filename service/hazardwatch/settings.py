@@ -598,17 +598,11 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         f"{source} is invalid ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"
     ]
     for error in exc.errors(include_url=False):
-        loc = tuple(
-            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
-        )
-        # Union and typed-list validators add loc parts of their own ('float', 'tuple[…]').
+        # Validators add loc parts of their own ('function-after[…]', 'float', 'tuple[…]').
         loc = tuple(
             p
-            for p in loc
-            if not (
-                isinstance(p, str)
-                and ("[" in p or p in {"float", "int", "str", "bool", "is-instance[Path]"})
-            )
+            for p in error["loc"]
+            if not (isinstance(p, str) and ("[" in p or p in {"float", "int", "str", "bool"}))
         )
         model, key = _field_at(loc)
         where = _loc_text(loc) or "(top level)"

@@ -122,7 +122,6 @@ class CameraReader:
         self._started_at = datetime.now(UTC)
         self._backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
         self._thread = threading.Thread(target=self._run, name=f"reader-{camera}", daemon=True)
-        self.on_state_change: Callable[[CameraReader, ReaderState], None] | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -169,8 +168,6 @@ class CameraReader:
                 raise RuntimeError(f"reader {self.camera}: illegal transition {old} -> {new}")
             self._state = new
         log.info("camera %s: %s -> %s", self.camera, old.value, new.value)
-        if self.on_state_change is not None:
-            self.on_state_change(self, new)
 
     # ------------------------------------------------------------------ thread
 
@@ -203,8 +200,6 @@ class CameraReader:
             with self._state_lock:
                 if self._state != ReaderState.ENDED:
                     self._state = ReaderState.STOPPED
-            if self._state == ReaderState.STOPPED and self.on_state_change is not None:
-                self.on_state_change(self, ReaderState.STOPPED)
 
     def _connect_and_stream(self) -> str:
         """Open and read until the source ends or fails: 'ended', 'restart' or 'lost'."""

@@ -13,6 +13,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from hazardwatch.records import Frame, GatedFrame, MotionResult
 
@@ -48,10 +49,16 @@ class SnippetSampler:
     def in_motion(self) -> bool:
         return self._active
 
-    def _emit(self, frame: Frame, motion: MotionResult, reason: str, snippet: int) -> None:
+    def _emit(
+        self,
+        frame: Frame,
+        motion: MotionResult,
+        reason: Literal["motion", "preroll", "postroll", "heartbeat"],
+        snippet: int,
+    ) -> None:
         self._last_emit_t = frame.timestamp
         self.emitted += 1
-        self._emit_to(GatedFrame(frame, motion, reason, snippet))  # type: ignore[arg-type]
+        self._emit_to(GatedFrame(frame, motion, reason, snippet))
 
     def update(self, frame: Frame, motion: MotionResult) -> None:
         t = frame.timestamp

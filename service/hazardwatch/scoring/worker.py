@@ -118,7 +118,6 @@ class ScoringWorker:
         self._bank_checked = time.monotonic()
         self.index = TextIndex.build(bank, encoder)
         self._thread = threading.Thread(target=self._run, name="scoring-worker", daemon=True)
-        self._stopped = threading.Event()
 
     @property
     def bank(self) -> PromptBank:
@@ -154,7 +153,6 @@ class ScoringWorker:
                     self.on_scored(scored)
                 except Exception:
                     log.exception("handling %d scored frames failed", len(scored))
-        self._stopped.set()
 
     def score(self, batch: list[GatedFrame]) -> list[ScoredFrame]:
         """Score a batch; frames that cannot be preprocessed are logged and skipped."""

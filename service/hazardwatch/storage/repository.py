@@ -75,10 +75,6 @@ class Repository:
             conn.execute(self._insert_ignore(Camera.__table__, rows))  # type: ignore[arg-type]
         self._known_cameras.update(str(row["name"]) for row in rows)
 
-    def touch_camera(self, name: str, seen_at: datetime) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(sa.update(Camera).where(Camera.name == name).values(last_seen_at=seen_at))
-
     def list_cameras(self) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
             result = conn.execute(sa.select(Camera.__table__).order_by(Camera.name))
