@@ -5,6 +5,7 @@ what is in flight so no event is left open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -17,27 +18,38 @@ from typing import Any
 
 import cv2
 
+from hazardwatch import __version__
+from hazardwatch.api.app import ApiState, create_app
+from hazardwatch.api.server import ApiServer
 from hazardwatch.capture.reader import CameraReader, ReaderOptions
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.detect.detector import DetectorParams
-from hazardwatch.detect.stage import DetectorStage
+from hazardwatch.detect.stage import DetectorStage, EventUpdate
 from hazardwatch.errors import HazardwatchError, SourceError
 from hazardwatch.handoff.queue import LocalQueue
+from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
 from hazardwatch.motion.stage import MotionStage
+from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
+from hazardwatch.outputs.clips import ClipRecorder
+from hazardwatch.outputs.mqtt import MqttPublisher
+from hazardwatch.outputs.retention import MediaJanitor
+from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import GatedFrame
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
-from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.scoring.worker import ScoredFrame, ScoringWorker
 from hazardwatch.settings import CameraSettings, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
 from hazardwatch.storage.repository import Repository
+from hazardwatch.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 EncoderFactory = Callable[[Settings], Encoder]
+AlertSink = WebhookSender | MqttPublisher
 
 
 def load_encoder(settings: Settings) -> Encoder:
@@ -113,35 +125,93 @@ class Service:
         check_connection(engine)
         migrate.upgrade(engine)
         repository = Repository(engine)
+        media_dir = settings.media_dir()
+        metrics = Metrics()
+        metrics.build_info.labels(__version__, settings.scoring.model).set(1)
+        view = PipelineView()
+        metrics.registry.register(PipelineCollector(view))
+
+        spool = Spool(settings.storage.data_dir / "spool.db", settings.storage.spool_max_items)
+        writer = EventWriter(
+            repository, media_dir, settings.media.snapshot_quality, spool=spool, metrics=metrics
+        )
+        if len(spool):
+            log.info("replaying %d write(s) spooled by an earlier run", len(spool))
+            writer.replay()
         interrupted = repository.close_open_events(datetime.now(UTC))
         if interrupted:
             log.warning(
                 "%d event(s) left open by an earlier run were closed as interrupted", interrupted
             )
+        with contextlib.ExitStack() as stack:
+            stack.callback(spool.close)
+            # The API comes up first so health checks answer while the model loads.
+            api_state = ApiState(repository, media_dir, metrics, writer=writer)
+            if settings.api.enabled:
+                server = ApiServer(
+                    create_app(api_state, settings.api), settings.api.host, settings.api.port
+                )
+                server.start()
+                stack.callback(server.stop)
+            return self._pipeline(stack, repository, writer, metrics, view, api_state, started)
 
+    def _pipeline(
+        self,
+        stack: contextlib.ExitStack,
+        repository: Repository,
+        writer: EventWriter,
+        metrics: Metrics,
+        view: PipelineView,
+        api_state: ApiState,
+        started: float,
+    ) -> RunSummary:
+        settings = self.settings
+        media_dir = settings.media_dir()
         bank_path = settings.prompts.path or DEFAULT_BANK
         bank = load_bank(bank_path)
         encoder = self._encoder_factory(settings)
         queue: LocalQueue[GatedFrame] = LocalQueue(
             settings.scoring.queue_size, key=lambda g: g.frame.camera
         )
-        writer = EventWriter(repository, settings.media_dir(), settings.media.snapshot_quality)
+        channels = build_alert_channels(settings, metrics)
+        for channel in channels:
+            channel.start()
+            stack.callback(channel.close)  # after the writer: its last alerts go out
+        a = settings.alerts
+        writer.listeners.append(
+            AlertDispatcher(
+                AlertPolicy(a.min_severity, a.cooldown_s, a.update_interval_s),
+                list(channels),
+                public_url=settings.api.public_url,
+                metrics=metrics,
+            )
+        )
+        clips = build_clip_recorder(settings, writer)
+        emit_event = _fan_out(writer.put_event, clips.on_event if clips else None)
         stage = DetectorStage(
             DetectorParams.from_settings(settings.detector),
-            writer.put_event,
+            emit_event,
             writer.put_scores if settings.storage.write_scores else None,
             model_name=encoder.name,
             score_interval_s=settings.storage.score_interval_s,
         )
+
+        def on_scored(frames: list[ScoredFrame]) -> None:
+            stage.on_scored(frames)
+            if clips is not None:
+                for scored in frames:
+                    clips.on_frame(scored.gated.frame)
+
         worker = ScoringWorker(
             encoder,
             bank,
             queue,
-            stage.on_scored,
+            on_scored,
             batch_size=settings.scoring.batch_size,
             max_batch_wait_s=settings.scoring.max_batch_wait_ms / 1000,
             motion_crop=settings.scoring.motion_crop,
             bank_path=bank_path if settings.prompts.reload else None,
+            metrics=metrics,
         )
         readers = self._readers(queue)
         if not readers:
@@ -150,8 +220,24 @@ class Service:
                 "--source PATH_OR_URL"
             )
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
+        view.readers, view.queue = readers, queue  # type: ignore[assignment]
+        view.open_events = lambda: writer.open_events
+        view.spool_backlog = lambda: writer.spooled
+        view.writer_backlog = lambda: writer.backlog
+        api_state.readers, api_state.worker = readers, worker
 
+        janitor = MediaJanitor(
+            media_dir,
+            settings.media.retention_days,
+            settings.media.max_size_gb,
+            interval_s=settings.media.retention_interval_s,
+            metrics=metrics,
+        )
+        janitor.start()
+        stack.callback(janitor.stop)
         writer.start()
+        if clips is not None:
+            clips.start()
         worker.start()
         for reader in readers:
             reader.start()
@@ -160,18 +246,7 @@ class Service:
             while not self._stop.is_set() and not all(r.done for r in readers):
                 self._stop.wait(0.2)
         finally:
-            for reader in readers:
-                reader.stop()
-            for reader in readers:
-                if not reader.join(settings.capture.read_timeout_s + 5):
-                    log.warning(
-                        "camera %s: reader still blocked in a read; leaving it", reader.camera
-                    )
-            queue.close()
-            worker.join()
-            stage.flush()
-            if not writer.close(60):
-                log.error("event writer did not drain in 60 s; %d item(s) left", writer.backlog)
+            self._drain(readers, queue, worker, stage, clips, writer)
         return RunSummary(
             cameras=len(readers),
             frames_read=sum(r.stats.frames_read for r in readers),
@@ -180,6 +255,34 @@ class Service:
             queue_dropped=queue.dropped,
             seconds=time.monotonic() - started,
         )
+
+    def _drain(
+        self,
+        readers: list[CameraReader],
+        queue: LocalQueue[GatedFrame],
+        worker: ScoringWorker,
+        stage: DetectorStage,
+        clips: ClipRecorder | None,
+        writer: EventWriter,
+    ) -> None:
+        """Stop capture, then let every later stage finish what is in flight."""
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            if not reader.join(self.settings.capture.read_timeout_s + 5):
+                log.warning("camera %s: reader still blocked in a read; leaving it", reader.camera)
+        queue.close()
+        worker.join()
+        stage.flush()
+        if clips is not None and not clips.close(30):
+            log.error("clip recorder did not finish in 30 s")
+        if not writer.close(60):
+            log.error("event writer did not drain in 60 s; %d item(s) left", writer.backlog)
+        if writer.spooled:
+            log.warning(
+                "%d write(s) remain in the spool; they are stored on the next start",
+                writer.spooled,
+            )
 
     def _readers(self, queue: LocalQueue[GatedFrame]) -> list[CameraReader]:
         readers = []
@@ -191,6 +294,58 @@ class Service:
             except SourceError as exc:  # one bad camera must not stop the others
                 log.error("camera %s skipped: %s", camera.name, exc)
         return readers
+
+
+def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink]:
+    """The configured alert channels (webhook, MQTT), not yet started."""
+    channels: list[AlertSink] = []
+    webhook = settings.alerts.webhook
+    if webhook.url is not None:
+        channels.append(
+            WebhookSender(
+                webhook.url.get_secret_value(),
+                webhook.secret.get_secret_value() if webhook.secret else None,
+                timeout_s=webhook.timeout_s,
+                retries=webhook.retries,
+                metrics=metrics,
+            )
+        )
+    mqtt = settings.alerts.mqtt
+    if mqtt.host is not None:
+        channels.append(
+            MqttPublisher(
+                mqtt.host,
+                mqtt.port,
+                prefix=mqtt.topic_prefix,
+                username=mqtt.username,
+                password=mqtt.password.get_secret_value() if mqtt.password else None,
+                media_dir=settings.media_dir(),
+                metrics=metrics,
+            )
+        )
+    return channels
+
+
+def build_clip_recorder(settings: Settings, writer: EventWriter) -> ClipRecorder | None:
+    if not settings.media.clips:
+        return None
+    return ClipRecorder(
+        settings.media_dir(),
+        writer.put_clip,
+        preroll_s=settings.motion.preroll_s,
+        fps=settings.motion.sample_fps,
+        max_width=settings.media.clip_max_width,
+    )
+
+
+def _fan_out(*targets: Callable[[EventUpdate], None] | None) -> Callable[[EventUpdate], None]:
+    live = [t for t in targets if t is not None]
+
+    def emit(update: EventUpdate) -> None:
+        for target in live:
+            target(update)
+
+    return emit
 
 
 def cameras_from_sources(sources: list[str], loop: bool) -> list[dict[str, Any]]:

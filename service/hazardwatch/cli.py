@@ -81,6 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["scoring"] = {"model": args.model}
     if args.database_url:
         overrides["storage"] = {"database_url": args.database_url}
+    if args.api_port is not None or args.no_api:
+        api: dict[str, object] = {"enabled": not args.no_api}
+        if args.api_port is not None:
+            api["port"] = args.api_port
+        overrides["api"] = api
     settings = _settings(args, **overrides)
     service = Service(settings)
     install_signal_handlers(service)
@@ -351,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     run.add_argument("--loop", action="store_true", help="loop --source files (demos)")
     run.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
     run.add_argument("--database-url", metavar="URL", help="override storage.database_url")
+    run.add_argument("--api-port", type=int, metavar="PORT", help="override api.port")
+    run.add_argument("--no-api", action="store_true", help="run without the HTTP API")
 
     motion = add(
         "motion", cmd_motion, "run the motion gate over a video file to tune its thresholds"

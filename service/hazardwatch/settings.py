@@ -313,6 +313,14 @@ class StorageSettings(Section):
         description="Store at most one score row per camera and class this often.",
     )
 
+    spool_max_items: int = Field(
+        200_000,
+        ge=100,
+        le=100_000_000,
+        description="Writes kept in the local spool while the database is down; beyond it the "
+        "oldest score samples, then the oldest events, are dropped (and logged).",
+    )
+
     def resolved_url(self) -> str:
         """The database URL to connect to (the secret value, never to be printed)."""
         if self.database_url is not None:
@@ -330,9 +338,16 @@ class MediaSettings(Section):
     )
     snapshot_quality: int = Field(85, ge=1, le=100, description="JPEG quality of snapshots.")
     clips: bool = Field(True, description="Write an MP4 clip (pre-roll + event) per event.")
+    clip_max_width: int = Field(
+        1280, ge=160, le=7680, description="Clips wider than this are scaled down."
+    )
+    retention_interval_s: float = Field(
+        300.0, ge=1, le=86_400, description="How often retention sweeps the media directory."
+    )
 
 
 class ApiSettings(Section):
+    enabled: bool = Field(True, description="Serve the HTTP API and /metrics while running.")
     host: str = Field(
         "127.0.0.1", description="Bind address; 0.0.0.0 exposes the API to the network."
     )
@@ -344,6 +359,12 @@ class ApiSettings(Section):
         default_factory=list, description="Allowed CORS origins; empty turns CORS off."
     )
     max_upload_mb: float = Field(10.0, gt=0, le=1024, description="Largest accepted upload.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL that alert receivers use to reach this API (snapshot links in "
+        "webhooks and MQTT), e.g. https://hazardwatch.example.com; null: no links.",
+        pattern=r"^https?://[^\s]+$",
+    )
 
 
 class WebhookSettings(Section):
@@ -369,6 +390,9 @@ class AlertSettings(Section):
     )
     cooldown_s: float = Field(
         60.0, ge=0, le=86_400, description="At most one alert per camera and class this often."
+    )
+    update_interval_s: float = Field(
+        10.0, ge=0, le=3600, description="At most one 'update' alert per event this often."
     )
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)

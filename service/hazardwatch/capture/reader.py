@@ -130,6 +130,10 @@ class CameraReader:
         return self._state
 
     @property
+    def sink(self) -> FrameSink:
+        return self._sink
+
+    @property
     def done(self) -> bool:
         return self._state in (ReaderState.ENDED, ReaderState.STOPPED)
 

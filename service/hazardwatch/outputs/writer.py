@@ -1,8 +1,10 @@
 """The event writer: stores events, snapshots and score samples off the scoring thread.
 
-Snapshots are written before the event row that names them. A failed database write is
-retried with backoff and never dropped while the writer runs (the durable spool for long
-outages comes with the fault-tolerance work).
+Snapshots are written before the event row that names them. A write the database refuses
+goes to the durable spool and the writer moves on; while the spool holds anything, new
+writes queue behind it so the order is kept, and the spool is replayed as soon as the
+database answers again. Listeners (alerts, clips) hear of each event once it is durable —
+stored or spooled — so an outage never delays an alert.
 """
 
 from __future__ import annotations
@@ -13,32 +15,60 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import sqlalchemy as sa
 
 from hazardwatch.detect.stage import EventUpdate
-from hazardwatch.records import ScoreSample
+from hazardwatch.metrics import Metrics
+from hazardwatch.records import EventRecord, ScoreSample
 from hazardwatch.storage.repository import Repository
+from hazardwatch.storage.spool import Item, Spool
 
 log = logging.getLogger(__name__)
 _STOP = object()
+EventListener = Callable[[EventUpdate], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClipWritten:
+    """A finished clip to record on its event (from the clip recorder)."""
+
+    uuid: str
+    clip_path: str
 
 
 class EventWriter:
-    def __init__(self, repository: Repository, media_dir: Path, jpeg_quality: int = 85) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        media_dir: Path,
+        jpeg_quality: int = 85,
+        *,
+        spool: Spool | None = None,
+        metrics: Metrics | None = None,
+        retry_interval_s: float = 2.0,
+    ) -> None:
         self.repository = repository
         self.media_dir = media_dir
         self.jpeg_quality = jpeg_quality
+        self.spool = spool
+        self.metrics = metrics
+        self.retry_interval_s = retry_interval_s
+        self.listeners: list[EventListener] = []
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self.events_written = 0
         self.scores_written = 0
         self.write_failures = 0
+        self.database_up = True
         # Recent capture→stored latencies; bounded, a long run must not grow memory.
         self.latencies_s: deque[float] = deque(maxlen=10_000)
         self._snapshots: dict[str, str] = {}
+        self._open: set[str] = set()
+        self._next_replay = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -49,58 +79,160 @@ class EventWriter:
     def put_scores(self, samples: list[ScoreSample]) -> None:
         self._queue.put(samples)
 
+    def put_clip(self, clip: ClipWritten) -> None:
+        self._queue.put(clip)
+
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def spooled(self) -> int:
+        return len(self.spool) if self.spool is not None else 0
+
+    @property
+    def open_events(self) -> int:
+        return len(self._open)
+
     def close(self, timeout: float | None = 30.0) -> bool:
-        """Write everything queued, then stop; True when drained in time."""
+        """Write everything queued, then stop; True when drained in time.
+
+        What the database would not take stays in the spool for the next start.
+        """
         self._queue.put(_STOP)
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def replay(self) -> int:
+        """Store what the spool holds, oldest first; returns how many items were stored."""
+        if self.spool is None:
+            return 0
+        stored = 0
+        while len(self.spool):
+            batch = self.spool.peek(200)
+            if not batch:
+                break
+            done: list[int] = []
+            try:
+                for row_id, item in batch:
+                    self._store(item)
+                    done.append(row_id)
+            except sa.exc.SQLAlchemyError as exc:
+                self._failed(exc)
+                return stored + len(done)
+            finally:
+                self.spool.remove(done)
+            stored += len(done)
+        if stored:
+            log.info("spool replayed: %d item(s) stored", stored)
+        self.database_up = True
+        return stored
+
+    # ------------------------------------------------------------------ thread
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            self._with_retry(item)
-
-    def _with_retry(self, item: object) -> None:
-        delay = 0.2
-        while True:
             try:
-                if isinstance(item, EventUpdate):
-                    self._write_event(item)
-                elif isinstance(item, list):
-                    self.repository.add_scores(item)
-                    self.scores_written += len(item)
+                item = self._queue.get(timeout=self.retry_interval_s)
+            except queue.Empty:
+                self._maybe_replay()
+                continue
+            if item is _STOP:
+                self._maybe_replay(force=True)
                 return
-            except sa.exc.SQLAlchemyError as exc:
-                self.write_failures += 1
-                log.warning(
-                    "database write failed (%s); retrying in %.1f s", type(exc).__name__, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            try:
+                self._handle(item)
             except Exception:
                 log.exception("writing %s failed; skipped", type(item).__name__)
-                return
 
-    def _write_event(self, update: EventUpdate) -> None:
+    def _maybe_replay(self, force: bool = False) -> None:
+        if self.spool is None or not len(self.spool):
+            return
+        now = time.monotonic()
+        if force or now >= self._next_replay:
+            self._next_replay = now + self.retry_interval_s
+            self.replay()
+
+    def _handle(self, item: object) -> None:
+        if isinstance(item, EventUpdate):
+            update = self._with_snapshot(item)
+            self._persist(update.record)
+            if update.kind == "started" and self.metrics is not None:
+                r = update.record
+                self.metrics.events.labels(r.camera, r.class_name, r.severity).inc()
+            if update.latency_from is not None:
+                latency = time.monotonic() - update.latency_from
+                self.latencies_s.append(latency)
+                if self.metrics is not None:
+                    self.metrics.event_latency_seconds.observe(latency)
+            for listener in self.listeners:
+                try:
+                    listener(update)
+                except Exception:
+                    log.exception("event listener %r failed", listener)
+        elif isinstance(item, list):
+            self._persist(item)
+        elif isinstance(item, ClipWritten):
+            self._persist_clip(item)
+
+    def _persist(self, item: Item) -> None:
+        """Store now, or spool when the database is down or older writes still wait."""
+        self._maybe_replay()
+        if self.spool is not None and len(self.spool):
+            self.spool.push(item)
+            return
+        try:
+            self._store(item)
+        except sa.exc.SQLAlchemyError as exc:
+            self._failed(exc)
+            if self.spool is None:
+                raise
+            self.spool.push(item)
+
+    def _persist_clip(self, clip: ClipWritten) -> None:
+        try:
+            self.repository.set_clip_path(clip.uuid, clip.clip_path)
+        except sa.exc.SQLAlchemyError as exc:
+            # The clip stays on disk; only its link is lost if the row is not there yet.
+            self._failed(exc)
+            log.warning("clip of event %s not linked: database unavailable", clip.uuid)
+
+    def _store(self, item: Item) -> None:
+        started = time.perf_counter()
+        if isinstance(item, EventRecord):
+            self.repository.upsert_event(item)
+            self.events_written += 1
+        else:
+            self.repository.add_scores(item)
+            self.scores_written += len(item)
+        if self.metrics is not None:
+            self.metrics.db_write_seconds.observe(time.perf_counter() - started)
+        self.database_up = True
+
+    def _failed(self, exc: Exception) -> None:
+        self.write_failures += 1
+        if self.metrics is not None:
+            self.metrics.db_write_failures.inc()
+        if self.database_up:
+            log.warning("database write failed (%s); spooling until it is back", type(exc).__name__)
+        self.database_up = False
+        self._next_replay = time.monotonic() + self.retry_interval_s
+
+    def _with_snapshot(self, update: EventUpdate) -> EventUpdate:
         record = update.record
         path = self._snapshots.get(record.uuid)
         if update.snapshot is not None:  # the peak frame so far (started, new peak, ended)
             path = self._write_snapshot(update) or path
-        if path is not None:
-            self._snapshots[record.uuid] = path
-            record = dataclasses.replace(record, snapshot_path=path)
-        self.repository.upsert_event(record)
-        self.events_written += 1
-        if update.latency_from is not None:
-            self.latencies_s.append(time.monotonic() - update.latency_from)
         if update.kind == "ended":
             self._snapshots.pop(record.uuid, None)
+            self._open.discard(record.uuid)
+        else:
+            self._open.add(record.uuid)
+            if path is not None:
+                self._snapshots[record.uuid] = path
+        if path is not None:
+            record = dataclasses.replace(record, snapshot_path=path)
+        return dataclasses.replace(update, record=record)
 
     def _write_snapshot(self, update: EventUpdate) -> str | None:
         """The peak frame as JPEG at <media>/<camera>/<uuid>.jpg; the path relative to media."""

@@ -21,7 +21,8 @@ import numpy.typing as npt
 
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.queue import HandoffQueue
-from hazardwatch.records import GatedFrame
+from hazardwatch.metrics import Metrics
+from hazardwatch.records import GatedFrame, Image
 from hazardwatch.scoring.bank import PromptBank, class_probabilities
 from hazardwatch.scoring.model import Encoder
 from hazardwatch.scoring.preprocess import crop_around, preprocess_batch
@@ -105,8 +106,10 @@ class ScoringWorker:
         max_batch_wait_s: float = 0.05,
         motion_crop: bool = False,
         bank_path: Path | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.encoder = encoder
+        self.metrics = metrics
         self.queue = queue
         self.on_scored = on_scored
         self.batch_size = batch_size
@@ -117,6 +120,8 @@ class ScoringWorker:
         self._bank_mtime = _mtime(bank_path)
         self._bank_checked = time.monotonic()
         self.index = TextIndex.build(bank, encoder)
+        # The API scores uploads with the same model; one forward pass at a time.
+        self._model_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="scoring-worker", daemon=True)
 
     @property
@@ -170,6 +175,8 @@ class ScoringWorker:
                     )
             except ValueError as exc:
                 self.stats.bad_frames += 1
+                if self.metrics is not None:
+                    self.metrics.frames_rejected.inc()
                 log.warning(
                     "camera %s frame %d skipped: %s", item.frame.camera, item.frame.seq, exc
                 )
@@ -179,7 +186,8 @@ class ScoringWorker:
         if not good:
             return []
         flat = np.stack([v for view in views for v in view])
-        embeddings = self.encoder.encode_images(flat)
+        with self._model_lock:
+            embeddings = self.encoder.encode_images(flat)
         # With a motion crop, a frame's embedding is the normalised mean of its two views.
         per_frame = []
         offset = 0
@@ -196,8 +204,29 @@ class ScoringWorker:
             )
             for i, item in enumerate(good)
         ]
-        self.stats.record(len(good), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.stats.record(len(good), seconds)
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(good))
+            self.metrics.inference_seconds.observe(seconds)
+            for item in good:
+                self.metrics.frames_scored.labels(item.frame.camera).inc()
         return out
+
+    def score_images(
+        self, images: list[Image]
+    ) -> tuple[PromptBank, npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        """Score arbitrary BGR images (API uploads, heatmap crops) with the live bank.
+
+        Returns the bank used, class probabilities [N, C] and prompt similarities [N, P].
+        Raises ValueError for an image that cannot be preprocessed.
+        """
+        index = self.index
+        batch = preprocess_batch(images, self.encoder.resolution)
+        with self._model_lock:
+            embeddings = self.encoder.encode_images(batch)
+        probs, sims = index.score(embeddings.astype(np.float32), self.encoder.logit_scale)
+        return index.bank, probs, sims
 
     def maybe_reload_bank(self, force: bool = False) -> bool:
         """Reload the bank if its file changed; a bad file keeps the current bank."""

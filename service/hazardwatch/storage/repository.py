@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity
 from hazardwatch.storage.models import Camera, Event, ScoreRow
 
+# A later write without a media path (the file failed, or was not made yet) keeps the old one.
+_EVENT_MEDIA = ("snapshot_path", "clip_path")
 _EVENT_MUTABLE = (
     "status",
     "ended_at",
@@ -111,7 +113,7 @@ class Repository:
             newer = stmt.inserted.revision >= table.c.revision
             # MySQL applies assignments left to right: revision must be updated last.
             assignments = [
-                (name, sa.func.if_(newer, stmt.inserted[name], table.c[name]))
+                (name, sa.func.if_(newer, _new_value(stmt.inserted, table, name), table.c[name]))
                 for name in _EVENT_MUTABLE
             ]
             assignments.append(
@@ -121,11 +123,27 @@ class Repository:
         else:
             stmt = stmt.on_conflict_do_update(
                 index_elements=["uuid"],
-                set_={name: stmt.excluded[name] for name in (*_EVENT_MUTABLE, "revision")},
+                set_={
+                    name: _new_value(stmt.excluded, table, name)
+                    for name in (*_EVENT_MUTABLE, "revision")
+                },
                 where=stmt.excluded.revision >= table.c.revision,
             )
         with self._engine.begin() as conn:
             conn.execute(stmt)
+
+    def set_clip_path(self, uuid: str, clip_path: str) -> bool:
+        """Link a finished clip to its event; False when no such event is stored."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(Event).where(Event.uuid == uuid).values(clip_path=clip_path)
+            )
+            return bool(result.rowcount)
+
+    def ping(self) -> None:
+        """Raise SQLAlchemyError unless the database answers."""
+        with self._engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def get_event(self, uuid: str) -> EventRecord | None:
         with self._engine.connect() as conn:
@@ -211,6 +229,12 @@ class Repository:
                 ScoreSample(camera=r.camera, ts=r.ts, class_name=r.class_name, score=r.score)
                 for r in conn.execute(query)
             ]
+
+
+def _new_value(new: Any, table: Any, name: str) -> Any:
+    if name in _EVENT_MEDIA:
+        return sa.func.coalesce(new[name], table.c[name])
+    return new[name]
 
 
 def _to_record(row: Any) -> EventRecord:

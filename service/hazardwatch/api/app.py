@@ -1,0 +1,275 @@
+"""The HTTP API: health, metrics, events and their media, cameras, and scoring an upload.
+
+Built by `create_app` over an `ApiState` that the service fills in as it starts, so the
+same app serves a half-started service (and says so in /readyz). Bearer-token auth, when
+configured, covers everything but the health checks; media paths are resolved inside the
+media directory and can never escape it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from hazardwatch import __version__
+from hazardwatch.api.overlay import decode_upload, hazard_overlay
+from hazardwatch.capture.reader import CameraReader, ReaderState
+from hazardwatch.metrics import CONTENT_TYPE, Metrics
+from hazardwatch.outputs.alerts import event_json
+from hazardwatch.outputs.writer import EventWriter
+from hazardwatch.records import EventRecord, EventStatus
+from hazardwatch.redact import redact_text
+from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.settings import ApiSettings
+from hazardwatch.storage.repository import MAX_PAGE, Repository
+
+UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+@dataclass
+class ApiState:
+    """What the API reads; the service sets the parts as they come up."""
+
+    repository: Repository
+    media_dir: Path
+    metrics: Metrics
+    readers: list[CameraReader] = field(default_factory=list)
+    worker: ScoringWorker | None = None
+    writer: EventWriter | None = None
+
+
+class _BearerAuth(BaseHTTPMiddleware):
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self._expected = f"Bearer {token}".encode()
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path in PUBLIC_PATHS or request.method == "OPTIONS":
+            return await call_next(request)
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, self._expected):  # constant time
+            return JSONResponse(
+                {"detail": "missing or wrong bearer token (Authorization: Bearer <api.token>)"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+
+class _UploadLimit(BaseHTTPMiddleware):
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        super().__init__(app)
+        self.max_bytes = max_bytes
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return JSONResponse({"detail": _too_large(self.max_bytes)}, status_code=413)
+        return await call_next(request)
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"upload larger than api.max_upload_mb ({max_bytes / 1e6:.1f} MB)"
+
+
+def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    max_bytes = int(settings.max_upload_mb * 1e6)
+    app = FastAPI(
+        title="hazardwatch",
+        version=__version__,
+        description="CCTV hazard events, their snapshots and clips, camera state, and scoring "
+        "of uploaded images with the live model.",
+    )
+    app.add_middleware(_UploadLimit, max_bytes=max_bytes)
+    if settings.token is not None:
+        app.add_middleware(_BearerAuth, token=settings.token.get_secret_value())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """Readiness: database reachable, model loaded, cameras delivering; 503 with reasons."""
+        reasons = _readiness(state)
+        body = {"status": "degraded" if reasons else "ready", "reasons": reasons}
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/api/v1/events", tags=["events"])
+    def list_events(
+        camera: str | None = None,
+        class_name: Annotated[str | None, Query(alias="class")] = None,
+        status: EventStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> dict[str, Any]:
+        """Events newest first; `since`/`until` bound the start time (ISO 8601 with zone)."""
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise HTTPException(
+                    422, f"{name} has no time zone; add Z or +00:00, e.g. 2026-01-01T00:00:00Z"
+                )
+        rows = state.repository.list_events(
+            camera=camera,
+            class_name=class_name,
+            status=status,
+            since=since,
+            until=until,
+            min_score=min_score,
+            limit=limit,
+            offset=offset,
+        )
+        return {
+            "items": [_event(e, state) for e in rows],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if len(rows) == limit else None,
+        }
+
+    @app.get("/api/v1/events/{uuid}", tags=["events"])
+    def get_event(uuid: str) -> dict[str, Any]:
+        return _event(_find(state, uuid), state)
+
+    @app.get("/api/v1/events/{uuid}/snapshot.jpg", tags=["events"], response_class=FileResponse)
+    def snapshot(uuid: str) -> FileResponse:
+        event = _find(state, uuid)
+        return FileResponse(_media(state, event.snapshot_path, "snapshot"), media_type="image/jpeg")
+
+    @app.get("/api/v1/events/{uuid}/clip.mp4", tags=["events"], response_class=FileResponse)
+    def clip(uuid: str) -> FileResponse:
+        event = _find(state, uuid)
+        return FileResponse(_media(state, event.clip_path, "clip"), media_type="video/mp4")
+
+    @app.get("/api/v1/cameras", tags=["cameras"])
+    def cameras() -> dict[str, Any]:
+        return {"items": [_camera(r) for r in state.readers]}
+
+    @app.post("/api/v1/score", tags=["scoring"], response_model=None)
+    async def score(
+        file: UploadFile, overlay: Annotated[bool, Query()] = False, top: int = 5
+    ) -> Response | dict[str, Any]:
+        """Score an image (multipart field `file`) with the live model and prompt bank.
+
+        Returns class probabilities and the top prompts, or with `overlay=1` a PNG of the
+        image with a coarse hazard heatmap from scoring a grid of crops.
+        """
+        worker = state.worker
+        if worker is None:
+            raise HTTPException(503, "the model is still loading; retry in a moment")
+        data = await file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, _too_large(max_bytes))
+        image = decode_upload(data)  # raises HTTPException 415 / 413 with the reason
+        if overlay:
+            png = hazard_overlay(worker, image)
+            return Response(png, media_type="image/png")
+        bank, probs, sims = worker.score_images([image])
+        k = max(1, min(top, len(bank.prompts)))
+        order = sims[0].argsort()[::-1][:k]
+        classes = dict(zip(bank.class_names, map(float, probs[0]), strict=True))
+        hazards = {n: p for n, p in classes.items() if n in bank.hazard_classes}
+        top_hazard = max(hazards, key=lambda n: hazards[n]) if hazards else None
+        return {
+            "classes": classes,
+            "top_hazard": top_hazard,
+            "top_prompts": [
+                {"prompt": bank.prompts[i], "similarity": float(sims[0][i])} for i in order
+            ],
+            "model": worker.encoder.name,
+            "prompt_bank_version": bank.version,
+            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+        }
+
+    return app
+
+
+def _readiness(state: ApiState) -> list[str]:
+    reasons = []
+    try:
+        state.repository.ping()
+    except sa.exc.SQLAlchemyError as exc:
+        reasons.append(f"database unreachable: {redact_text(type(exc).__name__)}")
+    writer = state.writer
+    if writer is not None and writer.spooled:
+        reasons.append(f"{writer.spooled} write(s) spooled, waiting for the database")
+    if state.worker is None:
+        reasons.append("model not loaded yet")
+    elif not state.worker.is_alive():
+        reasons.append("scoring worker is not running")
+    for reader in state.readers:
+        if reader.state in (ReaderState.CONNECTING, ReaderState.BACKING_OFF):
+            reasons.append(f"camera {reader.camera}: {reader.state.value}")
+        elif reader.stalled:
+            reasons.append(f"camera {reader.camera}: stalled")
+    return reasons
+
+
+def _find(state: ApiState, uuid: str) -> EventRecord:
+    if not UUID_RE.match(uuid):
+        raise HTTPException(404, f"no event {uuid[:64]!r}")
+    event = state.repository.get_event(uuid)
+    if event is None:
+        raise HTTPException(404, f"no event {uuid!r}")
+    return event
+
+
+def _media(state: ApiState, relative: str | None, what: str) -> Path:
+    if not relative:
+        raise HTTPException(404, f"this event has no {what}")
+    root = state.media_dir.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        # Outside the media dir is answered like a missing file: nothing to learn from it.
+        raise HTTPException(404, f"{what} file is gone (removed by media retention?)")
+    return path
+
+
+def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
+    data = event_json(event)
+    base = f"/api/v1/events/{event.uuid}"
+    data["snapshot_url"] = f"{base}/snapshot.jpg" if event.snapshot_path else None
+    data["clip_url"] = f"{base}/clip.mp4" if event.clip_path else None
+    return data
+
+
+def _camera(reader: CameraReader) -> dict[str, Any]:
+    stats = reader.stats
+    age = reader.frame_age_s()
+    return {
+        "name": reader.camera,
+        "kind": reader.spec.kind,
+        "state": "stalled" if reader.stalled else reader.state.value,
+        "fps": round(stats.fps, 2),
+        "last_frame_age_s": round(age, 3) if age is not None else None,
+        "frames_read": stats.frames_read,
+        "reconnects": stats.reconnects,
+        "last_error": redact_text(stats.last_error) if stats.last_error else None,
+    }

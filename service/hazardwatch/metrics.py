@@ -1,0 +1,208 @@
+"""Every Prometheus metric of hazardwatch, defined once.
+
+Histograms and event counters are observed where things happen (`Metrics`). Per-camera
+counters and gauges that the pipeline already keeps (frames read, reconnects, queue depth)
+are read from the live components at scrape time by `PipelineCollector`, so there is one
+source of truth and nothing to keep in sync. Labels carry only configured camera names,
+class names and fixed words — never a URL or a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from hazardwatch.capture.reader import CameraReader
+    from hazardwatch.handoff.queue import LocalQueue
+
+PREFIX = "hazardwatch_"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The metrics observed inline, on a registry of their own (one per service)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Gauge(
+            PREFIX + "build_info",
+            "Version and model of the running service.",
+            ["version", "model"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            PREFIX + "inference_batch_size",
+            "Frames per CLIP batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            PREFIX + "inference_seconds",
+            "Seconds per CLIP batch (preprocess + encode + score).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.frames_scored = Counter(
+            PREFIX + "frames_scored", "Frames scored by the CLIP worker.", ["camera"], registry=r
+        )
+        self.frames_rejected = Counter(
+            PREFIX + "frames_rejected", "Frames the worker skipped as unusable.", registry=r
+        )
+        self.event_latency_seconds = Histogram(
+            PREFIX + "event_latency_seconds",
+            "Seconds from capture of the deciding frame to the event row written.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events = Counter(
+            PREFIX + "events",
+            "Hazard events started.",
+            ["camera", "class_name", "severity"],
+            registry=r,
+        )
+        self.db_write_seconds = Histogram(
+            PREFIX + "db_write_seconds",
+            "Seconds per database write (event or score batch).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.db_write_failures = Counter(
+            PREFIX + "db_write_failures",
+            "Database writes that failed (and were spooled).",
+            registry=r,
+        )
+        self.alerts = Counter(
+            PREFIX + "alerts", "Alerts by channel and outcome.", ["channel", "outcome"], registry=r
+        )
+        self.alert_latency_seconds = Histogram(
+            PREFIX + "alert_latency_seconds",
+            "Seconds from capture of the deciding frame to the alert accepted by the receiver.",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.media_deleted = Counter(
+            PREFIX + "media_deleted_files",
+            "Snapshots and clips removed by retention.",
+            ["reason"],
+            registry=r,
+        )
+        self.media_bytes = Gauge(
+            PREFIX + "media_bytes", "Bytes of snapshots and clips on disk.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@dataclass
+class PipelineView:
+    """What the collector reads at scrape time; filled in as the service starts."""
+
+    readers: list[CameraReader] = field(default_factory=list)
+    queue: LocalQueue[object] | None = None
+    open_events: Callable[[], int] = lambda: 0
+    spool_backlog: Callable[[], int] = lambda: 0
+    writer_backlog: Callable[[], int] = lambda: 0
+
+
+class PipelineCollector(Collector):
+    """Per-camera counters and live gauges straight from the running components."""
+
+    def __init__(self, view: PipelineView) -> None:
+        self.view = view
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # values change with the cameras present; nothing to describe up front
+
+    def collect(self) -> Iterator[Metric]:
+        v = self.view
+        cams = [(r.camera, r) for r in v.readers]
+        yield _counter(
+            "frames_read", "Frames decoded per camera.", cams, lambda r: r.stats.frames_read
+        )
+        yield _counter(
+            "frames_dropped",
+            "Frames dropped per camera and reason (fps_limit, bad, queue_full).",
+            [],
+            lambda r: 0,
+            extra=_drops(v),
+        )
+        yield _counter(
+            "frames_motion",
+            "Frames in which the gate saw motion, per camera.",
+            cams,
+            lambda r: getattr(r.sink, "motion_frames", 0),
+        )
+        yield _counter(
+            "camera_reconnects",
+            "Reconnect attempts per camera.",
+            cams,
+            lambda r: r.stats.reconnects,
+        )
+        up = GaugeMetricFamily(
+            PREFIX + "camera_up", "1 while the camera delivers frames.", labels=["camera"]
+        )
+        age = GaugeMetricFamily(
+            PREFIX + "camera_last_frame_age_seconds",
+            "Seconds since the camera's last frame (absent before the first).",
+            labels=["camera"],
+        )
+        fps = GaugeMetricFamily(PREFIX + "camera_fps", "Measured frame rate.", labels=["camera"])
+        for name, r in cams:
+            up.add_metric([name], 1.0 if r.state.value == "streaming" and not r.stalled else 0.0)
+            fps.add_metric([name], r.stats.fps)
+            frame_age = r.frame_age_s()
+            if frame_age is not None:
+                age.add_metric([name], max(0.0, frame_age))
+        yield up
+        yield age
+        yield fps
+        q = v.queue
+        yield _gauge("queue_depth", "Frames waiting for the CLIP worker.", len(q) if q else 0)
+        yield _gauge("queue_capacity", "Size of the hand-off queue.", q.maxsize if q else 0)
+        yield _gauge("open_events", "Hazard events open now.", v.open_events())
+        yield _gauge(
+            "spool_backlog",
+            "Writes waiting in the durable spool (database down).",
+            v.spool_backlog(),
+        )
+        yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())
+
+
+def _drops(view: PipelineView) -> list[tuple[list[str], float]]:
+    out: list[tuple[list[str], float]] = []
+    queue_drops = view.queue.dropped_by_key if view.queue is not None else {}
+    for r in view.readers:
+        out.append(([r.camera, "fps_limit"], float(r.stats.frames_dropped_fps)))
+        out.append(([r.camera, "bad"], float(r.stats.frames_bad)))
+        out.append(([r.camera, "queue_full"], float(queue_drops.get(r.camera, 0))))
+    return out
+
+
+def _counter(
+    name: str,
+    doc: str,
+    cams: list[tuple[str, CameraReader]],
+    value: Callable[[CameraReader], float],
+    extra: list[tuple[list[str], float]] | None = None,
+) -> CounterMetricFamily:
+    labels = ["camera", "reason"] if extra is not None else ["camera"]
+    family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
+    for cam, reader in cams:
+        family.add_metric([cam], float(value(reader)))
+    for label_values, v in extra or []:
+        family.add_metric(label_values, v)
+    return family
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, value=float(value))

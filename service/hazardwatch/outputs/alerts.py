@@ -1,0 +1,164 @@
+"""Alert policy: which event changes become alerts, and what an alert says.
+
+An event is alerted when its class severity reaches `min_severity` and no alert for the
+same camera and class started within the cooldown; its updates (new peaks) are throttled;
+its end is always sent when its start was. The dispatcher runs on the writer thread (so an
+event is durable before anyone hears of it) and only hands alerts to the channels' own
+queues: a slow or dead receiver never reaches back into the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from hazardwatch.detect.stage import EventUpdate
+from hazardwatch.metrics import Metrics
+from hazardwatch.records import SEVERITIES, EventRecord, Severity
+
+log = logging.getLogger(__name__)
+AlertType = Literal["new", "update", "end"]
+_TYPES: dict[str, AlertType] = {"started": "new", "updated": "update", "ended": "end"}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    type: AlertType
+    before: EventRecord | None
+    after: EventRecord
+    latency_from: float | None  # monotonic capture time of the deciding frame
+    snapshot_url: str | None
+    clip_url: str | None
+
+    @property
+    def delivery_id(self) -> str:
+        """Stable per change, so a receiver can drop a retried duplicate."""
+        return f"{self.after.uuid}:{self.after.revision}:{self.type}"
+
+    def payload(self) -> dict[str, Any]:
+        e = self.after
+        return {
+            "type": self.type,
+            "delivery_id": self.delivery_id,
+            "event": event_json(e),
+            "before": event_json(self.before) if self.before is not None else None,
+            "camera": e.camera,
+            "class_name": e.class_name,
+            "severity": e.severity,
+            "score": e.peak_score,
+            "started_at": _iso(e.started_at),
+            "ended_at": _iso(e.ended_at),
+            "snapshot_url": self.snapshot_url,
+            "clip_url": self.clip_url,
+            "sent_at": _iso(datetime.now(UTC)),
+        }
+
+
+def event_json(e: EventRecord) -> dict[str, Any]:
+    data = asdict(e)
+    for key in ("started_at", "ended_at", "peak_at"):
+        data[key] = _iso(data[key])
+    return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+class AlertChannel(Protocol):
+    name: str
+
+    def send(self, alert: Alert) -> None:
+        """Accept an alert without blocking (queue it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    min_severity: Severity = "warning"
+    cooldown_s: float = 60.0
+    update_interval_s: float = 10.0
+
+
+class AlertDispatcher:
+    """Turns stored event updates into alerts for every configured channel."""
+
+    def __init__(
+        self,
+        policy: AlertPolicy,
+        channels: list[AlertChannel],
+        *,
+        public_url: str | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.channels = channels
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.metrics = metrics
+        self._clock = clock
+        self._last_new: dict[tuple[str, str], float] = {}
+        self._alerted: dict[str, EventRecord] = {}  # open events whose start was alerted
+        self._last_update: dict[str, float] = {}
+        self.suppressed = 0
+
+    def __call__(self, update: EventUpdate) -> None:
+        alert = self.decide(update)
+        if alert is None:
+            return
+        for channel in self.channels:
+            try:
+                channel.send(alert)
+            except Exception:
+                log.exception("alert channel %s refused an alert", channel.name)
+
+    def decide(self, update: EventUpdate) -> Alert | None:
+        record = update.record
+        kind = _TYPES.get(update.kind)
+        if kind is None:
+            return None
+        now = self._clock()
+        before = self._alerted.get(record.uuid)
+        if kind == "new":
+            if SEVERITIES.index(record.severity) < SEVERITIES.index(self.policy.min_severity):
+                return None
+            key = (record.camera, record.class_name)
+            last = self._last_new.get(key)
+            if last is not None and now - last < self.policy.cooldown_s:
+                self._suppress()
+                return None
+            self._last_new[key] = now
+            self._last_update[record.uuid] = now
+        elif before is None:
+            return None  # its start was not alerted (severity, cooldown)
+        elif kind == "update":
+            if now - self._last_update.get(record.uuid, 0.0) < self.policy.update_interval_s:
+                return None
+            self._last_update[record.uuid] = now
+        if kind == "end":
+            self._alerted.pop(record.uuid, None)
+            self._last_update.pop(record.uuid, None)
+        else:
+            self._alerted[record.uuid] = record
+        return Alert(
+            kind,
+            before,
+            record,
+            update.latency_from,
+            self._url(record, "snapshot.jpg") if record.snapshot_path else None,
+            self._url(record, "clip.mp4") if kind == "end" else None,  # made at the end
+        )
+
+    def _url(self, record: EventRecord, leaf: str) -> str | None:
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/api/v1/events/{record.uuid}/{leaf}"
+
+    def _suppress(self) -> None:
+        self.suppressed += 1
+        if self.metrics is not None:
+            for channel in self.channels:
+                self.metrics.alerts.labels(channel.name, "suppressed").inc()

@@ -1,0 +1,119 @@
+"""Media retention: snapshots and clips are deleted by age, then oldest-first by total size.
+
+Event rows stay (they are small and the history matters); the API answers 404 for media
+that retention removed. Files being written (hidden `.part` files) are left alone unless
+they are a day old — the remains of a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hazardwatch.metrics import Metrics
+
+log = logging.getLogger(__name__)
+MEDIA_SUFFIXES = (".jpg", ".mp4")
+STALE_PART_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    deleted_age: int
+    deleted_size: int
+    bytes_left: int
+
+
+def sweep(
+    media_dir: Path, max_age_s: float, max_bytes: int, now: float | None = None
+) -> SweepResult:
+    """One pass; `max_age_s` or `max_bytes` of 0 switch that limit off."""
+    now = time.time() if now is None else now
+    files: list[tuple[float, int, Path]] = []
+    deleted_age = 0
+    if not media_dir.is_dir():
+        return SweepResult(0, 0, 0)
+    for path in media_dir.rglob("*"):
+        if path.suffix not in MEDIA_SUFFIXES or not path.is_file():
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # removed meanwhile
+        age = now - st.st_mtime
+        if path.name.startswith("."):
+            if age > STALE_PART_S:
+                path.unlink(missing_ok=True)
+                deleted_age += 1
+            continue
+        if max_age_s and age > max_age_s:
+            path.unlink(missing_ok=True)
+            deleted_age += 1
+            continue
+        files.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in files)
+    deleted_size = 0
+    if max_bytes:
+        files.sort()
+        for _, size, path in files:
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            deleted_size += 1
+    return SweepResult(deleted_age, deleted_size, total)
+
+
+class MediaJanitor:
+    """Runs `sweep` every `interval_s` on its own thread."""
+
+    def __init__(
+        self,
+        media_dir: Path,
+        retention_days: float,
+        max_size_gb: float,
+        *,
+        interval_s: float = 300.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.media_dir = media_dir
+        self.max_age_s = retention_days * 86_400
+        self.max_bytes = int(max_size_gb * 1024**3)
+        self.interval_s = interval_s
+        self.metrics = metrics
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="media-janitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def run_once(self) -> SweepResult:
+        result = sweep(self.media_dir, self.max_age_s, self.max_bytes)
+        if result.deleted_age or result.deleted_size:
+            log.info(
+                "media retention: %d file(s) past age, %d over the size cap removed; %.1f MB left",
+                result.deleted_age,
+                result.deleted_size,
+                result.bytes_left / 1e6,
+            )
+        if self.metrics is not None:
+            self.metrics.media_deleted.labels("age").inc(result.deleted_age)
+            self.metrics.media_deleted.labels("size").inc(result.deleted_size)
+            self.metrics.media_bytes.set(result.bytes_left)
+        return result
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.run_once()
+            except OSError as exc:
+                log.error("media retention sweep failed: %s", exc)
+            if self._stop.wait(self.interval_s):
+                return

@@ -1,0 +1,172 @@
+"""Webhook alerts: signed JSON POSTs, delivered in order by a thread of their own.
+
+Each request carries `X-Hazardwatch-Timestamp` and `X-Hazardwatch-Signature:
+sha256=<hex>`, the HMAC-SHA256 of "<timestamp>.<body>" under the shared secret
+(`verify_signature` is what a receiver runs), and `X-Hazardwatch-Delivery`, the same on
+every retry. Connection errors, timeouts, 429 and 5xx are retried with exponential
+backoff; the queue is bounded and drops its oldest alert (counted) rather than grow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import deque
+
+import httpx
+
+from hazardwatch.metrics import Metrics
+from hazardwatch.outputs.alerts import Alert
+from hazardwatch.redact import redact_url
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Hazardwatch-Signature"
+TIMESTAMP_HEADER = "X-Hazardwatch-Timestamp"
+DELIVERY_HEADER = "X-Hazardwatch-Delivery"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    tolerance_s: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """True when `signature` is ours for this body and the timestamp is fresh (replays)."""
+    try:
+        age = abs((time.time() if now is None else now) - float(timestamp))
+    except ValueError:
+        return False
+    return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class WebhookSender:
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | None = None,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_queued: int = 10_000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.metrics = metrics
+        self._pending: deque[Alert] = deque(maxlen=max_queued)
+        self._cond = threading.Condition()
+        self._closing = False
+        self._stop_now = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, alert: Alert) -> None:
+        with self._cond:
+            if len(self._pending) == self._pending.maxlen:
+                self.dropped += 1
+                self._count("dropped")
+            self._pending.append(alert)
+            self._cond.notify()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Deliver what is queued within `timeout`, then give up on the rest."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        self._stop_now.set()  # abandon retries still sleeping
+        self._thread.join(self.timeout_s + 1)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closing:
+                        self._cond.wait()
+                    if not self._pending:
+                        return
+                    alert = self._pending.popleft()
+                self._deliver(client, alert)
+
+    def _deliver(self, client: httpx.Client, alert: Alert) -> None:
+        body = json.dumps(alert.payload(), separators=(",", ":")).encode()
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            timestamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "hazardwatch",
+                DELIVERY_HEADER: alert.delivery_id,
+                TIMESTAMP_HEADER: timestamp,
+            }
+            if self.secret:
+                headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
+            try:
+                response = client.post(self.url, content=body, headers=headers)
+                if response.status_code < 300:
+                    self.sent += 1
+                    self._count("sent")
+                    if self.metrics is not None and alert.latency_from is not None:
+                        self.metrics.alert_latency_seconds.labels(self.name).observe(
+                            time.monotonic() - alert.latency_from
+                        )
+                    return
+                reason = f"HTTP {response.status_code}"
+                retryable = response.status_code == 429 or response.status_code >= 500
+            except httpx.HTTPError as exc:
+                reason, retryable = type(exc).__name__, True
+            if not retryable or attempt == self.retries:
+                break
+            log.info(
+                "webhook %s: %s; retry %d/%d in %.1f s",
+                redact_url(self.url),
+                reason,
+                attempt + 1,
+                self.retries,
+                delay,
+            )
+            if self._stop_now.wait(delay):
+                break
+            delay = min(delay * 2, self.backoff_max_s)
+        self.failed += 1
+        self._count("failed")
+        log.error(
+            "webhook %s: alert %s not delivered (%s)",
+            redact_url(self.url),
+            alert.delivery_id,
+            reason,
+        )
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.alerts.labels(self.name, outcome).inc()

@@ -1,0 +1,125 @@
+"""The durable spool: writes that could not reach the database wait here, in order.
+
+A small SQLite file (WAL, synchronous=FULL) next to the data, so a database outage or a
+crash of this process loses nothing that was accepted. Items are replayed oldest first;
+event upserts are idempotent by uuid and guarded by revision, so a replay that is
+interrupted and repeated stores each event exactly once. The spool is bounded: when full,
+the oldest score samples go first (dashboard detail), events only when nothing else is left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from hazardwatch.records import EventRecord, ScoreSample
+
+log = logging.getLogger(__name__)
+Kind = Literal["event", "scores"]
+Item = EventRecord | list[ScoreSample]
+
+
+def encode(item: Item) -> tuple[Kind, str]:
+    if isinstance(item, EventRecord):
+        return "event", json.dumps(asdict(item), default=_iso)
+    return "scores", json.dumps([asdict(s) for s in item], default=_iso)
+
+
+def decode(kind: str, payload: str) -> Item:
+    data: Any = json.loads(payload)
+    if kind == "event":
+        for key in ("started_at", "peak_at", "ended_at"):
+            if data.get(key) is not None:
+                data[key] = datetime.fromisoformat(data[key])
+        return EventRecord(**data)
+    if kind == "scores":
+        return [
+            ScoreSample(s["camera"], datetime.fromisoformat(s["ts"]), s["class_name"], s["score"])
+            for s in data
+        ]
+    raise ValueError(f"unknown spool item kind {kind!r}")
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+class Spool:
+    """A bounded, durable FIFO of pending database writes."""
+
+    def __init__(self, path: Path, max_items: int = 200_000) -> None:
+        self.path = path
+        self.max_items = max_items
+        self.dropped_scores = 0
+        self.dropped_events = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS spool ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
+        self._count = self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+
+    def __len__(self) -> int:
+        return int(self._count)
+
+    def push(self, item: Item) -> None:
+        kind, payload = encode(item)
+        with self._lock:
+            if self._count >= self.max_items:
+                self._make_room()
+            self._db.execute("INSERT INTO spool (kind, payload) VALUES (?, ?)", (kind, payload))
+            self._count += 1
+
+    def _make_room(self) -> None:
+        row = self._db.execute(
+            "SELECT id FROM spool WHERE kind = 'scores' ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            self.dropped_scores += 1
+        else:
+            row = self._db.execute("SELECT id FROM spool ORDER BY id LIMIT 1").fetchone()
+            self.dropped_events += 1
+            log.error(
+                "spool full (%d items): dropping the oldest event; raise storage.spool_max_items",
+                self.max_items,
+            )
+        self._db.execute("DELETE FROM spool WHERE id = ?", (row[0],))
+        self._count -= 1
+
+    def peek(self, limit: int = 100) -> list[tuple[int, Item]]:
+        """The oldest items, without removing them; unreadable rows are dropped with a log."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, payload FROM spool ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        out: list[tuple[int, Item]] = []
+        for row_id, kind, payload in rows:
+            try:
+                out.append((row_id, decode(kind, payload)))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("spool item %d unreadable, dropped: %s", row_id, exc)
+                self.remove([row_id])
+        return out
+
+    def remove(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self._lock:
+            cursor = self._db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+            self._count -= max(cursor.rowcount, 0)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
