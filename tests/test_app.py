@@ -1,20 +1,29 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+import cv2
+import httpx
 import pytest
 import sqlalchemy as sa
 
-from hazardwatch.app import Service, cameras_from_sources
-from hazardwatch.settings import load_settings
+from hazardwatch.app import RunSummary, Service, cameras_from_sources
+from hazardwatch.outputs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from hazardwatch.settings import Settings, load_settings
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
+from tests.conftest import free_port
 from tests.fakes import FakeEncoder, write_red_square_clip
+from tests.helpers import WebhookReceiver, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +33,28 @@ def red_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_service(tmp_path: Path, database_url: str, sources: list[str]) -> tuple[Service, object]:
-    settings = load_settings(
-        None,
-        cameras=cameras_from_sources(sources, loop=False),
-        storage={"database_url": database_url, "data_dir": str(tmp_path / "data")},
-        media={"dir": str(tmp_path / "media")},
-        detector={"cooldown_s": 2.0},
+def service_settings(
+    tmp_path: Path, database_url: str, sources: list[str], loop: bool = False, **extra: Any
+) -> Settings:
+    sections: dict[str, Any] = {
+        "cameras": cameras_from_sources(sources, loop=loop),
+        "storage": {"database_url": database_url, "data_dir": str(tmp_path / "data")},
+        "media": {"dir": str(tmp_path / "media")},
+        "detector": {"cooldown_s": 2.0},
+        "api": {"port": free_port()},
+    }
+    for key, value in extra.items():
+        sections[key] = {**sections.get(key, {}), **value}
+    return load_settings(None, **sections)
+
+
+def run_service(
+    tmp_path: Path, database_url: str, sources: list[str], **extra: Any
+) -> tuple[Service, RunSummary]:
+    service = Service(
+        service_settings(tmp_path, database_url, sources, **extra),
+        encoder_factory=lambda s: FakeEncoder(),
     )
-    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
     return service, service.run()
 
 
@@ -89,7 +111,9 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
 
 
 def test_cli_run_to_the_end_of_a_file(tmp_path: Path, tiny_weights: Path, red_clip: Path) -> None:
-    process = _cli(["run", "--source", str(red_clip), "--model", str(tiny_weights)], tmp_path)
+    process = _cli(
+        ["run", "--source", str(red_clip), "--model", str(tiny_weights), "--no-api"], tmp_path
+    )
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "1 camera(s), 100 frames read" in out
@@ -100,8 +124,10 @@ def test_cli_run_stops_cleanly_on_sigterm(
     tmp_path: Path, tiny_weights: Path, red_clip: Path
 ) -> None:
     process = _cli(
-        ["run", "--source", str(red_clip), "--loop", "--model", str(tiny_weights)], tmp_path
-    )
+        ["run", "--source", str(red_clip), "--loop", "--model", str(tiny_weights),
+         "--api-port", str(free_port())],
+        tmp_path,
+    )  # fmt: skip
     time.sleep(8)  # model load, migrations, a few seconds of frames
     assert process.poll() is None, process.communicate()[1]
     sent = time.monotonic()
@@ -113,7 +139,92 @@ def test_cli_run_stops_cleanly_on_sigterm(
 
 
 def test_cli_run_with_missing_weights_is_a_clear_error(tmp_path: Path, red_clip: Path) -> None:
-    process = _cli(["run", "--source", str(red_clip), "--model", "ViT-B/32"], tmp_path)
+    process = _cli(["run", "--source", str(red_clip), "--model", "ViT-B/32", "--no-api"], tmp_path)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1
     assert "ViT-B-32.pt" in err and "--model" in err and "Traceback" not in err
+
+
+def test_run_sends_signed_webhooks_mqtt_and_writes_a_clip(
+    tmp_path: Path, sqlite_url: str, red_clip: Path
+) -> None:
+    from paho.mqtt import subscribe  # noqa: F401 - the broker must be importable
+
+    from tests.outputs.test_mqtt import HOST, PORT, Listener
+
+    receiver = WebhookReceiver(free_port()).start()
+    prefix = f"hwrun-{uuid.uuid4().hex[:8]}"
+    listener = Listener(f"{prefix}/#")
+    try:
+        run_service(
+            tmp_path, sqlite_url, [str(red_clip)],
+            alerts={"webhook": {"url": receiver.url, "secret": "k3y"},
+                    "mqtt": {"host": HOST, "port": PORT, "topic_prefix": prefix}},
+            api={"public_url": "http://hw.local:8080"},
+        )  # fmt: skip
+        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 2, 5)
+    finally:
+        receiver.stop()
+        listener.close()
+    types = [r.json()["type"] for r in receiver.received]
+    assert types[0] == "new" and types[-1] == "end"
+    for got in receiver.received:
+        headers = {k.lower(): v for k, v in got.headers.items()}
+        assert verify_signature(
+            "k3y", headers[TIMESTAMP_HEADER.lower()], got.body, headers[SIGNATURE_HEADER.lower()]
+        )
+    new = receiver.received[0].json()
+    assert new["class_name"] == "traffic_accident" and new["camera"] == "crash"
+    assert new["snapshot_url"].startswith("http://hw.local:8080/api/v1/events/")
+    mqtt_types = [json.loads(m.payload)["type"] for m in listener.on(f"{prefix}/events")]
+    assert mqtt_types[0] == "new" and mqtt_types[-1] == "end"
+    assert listener.on(f"{prefix}/crash/traffic_accident")[-1].payload == b"OFF"
+    # The clip: pre-roll + event frames, linked on the event, playable.
+    event = Repository(create_engine(sqlite_url)).list_events()[0]
+    assert event.clip_path == f"crash/{event.uuid}.mp4"
+    capture = cv2.VideoCapture(str(tmp_path / "media" / event.clip_path))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    duration = (event.ended_at - event.started_at).total_seconds()  # type: ignore[operator]
+    assert frames / fps >= duration  # the whole event, plus pre-roll
+    assert not list((tmp_path / "media").rglob(".*"))  # no partial files left
+
+
+def test_api_serves_a_running_service(tmp_path: Path, sqlite_url: str, red_clip: Path) -> None:
+    settings = service_settings(tmp_path, sqlite_url, [str(red_clip)], loop=True)
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/healthz") == 200, 30)
+        assert wait_for(lambda: _get(base + "/readyz") == 200, 30)
+        events: list[dict[str, Any]] = []
+
+        def has_event() -> bool:
+            events[:] = httpx.get(base + "/api/v1/events").json()["items"]
+            return bool(events) and events[0]["snapshot_url"] is not None
+
+        assert wait_for(has_event, 30, interval=0.2)
+        snap = httpx.get(base + events[0]["snapshot_url"])
+        assert snap.status_code == 200 and snap.content[:3] == b"\xff\xd8\xff"
+        cameras = httpx.get(base + "/api/v1/cameras").json()["items"]
+        assert cameras[0]["name"] == "crash" and cameras[0]["state"] == "streaming"
+        assert cameras[0]["fps"] > 0 and cameras[0]["last_frame_age_s"] < 5
+        metrics = httpx.get(base + "/metrics").text
+        assert 'hazardwatch_frames_read_total{camera="crash"}' in metrics
+        assert 'hazardwatch_events_total{camera="crash",class_name="traffic_accident"' in metrics
+        assert 'hazardwatch_camera_up{camera="crash"} 1.0' in metrics
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert _get(base + "/healthz") is None  # the API stopped with the service
+
+
+def _get(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None

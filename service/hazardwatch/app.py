@@ -40,7 +40,7 @@ from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import GatedFrame
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
-from hazardwatch.scoring.worker import ScoredFrame, ScoringWorker
+from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import CameraSettings, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
@@ -194,19 +194,13 @@ class Service:
             writer.put_scores if settings.storage.write_scores else None,
             model_name=encoder.name,
             score_interval_s=settings.storage.score_interval_s,
+            on_frame=clips.on_frame if clips else None,
         )
-
-        def on_scored(frames: list[ScoredFrame]) -> None:
-            stage.on_scored(frames)
-            if clips is not None:
-                for scored in frames:
-                    clips.on_frame(scored.gated.frame)
-
         worker = ScoringWorker(
             encoder,
             bank,
             queue,
-            on_scored,
+            stage.on_scored,
             batch_size=settings.scoring.batch_size,
             max_batch_wait_s=settings.scoring.max_batch_wait_ms / 1000,
             motion_crop=settings.scoring.motion_crop,

@@ -20,7 +20,7 @@ from hazardwatch.detect.detector import (
     TemporalDetector,
     channel_params,
 )
-from hazardwatch.records import EventRecord, Image, ScoreSample
+from hazardwatch.records import EventRecord, Frame, Image, ScoreSample
 from hazardwatch.scoring.bank import PromptBank
 from hazardwatch.scoring.worker import ScoredFrame
 
@@ -50,10 +50,13 @@ class DetectorStage:
         *,
         model_name: str = "",
         score_interval_s: float = 1.0,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> None:
+        """`on_frame` sees each scored frame just before the events it decides (clips)."""
         self.params = params
         self._emit_event = emit_event
         self._emit_scores = emit_scores
+        self._on_frame = on_frame
         self.model_name = model_name
         self.score_interval_s = score_interval_s
         self._detectors: dict[str, TemporalDetector] = {}
@@ -87,6 +90,8 @@ class DetectorStage:
             self._bank = scored.bank
             t = frame.timestamp
             self._last_t[frame.camera] = t
+            if self._on_frame is not None:
+                self._on_frame(frame)
             events = detector.update(t, scored.probabilities, ref=scored)
             self._emit_all(events, frame.monotonic)
             samples.extend(self._samples(scored))

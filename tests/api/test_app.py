@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image as PILImage
+
+from hazardwatch.api.app import ApiState, create_app
+from hazardwatch.handoff.queue import LocalQueue
+from hazardwatch.metrics import Metrics
+from hazardwatch.records import EventRecord
+from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
+from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.settings import ApiSettings
+from hazardwatch.storage import migrate
+from hazardwatch.storage.engine import create_engine
+from hazardwatch.storage.repository import Repository
+from tests.fakes import FakeEncoder
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+UUIDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(5)]
+
+
+def event(i: int, **kw: object) -> EventRecord:
+    start = T0 + timedelta(minutes=i)
+    data: dict[str, object] = {
+        "uuid": UUIDS[i], "camera": "north" if i % 2 else "south",
+        "class_name": "traffic_accident" if i < 3 else "fire_smoke", "severity": "critical",
+        "status": "closed", "started_at": start, "peak_at": start, "peak_score": 0.5 + i / 10,
+        "mean_score": 0.5, "ended_at": start + timedelta(seconds=5),
+    }  # fmt: skip
+    data.update(kw)
+    return EventRecord(**data)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def state(tmp_path: Path, database_url: str) -> Iterator[ApiState]:
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    repo = Repository(engine)
+    media = tmp_path / "media"
+    (media / "south").mkdir(parents=True)
+    (media / "south" / "a.jpg").write_bytes(b"\xff\xd8\xffjpeg")
+    (media / "south" / "a.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (tmp_path / "secret.txt").write_text("outside the media dir")
+    for i in range(5):
+        repo.upsert_event(event(i))
+    repo.upsert_event(event(0, snapshot_path="south/a.jpg", clip_path="south/a.mp4", revision=1))
+    repo.upsert_event(event(2, snapshot_path="../secret.txt", revision=1))
+    repo.upsert_event(event(4, snapshot_path="south/gone.jpg", revision=1))
+    worker = ScoringWorker(FakeEncoder(), load_bank(DEFAULT_BANK), LocalQueue(4), lambda _: None)
+    yield ApiState(repo, media, Metrics(), worker=worker)
+    engine.dispose()
+
+
+@pytest.fixture
+def client(state: ApiState) -> TestClient:
+    return TestClient(create_app(state))
+
+
+def test_health_and_openapi(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/events" in spec["paths"] and "/api/v1/score" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_readyz_reports_reasons_with_503(state: ApiState, client: TestClient) -> None:
+    # The worker thread was never started: that is a reason, with status 503.
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "scoring worker is not running" in response.json()["reasons"]
+    state.worker = None
+    assert "model not loaded yet" in client.get("/readyz").json()["reasons"]
+
+
+def test_list_filters_and_pages(client: TestClient) -> None:
+    body = client.get("/api/v1/events").json()
+    assert [e["uuid"] for e in body["items"]] == UUIDS[::-1] and body["next_offset"] is None
+    assert {e["camera"] for e in client.get("/api/v1/events?camera=north").json()["items"]} == {
+        "north"
+    }
+    fire = client.get("/api/v1/events", params={"class": "fire_smoke"}).json()["items"]
+    assert [e["uuid"] for e in fire] == [UUIDS[4], UUIDS[3]]
+    window = client.get(
+        "/api/v1/events",
+        params={"since": "2026-03-01T12:01:00Z", "until": "2026-03-01T12:03:00+00:00"},
+    ).json()["items"]
+    assert [e["uuid"] for e in window] == [UUIDS[2], UUIDS[1]]
+    strong = client.get("/api/v1/events?min_score=0.75").json()["items"]
+    assert [e["uuid"] for e in strong] == [UUIDS[4], UUIDS[3]]
+    page = client.get("/api/v1/events?limit=2&offset=2").json()
+    assert [e["uuid"] for e in page["items"]] == [UUIDS[2], UUIDS[1]] and page["next_offset"] == 4
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=100000", "offset=-1", "min_score=2", "since=yesterday",
+     "since=2026-03-01T12:00:00", "status=maybe"],
+)  # fmt: skip
+def test_bad_query_parameters_are_422_with_a_reason(client: TestClient, query: str) -> None:
+    response = client.get(f"/api/v1/events?{query}")
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_event_media_and_404s(client: TestClient) -> None:
+    one = client.get(f"/api/v1/events/{UUIDS[0]}").json()
+    assert one["snapshot_url"] == f"/api/v1/events/{UUIDS[0]}/snapshot.jpg"
+    snap = client.get(one["snapshot_url"])
+    assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg"
+    assert snap.content == b"\xff\xd8\xffjpeg"
+    assert client.get(one["clip_url"]).headers["content-type"] == "video/mp4"
+    assert client.get("/api/v1/events/00000000-0000-4000-8000-999999999999").status_code == 404
+    assert client.get("/api/v1/events/not a uuid").status_code == 404
+    assert client.get(f"/api/v1/events/{UUIDS[1]}/snapshot.jpg").status_code == 404  # none
+    assert client.get(f"/api/v1/events/{UUIDS[1]}/clip.mp4").status_code == 404
+    assert client.get(f"/api/v1/events/{UUIDS[4]}/snapshot.jpg").status_code == 404  # deleted
+
+
+def test_media_paths_never_escape_the_media_dir(client: TestClient) -> None:
+    # A stored path pointing outside (a tampered row) is answered as missing.
+    response = client.get(f"/api/v1/events/{UUIDS[2]}/snapshot.jpg")
+    assert response.status_code == 404 and b"outside" not in response.content
+    for path in ("/api/v1/events/..%2F..%2Fsecret.txt/snapshot.jpg",
+                 "/api/v1/events/../../secret.txt"):  # fmt: skip
+        assert client.get(path).status_code == 404
+
+
+def jpeg(width: int = 64, height: int = 48, red: bool = False) -> bytes:
+    image = np.full((height, width, 3), 160, np.uint8)
+    if red:
+        image[:, :] = (20, 20, 230)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+def test_score_an_upload(client: TestClient) -> None:
+    response = client.post("/api/v1/score", files={"file": ("red.jpg", jpeg(red=True))})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["top_hazard"] == "traffic_accident"
+    assert body["classes"]["traffic_accident"] == max(body["classes"].values())
+    assert abs(sum(body["classes"].values()) - 1) < 1e-4
+    assert len(body["top_prompts"]) == 5 and body["image"] == {"width": 64, "height": 48}
+    grey = client.post("/api/v1/score", files={"file": ("g.jpg", jpeg())}).json()
+    assert grey["classes"]["traffic_accident"] < body["classes"]["traffic_accident"]
+
+
+def test_score_overlay_is_a_png_of_the_image(client: TestClient) -> None:
+    response = client.post("/api/v1/score?overlay=1", files={"file": ("x.jpg", jpeg(320, 240))})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [(b"", 422), (b"GIF89a but not really", 415), (b"%PDF-1.4 a document", 415),
+     (b"\xff\xd8\xff\xe0 truncated jpeg", 415)],
+)  # fmt: skip
+def test_non_images_are_rejected_with_a_reason(
+    client: TestClient, data: bytes, status: int
+) -> None:
+    response = client.post("/api/v1/score", files={"file": ("x.bin", data)})
+    assert response.status_code == status
+    assert "image" in response.json()["detail"] or "empty" in response.json()["detail"]
+
+
+def test_missing_file_field_is_422(client: TestClient) -> None:
+    assert client.post("/api/v1/score", files={"other": ("x.jpg", jpeg())}).status_code == 422
+
+
+def test_upload_size_and_pixel_limits(state: ApiState) -> None:
+    client = TestClient(create_app(state, ApiSettings(max_upload_mb=0.01)))
+    big = client.post("/api/v1/score", files={"file": ("x.jpg", b"\xff" * 20_000)})
+    assert big.status_code == 413 and "max_upload_mb" in big.json()["detail"]
+    # A tiny PNG that claims a huge canvas: refused from its header, never decoded.
+    buffer = io.BytesIO()
+    PILImage.new("L", (9000, 9000)).save(buffer, "PNG", optimize=True)
+    client = TestClient(create_app(state))
+    bomb = client.post("/api/v1/score", files={"file": ("bomb.png", buffer.getvalue())})
+    assert bomb.status_code == 413
+
+
+def test_bearer_token_everywhere_but_health(state: ApiState) -> None:
+    client = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code in (200, 503)
+    for path in ("/api/v1/events", "/metrics", "/api/v1/cameras", "/docs", "/openapi.json"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = client.get("/api/v1/events", headers={"Authorization": "Bearer t0ken"})
+    assert ok.status_code == 200
+    assert "t0ken" not in client.get("/api/v1/events").text
+
+
+def test_cors_is_off_by_default_and_on_when_configured(state: ApiState) -> None:
+    origin = {"Origin": "https://grafana.example.com"}
+    off = TestClient(create_app(state)).get("/healthz", headers=origin)
+    assert "access-control-allow-origin" not in off.headers
+    on = TestClient(create_app(state, ApiSettings(cors_origins=["https://grafana.example.com"])))
+    assert on.get("/healthz", headers=origin).headers["access-control-allow-origin"] == (
+        "https://grafana.example.com"
+    )
+
+
+def test_metrics_endpoint(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    assert "hazardwatch_inference_seconds_bucket" in response.text

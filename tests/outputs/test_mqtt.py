@@ -1,0 +1,135 @@
+"""Against the real Mosquitto on 127.0.0.1:1883."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hazardwatch.outputs.alerts import Alert
+from hazardwatch.outputs.mqtt import MqttPublisher
+from hazardwatch.records import EventRecord
+from tests.conftest import skip_or_fail
+from tests.helpers import wait_for
+
+HOST, PORT = "127.0.0.1", 1883
+
+
+@pytest.fixture(scope="module", autouse=True)
+def broker() -> None:
+    try:
+        socket.create_connection((HOST, PORT), timeout=2).close()
+    except OSError:
+        skip_or_fail(f"no MQTT broker on {HOST}:{PORT} (start mosquitto)")
+
+
+class Listener:
+    def __init__(self, topic: str) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self._add(m)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(HOST, PORT)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5)
+
+    def _add(self, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def on(self, topic: str) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def alert(kind: str, before: EventRecord | None, snapshot: str | None) -> Alert:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    status = "closed" if kind == "end" else "open"
+    record = EventRecord("e1", "gate-1", "fire_smoke", "critical", status, now, now, 0.8, 0.7,
+                         snapshot_path=snapshot)  # fmt: skip
+    return Alert(kind, before, record, None, None, None)  # type: ignore[arg-type]
+
+
+def test_events_state_snapshot_and_availability(tmp_path: Path) -> None:
+    prefix = f"hwtest-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "gate-1").mkdir()
+    (tmp_path / "gate-1" / "e1.jpg").write_bytes(b"\xff\xd8\xff-jpeg")
+    listener = Listener(f"{prefix}/#")
+    publisher = MqttPublisher(HOST, PORT, prefix=prefix, media_dir=tmp_path)
+    publisher.start()
+    try:
+        assert wait_for(lambda: publisher.connected, 10)
+        assert wait_for(lambda: listener.on(f"{prefix}/available"), 5)
+        assert listener.on(f"{prefix}/available")[-1].payload == b"online"
+        new = alert("new", None, "gate-1/e1.jpg")
+        publisher.send(new)
+        publisher.send(alert("end", new.after, "gate-1/e1.jpg"))
+        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) == 2, 5)
+        events = [json.loads(m.payload) for m in listener.on(f"{prefix}/events")]
+        assert [e["type"] for e in events] == ["new", "end"]
+        assert events[0]["before"] is None and events[1]["before"]["status"] == "open"
+        assert events[1]["after"]["status"] == "closed"
+        states = [m.payload for m in listener.on(f"{prefix}/gate-1/fire_smoke")]
+        assert states == [b"ON", b"OFF"]
+        snapshot = listener.on(f"{prefix}/gate-1/fire_smoke/snapshot")
+        assert snapshot and snapshot[0].payload == b"\xff\xd8\xff-jpeg"
+    finally:
+        publisher.close()
+        listener.close()
+    # Retained: a late subscriber sees the last state and the clean "offline".
+    late = Listener(f"{prefix}/#")
+    try:
+        assert wait_for(lambda: late.on(f"{prefix}/gate-1/fire_smoke"), 5)
+        assert late.on(f"{prefix}/gate-1/fire_smoke")[-1].payload == b"OFF"
+        assert wait_for(lambda: late.on(f"{prefix}/available"), 5)
+        assert late.on(f"{prefix}/available")[-1].payload == b"offline"
+    finally:
+        late.close()
+
+
+def test_last_will_says_offline_when_the_connection_dies() -> None:
+    prefix = f"hwtest-{uuid.uuid4().hex[:8]}"
+    publisher = MqttPublisher(HOST, PORT, prefix=prefix, client_id=f"hw-{prefix}")
+    publisher.start()
+    listener = Listener(f"{prefix}/available")
+    try:
+        assert wait_for(lambda: publisher.connected, 10)
+        assert wait_for(lambda: [m.payload for m in listener.on(f"{prefix}/available")][-1:]
+                        == [b"online"], 5)  # fmt: skip
+        publisher._client.loop_stop()
+        sock = publisher._client.socket()
+        assert sock is not None
+        sock.close()  # dies without DISCONNECT: the broker must publish the will
+        assert wait_for(
+            lambda: [m.payload for m in listener.on(f"{prefix}/available")][-1:] == [b"offline"],
+            10,
+        )
+    finally:
+        listener.close()
+        time.sleep(0.1)
+
+
+def test_publishes_while_the_broker_is_unreachable_are_queued_not_raised() -> None:
+    port = 1  # nothing listens there
+    publisher = MqttPublisher(HOST, port, prefix="hwtest-nobroker")
+    publisher.start()
+    try:
+        publisher.send(alert("new", None, None))
+        assert publisher.published == 2 and not publisher.connected
+    finally:
+        publisher.close(timeout=0.5)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from hazardwatch.metrics import Metrics
+from hazardwatch.outputs.alerts import Alert
+from hazardwatch.outputs.webhook import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookSender,
+    sign,
+    verify_signature,
+)
+from hazardwatch.records import EventRecord
+from tests.conftest import free_port
+from tests.helpers import WebhookReceiver, wait_for
+
+SECRET = "s3cret-key"
+
+
+def alert(uuid: str = "e1", kind: str = "new") -> Alert:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    record = EventRecord(uuid, "cam", "traffic_accident", "critical", "open", now, now, 0.9, 0.8)
+    return Alert(kind, None, record, time.monotonic(), None, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def receiver() -> WebhookReceiver:
+    r = WebhookReceiver(free_port()).start()
+    yield r  # type: ignore[misc]
+    r.stop()
+
+
+def test_signed_delivery_a_receiver_can_verify(receiver: WebhookReceiver) -> None:
+    metrics = Metrics()
+    sender = WebhookSender(receiver.url, SECRET, metrics=metrics)
+    sender.start()
+    sender.send(alert())
+    assert wait_for(lambda: len(receiver.received) == 1, 10)
+    sender.close()
+    got = receiver.received[0]
+    headers = {k.lower(): v for k, v in got.headers.items()}
+    assert verify_signature(
+        SECRET, headers[TIMESTAMP_HEADER.lower()], got.body, headers[SIGNATURE_HEADER.lower()]
+    )
+    assert not verify_signature("wrong", headers[TIMESTAMP_HEADER.lower()], got.body,
+                                headers[SIGNATURE_HEADER.lower()])  # fmt: skip
+    assert not verify_signature(SECRET, headers[TIMESTAMP_HEADER.lower()], got.body + b" ",
+                                headers[SIGNATURE_HEADER.lower()])  # fmt: skip
+    assert headers[DELIVERY_HEADER.lower()] == "e1:0:new"
+    body = got.json()
+    assert body["type"] == "new" and body["camera"] == "cam" and body["score"] == 0.9
+    assert sender.sent == 1
+    text = metrics.render().decode()
+    assert 'hazardwatch_alerts_total{channel="webhook",outcome="sent"} 1.0' in text
+    assert "hazardwatch_alert_latency_seconds_count" in text
+
+
+def test_stale_or_malformed_timestamps_fail_verification() -> None:
+    body = b"{}"
+    ts = str(int(time.time()) - 3600)
+    assert not verify_signature(SECRET, ts, body, sign(SECRET, ts, body))
+    assert verify_signature(SECRET, ts, body, sign(SECRET, ts, body), tolerance_s=7200)
+    assert not verify_signature(SECRET, "soon", body, sign(SECRET, "soon", body))
+
+
+def test_receiver_down_then_back_loses_nothing_within_the_retry_window() -> None:
+    port = free_port()
+    sender = WebhookSender(f"http://127.0.0.1:{port}/hook", SECRET, retries=8, backoff_s=0.2,
+                           backoff_max_s=1.0, timeout_s=1.0)  # fmt: skip
+    sender.start()
+    for i in range(5):
+        sender.send(alert(f"e{i}"))
+    time.sleep(1.5)  # nobody listens: connection refused, retried with backoff
+    receiver = WebhookReceiver(port).start()
+    try:
+        assert wait_for(lambda: len(receiver.received) == 5, 15)
+        # In order, each exactly once.
+        assert [r.json()["event"]["uuid"] for r in receiver.received] == [f"e{i}" for i in range(5)]
+        assert sender.failed == 0
+    finally:
+        sender.close()
+        receiver.stop()
+
+
+def test_5xx_is_retried_4xx_is_not(receiver: WebhookReceiver) -> None:
+    receiver.status = 503
+    sender = WebhookSender(receiver.url, retries=3, backoff_s=0.05)
+    sender.start()
+    sender.send(alert("a"))
+    assert wait_for(lambda: sender.failed == 1, 10)
+    receiver.status = 400
+    sender.send(alert("b"))
+    assert wait_for(lambda: sender.failed == 2, 10)
+    sender.close()
+    assert sender.sent == 0
+
+
+def test_a_slow_receiver_never_blocks_send(receiver: WebhookReceiver) -> None:
+    receiver.delay_s = 2.0
+    sender = WebhookSender(receiver.url, timeout_s=5.0, max_queued=3)
+    sender.start()
+    started = time.monotonic()
+    for i in range(10):
+        sender.send(alert(f"e{i}"))
+    assert time.monotonic() - started < 0.1
+    assert sender.dropped >= 6  # bounded queue: the oldest waiting alerts were dropped
+    sender.close(timeout=1.0)
