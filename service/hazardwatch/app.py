@@ -102,9 +102,16 @@ def build_camera(
 class Service:
     """The running pipeline; `run` blocks until the sources end or `stop` is called."""
 
-    def __init__(self, settings: Settings, encoder_factory: EncoderFactory = load_encoder):
+    def __init__(
+        self,
+        settings: Settings,
+        encoder_factory: EncoderFactory = load_encoder,
+        event_listeners: list[Callable[[EventUpdate], None]] | None = None,
+    ):
+        """`event_listeners` hear every stored event update (embedding, benchmarks)."""
         self.settings = settings
         self._encoder_factory = encoder_factory
+        self._event_listeners = list(event_listeners or [])
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -186,6 +193,7 @@ class Service:
                 metrics=metrics,
             )
         )
+        writer.listeners.extend(self._event_listeners)
         clips = build_clip_recorder(settings, writer)
         emit_event = _fan_out(writer.put_event, clips.on_event if clips else None)
         stage = DetectorStage(

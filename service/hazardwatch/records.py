@@ -112,6 +112,7 @@ class ScoreSample:
     ts: datetime
     class_name: str
     score: float
+    signal: float | None = None  # the detector's decision value (hazard classes)
 
     def __post_init__(self) -> None:
         _require_aware("ts", self.ts)

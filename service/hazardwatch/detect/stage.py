@@ -94,11 +94,11 @@ class DetectorStage:
                 self._on_frame(frame)
             events = detector.update(t, scored.probabilities, ref=scored)
             self._emit_all(events, frame.monotonic)
-            samples.extend(self._samples(scored))
+            samples.extend(self._samples(scored, detector))
         if samples and self._emit_scores is not None:
             self._emit_scores(samples)
 
-    def _samples(self, scored: ScoredFrame) -> list[ScoreSample]:
+    def _samples(self, scored: ScoredFrame, detector: TemporalDetector) -> list[ScoreSample]:
         frame = scored.gated.frame
         t = frame.timestamp
         out = []
@@ -106,7 +106,8 @@ class DetectorStage:
             key = (frame.camera, name)
             if t - self._last_sample.get(key, -1e18) >= self.score_interval_s:
                 self._last_sample[key] = t
-                out.append(ScoreSample(frame.camera, frame.captured_at, name, value))
+                signal = detector.signal(name)  # None for classes it does not follow
+                out.append(ScoreSample(frame.camera, frame.captured_at, name, value, signal))
         return out
 
     def flush(self) -> None:

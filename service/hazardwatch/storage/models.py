@@ -126,3 +126,5 @@ class ScoreRow(Base):
     ts: Mapped[datetime]
     class_name: Mapped[str] = mapped_column(sa.String(64))
     score: Mapped[float] = mapped_column(Score)
+    # What the detector compared with its thresholds (smoothed − baseline); hazards only.
+    signal: Mapped[float | None] = mapped_column(Score)

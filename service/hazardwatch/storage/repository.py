@@ -208,7 +208,13 @@ class Repository:
             return
         self.ensure_cameras((name, "unknown") for name in {s.camera for s in samples})
         rows = [
-            {"camera": s.camera, "ts": s.ts, "class_name": s.class_name, "score": float(s.score)}
+            {
+                "camera": s.camera,
+                "ts": s.ts,
+                "class_name": s.class_name,
+                "score": float(s.score),
+                "signal": None if s.signal is None else float(s.signal),
+            }
             for s in samples
         ]
         with self._engine.begin() as conn:
@@ -226,7 +232,7 @@ class Repository:
             query = query.where(ScoreRow.class_name == class_name)
         with self._engine.connect() as conn:
             return [
-                ScoreSample(camera=r.camera, ts=r.ts, class_name=r.class_name, score=r.score)
+                ScoreSample(r.camera, r.ts, r.class_name, r.score, r.signal)
                 for r in conn.execute(query)
             ]
 

@@ -40,7 +40,13 @@ def decode(kind: str, payload: str) -> Item:
         return EventRecord(**data)
     if kind == "scores":
         return [
-            ScoreSample(s["camera"], datetime.fromisoformat(s["ts"]), s["class_name"], s["score"])
+            ScoreSample(
+                s["camera"],
+                datetime.fromisoformat(s["ts"]),
+                s["class_name"],
+                s["score"],
+                s.get("signal"),
+            )
             for s in data
         ]
     raise ValueError(f"unknown spool item kind {kind!r}")

@@ -1,0 +1,148 @@
+"""docker-compose.yml cannot run here (no Docker engine): parse it and hold it against the
+settings the app reads, the Grafana provisioning and the Prometheus config."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from hazardwatch.settings import Settings, _check_env_names, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def mounts(service: str) -> dict[str, str]:
+    """container path → source (host path or named volume)."""
+    out = {}
+    for volume in SERVICES[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        out[target] = source
+    return out
+
+
+def default_of(value: str) -> str:
+    """${VAR:-default} → default (what compose uses without a .env)."""
+    m = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", str(value))
+    return m[1] if m else str(value)
+
+
+@pytest.fixture(scope="module")
+def app_settings(monkeypatch_module: pytest.MonkeyPatch) -> Settings:
+    env = SERVICES["hazardwatch"]["environment"]
+    for name, value in env.items():
+        monkeypatch_module.setenv(name, default_of(value))
+    target = "/etc/hazardwatch/hazardwatch.yaml"
+    source = mounts("hazardwatch")[target]
+    return load_settings(ROOT / source)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Any:
+    patch = pytest.MonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+def test_images_are_pinned_and_long_running_services_have_healthchecks() -> None:
+    for name, service in SERVICES.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+        if service.get("restart") != "no":
+            assert "healthcheck" in service, f"{name} has no healthcheck"
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm$", DOCKERFILE, re.M)
+
+
+def test_named_volumes_are_declared_and_used() -> None:
+    declared = set(COMPOSE["volumes"])
+    used = {
+        source
+        for name in SERVICES
+        for source in mounts(name).values()
+        if not source.startswith(".")
+    }
+    assert used == declared
+
+
+def test_the_service_config_is_valid_and_matches_the_mounts(app_settings: Settings) -> None:
+    hw = SERVICES["hazardwatch"]
+    _check_env_names({k: "x" for k in hw["environment"] if k.startswith("HAZARDWATCH_")})
+    m = mounts("hazardwatch")
+    assert app_settings.storage.data_dir.as_posix() in m  # events spool and media persist
+    assert app_settings.scoring.download_dir.as_posix() in m  # weights downloaded once
+    assert "/etc/hazardwatch/hazardwatch.yaml" in DOCKERFILE
+    assert f"EXPOSE {app_settings.api.port}" in DOCKERFILE
+    assert app_settings.api.host == "0.0.0.0"
+    assert hw["ports"] == [f"127.0.0.1:{app_settings.api.port}:{app_settings.api.port}"]
+    assert f":{app_settings.api.port}/healthz" in " ".join(hw["healthcheck"]["test"])
+
+
+def test_database_url_matches_the_mysql_service(app_settings: Settings) -> None:
+    url = urlsplit(app_settings.storage.resolved_url())
+    mysql = SERVICES["mysql"]["environment"]
+    assert url.scheme == "mysql+pymysql" and url.hostname == "mysql" and url.port == 3306
+    assert url.username == mysql["MYSQL_USER"]
+    assert url.password == default_of(mysql["MYSQL_PASSWORD"])
+    assert url.path.lstrip("/") == mysql["MYSQL_DATABASE"]
+    assert mounts("mysql")["/docker-entrypoint-initdb.d"] == "./deploy/mysql-init"
+
+
+def test_demo_camera_is_the_mediamtx_path(app_settings: Settings) -> None:
+    (camera,) = app_settings.cameras
+    url = urlsplit(camera.url.get_secret_value())
+    assert url.scheme == "rtsp" and url.hostname == "mediamtx" and url.port == 8554
+    path = url.path.strip("/")
+    env = SERVICES["mediamtx"]["environment"]
+    assert f"MTX_PATHS_{path.upper()}_RUNONINIT" in env
+    assert f"rtsp://localhost:8554/{path}" in env[f"MTX_PATHS_{path.upper()}_RUNONINIT"]
+    assert SERVICES["mediamtx"]["depends_on"]["demo-clip"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def test_prometheus_scrapes_the_service(app_settings: Settings) -> None:
+    m = mounts("prometheus")
+    config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
+    (job,) = config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == [f"hazardwatch:{app_settings.api.port}"]
+    assert job["metrics_path"] == "/metrics"
+    for rule_file in config["rule_files"]:
+        assert f"/etc/prometheus/{rule_file}" in m
+
+
+def test_grafana_mounts_match_its_provisioning() -> None:
+    m = mounts("grafana")
+    assert m["/etc/grafana/provisioning"] == "./grafana/provisioning"
+    provider = yaml.safe_load(
+        (ROOT / "grafana/provisioning/dashboards/hazardwatch.yaml").read_text()
+    )["providers"][0]
+    assert m[provider["options"]["path"]] == "./grafana/dashboards"
+    env = SERVICES["grafana"]["environment"]
+    assert env["HAZARDWATCH_DB_HOST"] == "mysql" and env["PROMETHEUS_URL"].startswith(
+        "http://prometheus:"
+    )
+    assert env["HAZARDWATCH_DB_NAME"] == SERVICES["mysql"]["environment"]["MYSQL_DATABASE"]
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "grafana/dashboards" / Path(home).name).is_file()
+
+
+def test_gpu_profile() -> None:
+    gpu = SERVICES["hazardwatch-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX"]
+    assert "profiles" not in SERVICES["hazardwatch"]
+
+
+def test_nothing_is_published_beyond_loopback() -> None:
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to the network"
