@@ -188,10 +188,12 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         if len(data) > max_bytes:
             raise HTTPException(413, _too_large(max_bytes))
         image = decode_upload(data)  # raises HTTPException 415 / 413 with the reason
-        if overlay:
-            png = hazard_overlay(worker, image)
-            return Response(png, media_type="image/png")
-        bank, probs, sims = worker.score_images([image])
+        try:
+            if overlay:
+                return Response(hazard_overlay(worker, image), media_type="image/png")
+            bank, probs, sims = worker.score_images([image])
+        except ValueError as exc:  # e.g. too small for the model's preprocessing
+            raise HTTPException(422, f"the image cannot be scored: {exc}") from None
         k = max(1, min(top, len(bank.prompts)))
         order = sims[0].argsort()[::-1][:k]
         classes = dict(zip(bank.class_names, map(float, probs[0]), strict=True))

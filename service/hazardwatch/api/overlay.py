@@ -45,6 +45,8 @@ def decode_upload(data: bytes) -> Image:
 def hazard_overlay(worker: ScoringWorker, image: Image) -> bytes:
     """PNG of `image` with the summed hazard probability of each grid cell as a heatmap."""
     height, width = image.shape[:2]
+    if min(height, width) < GRID * 16:
+        raise ValueError(f"{width}x{height} is too small for a {GRID}x{GRID} heatmap")
     cell_w, cell_h = width / GRID, height / GRID
     crops: list[Image] = []
     cells: list[tuple[int, int]] = []

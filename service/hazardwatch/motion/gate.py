@@ -51,10 +51,11 @@ class MotionGate:
         self._previous = None
 
     def _prepare(self, image: Image) -> npt.NDArray[np.uint8]:
-        if image.ndim not in (2, 3) or image.dtype != np.uint8 or min(image.shape[:2]) < 2:
+        channels_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
+        if not channels_ok or image.dtype != np.uint8 or min(image.shape[:2]) < 2:
             raise ValueError(
                 f"frame of shape {image.shape} and dtype {image.dtype}: the gate needs an "
-                "8-bit grey or BGR image of at least 2×2 pixels"
+                "8-bit grey, BGR or BGRA image of at least 2×2 pixels"
             )
         if self._shape != image.shape[:2]:
             self._resize_state(image.shape[0], image.shape[1])
@@ -62,7 +63,8 @@ class MotionGate:
         # which alone would cost half a decode; the blur below averages the noise instead.
         small = cv2.resize(image, self._small_size, interpolation=cv2.INTER_NEAREST)
         if small.ndim == 3:
-            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+            code = cv2.COLOR_BGR2GRAY if small.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+            small = cv2.cvtColor(small, code)
         k = self.params.blur_kernel
         return np.asarray(cv2.GaussianBlur(small, (k, k), 0), dtype=np.uint8)
 

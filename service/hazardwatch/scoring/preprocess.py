@@ -29,10 +29,11 @@ def check_frame(image: object) -> Image:
     if image.dtype != np.uint8:
         raise ValueError(f"frame dtype is {image.dtype}; expected uint8 BGR")
     frame: Image = image
+    usable = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))
+    if not usable or min(frame.shape[:2]) < 8:
+        raise ValueError(f"frame shape {frame.shape}; expected HxWx3 BGR of at least 8×8")
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    if frame.ndim != 3 or frame.shape[2] not in (3, 4) or min(frame.shape[:2]) < 8:
-        raise ValueError(f"frame shape {frame.shape}; expected HxWx3 BGR of at least 8×8")
     if frame.shape[2] == 4:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
     return frame

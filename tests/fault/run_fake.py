@@ -1,0 +1,35 @@
+"""`hazardwatch run` with the fake encoder, as its own process (for kill -9 tests).
+
+python -m tests.fault.run_fake DATA_DIR PORT [--loop] SOURCE...
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hazardwatch.app import Service, cameras_from_sources, install_signal_handlers
+from hazardwatch.redact import configure_logging
+from hazardwatch.settings import load_settings
+from tests.fakes import FakeEncoder
+
+
+def main(argv: list[str]) -> int:
+    data_dir, port, *rest = argv
+    loop = "--loop" in rest
+    sources = [a for a in rest if a != "--loop"]
+    settings = load_settings(
+        None,
+        cameras=cameras_from_sources(sources, loop=loop),
+        storage={"data_dir": data_dir},
+        api={"port": int(port)},
+        detector={"cooldown_s": 2.0},
+    )
+    configure_logging("INFO")
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    install_signal_handlers(service)
+    service.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
