@@ -106,7 +106,7 @@ def test_box_always_inside_frame_and_big_moves_are_found(x: int, y: int, dx: int
     [np.zeros((0, 0, 3), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((5,), np.uint8)],
 )
 def test_bad_frames_are_rejected_with_a_reason(bad: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="8-bit grey or BGR"):
+    with pytest.raises(ValueError, match="8-bit grey, BGR or BGRA"):
         MotionGate().update(bad)
 
 

@@ -96,7 +96,9 @@ class ClipRecorder:
         self.preroll_s = preroll_s
         self.fps = fps
         self.max_width = max_width
-        self._queue: queue.Queue[object] = queue.Queue(queue_size)
+        self.queue_size = queue_size
+        # Unbounded so event starts and ends always get through; frames are bounded below.
+        self._queue: queue.Queue[object] = queue.Queue()
         self._cameras: dict[str, _Camera] = {}
         self._thread = threading.Thread(target=self._run, name="clip-recorder", daemon=True)
         self.frames_dropped = 0
@@ -114,17 +116,14 @@ class ClipRecorder:
 
     # Called from the scoring thread: never block.
     def on_frame(self, frame: Frame) -> None:
-        self._offer(frame)
+        if self._queue.qsize() >= self.queue_size:
+            self.frames_dropped += 1  # encoding is behind: the clip skips, scoring goes on
+            return
+        self._queue.put(frame)
 
     def on_event(self, update: EventUpdate) -> None:
         if update.kind in ("started", "ended"):
-            self._offer(update, must=update.kind == "ended")
-
-    def _offer(self, item: object, must: bool = False) -> None:
-        try:
-            self._queue.put(item, block=must, timeout=5.0 if must else None)
-        except queue.Full:
-            self.frames_dropped += 1
+            self._queue.put(update)
 
     # ------------------------------------------------------------------ thread
 
