@@ -9,10 +9,13 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 import sqlalchemy as sa
+
+from hazardwatch.app import cameras_from_sources
+from hazardwatch.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("HAZARDWATCH_TEST_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -227,3 +230,32 @@ def tiny_clip_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+# ---------------------------------------------------------------------------- service
+
+
+@pytest.fixture(scope="session")
+def red_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 s grey clip with a red square (the fake encoder's "crash") from 2 s to 6 s."""
+    from tests.fakes import write_red_square_clip
+
+    path = tmp_path_factory.mktemp("clips") / "crash.mp4"
+    write_red_square_clip(str(path))
+    return path
+
+
+def service_settings(
+    tmp_path: Path, database_url: str, sources: list[str], loop: bool = False, **extra: Any
+) -> Settings:
+    """Settings for a test `Service`: its own data and media dirs and a free API port."""
+    sections: dict[str, Any] = {
+        "cameras": cameras_from_sources(sources, loop=loop),
+        "storage": {"database_url": database_url, "data_dir": str(tmp_path / "data")},
+        "media": {"dir": str(tmp_path / "media")},
+        "detector": {"cooldown_s": 2.0},
+        "api": {"port": free_port()},
+    }
+    for key, value in extra.items():
+        sections[key] = {**sections.get(key, {}), **value}
+    return load_settings(None, **sections)

@@ -16,36 +16,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from hazardwatch.app import RunSummary, Service, cameras_from_sources
+from hazardwatch.app import RunSummary, Service
 from hazardwatch.outputs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from hazardwatch.settings import Settings, load_settings
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
-from tests.conftest import free_port
-from tests.fakes import FakeEncoder, write_red_square_clip
+from tests.conftest import free_port, service_settings
+from tests.fakes import FakeEncoder
 from tests.helpers import WebhookReceiver, wait_for
-
-
-@pytest.fixture(scope="module")
-def red_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clips") / "crash.mp4"
-    write_red_square_clip(str(path))
-    return path
-
-
-def service_settings(
-    tmp_path: Path, database_url: str, sources: list[str], loop: bool = False, **extra: Any
-) -> Settings:
-    sections: dict[str, Any] = {
-        "cameras": cameras_from_sources(sources, loop=loop),
-        "storage": {"database_url": database_url, "data_dir": str(tmp_path / "data")},
-        "media": {"dir": str(tmp_path / "media")},
-        "detector": {"cooldown_s": 2.0},
-        "api": {"port": free_port()},
-    }
-    for key, value in extra.items():
-        sections[key] = {**sections.get(key, {}), **value}
-    return load_settings(None, **sections)
 
 
 def run_service(

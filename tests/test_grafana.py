@@ -31,10 +31,9 @@ from hazardwatch.settings import DetectorSettings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
-from tests.conftest import skip_or_fail
+from tests.conftest import free_port, service_settings, skip_or_fail
 from tests.fakes import FakeEncoder
 from tests.helpers import WebhookReceiver, wait_for
-from tests.test_app import red_clip, service_settings  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -248,9 +247,9 @@ PROMQL_NAME = re.compile(r"\bhazardwatch_[a-z0-9_]+")
 
 
 @pytest.fixture(scope="module")
-def exposition(tmp_path_factory: pytest.TempPathFactory, red_clip: Path) -> Iterator[set[str]]:  # noqa: F811
+def exposition(tmp_path_factory: pytest.TempPathFactory, red_clip: Path) -> Iterator[set[str]]:
     tmp = tmp_path_factory.mktemp("metrics")
-    receiver = WebhookReceiver(_port()).start()
+    receiver = WebhookReceiver(free_port()).start()
     settings = service_settings(
         tmp, f"sqlite:///{tmp / 'hw.db'}", [str(red_clip)], loop=True,
         alerts={"webhook": {"url": receiver.url}},
@@ -268,12 +267,6 @@ def exposition(tmp_path_factory: pytest.TempPathFactory, red_clip: Path) -> Iter
         receiver.stop()
     names = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
     yield names
-
-
-def _port() -> int:
-    from tests.conftest import free_port
-
-    return free_port()
 
 
 @pytest.mark.parametrize(("where", "expr"), promql_expressions())

@@ -222,7 +222,7 @@ class Service:
                 "--source PATH_OR_URL"
             )
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
-        view.readers, view.queue = readers, queue  # type: ignore[assignment]
+        view.readers, view.queue = readers, queue
         view.open_events = lambda: writer.open_events
         view.spool_backlog = lambda: writer.spooled
         view.writer_backlog = lambda: writer.backlog

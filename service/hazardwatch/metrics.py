@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -108,7 +108,7 @@ class PipelineView:
     """What the collector reads at scrape time; filled in as the service starts."""
 
     readers: list[CameraReader] = field(default_factory=list)
-    queue: LocalQueue[object] | None = None
+    queue: LocalQueue[Any] | None = None
     open_events: Callable[[], int] = lambda: 0
     spool_backlog: Callable[[], int] = lambda: 0
     writer_backlog: Callable[[], int] = lambda: 0
@@ -125,27 +125,21 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         v = self.view
-        cams = [(r.camera, r) for r in v.readers]
+        readers = v.readers
         yield _counter(
-            "frames_read", "Frames decoded per camera.", cams, lambda r: r.stats.frames_read
+            "frames_read", "Frames decoded per camera.", readers, lambda r: r.stats.frames_read
         )
-        yield _counter(
-            "frames_dropped",
-            "Frames dropped per camera and reason (fps_limit, bad, queue_full).",
-            [],
-            lambda r: 0,
-            extra=_drops(v),
-        )
+        yield _drops(v)
         yield _counter(
             "frames_motion",
             "Frames in which the gate saw motion, per camera.",
-            cams,
+            readers,
             lambda r: getattr(r.sink, "motion_frames", 0),
         )
         yield _counter(
             "camera_reconnects",
             "Reconnect attempts per camera.",
-            cams,
+            readers,
             lambda r: r.stats.reconnects,
         )
         up = GaugeMetricFamily(
@@ -157,12 +151,13 @@ class PipelineCollector(Collector):
             labels=["camera"],
         )
         fps = GaugeMetricFamily(PREFIX + "camera_fps", "Measured frame rate.", labels=["camera"])
-        for name, r in cams:
-            up.add_metric([name], 1.0 if r.state.value == "streaming" and not r.stalled else 0.0)
-            fps.add_metric([name], r.stats.fps)
+        for r in readers:
+            streaming = r.state.value == "streaming" and not r.stalled
+            up.add_metric([r.camera], 1.0 if streaming else 0.0)
+            fps.add_metric([r.camera], r.stats.fps)
             frame_age = r.frame_age_s()
             if frame_age is not None:
-                age.add_metric([name], max(0.0, frame_age))
+                age.add_metric([r.camera], max(0.0, frame_age))
         yield up
         yield age
         yield fps
@@ -178,29 +173,26 @@ class PipelineCollector(Collector):
         yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())
 
 
-def _drops(view: PipelineView) -> list[tuple[list[str], float]]:
-    out: list[tuple[list[str], float]] = []
+def _drops(view: PipelineView) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        PREFIX + "frames_dropped",
+        "Frames dropped per camera and reason (fps_limit, bad, queue_full).",
+        labels=["camera", "reason"],
+    )
     queue_drops = view.queue.dropped_by_key if view.queue is not None else {}
     for r in view.readers:
-        out.append(([r.camera, "fps_limit"], float(r.stats.frames_dropped_fps)))
-        out.append(([r.camera, "bad"], float(r.stats.frames_bad)))
-        out.append(([r.camera, "queue_full"], float(queue_drops.get(r.camera, 0))))
-    return out
+        family.add_metric([r.camera, "fps_limit"], float(r.stats.frames_dropped_fps))
+        family.add_metric([r.camera, "bad"], float(r.stats.frames_bad))
+        family.add_metric([r.camera, "queue_full"], float(queue_drops.get(r.camera, 0)))
+    return family
 
 
 def _counter(
-    name: str,
-    doc: str,
-    cams: list[tuple[str, CameraReader]],
-    value: Callable[[CameraReader], float],
-    extra: list[tuple[list[str], float]] | None = None,
+    name: str, doc: str, readers: list[CameraReader], value: Callable[[CameraReader], float]
 ) -> CounterMetricFamily:
-    labels = ["camera", "reason"] if extra is not None else ["camera"]
-    family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
-    for cam, reader in cams:
-        family.add_metric([cam], float(value(reader)))
-    for label_values, v in extra or []:
-        family.add_metric(label_values, v)
+    family = CounterMetricFamily(PREFIX + name, doc, labels=["camera"])
+    for reader in readers:
+        family.add_metric([reader.camera], float(value(reader)))
     return family
 
 

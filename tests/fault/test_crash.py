@@ -15,7 +15,6 @@ from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.conftest import free_port
 from tests.helpers import wait_for
-from tests.test_app import red_clip  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.fault
 
@@ -34,7 +33,7 @@ def _run(data_dir: Path, args: list[str]) -> subprocess.Popen[str]:
 
 def test_kill_9_leaves_no_duplicate_or_half_written_event_and_restart_closes_it(
     tmp_path: Path,
-    red_clip: Path,  # noqa: F811
+    red_clip: Path,
 ) -> None:
     data = tmp_path / "data"
     db = data / "hazardwatch.db"

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from hazardwatch.app import Service
 from hazardwatch.storage.engine import create_engine
+from tests.conftest import service_settings
 from tests.fakes import FakeEncoder
 from tests.helpers import wait_for
-from tests.test_app import red_clip, service_settings  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.fault
 PASSWORD = "Sup3rS3cretPw"
@@ -24,7 +24,7 @@ TOKEN = "t0ken-N0t-F0r-L0gs"
 
 def test_no_secret_in_logs_metrics_api_or_rows(
     tmp_path: Path,
-    red_clip: Path,  # noqa: F811
+    red_clip: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'hw.db'}"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,9 +30,9 @@ def alert(uuid: str = "e1", kind: str = "new") -> Alert:
 
 
 @pytest.fixture
-def receiver() -> WebhookReceiver:
+def receiver() -> Iterator[WebhookReceiver]:
     r = WebhookReceiver(free_port()).start()
-    yield r  # type: ignore[misc]
+    yield r
     r.stop()
 
 

@@ -218,7 +218,7 @@ def _readiness(state: ApiState) -> list[str]:
     try:
         state.repository.ping()
     except sa.exc.SQLAlchemyError as exc:
-        reasons.append(f"database unreachable: {redact_text(type(exc).__name__)}")
+        reasons.append(f"database unreachable: {type(exc).__name__}")
     writer = state.writer
     if writer is not None and writer.spooled:
         reasons.append(f"{writer.spooled} write(s) spooled, waiting for the database")
