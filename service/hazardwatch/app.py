@@ -224,7 +224,7 @@ class Service:
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
         view.readers, view.queue = readers, queue
         view.open_events = lambda: writer.open_events
-        view.spool_backlog = lambda: writer.spooled
+        view.spool = writer.spool
         view.writer_backlog = lambda: writer.backlog
         api_state.readers, api_state.worker = readers, worker
 

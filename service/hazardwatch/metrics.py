@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from hazardwatch.capture.reader import CameraReader
     from hazardwatch.handoff.queue import LocalQueue
+    from hazardwatch.storage.spool import Spool
 
 PREFIX = "hazardwatch_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -110,7 +111,7 @@ class PipelineView:
     readers: list[CameraReader] = field(default_factory=list)
     queue: LocalQueue[Any] | None = None
     open_events: Callable[[], int] = lambda: 0
-    spool_backlog: Callable[[], int] = lambda: 0
+    spool: Spool | None = None
     writer_backlog: Callable[[], int] = lambda: 0
 
 
@@ -165,12 +166,30 @@ class PipelineCollector(Collector):
         yield _gauge("queue_depth", "Frames waiting for the CLIP worker.", len(q) if q else 0)
         yield _gauge("queue_capacity", "Size of the hand-off queue.", q.maxsize if q else 0)
         yield _gauge("open_events", "Hazard events open now.", v.open_events())
-        yield _gauge(
-            "spool_backlog",
-            "Writes waiting in the durable spool (database down).",
-            v.spool_backlog(),
-        )
+        yield from _spool(v.spool)
         yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())
+
+
+def _spool(spool: Spool | None) -> Iterator[Metric]:
+    yield _gauge(
+        "spool_backlog",
+        "Writes waiting in the durable spool (database down).",
+        len(spool) if spool is not None else 0,
+    )
+    yield _gauge(
+        "spool_capacity",
+        "Most writes the spool keeps (storage.spool_max_items).",
+        spool.max_items if spool is not None else 0,
+    )
+    dropped = CounterMetricFamily(
+        PREFIX + "spool_dropped",
+        "Writes dropped from a full spool, by kind (scores go first; event or clip means "
+        "lost events: raise storage.spool_max_items).",
+        labels=["kind"],
+    )
+    for kind, count in (spool.dropped if spool is not None else {}).items():
+        dropped.add_metric([kind], float(count))
+    yield dropped
 
 
 def _drops(view: PipelineView) -> CounterMetricFamily:

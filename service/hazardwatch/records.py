@@ -71,6 +71,14 @@ class GatedFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class ClipLink:
+    """A finished clip to record on its event (from the clip recorder)."""
+
+    uuid: str
+    clip_path: str  # relative to the media dir
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     """One hazard event as stored: written at start, on each new peak and at the end.
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hazardwatch.records import EventRecord, ScoreSample
+from hazardwatch.records import ClipLink, EventRecord, ScoreSample
 from hazardwatch.storage.spool import Spool
 
 T = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -19,14 +19,44 @@ def test_items_survive_a_reopen_in_order_and_round_trip(tmp_path: Path) -> None:
     scores = [ScoreSample("cam", T, "fire_smoke", 0.25)]
     spool.push(record("a"))
     spool.push(scores)
-    spool.push(record("a", 1))
+    spool.push(record("b"))
+    spool.push(ClipLink("a", "cam/a.mp4"))
     spool.close()
     again = Spool(tmp_path / "spool.db")
-    assert len(again) == 3
+    assert len(again) == 4
     items = [item for _, item in again.peek(10)]
-    assert items == [record("a"), scores, record("a", 1)]
-    again.remove([row_id for row_id, _ in again.peek(2)])
-    assert len(again) == 1 and again.peek(10)[0][1] == record("a", 1)
+    assert items == [record("a"), scores, record("b"), ClipLink("a", "cam/a.mp4")]
+    again.remove([row_id for row_id, _ in again.peek(3)])
+    assert len(again) == 1 and again.peek(10)[0][1] == ClipLink("a", "cam/a.mp4")
+
+
+def test_a_newer_state_of_an_event_replaces_the_spooled_one(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.push(record("a"))
+    spool.push(record("b"))
+    spool.push(record("a", 1))
+    spool.push(record("a", 2))
+    items = [item for _, item in spool.peek(10)]
+    assert items == [record("b"), record("a", 2)]
+    assert (len(spool), spool.superseded) == (2, 2)
+    assert sum(spool.dropped.values()) == 0  # nothing lost: the last state holds it all
+
+
+def test_a_spool_from_before_the_event_column_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "spool.db")
+    old.execute(
+        "CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+        " payload TEXT NOT NULL)"
+    )
+    old.execute("INSERT INTO spool (kind, payload) VALUES ('clip', ?)",
+                ('{"uuid": "a", "clip_path": "cam/a.mp4"}',))  # fmt: skip
+    old.commit()
+    old.close()
+    spool = Spool(tmp_path / "spool.db")
+    spool.push(record("a"))
+    assert [item for _, item in spool.peek(10)] == [ClipLink("a", "cam/a.mp4"), record("a")]
 
 
 def test_bounded_dropping_scores_before_events(tmp_path: Path) -> None:
@@ -39,7 +69,7 @@ def test_bounded_dropping_scores_before_events(tmp_path: Path) -> None:
     assert [type(i).__name__ for _, i in spool.peek(10)] == ["EventRecord"] * 3
     spool.push(record("d"))  # only events left: the oldest event goes, and is counted
     assert [i.uuid for _, i in spool.peek(10)] == ["b", "c", "d"]  # type: ignore[union-attr]
-    assert (spool.dropped_scores, spool.dropped_events, len(spool)) == (2, 1, 3)
+    assert spool.dropped == {"scores": 2, "event": 1, "clip": 0} and len(spool) == 3
 
 
 def test_an_unreadable_row_is_dropped_not_fatal(tmp_path: Path) -> None:

@@ -23,8 +23,7 @@ from pathlib import Path
 import cv2
 
 from hazardwatch.detect.stage import EventUpdate
-from hazardwatch.outputs.writer import ClipWritten
-from hazardwatch.records import Frame, Image
+from hazardwatch.records import ClipLink, Frame, Image
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -84,7 +83,7 @@ class ClipRecorder:
     def __init__(
         self,
         media_dir: Path,
-        on_clip: Callable[[ClipWritten], None],
+        on_clip: Callable[[ClipLink], None],
         *,
         preroll_s: float = 2.0,
         fps: float = 3.0,
@@ -219,7 +218,7 @@ class ClipRecorder:
             clip.tmp.unlink(missing_ok=True)
             return
         self.clips_written += 1
-        self.on_clip(ClipWritten(clip.uuid, clip.relative.as_posix()))
+        self.on_clip(ClipLink(clip.uuid, clip.relative.as_posix()))
 
     def _fit(self, image: Image) -> Image:
         height, width = image.shape[:2]

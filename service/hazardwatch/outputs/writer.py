@@ -23,21 +23,13 @@ import sqlalchemy as sa
 
 from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
-from hazardwatch.records import EventRecord, ScoreSample
+from hazardwatch.records import ClipLink, EventRecord, ScoreSample
 from hazardwatch.storage.repository import Repository
 from hazardwatch.storage.spool import Item, Spool
 
 log = logging.getLogger(__name__)
 _STOP = object()
 EventListener = Callable[[EventUpdate], None]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClipWritten:
-    """A finished clip to record on its event (from the clip recorder)."""
-
-    uuid: str
-    clip_path: str
 
 
 class EventWriter:
@@ -79,7 +71,7 @@ class EventWriter:
     def put_scores(self, samples: list[ScoreSample]) -> None:
         self._queue.put(samples)
 
-    def put_clip(self, clip: ClipWritten) -> None:
+    def put_clip(self, clip: ClipLink) -> None:
         self._queue.put(clip)
 
     @property
@@ -170,10 +162,8 @@ class EventWriter:
                     listener(update)
                 except Exception:
                     log.exception("event listener %r failed", listener)
-        elif isinstance(item, list):
+        elif isinstance(item, list | ClipLink):
             self._persist(item)
-        elif isinstance(item, ClipWritten):
-            self._persist_clip(item)
 
     def _persist(self, item: Item) -> None:
         """Store now, or spool when the database is down or older writes still wait."""
@@ -189,19 +179,14 @@ class EventWriter:
                 raise
             self.spool.push(item)
 
-    def _persist_clip(self, clip: ClipWritten) -> None:
-        try:
-            self.repository.set_clip_path(clip.uuid, clip.clip_path)
-        except sa.exc.SQLAlchemyError as exc:
-            # The clip stays on disk; only its link is lost if the row is not there yet.
-            self._failed(exc)
-            log.warning("clip of event %s not linked: database unavailable", clip.uuid)
-
     def _store(self, item: Item) -> None:
         started = time.perf_counter()
         if isinstance(item, EventRecord):
             self.repository.upsert_event(item)
             self.events_written += 1
+        elif isinstance(item, ClipLink):
+            if not self.repository.set_clip_path(item.uuid, item.clip_path):
+                log.warning("clip %s has no stored event %s; not linked", item.clip_path, item.uuid)
         else:
             self.repository.add_scores(item)
             self.scores_written += len(item)

@@ -3,8 +3,10 @@
 A small SQLite file (WAL, synchronous=FULL) next to the data, so a database outage or a
 crash of this process loses nothing that was accepted. Items are replayed oldest first;
 event upserts are idempotent by uuid and guarded by revision, so a replay that is
-interrupted and repeated stores each event exactly once. The spool is bounded: when full,
-the oldest score samples go first (dashboard detail), events only when nothing else is left.
+interrupted and repeated stores each event exactly once. An event's newer state replaces
+its older one in the spool (each record carries the whole event), so a long outage costs
+one item per event, not one per update. The spool is bounded: when full, the oldest score
+samples go first (dashboard detail), events and clip links only when nothing else is left.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from hazardwatch.records import EventRecord, ScoreSample
+from hazardwatch.records import ClipLink, EventRecord, ScoreSample
 
 log = logging.getLogger(__name__)
-Kind = Literal["event", "scores"]
-Item = EventRecord | list[ScoreSample]
+Kind = Literal["event", "scores", "clip"]
+Item = EventRecord | list[ScoreSample] | ClipLink
 
 
 def encode(item: Item) -> tuple[Kind, str]:
     if isinstance(item, EventRecord):
         return "event", json.dumps(asdict(item), default=_iso)
+    if isinstance(item, ClipLink):
+        return "clip", json.dumps(asdict(item))
     return "scores", json.dumps([asdict(s) for s in item], default=_iso)
 
 
@@ -38,6 +42,8 @@ def decode(kind: str, payload: str) -> Item:
             if data.get(key) is not None:
                 data[key] = datetime.fromisoformat(data[key])
         return EventRecord(**data)
+    if kind == "clip":
+        return ClipLink(**data)
     if kind == "scores":
         return [
             ScoreSample(
@@ -64,8 +70,8 @@ class Spool:
     def __init__(self, path: Path, max_items: int = 200_000) -> None:
         self.path = path
         self.max_items = max_items
-        self.dropped_scores = 0
-        self.dropped_events = 0
+        self.dropped: dict[Kind, int] = {"event": 0, "scores": 0, "clip": 0}
+        self.superseded = 0  # older states of an event replaced by a newer one (no loss)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -73,8 +79,13 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spool ("
-            " id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL,"
+            " event_uuid TEXT)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(spool)")}
+        if "event_uuid" not in columns:  # a spool left by version 0.1
+            self._db.execute("ALTER TABLE spool ADD COLUMN event_uuid TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS spool_event ON spool (event_uuid)")
         self._count = self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
 
     def __len__(self) -> int:
@@ -82,25 +93,41 @@ class Spool:
 
     def push(self, item: Item) -> None:
         kind, payload = encode(item)
+        uuid = item.uuid if isinstance(item, EventRecord) else None
         with self._lock:
-            if self._count >= self.max_items:
-                self._make_room()
-            self._db.execute("INSERT INTO spool (kind, payload) VALUES (?, ?)", (kind, payload))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if uuid is not None:
+                    gone = self._db.execute(
+                        "DELETE FROM spool WHERE kind = 'event' AND event_uuid = ?", (uuid,)
+                    ).rowcount
+                    self.superseded += gone
+                    self._count -= gone
+                if self._count >= self.max_items:
+                    self._make_room()
+                self._db.execute(
+                    "INSERT INTO spool (kind, payload, event_uuid) VALUES (?, ?, ?)",
+                    (kind, payload, uuid),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._count = self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+                raise
             self._count += 1
 
     def _make_room(self) -> None:
         row = self._db.execute(
-            "SELECT id FROM spool WHERE kind = 'scores' ORDER BY id LIMIT 1"
+            "SELECT id, kind FROM spool WHERE kind = 'scores' ORDER BY id LIMIT 1"
         ).fetchone()
-        if row is not None:
-            self.dropped_scores += 1
-        else:
-            row = self._db.execute("SELECT id FROM spool ORDER BY id LIMIT 1").fetchone()
-            self.dropped_events += 1
+        if row is None:
+            row = self._db.execute("SELECT id, kind FROM spool ORDER BY id LIMIT 1").fetchone()
             log.error(
-                "spool full (%d items): dropping the oldest event; raise storage.spool_max_items",
+                "spool full (%d items): dropping the oldest %s; raise storage.spool_max_items",
                 self.max_items,
+                row[1],
             )
+        self.dropped[row[1]] += 1
         self._db.execute("DELETE FROM spool WHERE id = ?", (row[0],))
         self._count -= 1
 
