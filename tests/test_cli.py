@@ -74,6 +74,19 @@ def test_config_check_prints_effective_config_with_secrets_masked(tmp_path: Path
     assert "hunter2" not in result.stdout and "tok-123" not in result.stdout
 
 
+def test_config_check_fails_on_a_password_that_breaks_the_url_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "pw.yaml"
+    config.write_text("cameras:\n  - name: gate\n    url: rtsp://admin:${CAM_PW}@cam:554/s\n")
+    result = run_cli("config", "check", "--config", str(config), env={"CAM_PW": "hun/ter2@x"})
+    assert result.returncode == 2
+    assert "cameras[gate].url" in result.stderr and "percent-encode" in result.stderr
+    assert "rtsp://admin:***@cam:554/s" in result.stderr
+    for part in ("hun", "ter2"):
+        assert part not in result.stdout + result.stderr
+
+
 def test_example_config_checks(tmp_path: Path) -> None:
     result = run_cli(
         "config",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -21,6 +22,26 @@ from hazardwatch.redact import RedactingFilter, redact_text, redact_url
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+# Passwords with the characters that break URL parsing, as they arrive from ${ENV} values.
+AWKWARD_PASSWORDS = ["a/b@c", "p@ss", "x#y?z", "co:lon", "sl/ash", "q'uote", "%2Fenc", "@@"]
+
+
+@pytest.mark.parametrize("password", AWKWARD_PASSWORDS)
+def test_a_password_that_breaks_the_url_is_still_masked_whole(password: str) -> None:
+    from hazardwatch.capture.sources import SourceSpec
+    from hazardwatch.errors import SourceError
+
+    url = f"rtsp://admin:{password}@10.0.0.5:554/stream"
+    secret_parts = [part for part in re.split(r"[/@#?:']", password) if len(part) >= 2]
+    try:
+        shown = SourceSpec.parse(url).display
+    except SourceError as exc:
+        shown = str(exc)
+    for text in (redact_url(url), redact_text(f"cannot open '{url}': refused"), shown):
+        for part in secret_parts:
+            assert part not in text.replace("admin", "").replace("stream", ""), text
 
 
 def test_redact_text_finds_urls_inside_sentences() -> None:

@@ -113,6 +113,8 @@ class Service:
         self._encoder_factory = encoder_factory
         self._event_listeners = list(event_listeners or [])
         self._stop = threading.Event()
+        # Cameras whose source cannot even be parsed: reported (API, metrics, log), not run.
+        self.invalid_cameras: dict[str, str] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -223,6 +225,7 @@ class Service:
             )
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
         view.readers, view.queue = readers, queue
+        view.invalid_cameras = api_state.invalid_cameras = self.invalid_cameras
         view.open_events = lambda: writer.open_events
         view.spool = writer.spool
         view.writer_backlog = lambda: writer.backlog
@@ -295,6 +298,7 @@ class Service:
                 readers.append(build_camera(camera, self.settings, queue))
             except SourceError as exc:  # one bad camera must not stop the others
                 log.error("camera %s skipped: %s", camera.name, exc)
+                self.invalid_cameras[camera.name] = str(exc)
         return readers
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from hazardwatch import __version__
-from hazardwatch.errors import ConfigError, HazardwatchError
+from hazardwatch.capture.sources import SourceSpec
+from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
 from hazardwatch.redact import configure_logging, redact_text, redact_url
 from hazardwatch.settings import Settings, load_settings
 
@@ -42,6 +43,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"# effective configuration ({source or 'built-in defaults'} + environment); secrets masked"
     )
     print(yaml.safe_dump(settings.redacted(), sort_keys=False, default_flow_style=None), end="")
+    # What only shows once ${ENV} credentials are filled in (a '/' or '@' in a password
+    # breaks the URL): `run` would skip such a camera and report it; here it is an error.
+    problems = []
+    for camera in settings.cameras:
+        try:
+            SourceSpec.parse(camera.url.get_secret_value(), camera.rtsp_transport)
+        except SourceError as exc:
+            problems.append(f"cameras[{camera.name}].url: {exc}")
+    if problems:
+        print("# camera sources that cannot be used:", *problems, sep="\n#   ", file=sys.stderr)
+        return EXIT_USAGE
     print(f"# OK: {len(settings.cameras)} camera(s) configured", file=sys.stderr)
     return EXIT_OK
 

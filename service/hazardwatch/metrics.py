@@ -109,6 +109,7 @@ class PipelineView:
     """What the collector reads at scrape time; filled in as the service starts."""
 
     readers: list[CameraReader] = field(default_factory=list)
+    invalid_cameras: dict[str, str] = field(default_factory=dict)  # configured, never run
     queue: LocalQueue[Any] | None = None
     open_events: Callable[[], int] = lambda: 0
     spool: Spool | None = None
@@ -159,6 +160,8 @@ class PipelineCollector(Collector):
             frame_age = r.frame_age_s()
             if frame_age is not None:
                 age.add_metric([r.camera], max(0.0, frame_age))
+        for name in v.invalid_cameras:
+            up.add_metric([name], 0.0)
         yield up
         yield age
         yield fps

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
-# scheme://user:password@host  or  scheme://token@host
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
+# A URL in free text: scheme:// up to whitespace. Its userinfo is everything up to the
+# token's last '@', so a password holding '/', '@', '#', '?' or a quote (which break URL
+# parsing) is still masked whole; text after the URL that holds an '@' before the next
+# space is masked too, which errs on the safe side.
+_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<rest>\S*)")
 # Query parameters that commonly carry secrets (?password=…, &token=…).
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|access_token|api_key|apikey|secret|key|"
@@ -23,30 +25,26 @@ def redact_url(url: str) -> str:
 
     The user name stays visible because operators need it to tell cameras apart.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_text(url)
-    if "@" in parts.netloc:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        netloc = f"{user}:{MASK}@{hostport}" if user else f"{MASK}@{hostport}"
-        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    match = _URL.match(url)
+    if match is not None:
+        url = _mask_userinfo(match.group("scheme"), url[match.end("scheme") :])
     return _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, url)
 
 
 def redact_text(text: str) -> str:
     """Redact every URL credential found anywhere in free text (log lines, error messages)."""
-
-    def _userinfo(match: re.Match[str]) -> str:
-        userinfo = match.group("userinfo")
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            return f"{match.group('scheme')}{user}:{MASK}@"
-        return f"{match.group('scheme')}{MASK}@"
-
-    text = _USERINFO.sub(_userinfo, text)
+    text = _URL.sub(lambda m: _mask_userinfo(m.group("scheme"), m.group("rest")), text)
     return _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, text)
+
+
+def _mask_userinfo(scheme: str, rest: str) -> str:
+    if "@" not in rest:
+        return scheme + rest
+    userinfo, _, host_and_path = rest.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    if not has_password or any(ch in user for ch in "/?#"):
+        return f"{scheme}{MASK}@{host_and_path}"  # a bare token, or no telling where it ends
+    return f"{scheme}{user}:{MASK}@{host_and_path}"
 
 
 class RedactingFilter(logging.Filter):

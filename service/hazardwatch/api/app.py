@@ -47,6 +47,7 @@ class ApiState:
     readers: list[CameraReader] = field(default_factory=list)
     worker: ScoringWorker | None = None
     writer: EventWriter | None = None
+    invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
 
 
 class _BearerAuth(BaseHTTPMiddleware):
@@ -170,7 +171,11 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get("/api/v1/cameras", tags=["cameras"])
     def cameras() -> dict[str, Any]:
-        return {"items": [_camera(r) for r in state.readers]}
+        invalid = [
+            {"name": name, "kind": None, "state": "invalid", "last_error": redact_text(error)}
+            for name, error in state.invalid_cameras.items()
+        ]
+        return {"items": [_camera(r) for r in state.readers] + invalid}
 
     @app.post("/api/v1/score", tags=["scoring"], response_model=None)
     async def score(
@@ -231,6 +236,8 @@ def _readiness(state: ApiState) -> list[str]:
             reasons.append(f"camera {reader.camera}: {reader.state.value}")
         elif reader.stalled:
             reasons.append(f"camera {reader.camera}: stalled")
+    for name in state.invalid_cameras:
+        reasons.append(f"camera {name}: invalid source, not running (see /api/v1/cameras)")
     return reasons
 
 

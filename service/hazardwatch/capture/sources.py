@@ -55,8 +55,13 @@ class SourceSpec:
         try:
             parts = urlsplit(raw)
             port = parts.port  # raises ValueError on a non-numeric port
-        except ValueError as exc:
-            raise SourceError(f"source {redact_url(raw)!r} is not a valid URL: {exc}") from None
+        except ValueError:
+            # Not the parser's message: it quotes the "port", often a piece of a password.
+            raise SourceError(
+                f"source {redact_url(raw)!r} is not a valid URL: its host:port cannot be read; "
+                "percent-encode '/', '@', ':', '#' and '?' in the user name and password "
+                "(e.g. '/' as %2F)"
+            ) from None
         scheme = parts.scheme.lower()
         if scheme == "file":
             return cls("file", unquote(parts.path))
