@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import uuid
@@ -171,6 +172,15 @@ class RtspServer:
         if "READY" not in line:
             self.stop()
             raise RuntimeError(f"RTSP server did not start: {line!r}")
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing flows (a stalled camera)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self._process is not None:

@@ -243,7 +243,7 @@ def test_signal_panel_draws_the_detector_thresholds() -> None:
 
 # ---------------------------------------------------------------------------- PromQL
 
-PROMQL_NAME = re.compile(r"\bhazardwatch_[a-z0-9_]+")
+PROMQL_NAME = re.compile(r"\b(?:hazardwatch|process)_[a-z0-9_]+")
 
 
 @pytest.fixture(scope="module")

@@ -214,6 +214,7 @@ class Service:
             batch_size=settings.scoring.batch_size,
             max_batch_wait_s=settings.scoring.max_batch_wait_ms / 1000,
             motion_crop=settings.scoring.motion_crop,
+            max_frame_age_s=settings.scoring.max_frame_age_s,
             bank_path=bank_path if settings.prompts.reload else None,
             metrics=metrics,
         )
@@ -225,6 +226,7 @@ class Service:
             )
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
         view.readers, view.queue = readers, queue
+        view.stale_by_camera = worker.stats.stale_by_camera
         view.invalid_cameras = api_state.invalid_cameras = self.invalid_cameras
         view.open_events = lambda: writer.open_events
         view.spool = writer.spool

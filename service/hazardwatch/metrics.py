@@ -9,11 +9,19 @@ class names and fixed words — never a URL or a credential.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -33,6 +41,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_resident_memory_bytes, process_open_fds, CPU seconds (Linux /proc).
+        ProcessCollector(registry=r)
+        self.threads = Gauge(PREFIX + "threads", "Python threads alive in the service.", registry=r)
+        self.threads.set_function(threading.active_count)
         self.build_info = Gauge(
             PREFIX + "build_info",
             "Version and model of the running service.",
@@ -111,6 +123,7 @@ class PipelineView:
     readers: list[CameraReader] = field(default_factory=list)
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # configured, never run
     queue: LocalQueue[Any] | None = None
+    stale_by_camera: Mapping[str, int] = field(default_factory=dict)  # too old to score
     open_events: Callable[[], int] = lambda: 0
     spool: Spool | None = None
     writer_backlog: Callable[[], int] = lambda: 0
@@ -198,7 +211,7 @@ def _spool(spool: Spool | None) -> Iterator[Metric]:
 def _drops(view: PipelineView) -> CounterMetricFamily:
     family = CounterMetricFamily(
         PREFIX + "frames_dropped",
-        "Frames dropped per camera and reason (fps_limit, bad, queue_full).",
+        "Frames dropped per camera and reason (fps_limit, bad, queue_full, stale).",
         labels=["camera", "reason"],
     )
     queue_drops = view.queue.dropped_by_key if view.queue is not None else {}
@@ -206,6 +219,7 @@ def _drops(view: PipelineView) -> CounterMetricFamily:
         family.add_metric([r.camera, "fps_limit"], float(r.stats.frames_dropped_fps))
         family.add_metric([r.camera, "bad"], float(r.stats.frames_bad))
         family.add_metric([r.camera, "queue_full"], float(queue_drops.get(r.camera, 0)))
+        family.add_metric([r.camera, "stale"], float(view.stale_by_camera.get(r.camera, 0)))
     return family
 
 

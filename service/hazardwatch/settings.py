@@ -228,6 +228,13 @@ class ScoringSettings(Section):
     motion_crop: bool = Field(
         False, description="Also score a second view cropped around the motion box."
     )
+    max_frame_age_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Skip frames that waited longer than this for scoring (counted as "
+        "dropped, reason stale), so an overloaded worker stays this close to live; 0: never.",
+    )
 
 
 class PromptSettings(Section):

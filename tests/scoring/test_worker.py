@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime
@@ -49,6 +50,26 @@ def test_batches_across_cameras_and_skips_bad_frames() -> None:
     assert abs(sum(red.probabilities.values()) - 1) < 1e-6
     assert red.top_prompts(1)[0][0] in load_bank(None).get("traffic_accident").prompts
     assert worker.stats.batch_sizes[0] == 6
+
+
+def test_frames_older_than_max_frame_age_are_counted_stale_not_scored() -> None:
+    queue: LocalQueue[GatedFrame] = LocalQueue(100)
+    scored: list[list[ScoredFrame]] = []
+    worker = ScoringWorker(FakeEncoder(), load_bank(None), queue, scored.append,
+                           batch_size=8, max_frame_age_s=5.0)  # fmt: skip
+    old = gated("a", 1, red_frame())
+    queue.put(
+        dataclasses.replace(
+            old, frame=dataclasses.replace(old.frame, monotonic=old.frame.monotonic - 6)
+        )
+    )
+    queue.put(gated("a", 2, red_frame()))
+    queue.put(gated("b", 3, red_frame()))
+    worker.start()
+    queue.close()
+    assert worker.join(10)
+    assert [s.gated.frame.seq for batch in scored for s in batch] == [2, 3]
+    assert worker.stats.stale_by_camera == {"a": 1}
 
 
 def test_bank_reload_on_change_and_bad_edit_keeps_old(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +78,7 @@ class WorkerStats:
     failed_batches: int = 0
     bank_reloads: int = 0
     bank_errors: int = 0
+    stale_by_camera: Counter[str] = field(default_factory=Counter)  # waited too long
     last_batch_size: int = 0
     last_batch_s: float = 0.0
     # A bounded recent window for summaries; a long run must not grow memory.
@@ -105,6 +106,7 @@ class ScoringWorker:
         batch_size: int = 16,
         max_batch_wait_s: float = 0.05,
         motion_crop: bool = False,
+        max_frame_age_s: float = 0.0,
         bank_path: Path | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -115,6 +117,7 @@ class ScoringWorker:
         self.batch_size = batch_size
         self.max_batch_wait_s = max_batch_wait_s
         self.motion_crop = motion_crop
+        self.max_frame_age_s = max_frame_age_s
         self.stats = WorkerStats()
         self._bank_path = bank_path
         self._bank_mtime = _mtime(bank_path)
@@ -141,7 +144,7 @@ class ScoringWorker:
     def _run(self) -> None:
         """Until the queue is closed and drained."""
         while True:
-            batch = self.queue.get_batch(self.batch_size, 0.5, self.max_batch_wait_s)
+            batch = self._fresh(self.queue.get_batch(self.batch_size, 0.5, self.max_batch_wait_s))
             self.maybe_reload_bank()
             if not batch:
                 if self.queue.closed and len(self.queue) == 0:
@@ -158,6 +161,18 @@ class ScoringWorker:
                     self.on_scored(scored)
                 except Exception:
                     log.exception("handling %d scored frames failed", len(scored))
+
+    def _fresh(self, batch: list[GatedFrame]) -> list[GatedFrame]:
+        """The frames young enough to score; the rest are counted per camera and skipped."""
+        if not self.max_frame_age_s or not batch:
+            return batch
+        oldest_ok = time.monotonic() - self.max_frame_age_s
+        fresh = [item for item in batch if item.frame.monotonic >= oldest_ok]
+        if len(fresh) < len(batch):
+            for item in batch:
+                if item.frame.monotonic < oldest_ok:
+                    self.stats.stale_by_camera[item.frame.camera] += 1
+        return fresh
 
     def score(self, batch: list[GatedFrame]) -> list[ScoredFrame]:
         """Score a batch; frames that cannot be preprocessed are logged and skipped."""
