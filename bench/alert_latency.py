@@ -33,24 +33,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, tests.helpers
 
 from tests.conftest import free_port
-from tests.fakes import FakeEncoder
+from tests.fakes import SlowFakeEncoder
 from tests.helpers import WebhookReceiver
 
 from hazardwatch.app import Service
 from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.settings import load_settings
-
-
-class SlowFakeEncoder(FakeEncoder):
-    """The test fake, plus a per-frame sleep standing in for the real model's compute."""
-
-    def __init__(self, seconds_per_frame: float) -> None:
-        super().__init__()
-        self.seconds_per_frame = seconds_per_frame
-
-    def encode_images(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(self.seconds_per_frame * len(batch))
-        return super().encode_images(batch)
 
 
 def write_clip(path: Path, offset_s: float = 0.0, seconds: float = 12.0, fps: int = 25) -> None:

@@ -9,6 +9,7 @@ traffic_accident class like a crash would.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,16 +62,38 @@ class FakeEncoder:
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
+class SlowFakeEncoder(FakeEncoder):
+    """The fake, plus a sleep per image standing in for the real model's compute."""
+
+    def __init__(self, seconds_per_image: float) -> None:
+        super().__init__()
+        self.seconds_per_image = seconds_per_image
+
+    def encode_images(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        time.sleep(self.seconds_per_image * len(batch))
+        return super().encode_images(batch)
+
+
 def write_red_square_clip(
-    path: str, seconds: float = 10.0, fps: int = 10, on: tuple[float, float] = (2.0, 6.0)
+    path: str,
+    seconds: float = 10.0,
+    fps: int = 10,
+    on: tuple[float, float] = (2.0, 6.0),
+    busy: bool = False,
 ) -> None:
-    """Grey scene; a red square moves across it between on[0] and on[1] seconds."""
+    """Grey scene; a red square moves across it between on[0] and on[1] seconds.
+
+    `busy` adds a dark block that never stops moving: motion in every frame, like a road.
+    """
     import cv2
 
     writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), fps, (320, 240))
     for i in range(int(seconds * fps)):
         t = i / fps
         frame = np.full((240, 320, 3), 160, np.uint8)
+        if busy:
+            y = int((i * 7) % 200)
+            frame[y : y + 40, 250:310] = 40
         if on[0] <= t < on[1]:
             x = int(20 + (t - on[0]) * 50)
             frame[80:180, x : x + 100] = (20, 20, 230)  # BGR red, far darker in grey

@@ -35,6 +35,13 @@ def test_motion_is_sampled_at_the_configured_rate_with_preroll_and_postroll() ->
     assert {g.snippet for g in out} == {1}
 
 
+def test_half_the_camera_rate_samples_every_other_frame_despite_float_time() -> None:
+    # Epoch seconds of 10 fps frames: some pairs 0.2 s apart differ by 0.19999999.
+    params = SamplerParams(preroll_s=0, postroll_s=0, sample_fps=5.0, heartbeat_s=0)
+    out = run(params, motion_at=set(range(1000)), fps=10, seconds=100)
+    assert [g.frame.seq for g in out] == list(range(0, 1000, 2))
+
+
 def test_heartbeat_without_motion() -> None:
     params = SamplerParams(preroll_s=0, postroll_s=0, sample_fps=2, heartbeat_s=3.0)
     out = run(params, motion_at=set(), seconds=10)

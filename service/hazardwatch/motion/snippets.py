@@ -45,6 +45,11 @@ class SnippetSampler:
         self._last_emit_t = -math.inf
         self.emitted = 0
 
+    def _due(self, t: float, last: float) -> bool:
+        # A millisecond of slack: at 10 fps, frames 0.2 s apart can differ by 0.19999999
+        # in float seconds since the epoch, and a strict >= would sample 3.3 fps, not 5.
+        return t - last >= self._period - 1e-3
+
     @property
     def in_motion(self) -> bool:
         return self._active
@@ -71,17 +76,17 @@ class SnippetSampler:
                         self._emit(old, old_motion, "preroll", self._snippet)
                 self._ring.clear()
             self._last_motion_t = t
-            if t - self._last_sample_t >= self._period:
+            if self._due(t, self._last_sample_t):
                 self._last_sample_t = t
                 self._emit(frame, motion, "motion", self._snippet)
             return
         if self._active and t - self._last_motion_t <= self.params.postroll_s:
-            if t - self._last_sample_t >= self._period:
+            if self._due(t, self._last_sample_t):
                 self._last_sample_t = t
                 self._emit(frame, motion, "postroll", self._snippet)
             return
         self._active = False
-        if self.params.preroll_s > 0 and t - self._last_ring_t >= self._period:
+        if self.params.preroll_s > 0 and self._due(t, self._last_ring_t):
             self._last_ring_t = t
             self._ring.append((frame, motion))
         heartbeat = self.params.heartbeat_s
