@@ -167,11 +167,12 @@ class ScoringWorker:
         if not self.max_frame_age_s or not batch:
             return batch
         oldest_ok = time.monotonic() - self.max_frame_age_s
-        fresh = [item for item in batch if item.frame.monotonic >= oldest_ok]
-        if len(fresh) < len(batch):
-            for item in batch:
-                if item.frame.monotonic < oldest_ok:
-                    self.stats.stale_by_camera[item.frame.camera] += 1
+        fresh = []
+        for item in batch:
+            if item.frame.monotonic >= oldest_ok:
+                fresh.append(item)
+            else:
+                self.stats.stale_by_camera[item.frame.camera] += 1
         return fresh
 
     def score(self, batch: list[GatedFrame]) -> list[ScoredFrame]:
