@@ -54,7 +54,7 @@ AlertSink = WebhookSender | MqttPublisher
 
 def load_encoder(settings: Settings) -> Encoder:
     s = settings.scoring
-    return load_clip(s.model, s.device, s.precision, s.download_dir)
+    return load_clip(s.model, s.device, s.precision, s.download_dir, s.batch_size, s.cpu_fast_path)
 
 
 @dataclass

@@ -213,7 +213,13 @@ class ScoringSettings(Section):
         "auto", description="auto picks CUDA when available."
     )
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
-        "auto", description="auto: fp16 on CUDA, bf16 autocast on CPUs that support it, else fp32."
+        "auto", description="auto: fp16 on CUDA, bf16 on CPUs that support it, else fp32."
+    )
+    cpu_fast_path: bool = Field(
+        True,
+        description="On the CPU, run ViT image encoders batch-first with weights cast once and "
+        "oneDNN-prepacked linears (checked against clip's own forward at load; about 1.6× "
+        "faster in bf16, 2× in fp32). false: clip's own forward.",
     )
     batch_size: int = Field(16, ge=1, le=512, description="Largest batch of frames scored at once.")
     max_batch_wait_ms: float = Field(
