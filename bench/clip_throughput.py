@@ -97,24 +97,20 @@ def gated(frames: list[np.ndarray]) -> list[GatedFrame]:
     ]
 
 
-def ours(
-    model: Any,
-    frames: list[np.ndarray],
-    batch: int,
-    device: str,
-    precision: str,
-    fast_path: bool = True,
-) -> tuple[ScoringWorker, float, float]:
-    """(worker, end-to-end frames/s from 1080p BGR, image-encoder-only frames/s)."""
+def build_worker(
+    model: Any, frames: list[np.ndarray], batch: int, device: str, precision: str, fast_path: bool
+) -> ScoringWorker:
+    """The service's encoder (the loader's constructor) and worker, warmed up on one batch.
+
+    The worker's thread is never started: the bench calls its score() directly.
+    """
     resolved = resolve_precision(precision, device)
     encoder = ClipEncoder.from_model(
         model, "ViT-B/32 (random weights)", device, resolved, batch, fast_path
     )
-    # The service's worker (text embeddings built once); its thread is never started.
     worker = ScoringWorker(encoder, load_bank(None), LocalQueue(1), lambda _: None)
-    worker.score(gated(frames[:batch]))  # warm-up
-    fps, model_fps = run_ours(worker, frames, batch)
-    return worker, fps, model_fps
+    worker.score(gated(frames[:batch]))
+    return worker
 
 
 def run_ours(worker: ScoringWorker, frames: list[np.ndarray], batch: int) -> tuple[float, float]:
@@ -142,7 +138,7 @@ def alternate(
     """Ours and clip's forward in alternating rounds; medians of each."""
     runs = {}
     for fast_path in (True, False):
-        worker, _, _ = ours(random_vit_b_32(), frames[:batch], batch, device, precision, fast_path)
+        worker = build_worker(random_vit_b_32(), frames, batch, device, precision, fast_path)
         runs[fast_path] = (worker, [], [])
     for _ in range(rounds):
         for worker, fps, model_fps in runs.values():
@@ -161,6 +157,16 @@ def alternate(
         "ours_fps_range": [min(fast[1]), max(fast[1])],
         "clip_forward_fps_range": [min(clip_forward[1]), max(clip_forward[1])],
     }
+
+
+def sweep(frames: list[np.ndarray], device: str, precision: str) -> dict[int, float]:
+    """Ours (end to end) at several batch sizes, one pass each."""
+    out = {}
+    for batch in (1, 4, 8, 16, 32, 64):
+        if batch <= len(frames):
+            worker = build_worker(random_vit_b_32(), frames, batch, device, precision, True)
+            out[batch] = round(run_ours(worker, frames, batch)[0], 2)
+    return out
 
 
 def main() -> int:
@@ -200,13 +206,7 @@ def main() -> int:
         "threads": torch.get_num_threads(),
     }
     if args.sweep:
-        result["sweep"] = {
-            b: round(
-                ours(random_vit_b_32(), frames[: args.frames], b, args.device, args.precision)[1], 2
-            )
-            for b in (1, 4, 8, 16, 32, 64)
-            if b <= args.frames
-        }
+        result["sweep"] = sweep(frames[: args.frames], args.device, args.precision)
     if args.json:
         print(json.dumps(result))
         return 0

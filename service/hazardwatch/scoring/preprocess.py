@@ -11,7 +11,9 @@ quarter).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -64,8 +66,17 @@ def preprocess_batch(images: Sequence[Image], resolution: int) -> Batch:
     crops = [resize_crop(check_frame(image), resolution) for image in images]
     if not crops:
         return np.empty((0, 3, resolution, resolution), np.float32)
-    # One pass for BGR→RGB, (pixel − mean) × 1/std and NCHW: (x − 255m) · 1/(255s).
-    params = cv2.dnn.Image2BlobParams(
+    batch: Batch = cv2.dnn.blobFromImagesWithParams(crops, _blob_params(resolution))
+    return batch
+
+
+@functools.cache
+def _blob_params(resolution: int) -> Any:
+    """One pass for BGR→RGB, (pixel − mean) × 1/std and NCHW: (x − 255m) · 1/(255s).
+
+    Built once per resolution: the worker preprocesses frame by frame.
+    """
+    return cv2.dnn.Image2BlobParams(
         scalefactor=tuple(float(1.0 / (255.0 * s)) for s in CLIP_STD),
         size=(resolution, resolution),
         mean=tuple(float(255.0 * m) for m in CLIP_MEAN),
@@ -73,8 +84,6 @@ def preprocess_batch(images: Sequence[Image], resolution: int) -> Batch:
         ddepth=cv2.CV_32F,
         datalayout=cv2.dnn.DNN_LAYOUT_NCHW,
     )
-    batch: Batch = cv2.dnn.blobFromImagesWithParams(crops, params)
-    return batch
 
 
 def crop_around(image: Image, box: Box, margin: float = 0.25, min_side: int = 64) -> Image:
