@@ -295,6 +295,20 @@ class DetectorSettings(Section):
     baseline_s: float = Field(
         60.0, gt=0, le=86_400, description="Time constant of the baseline's running mean."
     )
+    normal_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="How far the baseline may leave the camera's normal band (calibrated, or "
+        "the prompt bank's prior): above it, a level is never learned as normal.",
+    )
+    reference_match: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="A frame whose CLIP image embedding has at least this cosine with one of "
+        "the camera's normal references (calibration, false-alarm feedback) counts as normal.",
+    )
 
     @model_validator(mode="after")
     def _check_hysteresis(self) -> DetectorSettings:

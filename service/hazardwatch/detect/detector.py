@@ -9,6 +9,15 @@ evaluation) the detector keeps:
   while the channel is idle, so a fixed camera's usual level (a parked car that always
   looks a bit like "stalled vehicle") is subtracted and an open event cannot teach the
   baseline that the hazard is normal;
+- the camera's normal band for the channel (`CameraNormal`: calibrated on this camera's
+  normal footage, or the prompt bank's prior), widened by `normal_margin`: the baseline
+  starts at the first sample *clamped into the band* and never leaves it. Inside the band
+  it follows benign drift as before; a level above the band is never learned as normal,
+  so a hazard in view at start fires (the baseline starts at the band's top) and a slow
+  climb fires once it is `enter_threshold` above the band, however slowly it came;
+- frames that match one of the camera's normal references (`reference_match`, cosine of
+  CLIP image embeddings) count as normal: their scores are capped at the baseline, so a
+  sight an operator marked as a false alarm gives no evidence again;
 - a state machine on the decision signal (smoothed − baseline, or smoothed):
   idle → pending when the signal rises above `enter_threshold`; pending → active once it
   has stayed above for `min_duration_s` (the event starts at the first crossing);
@@ -29,6 +38,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal
 
+from hazardwatch.detect.normal import CameraNormal
+
 log = logging.getLogger(__name__)
 
 EventKind = Literal["started", "updated", "ended"]
@@ -47,6 +58,8 @@ class DetectorParams:
     max_event_s: float = 600.0
     baseline: bool = True
     baseline_s: float = 60.0
+    normal_margin: float = 0.1
+    reference_match: float = 0.95
 
     def __post_init__(self) -> None:
         if self.exit_threshold > self.enter_threshold:
@@ -59,6 +72,10 @@ class DetectorParams:
                 raise ValueError(f"{name} must be >= 0")
         if self.max_event_s <= 0 or self.baseline_s <= 0:
             raise ValueError("max_event_s and baseline_s must be > 0")
+        if self.normal_margin < 0:
+            raise ValueError("normal_margin must be >= 0")
+        if not 0 < self.reference_match <= 1:
+            raise ValueError("reference_match must be in (0, 1]")
 
     @classmethod
     def from_settings(cls, settings: Any) -> DetectorParams:
@@ -101,8 +118,10 @@ class _Channel:
 
     __slots__ = (
         "baseline",
+        "ceiling",
         "count",
         "event_id",
+        "floor",
         "last_t",
         "onset",
         "onset_samples",
@@ -116,9 +135,12 @@ class _Channel:
         "total",
     )
 
-    def __init__(self, t: float, score: float) -> None:
+    def __init__(
+        self, t: float, score: float, band: tuple[float, float], baseline: float | None
+    ) -> None:
+        self.floor, self.ceiling = band
         self.smoothed = score
-        self.baseline = score
+        self.baseline = self.clamp(score if baseline is None else baseline)
         self.last_t = t
         self.state = ChannelState.IDLE
         self.state_since = t
@@ -132,6 +154,9 @@ class _Channel:
         self.total = 0.0
         self.count = 0
 
+    def clamp(self, value: float) -> float:
+        return min(max(value, self.floor), self.ceiling)
+
 
 class TemporalDetector:
     """Per-camera detector over named score channels; feed it with `update`."""
@@ -142,13 +167,35 @@ class TemporalDetector:
         params: DetectorParams | None = None,
         channels: Iterable[str] | None = None,
         channel_params: Mapping[str, DetectorParams] | None = None,
+        normal: CameraNormal | None = None,
     ) -> None:
+        """`normal`: the camera's learned normal (bands, restored baselines); None: no bands."""
         self.camera = camera
         self.params = params or DetectorParams()
         self._channel_params = dict(channel_params or {})
         self._only = frozenset(channels) if channels is not None else None
         self._channels: dict[str, _Channel] = {}
+        self.normal = normal or CameraNormal()
         self.skipped_out_of_order = 0
+
+    def band(self, channel: str) -> tuple[float, float]:
+        """Where the channel's baseline may live: the normal band widened by normal_margin."""
+        band = self.normal.band(channel)
+        if band is None:
+            return (-math.inf, math.inf)
+        margin = self.params_for(channel).normal_margin
+        return (band.low - margin, band.high + margin)
+
+    def set_normal(self, normal: CameraNormal) -> None:
+        """A new normal (calibration, restored state); baselines are clamped into its bands."""
+        self.normal = normal
+        for name, ch in self._channels.items():
+            ch.floor, ch.ceiling = self.band(name)
+            ch.baseline = ch.clamp(ch.baseline)
+
+    def baselines(self) -> dict[str, float]:
+        """Every channel's adaptive baseline now (to persist with the camera's state)."""
+        return {name: ch.baseline for name, ch in self._channels.items()}
 
     def state(self, channel: str) -> ChannelState:
         ch = self._channels.get(channel)
@@ -189,9 +236,17 @@ class TemporalDetector:
         return [name for name, ch in self._channels.items() if ch.state == ChannelState.ACTIVE]
 
     def update(
-        self, t: float, scores: Mapping[str, float], ref: Any = None
+        self,
+        t: float,
+        scores: Mapping[str, float],
+        ref: Any = None,
+        normal_similarity: float | None = None,
     ) -> list[DetectionEvent]:
-        """Feed one sample (time `t`, a score per channel); returns the events it decides."""
+        """Feed one sample (time `t`, a score per channel); returns the events it decides.
+
+        `normal_similarity`: the frame's best cosine with the camera's normal references;
+        at or above `reference_match` the frame is a known normal sight.
+        """
         events: list[DetectionEvent] = []
         for name, raw in scores.items():
             if self._only is not None and name not in self._only:
@@ -201,11 +256,15 @@ class TemporalDetector:
                 continue
             ch = self._channels.get(name)
             if ch is None:
-                self._channels[name] = _Channel(t, score)
+                restored = self.normal.baselines.get(name)
+                self._channels[name] = _Channel(t, score, self.band(name), restored)
                 continue
             if t < ch.last_t:
                 self.skipped_out_of_order += 1
                 continue
+            p = self.params_for(name)
+            if normal_similarity is not None and normal_similarity >= p.reference_match:
+                score = min(score, ch.baseline)
             self._step(name, ch, t, score, ref, events)
         return events
 
@@ -261,7 +320,7 @@ class TemporalDetector:
 
         if p.baseline and ch.state in (ChannelState.IDLE, ChannelState.COOLDOWN):
             beta = 1.0 - math.exp(-dt / p.baseline_s)
-            ch.baseline += beta * (ch.smoothed - ch.baseline)
+            ch.baseline = ch.clamp(ch.baseline + beta * (ch.smoothed - ch.baseline))
 
     @staticmethod
     def _accumulate(ch: _Channel, t: float, value: float, ref: Any) -> None:

@@ -83,6 +83,43 @@ def event_metrics(predicted: Sequence[Span], truth: Sequence[Span]) -> dict[str,
         "event_hits": hits,
         "predicted_events": len(predicted),
         "false_alarms": false_alarms,
+        "onset_frames": [onset_delay(g, predicted) for g in truth],
+    }
+
+
+def onset_delay(event: Span, predicted: Sequence[Span]) -> int | None:
+    """Frames from a true event's start to the start of the first prediction overlapping it
+    (0 when that prediction began earlier); None when no prediction overlaps it."""
+    starts = [p[0] for p in predicted if span_iou(event, p) > 0]
+    return max(0, min(starts) - event[0]) if starts else None
+
+
+def totals(
+    per_scene: Sequence[dict[str, Any]], frames: Sequence[int], fps: float
+) -> dict[str, Any]:
+    """Event-level figures summed over scenes: recall, false alarms per hour, onset latency.
+
+    False alarms per hour are counted on the scenes without any hazard (normal footage),
+    where every predicted event is false; `None` when no such scene was given.
+    """
+    events = sum(m["events"] for m in per_scene)
+    hits = sum(m["event_hits"] for m in per_scene)
+    normal = [(m, n) for m, n in zip(per_scene, frames, strict=True) if m["events"] == 0]
+    normal_hours = sum(n for _, n in normal) / fps / 3600
+    onsets = [o / fps for m in per_scene for o in m["onset_frames"] if o is not None]
+    return {
+        "events": events,
+        "event_hits": hits,
+        "event_recall": hits / events if events else None,
+        "false_alarms": sum(m["false_alarms"] for m in per_scene),
+        "normal_hours": normal_hours,
+        "false_alarms_per_hour": (
+            sum(m["predicted_events"] for m, _ in normal) / normal_hours if normal_hours else None
+        ),
+        "onset_latency_s": {
+            "median": float(np.median(onsets)) if onsets else None,
+            "max": float(np.max(onsets)) if onsets else None,
+        },
     }
 
 

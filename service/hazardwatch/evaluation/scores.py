@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.detect.detector import DetectorParams, TemporalDetector, channel_params
+from hazardwatch.detect.normal import CameraNormal, ClassNormal, pool, smooth
 from hazardwatch.errors import ConfigError
 from hazardwatch.evaluation.metrics import (
     Span,
@@ -32,6 +33,7 @@ from hazardwatch.evaluation.metrics import (
     frame_metrics,
     mean_metrics,
     spans_of,
+    totals,
 )
 from hazardwatch.scoring.bank import PromptBank, class_cosines_from_prompts, class_probabilities
 
@@ -167,10 +169,14 @@ def run_detector(
     params: DetectorParams,
     fps: float,
     overrides: dict[str, DetectorParams] | None = None,
+    normal: CameraNormal | None = None,
 ) -> DetectorRun:
-    """Feed channels frame by frame; predicted spans are the union over channels' events."""
+    """Feed channels frame by frame; predicted spans are the union over channels' events.
+
+    `normal`: the camera state every scene starts from (calibrated, or the bank's prior).
+    """
     frames = len(next(iter(channels.values())))
-    detector = TemporalDetector("offline", params, channel_params=overrides)
+    detector = TemporalDetector("offline", params, channel_params=overrides, normal=normal)
     signals = {name: np.zeros(frames) for name in channels}
     event_spans: list[Span] = []
     for i in range(frames):
@@ -210,12 +216,18 @@ def evaluate(
     fps: float,
     logit_scale: float,
     baseline_threshold: float | None = None,
+    normal: CameraNormal | None = None,
 ) -> tuple[dict[str, Any], dict[str, DetectorRun]]:
-    """The report for OUT.json, and each scene's detector run (for plots)."""
+    """The report for OUT.json, and each scene's detector run (for plots).
+
+    Every scene starts from `normal` (a calibrated camera state), or else the bank's prior.
+    """
     overrides = channel_params(bank, params)
+    start = normal if normal is not None else CameraNormal.prior(bank)
     results, runs = [], {}
     for scene in scenes:
-        run = run_detector(scene_channels(scene, bank, logit_scale), params, fps, overrides)
+        channels = scene_channels(scene, bank, logit_scale)
+        run = run_detector(channels, params, fps, overrides, _fresh(start))
         runs[scene.name] = run
         entry: dict[str, Any] = {
             "scene": scene.name,
@@ -239,8 +251,10 @@ def evaluate(
         "fps": fps,
         "logit_scale": logit_scale,
         "bank": bank.source,
+        "camera_state": start.source,
         "scenes": results,
         "mean": mean_metrics([r["metrics"] for r in results]),
+        "totals": totals([r["metrics"] for r in results], [s.frames for s in scenes], fps),
     }
     if baseline_threshold is not None:
         report["baseline"] = {
@@ -306,3 +320,140 @@ def _f1_fpr(metrics: Any) -> dict[str, float | None]:
         "f1": float(np.mean(f1)) if f1 else None,
         "fpr": float(np.mean(fpr)) if fpr else None,
     }
+
+
+def _fresh(normal: CameraNormal) -> CameraNormal:
+    """A per-scene copy: one scene's learned baselines must not leak into the next."""
+    return CameraNormal.from_json(normal.to_json(), normal.references.capacity)
+
+
+# ------------------------------------------------------------------ calibration and CV
+
+
+def smoothed_channels(
+    scene: Scene, bank: PromptBank, logit_scale: float, fps: float, smoothing_s: float
+) -> dict[str, FloatArray]:
+    """Each channel smoothed as the detector smooths it, over the scene's frames."""
+    times = np.arange(scene.frames) / fps
+    return {
+        name: smooth(values, times, smoothing_s).astype(np.float64)
+        for name, values in scene_channels(scene, bank, logit_scale).items()
+    }
+
+
+def normal_series(
+    scenes: Sequence[Scene], bank: PromptBank, logit_scale: float, fps: float, smoothing_s: float
+) -> list[dict[str, FloatArray]]:
+    """Per scene, each channel's smoothed values on the frames outside annotated hazards."""
+    out = []
+    for scene in scenes:
+        keep = ~scene.truth
+        if keep.sum() < max(2, fps):  # under a second of normal footage says nothing
+            continue
+        channels = smoothed_channels(scene, bank, logit_scale, fps, smoothing_s)
+        out.append({name: values[keep] for name, values in channels.items()})
+    return out
+
+
+def calibrate_scenes(
+    scenes: Sequence[Scene], bank: PromptBank, logit_scale: float, fps: float, smoothing_s: float
+) -> dict[str, ClassNormal]:
+    """Class bands from the normal frames of scenes (several scenes: pooled, each weighing
+    the same). One scene of a fixed camera's normal footage is `hazardwatch calibrate`."""
+    series = normal_series(scenes, bank, logit_scale, fps, smoothing_s)
+    if not series:
+        raise ConfigError("no scene has a second of normal (unannotated) footage to calibrate on")
+    return pool(series)
+
+
+# The detector settings leave-one-scene-out CV chooses among on the training scenes: the
+# enter threshold (exit keeps its ratio) and how far the baseline may leave the normal band.
+CV_GRID: dict[str, tuple[float, ...]] = {
+    "enter_threshold": (0.15, 0.2, 0.25, 0.3),
+    "normal_margin": (0.0, 0.05, 0.1, 0.2),
+}
+
+
+def _candidates(params: DetectorParams) -> list[DetectorParams]:
+    ratio = params.exit_threshold / params.enter_threshold if params.enter_threshold else 0.75
+    return [
+        replace(params, enter_threshold=enter, exit_threshold=enter * ratio, normal_margin=margin)
+        for enter in CV_GRID["enter_threshold"]
+        for margin in CV_GRID["normal_margin"]
+    ]
+
+
+def cross_validate(
+    scenes: Sequence[Scene],
+    bank: PromptBank,
+    params: DetectorParams,
+    fps: float,
+    logit_scale: float,
+    baseline_threshold: float | None = None,
+    legacy: DetectorParams | None = None,
+) -> dict[str, Any]:
+    """Leave-one-scene-out: per fold, the prior is calibrated on the other scenes' normal
+    frames and the detector settings are chosen on them (max mean F1 - mean FPR, ties to
+    the shipped defaults); the held-out scene is then scored once. Reports held-out means.
+
+    `legacy` also scores today's detector without any normal state, for comparison.
+    """
+    if len(scenes) < 3:
+        raise ConfigError("--cv needs at least three scenes")
+    channels = {s.name: scene_channels(s, bank, logit_scale) for s in scenes}
+    candidates = _candidates(params)
+    folds, held, shipped, old, source = [], [], [], [], []
+    for scene in scenes:
+        train = [s for s in scenes if s is not scene]
+        prior = CameraNormal(
+            classes=calibrate_scenes(train, bank, logit_scale, fps, params.smoothing_s)
+        )
+
+        def trial(
+            p: DetectorParams, prior: CameraNormal = prior, train: list[Scene] = train
+        ) -> float:
+            per = [
+                score_scene(s, run_detector(channels[s.name], p, fps, None, _fresh(prior)).spans)
+                for s in train
+            ]
+            return _gain(_f1_fpr(per))
+
+        gains = [(trial(p), p == params, i) for i, p in enumerate(candidates)]
+        best = candidates[max(gains)[2]]
+        fit = score_scene(
+            scene, run_detector(channels[scene.name], best, fps, None, _fresh(prior)).spans
+        )
+        held.append(fit)
+        shipped.append(
+            score_scene(
+                scene, run_detector(channels[scene.name], params, fps, None, _fresh(prior)).spans
+            )
+        )
+        if legacy is not None:
+            old.append(score_scene(scene, run_detector(channels[scene.name], legacy, fps).spans))
+        if baseline_threshold is not None:
+            source.append(score_scene(scene, baseline_method(scene, baseline_threshold)))
+        folds.append(
+            {
+                "held_out": scene.name,
+                "chosen": {k: getattr(best, k) for k in CV_GRID},
+                "metrics": fit,
+            }
+        )
+    frames = [s.frames for s in scenes]
+
+    def summary(per: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"mean": mean_metrics(per), "totals": totals(per, frames, fps)}
+
+    report: dict[str, Any] = {
+        "method": "leave-one-scene-out; prior and settings fitted on the other scenes",
+        "grid": {k: list(v) for k, v in CV_GRID.items()},
+        "folds": folds,
+        "selected": summary(held),
+        "defaults": summary(shipped),
+    }
+    if legacy is not None:
+        report["legacy"] = {"detector": _params_dict(legacy), **summary(old)}
+    if baseline_threshold is not None:
+        report["source_method"] = {"threshold": baseline_threshold, **summary(source)}
+    return report

@@ -18,13 +18,22 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from hazardwatch.detect.normal import ClassNormal
 from hazardwatch.errors import ConfigError
 
 ClassKind = Literal["hazard", "normal"]
 SEVERITIES = ("info", "warning", "critical")
 DEFAULT_BANK = Path(__file__).resolve().parents[3] / "config" / "prompts.yaml"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
-_CLASS_KEYS = {"kind", "severity", "prompts", "enter_threshold", "exit_threshold", "description"}
+_CLASS_KEYS = {
+    "kind",
+    "severity",
+    "prompts",
+    "enter_threshold",
+    "exit_threshold",
+    "description",
+    "normal",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,8 @@ class PromptClass:
     enter_threshold: float | None = None
     exit_threshold: float | None = None
     description: str = ""
+    # The prior band of this class's probability on normal footage (CameraNormal).
+    normal: ClassNormal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +165,9 @@ def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
         enter_threshold=enter,
         exit_threshold=exit_,
         description=str(spec.get("description", "")),
+        normal=None
+        if spec.get("normal") is None
+        else ClassNormal.from_mapping(spec["normal"], here),
     )
 
 

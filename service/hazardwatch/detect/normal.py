@@ -1,0 +1,247 @@
+"""What normal looks like on one camera: per-class score bands and normal-reference embeddings.
+
+A `CameraNormal` is the detector's memory of a camera, kept in the database across restarts:
+
+- `classes`: per hazard class, the band of smoothed class probability seen on normal
+  footage (`low` and `high` quantiles, `level` the median). The detector's adaptive
+  baseline starts inside this band and is never allowed to leave it (plus
+  `detector.normal_margin`), so a hazard in view at start, or one that builds up slowly,
+  cannot be learned as normal. It comes from `hazardwatch calibrate` on normal footage,
+  or, for a camera never calibrated, from the prior in the prompt bank (`normal:` per
+  class).
+- `baselines`: where each class's adaptive baseline stood when the state was saved, so a
+  restart carries on where it left off.
+- `references`: up to `max_references` L2-normalised CLIP image embeddings of normal
+  frames (seed 002's normal references). A frame whose embedding is this close to one of
+  them (`detector.reference_match`) is an already-known normal sight; false-alarm
+  feedback adds the event's peak frame here.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hazardwatch.errors import ConfigError
+
+FloatArray = npt.NDArray[np.float32]
+STATE_VERSION = 1
+CALIBRATION_QUANTILES = (0.05, 0.95)
+# Two references closer than this are the same sight: the newer one replaces the older.
+DUPLICATE_SIMILARITY = 0.995
+
+
+@dataclass(frozen=True, slots=True)
+class ClassNormal:
+    """The band of a class's smoothed probability on normal footage of one camera."""
+
+    low: float
+    level: float
+    high: float
+
+    def __post_init__(self) -> None:
+        values = (self.low, self.level, self.high)
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
+            raise ConfigError(f"normal band {values} must hold numbers in 0..1")
+        if not self.low <= self.level <= self.high:
+            raise ConfigError(f"normal band needs low <= level <= high, got {values}")
+
+    @classmethod
+    def of(cls, values: npt.ArrayLike) -> ClassNormal:
+        """The band of a series of smoothed probabilities (5th percentile, median, 95th)."""
+        x = np.asarray(values, np.float64)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            raise ConfigError("no finite scores to calibrate from")
+        lo, hi = np.quantile(x, CALIBRATION_QUANTILES)
+        return cls(float(lo), float(np.median(x)), float(hi))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"low": self.low, "level": self.level, "high": self.high}
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str) -> ClassNormal:
+        if not isinstance(data, Mapping) or set(data) != {"low", "level", "high"}:
+            raise ConfigError(f"{where}: normal must be a mapping of low, level and high")
+        try:
+            return cls(float(data["low"]), float(data["level"]), float(data["high"]))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: normal low, level and high must be numbers") from None
+
+
+@dataclass
+class ReferenceSet:
+    """A bounded set of L2-normalised image embeddings; near-duplicates are merged."""
+
+    capacity: int = 32
+    embeddings: FloatArray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def similarity(self, embedding: npt.ArrayLike) -> float | None:
+        """Best cosine similarity of one embedding with the references (None: none held)."""
+        if not len(self):
+            return None
+        vector = _unit(np.asarray(embedding, np.float32).reshape(-1))
+        if vector.shape[0] != self.embeddings.shape[1]:
+            return None  # another model's embeddings: not comparable
+        return float(np.max(self.embeddings @ vector))
+
+    def add(self, embedding: npt.ArrayLike) -> bool:
+        """Add one embedding; a near-duplicate replaces its twin, the oldest goes when full.
+
+        Returns False when the embedding's size differs from the references' (another model).
+        """
+        vector = _unit(np.asarray(embedding, np.float32).reshape(-1))
+        if len(self) and vector.shape[0] != self.embeddings.shape[1]:
+            return False
+        if len(self):
+            sims = self.embeddings @ vector
+            keep = sims < DUPLICATE_SIMILARITY
+            rows = self.embeddings[keep]
+        else:
+            rows = np.zeros((0, vector.shape[0]), np.float32)
+        rows = np.vstack([rows, vector[None, :]])[-self.capacity :]
+        self.embeddings = np.ascontiguousarray(rows, np.float32)
+        return True
+
+    def extend(self, embeddings: Sequence[npt.ArrayLike] | FloatArray) -> None:
+        for embedding in embeddings:
+            self.add(embedding)
+
+    def to_json(self) -> dict[str, Any]:
+        data = np.ascontiguousarray(self.embeddings, np.float16)
+        return {
+            "dim": int(data.shape[1]) if data.size else 0,
+            "float16": base64.b64encode(data.tobytes()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, capacity: int) -> ReferenceSet:
+        out = cls(capacity)
+        if not data:
+            return out
+        try:
+            dim = int(data["dim"])
+            raw = np.frombuffer(base64.b64decode(data["float16"]), np.float16)
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError("references must be {dim, float16 (base64)}") from None
+        if dim:
+            if raw.size % dim:
+                raise ConfigError(f"references: {raw.size} values do not split into rows of {dim}")
+            out.extend(raw.reshape(-1, dim).astype(np.float32))
+        return out
+
+
+def _unit(vector: FloatArray) -> FloatArray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+@dataclass
+class CameraNormal:
+    """One camera's learned normal: class bands, adaptive baselines and normal references."""
+
+    classes: dict[str, ClassNormal] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
+    references: ReferenceSet = field(default_factory=ReferenceSet)
+    source: str = "prior"  # prior | calibrated
+    calibrated_s: float = 0.0  # seconds of normal footage the bands were learned from
+
+    def band(self, channel: str) -> ClassNormal | None:
+        return self.classes.get(channel)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "source": self.source,
+            "calibrated_s": self.calibrated_s,
+            "classes": {name: band.as_dict() for name, band in sorted(self.classes.items())},
+            "baselines": {name: float(v) for name, v in sorted(self.baselines.items())},
+            "references": self.references.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, max_references: int = 32) -> CameraNormal:
+        if not isinstance(data, Mapping):
+            raise ConfigError("a camera state must be a JSON object")
+        version = data.get("version")
+        if version != STATE_VERSION:
+            raise ConfigError(
+                f"camera state version {version!r} is not {STATE_VERSION}: calibrate again"
+            )
+        classes = {
+            str(name): ClassNormal.from_mapping(band, f"class {name!r}")
+            for name, band in (data.get("classes") or {}).items()
+        }
+        baselines: dict[str, float] = {}
+        for name, value in (data.get("baselines") or {}).items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                baselines[str(name)] = float(value)
+        return cls(
+            classes=classes,
+            baselines=baselines,
+            references=ReferenceSet.from_json(data.get("references"), max_references),
+            source=str(data.get("source", "calibrated")),
+            calibrated_s=float(data.get("calibrated_s", 0.0)),
+        )
+
+    @classmethod
+    def prior(cls, bank: Any, max_references: int = 32) -> CameraNormal:
+        """The starting state of a camera never calibrated: the bank's `normal:` per class."""
+        return cls(
+            classes={c.name: c.normal for c in bank.classes if c.normal is not None},
+            references=ReferenceSet(max_references),
+        )
+
+
+def smooth(values: npt.ArrayLike, times: npt.ArrayLike, smoothing_s: float) -> FloatArray:
+    """The detector's exponential smoothing over a whole series (calibration, evaluation)."""
+    x = np.asarray(values, np.float64)
+    t = np.asarray(times, np.float64)
+    out = np.empty_like(x)
+    if x.size == 0:
+        return out.astype(np.float32)
+    s = x[0]
+    out[0] = s
+    for i in range(1, x.size):
+        dt = t[i] - t[i - 1]
+        alpha = 1.0 if smoothing_s == 0 else 1.0 - math.exp(-max(dt, 0.0) / smoothing_s)
+        s += alpha * (x[i] - s)
+        out[i] = s
+    return out.astype(np.float32)
+
+
+def calibrate(
+    channels: Mapping[str, npt.ArrayLike], times: npt.ArrayLike, smoothing_s: float
+) -> dict[str, ClassNormal]:
+    """Class bands from normal footage: each channel smoothed as the detector does, then banded."""
+    t = np.asarray(times, np.float64)
+    return {name: ClassNormal.of(smooth(v, t, smoothing_s)) for name, v in channels.items()}
+
+
+def pool(cameras: Sequence[Mapping[str, npt.ArrayLike]]) -> dict[str, ClassNormal]:
+    """A prior from several cameras' smoothed normal series, each camera weighing the same.
+
+    Each camera's series is reduced to its 101 percentiles, and the band is taken over
+    all of them: a camera never calibrated may sit where most other cameras' normal did.
+    """
+    names = sorted({name for c in cameras for name in c})
+    grid = np.linspace(0.0, 1.0, 101)
+    out = {}
+    for name in names:
+        profiles = [
+            np.quantile(np.asarray(c[name], np.float64), grid)
+            for c in cameras
+            if name in c and np.size(c[name])
+        ]
+        if profiles:
+            out[name] = ClassNormal.of(np.concatenate(profiles))
+    return out
