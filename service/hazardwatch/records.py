@@ -78,6 +78,10 @@ class ClipLink:
     clip_path: str  # relative to the media dir
 
 
+Verdict = Literal["false_alarm", "confirmed"]
+VERDICTS: tuple[Verdict, ...] = ("false_alarm", "confirmed")
+
+
 @dataclass(frozen=True, slots=True)
 class EventRecord:
     """One hazard event as stored: written at start, on each new peak and at the end.
@@ -101,6 +105,12 @@ class EventRecord:
     model_name: str = ""
     prompt_bank_version: str = ""
     revision: int = 0
+    # The peak frame's CLIP image embedding (float16, base64): a false alarm teaches it.
+    peak_embedding: str | None = None
+    # Operator feedback (POST /api/v1/events/{id}/feedback); never written by the detector.
+    verdict: Verdict | None = None
+    verdict_note: str | None = None
+    verdict_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _require_aware("started_at", self.started_at)

@@ -401,45 +401,30 @@ def cross_validate(
     if len(scenes) < 3:
         raise ConfigError("--cv needs at least three scenes")
     channels = {s.name: scene_channels(s, bank, logit_scale) for s in scenes}
+
+    def score(scene: Scene, p: DetectorParams, normal: CameraNormal | None) -> dict[str, Any]:
+        start = _fresh(normal) if normal is not None else None
+        return score_scene(scene, run_detector(channels[scene.name], p, fps, None, start).spans)
+
     candidates = _candidates(params)
     folds, held, shipped, old, source = [], [], [], [], []
     for scene in scenes:
         train = [s for s in scenes if s is not scene]
-        prior = CameraNormal(
-            classes=calibrate_scenes(train, bank, logit_scale, fps, params.smoothing_s)
-        )
-
-        def trial(
-            p: DetectorParams, prior: CameraNormal = prior, train: list[Scene] = train
-        ) -> float:
-            per = [
-                score_scene(s, run_detector(channels[s.name], p, fps, None, _fresh(prior)).spans)
-                for s in train
-            ]
-            return _gain(_f1_fpr(per))
-
-        gains = [(trial(p), p == params, i) for i, p in enumerate(candidates)]
+        bands = calibrate_scenes(train, bank, logit_scale, fps, params.smoothing_s)
+        prior = CameraNormal(classes=bands)
+        gains = [
+            (_gain(_f1_fpr(score(s, p, prior) for s in train)), p == params, i)
+            for i, p in enumerate(candidates)
+        ]
         best = candidates[max(gains)[2]]
-        fit = score_scene(
-            scene, run_detector(channels[scene.name], best, fps, None, _fresh(prior)).spans
-        )
-        held.append(fit)
-        shipped.append(
-            score_scene(
-                scene, run_detector(channels[scene.name], params, fps, None, _fresh(prior)).spans
-            )
-        )
+        held.append(score(scene, best, prior))
+        shipped.append(score(scene, params, prior))
         if legacy is not None:
-            old.append(score_scene(scene, run_detector(channels[scene.name], legacy, fps).spans))
+            old.append(score(scene, legacy, None))
         if baseline_threshold is not None:
             source.append(score_scene(scene, baseline_method(scene, baseline_threshold)))
-        folds.append(
-            {
-                "held_out": scene.name,
-                "chosen": {k: getattr(best, k) for k in CV_GRID},
-                "metrics": fit,
-            }
-        )
+        chosen = {k: getattr(best, k) for k in CV_GRID}
+        folds.append({"held_out": scene.name, "chosen": chosen, "metrics": held[-1]})
     frames = [s.frames for s in scenes]
 
     def summary(per: list[dict[str, Any]]) -> dict[str, Any]:

@@ -171,6 +171,10 @@ def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
     )
 
 
+def _normal(data: Any, where: str) -> ClassNormal | None:
+    return None if data is None else ClassNormal.from_mapping(data, f"{where} normal")
+
+
 def load_bank(path: Path | None) -> PromptBank:
     """The configured bank, or the one shipped in config/prompts.yaml."""
     return PromptBank.from_file(path if path is not None else DEFAULT_BANK)

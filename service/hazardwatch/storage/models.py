@@ -83,6 +83,9 @@ class Event(Base):
         sa.Index("ix_events_status", "status"),
         sa.CheckConstraint("status IN ('open', 'closed', 'interrupted')", name="status"),
         sa.CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        sa.CheckConstraint(
+            "verdict IS NULL OR verdict IN ('false_alarm', 'confirmed')", name="verdict"
+        ),
         MYSQL_TABLE_ARGS,
     )
 
@@ -105,6 +108,28 @@ class Event(Base):
     prompt_bank_version: Mapped[str] = mapped_column(sa.String(64))
     revision: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # Operator feedback; a false alarm teaches the camera's normal references.
+    verdict: Mapped[str | None] = mapped_column(sa.String(16))
+    verdict_note: Mapped[str | None] = mapped_column(sa.String(1000))
+    verdict_at: Mapped[datetime | None]
+    # The peak frame's CLIP image embedding, float16 as base64 (see detect/normal.py).
+    peak_embedding: Mapped[str | None] = mapped_column(sa.Text)
+
+
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+
+
+class CameraState(Base):
+    """A camera's learned normal (`CameraNormal` as JSON), kept across restarts."""
+
+    __tablename__ = "camera_states"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    camera: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(LongText)
+    source: Mapped[str] = mapped_column(sa.String(16))
+    references: Mapped[int] = mapped_column(sa.Integer)
     updated_at: Mapped[datetime]
 
 

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity
-from hazardwatch.storage.models import Camera, Event, ScoreRow
+from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict
+from hazardwatch.storage.models import Camera, CameraState, Event, ScoreRow
 
 # A later write without a media path (the file failed, or was not made yet) keeps the old one.
-_EVENT_MEDIA = ("snapshot_path", "clip_path")
+_EVENT_MEDIA = ("snapshot_path", "clip_path", "peak_embedding")
 _EVENT_MUTABLE = (
     "status",
     "ended_at",
@@ -24,6 +24,7 @@ _EVENT_MUTABLE = (
     "severity",
     "snapshot_path",
     "clip_path",
+    "peak_embedding",
     "model_name",
     "prompt_bank_version",
     "updated_at",
@@ -104,6 +105,7 @@ class Repository:
             "model_name": event.model_name,
             "prompt_bank_version": event.prompt_bank_version,
             "revision": event.revision,
+            "peak_embedding": event.peak_embedding,
             "created_at": now,
             "updated_at": now,
         }
@@ -159,6 +161,7 @@ class Repository:
         since: datetime | None = None,
         until: datetime | None = None,
         min_score: float | None = None,
+        verdict: Verdict | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[EventRecord]:
@@ -180,6 +183,8 @@ class Repository:
             query = query.where(Event.started_at < until)
         if min_score is not None:
             query = query.where(Event.peak_score >= min_score)
+        if verdict is not None:
+            query = query.where(Event.verdict == verdict)
         query = query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit).offset(offset)
         with self._engine.connect() as conn:
             return [_to_record(row._mapping) for row in conn.execute(query)]
@@ -200,6 +205,54 @@ class Repository:
                 )
             )
             return int(result.rowcount)
+
+    def set_verdict(self, uuid: str, verdict: Verdict, note: str | None) -> EventRecord | None:
+        """Record an operator's verdict on an event; None when no such event is stored."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(Event)
+                .where(Event.uuid == uuid)
+                .values(verdict=verdict, verdict_note=note, verdict_at=_now(), updated_at=_now())
+            )
+            if not result.rowcount:
+                return None
+            row = conn.execute(sa.select(Event.__table__).where(Event.uuid == uuid)).one()
+        return _to_record(row._mapping)
+
+    def verdict_counts(self) -> list[dict[str, Any]]:
+        """Events per camera, class and verdict (None: no verdict yet)."""
+        query = sa.select(
+            Event.camera, Event.class_name, Event.verdict, sa.func.count().label("events")
+        ).group_by(Event.camera, Event.class_name, Event.verdict)
+        with self._engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    # ------------------------------------------------------------------ camera states
+
+    def load_camera_states(self) -> dict[str, str]:
+        """Every stored camera state as JSON text, by camera name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(CameraState.camera, CameraState.state))
+            return {row.camera: row.state for row in rows}
+
+    def save_camera_state(self, camera: str, state: str, source: str, references: int) -> None:
+        """Insert or replace one camera's state (JSON text of `CameraNormal`)."""
+        values = {
+            "camera": camera,
+            "state": state,
+            "source": source,
+            "references": references,
+            "updated_at": _now(),
+        }
+        table = CameraState.__table__
+        stmt = self._insert(table).values(values)  # type: ignore[arg-type]
+        changed = {k: v for k, v in values.items() if k != "camera"}
+        if self._dialect in ("mysql", "mariadb"):
+            stmt = stmt.on_duplicate_key_update(changed)
+        else:
+            stmt = stmt.on_conflict_do_update(index_elements=["camera"], set_=changed)
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
 
     # ------------------------------------------------------------------ scores
 
@@ -262,4 +315,8 @@ def _to_record(row: Any) -> EventRecord:
         model_name=row["model_name"],
         prompt_bank_version=row["prompt_bank_version"],
         revision=row["revision"],
+        peak_embedding=row["peak_embedding"],
+        verdict=row["verdict"],
+        verdict_note=row["verdict_note"],
+        verdict_at=row["verdict_at"],
     )

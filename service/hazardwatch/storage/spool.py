@@ -38,7 +38,7 @@ def encode(item: Item) -> tuple[Kind, str]:
 def decode(kind: str, payload: str) -> Item:
     data: Any = json.loads(payload)
     if kind == "event":
-        for key in ("started_at", "peak_at", "ended_at"):
+        for key in ("started_at", "peak_at", "ended_at", "verdict_at"):
             if data.get(key) is not None:
                 data[key] = datetime.fromisoformat(data[key])
         return EventRecord(**data)
