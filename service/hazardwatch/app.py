@@ -6,6 +6,7 @@ what is in flight so no event is left open.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -13,10 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from hazardwatch import __version__
 from hazardwatch.api.app import ApiState, create_app
@@ -24,8 +27,9 @@ from hazardwatch.api.server import ApiServer
 from hazardwatch.capture.reader import CameraReader, ReaderOptions
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.detect.detector import DetectorParams
+from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
 from hazardwatch.detect.stage import DetectorStage, EventUpdate
-from hazardwatch.errors import HazardwatchError, SourceError
+from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
 from hazardwatch.motion.gate import GateParams, MotionGate
@@ -40,7 +44,7 @@ from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import GatedFrame
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
-from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.scoring.worker import ScoringWorker, TextIndex
 from hazardwatch.settings import CameraSettings, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
@@ -205,7 +209,10 @@ class Service:
             model_name=encoder.name,
             score_interval_s=settings.storage.score_interval_s,
             on_frame=clips.on_frame if clips else None,
+            normals=load_camera_states(repository),
+            save_state=partial(save_camera_state, repository),
         )
+        api_state.learn_normal = stage.learn_normal
         worker = ScoringWorker(
             encoder,
             bank,
@@ -217,6 +224,7 @@ class Service:
             max_frame_age_s=settings.scoring.max_frame_age_s,
             bank_path=bank_path if settings.prompts.reload else None,
             metrics=metrics,
+            references=stage.references,
         )
         readers = self._readers(queue)
         if not readers:
@@ -302,6 +310,65 @@ class Service:
                 log.error("camera %s skipped: %s", camera.name, exc)
                 self.invalid_cameras[camera.name] = str(exc)
         return readers
+
+
+def load_camera_states(repository: Repository) -> dict[str, CameraNormal]:
+    """Every camera's stored normal; a state that cannot be read is logged and skipped
+    (the camera then starts from the prior), never fatal."""
+    out = {}
+    for camera, text in repository.load_camera_states().items():
+        try:
+            out[camera] = CameraNormal.from_json(json.loads(text))
+        except (ValueError, ConfigError) as exc:
+            log.warning("camera %s: stored normal state ignored (%s); recalibrate it", camera, exc)
+    if out:
+        log.info("restored the learned normal of %d camera(s)", len(out))
+    return out
+
+
+def save_camera_state(repository: Repository, camera: str, normal: CameraNormal) -> None:
+    repository.save_camera_state(
+        camera, json.dumps(normal.to_json()), normal.source, len(normal.references)
+    )
+
+
+def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNormal:
+    """Learn a camera's normal from a clip of its normal footage and store it.
+
+    Every frame is scored with the live model and bank; each hazard class's smoothed
+    probability gives its band, and evenly spaced frames become normal references.
+    """
+    from hazardwatch.evaluation.video import frame_rate, score_video
+
+    bank = load_bank(settings.prompts.path)
+    encoder = load_encoder(settings)
+    index = TextIndex.build(bank, encoder)
+    embeddings = score_video(
+        video, encoder, bank, settings.scoring.batch_size, progress=False, embeddings=True
+    )
+    probs, _ = index.score(embeddings, encoder.logit_scale)
+    fps = frame_rate(video)
+    times = np.arange(len(embeddings)) / fps
+    hazards = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
+    hazards = {name: hazards[name] for name in bank.hazard_classes}
+    capacity = settings.detector.max_references
+    references = ReferenceSet(capacity)
+    step = max(1, len(embeddings) // capacity)
+    references.extend(embeddings[::step])
+    state = CameraNormal(
+        classes=calibrate(hazards, times, settings.detector.smoothing_s),
+        references=references,
+        source="calibrated",
+        calibrated_s=float(len(embeddings) / fps),
+    )
+    engine = create_engine(settings.storage.resolved_url())
+    try:
+        repository = Repository(engine)
+        repository.ensure_cameras([(camera, "unknown")])
+        save_camera_state(repository, camera, state)
+    finally:
+        engine.dispose()
+    return state
 
 
 def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink]:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -14,6 +15,9 @@ from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
 from hazardwatch.redact import configure_logging, redact_text, redact_url
 from hazardwatch.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from hazardwatch.detect.normal import CameraNormal
 
 HAZARD_SCENES_BANK = Path(__file__).resolve().parents[2] / "config" / "eval" / "hazard-scenes.yaml"
 
@@ -165,9 +169,14 @@ def cmd_eval_scores(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise ConfigError(f"{flag} {directory} is not a directory")
     scenes = [ev.load_scene(p, args.annotations, rows) for p in ev.discover(args.scores)]
+    normal = _read_state(args.camera_state) if args.camera_state else None
     report, runs = ev.evaluate(
-        scenes, bank, params, args.fps, args.logit_scale, args.baseline_threshold
+        scenes, bank, params, args.fps, args.logit_scale, args.baseline_threshold, normal
     )
+    if args.cv:
+        report["cv"] = ev.cross_validate(
+            scenes, bank, params, args.fps, args.logit_scale, args.baseline_threshold, params
+        )
     if args.sweep:
         thresholds = [round(t, 4) for t in np.arange(0.05, 0.501, 0.025)]
         report["sweep"] = ev.sweep(scenes, bank, params, args.fps, args.logit_scale, thresholds)
@@ -196,6 +205,98 @@ def cmd_eval_scores(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
     _print_eval_table(report)
+    if args.cv:
+        _print_cv(report["cv"])
+    return EXIT_OK
+
+
+def _read_state(path: Path) -> CameraNormal:
+    import json
+
+    from hazardwatch.detect.normal import CameraNormal
+
+    try:
+        return CameraNormal.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ConfigError(f"--camera-state {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--camera-state {path} is not JSON ({exc.msg})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"--camera-state {path}: {exc}") from None
+
+
+def _print_cv(cv: dict[str, Any]) -> None:
+    print(f"\ncross-validation ({cv['method']}), held-out figures:")
+    print(f"{'':<26} {'F1':>6} {'FPR':>6} {'recall':>7} {'FA':>4} {'FA/h':>6} {'onset s':>8}")
+    for key, label in (
+        ("selected", "settings chosen per fold"),
+        ("defaults", "shipped defaults"),
+        ("legacy", "no normal state (before)"),
+        ("source_method", "source method"),
+    ):
+        if key not in cv:
+            continue
+        mean, tot = cv[key]["mean"], cv[key]["totals"]
+        print(
+            f"{label:<26} {_fmt(mean['f1']):>6} {_fmt(mean['fpr']):>6} "
+            f"{tot['event_hits']:>3}/{tot['events']:<3} {tot['false_alarms']:>4} "
+            f"{_fmt(tot['false_alarms_per_hour'], 1):>6} "
+            f"{_fmt(tot['onset_latency_s']['median']):>8}"
+        )
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Learn a camera's normal from normal footage: a score matrix (to a file) or a video."""
+    if (args.scores is None) == (args.video is None):
+        raise ConfigError("calibrate needs either --scores FILE.npy or a VIDEO (with --camera)")
+    if args.scores is not None:
+        return _calibrate_scores(args)
+    if not args.camera:
+        raise ConfigError("calibrate VIDEO needs --camera NAME (the state is stored for it)")
+    return _calibrate_video(args)
+
+
+def _calibrate_scores(args: argparse.Namespace) -> int:
+    import json
+
+    from hazardwatch.detect.normal import CameraNormal
+    from hazardwatch.evaluation import scores as ev
+    from hazardwatch.scoring.bank import PromptBank
+
+    if args.output is None:
+        raise ConfigError("calibrate --scores needs --output STATE.json")
+    if not args.scores.is_file():
+        raise ConfigError(f"--scores {args.scores} does not exist")
+    settings = _settings(args)
+    bank = PromptBank.from_file(args.bank)
+    scene = ev.load_matrix(args.scores, ev.parse_rows(args.rows))
+    bands = ev.calibrate_scenes(
+        [scene], bank, args.logit_scale, args.fps, settings.detector.smoothing_s
+    )
+    state = CameraNormal(classes=bands, source="calibrated", calibrated_s=scene.frames / args.fps)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(state.to_json(), indent=1))
+    print(f"{args.output}: {len(bands)} class band(s) from {scene.frames} frames")
+    for name, band in bands.items():
+        print(f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f})")
+    return EXIT_OK
+
+
+def _calibrate_video(args: argparse.Namespace) -> int:
+    from hazardwatch.app import calibrate_camera
+
+    overrides: dict[str, object] = {"scoring": {"model": args.model}} if args.model else {}
+    settings = _settings(args, **overrides)
+    if not args.video.is_file():
+        raise ConfigError(f"video {args.video} does not exist")
+    state = calibrate_camera(settings, args.camera, args.video)
+    print(
+        f"camera {args.camera}: {len(state.classes)} class band(s) from "
+        f"{state.calibrated_s:.0f} s of footage, {len(state.references)} normal reference(s) "
+        "stored"
+    )
+    for name, band in state.classes.items():
+        print(f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f})")
     return EXIT_OK
 
 
@@ -277,8 +378,8 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fmt(value: float | None) -> str:
-    return "  -  " if value is None else f"{value:.3f}"
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "  -  " if value is None else f"{value:.{digits}f}"
 
 
 def _print_eval_table(report: dict[str, object]) -> None:
@@ -427,6 +528,43 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         default=100.0,
         help="CLIP logit scale for class probabilities (default 100)",
     )
+    scores.add_argument(
+        "--camera-state",
+        type=Path,
+        metavar="STATE.json",
+        help="start every scene's detector from this state (hazardwatch calibrate --scores) "
+        "instead of the bank's prior",
+    )
+    scores.add_argument(
+        "--cv",
+        action="store_true",
+        help="leave-one-scene-out cross-validation of the prior and the detector settings",
+    )
+
+    calibrate = add(
+        "calibrate",
+        cmd_calibrate,
+        "learn a camera's normal from normal footage (class bands and normal references)",
+    )
+    config_option(calibrate)
+    calibrate.add_argument("video", type=Path, nargs="?", metavar="VIDEO", help="normal footage")
+    calibrate.add_argument("--camera", metavar="NAME", help="store the state for this camera")
+    calibrate.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
+    calibrate.add_argument(
+        "--scores", type=Path, metavar="FILE.npy", help="a [prompts, frames] score matrix instead"
+    )
+    calibrate.add_argument("--rows", metavar="RANGES", help="rows of --scores to use, e.g. 0-37")
+    calibrate.add_argument(
+        "--output", type=Path, metavar="STATE.json", help="where --scores writes the state"
+    )
+    calibrate.add_argument("--fps", type=float, default=30.0, help="frame rate of --scores")
+    calibrate.add_argument(
+        "--bank",
+        type=Path,
+        default=HAZARD_SCENES_BANK,
+        help="bank grouping --scores rows into classes (default: config/eval/hazard-scenes.yaml)",
+    )
+    calibrate.add_argument("--logit-scale", type=float, default=100.0)
 
     images_cmd = eval_sub.add_parser(
         "images", help="classify labelled image folders: accuracy, per-class F1, ROC-AUC"

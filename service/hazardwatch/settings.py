@@ -309,6 +309,12 @@ class DetectorSettings(Section):
         description="A frame whose CLIP image embedding has at least this cosine with one of "
         "the camera's normal references (calibration, false-alarm feedback) counts as normal.",
     )
+    max_references: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Normal references kept per camera; near-duplicates merge, the oldest go.",
+    )
 
     @model_validator(mode="after")
     def _check_hysteresis(self) -> DetectorSettings:

@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy.typing as npt
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from hazardwatch import __version__
 from hazardwatch.api.overlay import decode_upload, hazard_overlay
 from hazardwatch.capture.reader import CameraReader, ReaderState
+from hazardwatch.detect.normal import decode_embedding
+from hazardwatch.errors import ConfigError
 from hazardwatch.metrics import CONTENT_TYPE, Metrics
 from hazardwatch.outputs.alerts import event_json
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import EventRecord, EventStatus
+from hazardwatch.records import EventRecord, EventStatus, Verdict
 from hazardwatch.redact import redact_text
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
@@ -48,6 +53,20 @@ class ApiState:
     worker: ScoringWorker | None = None
     writer: EventWriter | None = None
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
+    # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
+    learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
+
+
+class Feedback(BaseModel):
+    """An operator's verdict on an event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict = Field(
+        description="false_alarm: this sight is normal here (it is added to the camera's "
+        "normal references and will not alert again); confirmed: a real hazard."
+    )
+    note: str | None = Field(None, max_length=1000, description="free text, e.g. who and why")
 
 
 class _BearerAuth(BaseHTTPMiddleware):
@@ -84,7 +103,7 @@ def _too_large(max_bytes: int) -> str:
     return f"upload larger than api.max_upload_mb ({max_bytes / 1e6:.1f} MB)"
 
 
-def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
+def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:  # noqa: PLR0915
     settings = settings or ApiSettings()
     max_bytes = int(settings.max_upload_mb * 1e6)
     app = FastAPI(
@@ -129,6 +148,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         since: datetime | None = None,
         until: datetime | None = None,
         min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+        verdict: Verdict | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> dict[str, Any]:
@@ -145,6 +165,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             since=since,
             until=until,
             min_score=min_score,
+            verdict=verdict,
             limit=limit,
             offset=offset,
         )
@@ -158,6 +179,25 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
     @app.get("/api/v1/events/{uuid}", tags=["events"])
     def get_event(uuid: str) -> dict[str, Any]:
         return _event(_find(state, uuid), state)
+
+    @app.post("/api/v1/events/{uuid}/feedback", tags=["events"])
+    def feedback(uuid: str, body: Feedback) -> dict[str, Any]:
+        """Record a verdict. A false alarm teaches the camera that its peak frame is normal."""
+        event = _find(state, uuid)
+        updated = state.repository.set_verdict(event.uuid, body.verdict, body.note)
+        if updated is None:
+            raise HTTPException(404, f"no event {uuid!r}")
+        references = None
+        if body.verdict == "false_alarm" and updated.peak_embedding is not None:
+            if state.learn_normal is None:
+                raise HTTPException(503, "the detector is not running; retry once it is")
+            try:
+                embedding = decode_embedding(updated.peak_embedding)
+            except ConfigError:
+                embedding = None
+            if embedding is not None:
+                references = state.learn_normal(updated.camera, embedding)
+        return {"event": _event(updated, state), "normal_references": references}
 
     @app.get("/api/v1/events/{uuid}/snapshot.jpg", tags=["events"], response_class=FileResponse)
     def snapshot(uuid: str) -> FileResponse:
@@ -266,6 +306,9 @@ def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
     base = f"/api/v1/events/{event.uuid}"
     data["snapshot_url"] = f"{base}/snapshot.jpg" if event.snapshot_path else None
     data["clip_url"] = f"{base}/clip.mp4" if event.clip_path else None
+    data["verdict"] = event.verdict
+    data["verdict_note"] = event.verdict_note
+    data["verdict_at"] = event.verdict_at.isoformat() if event.verdict_at else None
     return data
 
 

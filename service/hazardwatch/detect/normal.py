@@ -140,6 +140,19 @@ class ReferenceSet:
         return out
 
 
+def encode_embedding(embedding: npt.ArrayLike) -> str:
+    """One embedding as float16 base64 (how events store their peak frame's)."""
+    data = np.ascontiguousarray(np.asarray(embedding, np.float32).reshape(-1), np.float16)
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def decode_embedding(text: str) -> FloatArray:
+    try:
+        return np.frombuffer(base64.b64decode(text, validate=True), np.float16).astype(np.float32)
+    except ValueError:
+        raise ConfigError("an embedding must be float16 values in base64") from None
+
+
 def _unit(vector: FloatArray) -> FloatArray:
     norm = float(np.linalg.norm(vector))
     return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)

@@ -1,8 +1,11 @@
 """The detector stage: scored frames in, event records and score samples out.
 
-One `TemporalDetector` per camera over the bank's hazard classes. Detector events become
-`EventRecord`s with a growing revision (started 0, each update +1, ended +1), so
-repeated or replayed writes stay idempotent. The peak frame travels with the record so
+One `TemporalDetector` per camera over the bank's hazard classes, started from the
+camera's `CameraNormal` (stored state, or the bank's prior); the state, with the current
+baselines, is handed to `save_state` every `state_interval_s` per camera and at flush.
+Detector events become `EventRecord`s with a growing revision (started 0, each update
++1, ended +1), so repeated or replayed writes stay idempotent. The peak frame travels
+with the record so
 the writer can store its snapshot.
 """
 
@@ -10,15 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import numpy.typing as npt
 
 from hazardwatch.detect.detector import (
     DetectionEvent,
     DetectorParams,
     TemporalDetector,
     channel_params,
+)
+from hazardwatch.detect.normal import (
+    CameraNormal,
+    ReferenceSet,
+    encode_embedding,
 )
 from hazardwatch.records import EventRecord, Frame, Image, ScoreSample
 from hazardwatch.scoring.bank import PromptBank
@@ -51,8 +63,15 @@ class DetectorStage:
         model_name: str = "",
         score_interval_s: float = 1.0,
         on_frame: Callable[[Frame], None] | None = None,
+        normals: dict[str, CameraNormal] | None = None,
+        save_state: Callable[[str, CameraNormal], None] | None = None,
+        state_interval_s: float = 60.0,
+        max_references: int = 32,
     ) -> None:
-        """`on_frame` sees each scored frame just before the events it decides (clips)."""
+        """`on_frame` sees each scored frame just before the events it decides (clips).
+
+        `normals`: each camera's stored state; a camera without one starts from the prior.
+        """
         self.params = params
         self._emit_event = emit_event
         self._emit_scores = emit_scores
@@ -66,6 +85,57 @@ class DetectorStage:
         self._last_t: dict[str, float] = {}
         self._bank: PromptBank | None = None
         self.events_started = 0
+        self._normals: dict[str, CameraNormal] = dict(normals or {})
+        self._save_state = save_state
+        self.state_interval_s = state_interval_s
+        self.max_references = max_references
+        self._saved_at: dict[str, float] = {}
+        self._lock = threading.Lock()  # normals are read by the worker, taught by the API
+
+    def normal(self, camera: str) -> CameraNormal | None:
+        """The camera's state (None until it is first seen and no state was stored)."""
+        return self._normals.get(camera)
+
+    def references(self, camera: str) -> ReferenceSet | None:
+        normal = self._normals.get(camera)
+        return normal.references if normal is not None else None
+
+    def learn_normal(self, camera: str, embedding: npt.ArrayLike) -> int:
+        """A false alarm: its peak frame becomes a normal reference of the camera.
+
+        Returns the number of references the camera now holds.
+        """
+        with self._lock:
+            normal = self._normals.get(camera)
+            if normal is None:
+                normal = (
+                    CameraNormal.prior(self._bank, self.max_references)
+                    if self._bank is not None
+                    else CameraNormal(references=ReferenceSet(self.max_references))
+                )
+                self._normals[camera] = normal
+            normal.references.add(embedding)
+            count = len(normal.references)
+        self._save(camera, force=True)
+        return count
+
+    def _save(self, camera: str, force: bool = False, now: float | None = None) -> None:
+        if self._save_state is None:
+            return
+        normal = self._normals.get(camera)
+        if normal is None:
+            return
+        now = time.monotonic() if now is None else now
+        if not force and now - self._saved_at.get(camera, -1e18) < self.state_interval_s:
+            return
+        self._saved_at[camera] = now
+        detector = self._detectors.get(camera)
+        if detector is not None:
+            normal.baselines = detector.baselines()
+        try:
+            self._save_state(camera, normal)
+        except Exception:
+            log.exception("camera %s: its learned normal could not be saved", camera)
 
     def _detector(self, camera: str, bank: PromptBank) -> TemporalDetector:
         detector = self._detectors.get(camera)
@@ -78,7 +148,11 @@ class DetectorStage:
             return detector
         if detector is not None:  # classes changed: close what is open, start afresh
             self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
-        detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides)
+        with self._lock:
+            normal = self._normals.get(camera)
+            if normal is None:
+                normal = self._normals[camera] = CameraNormal.prior(bank, self.max_references)
+        detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, normal)
         self._detectors[camera] = detector
         return detector
 
@@ -92,9 +166,12 @@ class DetectorStage:
             self._last_t[frame.camera] = t
             if self._on_frame is not None:
                 self._on_frame(frame)
-            events = detector.update(t, scored.probabilities, ref=scored)
+            events = detector.update(
+                t, scored.probabilities, ref=scored, normal_similarity=scored.normal_similarity
+            )
             self._emit_all(events, frame.monotonic)
             samples.extend(self._samples(scored, detector))
+            self._save(frame.camera)
         if samples and self._emit_scores is not None:
             self._emit_scores(samples)
 
@@ -113,6 +190,7 @@ class DetectorStage:
     def flush(self) -> None:
         """Close every open event (end of input, shutdown)."""
         for camera, detector in self._detectors.items():
+            self._save(camera, force=True)  # before flushing: baselines as the incident left them
             self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
 
     def _emit_all(self, events: list[DetectionEvent], latency_from: float | None) -> None:
@@ -151,6 +229,11 @@ class DetectorStage:
             model_name=self.model_name,
             prompt_bank_version=version,
             revision=revision,
+            peak_embedding=(
+                encode_embedding(peak.embedding)
+                if peak is not None and peak.embedding is not None
+                else None
+            ),
         )
         snapshot = peak.gated.frame.image if peak is not None else None
         return EventUpdate(event.kind, record, snapshot, latency_from)

@@ -83,10 +83,30 @@ def _annotation_path(annotations: Path, stem: str) -> Path | None:
     return None
 
 
-def load_scene(scores_path: Path, annotations: Path, rows: Sequence[int] | None) -> Scene:
+def load_matrix(scores_path: Path, rows: Sequence[int] | None) -> Scene:
+    """A score matrix and its prompts, without annotations (every frame counts as normal)."""
+    matrix, prompts, warnings = _read_matrix(scores_path, rows)
+    frames = matrix.shape[1]
+    return Scene(
+        name=scores_path.stem,
+        scores=matrix.astype(np.float64),
+        prompts=prompts,
+        truth=np.zeros(frames, bool),
+        events=[],
+        kind="normal",
+        warnings=warnings,
+    )
+
+
+def _read_matrix(
+    scores_path: Path, rows: Sequence[int] | None
+) -> tuple[npt.NDArray[np.floating[Any]], list[str], list[str]]:
     stem = scores_path.stem
     warnings: list[str] = []
-    matrix = np.load(scores_path)
+    try:
+        matrix = np.load(scores_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{scores_path}: not a NumPy .npy file ({exc})") from None
     if matrix.ndim != 2:
         raise ConfigError(
             f"{scores_path}: expected a [prompts, frames] matrix, got shape {matrix.shape}"
@@ -104,6 +124,12 @@ def load_scene(scores_path: Path, annotations: Path, rows: Sequence[int] | None)
         if len(kept) < len(rows):
             warnings.append(f"rows beyond {matrix.shape[0] - 1} do not exist here and are skipped")
         matrix, prompts = matrix[kept], [prompts[r] for r in kept]
+    return matrix, prompts, warnings
+
+
+def load_scene(scores_path: Path, annotations: Path, rows: Sequence[int] | None) -> Scene:
+    stem = scores_path.stem
+    matrix, prompts, warnings = _read_matrix(scores_path, rows)
     ann_path = _annotation_path(annotations, stem)
     if ann_path is None:
         raise ConfigError(

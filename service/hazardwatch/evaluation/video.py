@@ -45,9 +45,15 @@ def frame_rate(path: Path) -> float:
 
 
 def score_video(
-    path: Path, encoder: Encoder, bank: PromptBank, batch_size: int = 32, progress: bool = True
+    path: Path,
+    encoder: Encoder,
+    bank: PromptBank,
+    batch_size: int = 32,
+    progress: bool = True,
+    embeddings: bool = False,
 ) -> npt.NDArray[np.float32]:
-    """[P, F] cosine similarities of every frame with every prompt of the bank."""
+    """[P, F] cosine similarities of every frame with every prompt of the bank
+    (`embeddings`: the [F, D] L2-normalised image embeddings instead)."""
     index = TextIndex.build(bank, encoder)
     columns: list[npt.NDArray[np.float32]] = []
     pending: list[Image] = []
@@ -55,8 +61,8 @@ def score_video(
     bar = tqdm(total=total, unit="frame", disable=not progress, desc=path.name)
 
     def flush() -> None:
-        embeddings = encoder.encode_images(preprocess_batch(pending, encoder.resolution))
-        columns.append(embeddings @ index.prompt_embeddings.T)
+        images = encoder.encode_images(preprocess_batch(pending, encoder.resolution))
+        columns.append(images if embeddings else images @ index.prompt_embeddings.T)
         bar.update(len(pending))
         pending.clear()
 
@@ -69,7 +75,8 @@ def score_video(
     bar.close()
     if not columns:
         raise ValueError(f"{path} holds no decodable frame")
-    return np.concatenate(columns).T.astype(np.float32)
+    matrix = np.concatenate(columns).astype(np.float32)
+    return matrix if embeddings else matrix.T
 
 
 def write_matrix(

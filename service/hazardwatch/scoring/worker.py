@@ -15,10 +15,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from hazardwatch.detect.normal import ReferenceSet
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.queue import HandoffQueue
 from hazardwatch.metrics import Metrics
@@ -39,6 +41,10 @@ class ScoredFrame:
     probabilities: dict[str, float]
     prompt_similarities: npt.NDArray[np.float32]
     bank: PromptBank
+    # The frame's L2-normalised CLIP image embedding, and its best cosine with the camera's
+    # normal references (None: the camera has none). Both come from the one forward pass.
+    embedding: npt.NDArray[np.float32] | None = None
+    normal_similarity: float | None = None
 
     def top_prompts(self, k: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(self.prompt_similarities)[::-1][:k]
@@ -109,9 +115,11 @@ class ScoringWorker:
         max_frame_age_s: float = 0.0,
         bank_path: Path | None = None,
         metrics: Metrics | None = None,
+        references: Callable[[str], ReferenceSet | None] | None = None,
     ) -> None:
         self.encoder = encoder
         self.metrics = metrics
+        self._references = references
         self.queue = queue
         self.on_scored = on_scored
         self.batch_size = batch_size
@@ -216,7 +224,12 @@ class ScoringWorker:
         names = index.bank.class_names
         out = [
             ScoredFrame(
-                item, dict(zip(names, map(float, probs[i]), strict=True)), sims[i], index.bank
+                item,
+                dict(zip(names, map(float, probs[i]), strict=True)),
+                sims[i],
+                index.bank,
+                per_frame[i].astype(np.float32),
+                self._normal_similarity(item.frame.camera, per_frame[i]),
             )
             for i, item in enumerate(good)
         ]
@@ -228,6 +241,14 @@ class ScoringWorker:
             for item in good:
                 self.metrics.frames_scored.labels(item.frame.camera).inc()
         return out
+
+    def _normal_similarity(
+        self, camera: str, embedding: npt.NDArray[np.floating[Any]]
+    ) -> float | None:
+        if self._references is None:
+            return None
+        references = self._references(camera)
+        return references.similarity(embedding) if references is not None else None
 
     def score_images(
         self, images: list[Image]
