@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from hazardwatch.app import RunSummary, Service
+from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.outputs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -205,3 +206,65 @@ def _get(url: str) -> int | None:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return None
+
+
+def test_false_alarm_feedback_silences_that_sight_for_good_but_not_another(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """Run 1: a red sign parked left of the view alerts; the operator says false alarm.
+    Run 2 (a restart, the same camera): the same sign, then a red object on the right:
+    only the second alerts. The reference survives the restart through the database."""
+    from tests.fakes import write_red_square_clip
+
+    first = tmp_path / "one" / "gate.mp4"
+    second = tmp_path / "two" / "gate.mp4"  # same stem: the same camera name
+    first.parent.mkdir()
+    second.parent.mkdir()
+    write_red_square_clip(str(first), seconds=8, busy=True, parked={60: (2.0, 6.0)})
+    write_red_square_clip(
+        str(second), seconds=16, busy=True, parked={60: (2.0, 6.0), 170: (9.0, 13.0)}
+    )
+    settings = service_settings(tmp_path, sqlite_url, [str(first)], loop=True)
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/healthz") == 200, 30)
+        events: list[dict[str, Any]] = []
+
+        def has_event() -> bool:
+            events[:] = httpx.get(base + "/api/v1/events", timeout=5).json()["items"]
+            return bool(events)
+
+        assert wait_for(has_event, 60, interval=0.2)
+        url = f"{base}/api/v1/events/{events[0]['uuid']}/feedback"
+        assert httpx.post(url, json={"verdict": "maybe"}, timeout=5).status_code == 422
+        assert httpx.post(url, json={"note": "no verdict"}, timeout=5).status_code == 422
+        missing = f"{base}/api/v1/events/{uuid.uuid4()}/feedback"
+        assert httpx.post(missing, json={"verdict": "confirmed"}, timeout=5).status_code == 404
+        answer = httpx.post(
+            url, json={"verdict": "false_alarm", "note": "the red sign"}, timeout=5
+        ).json()
+        assert answer["normal_references"] == 1
+        assert answer["event"]["verdict"] == "false_alarm"
+        listed = httpx.get(base + "/api/v1/events?verdict=false_alarm", timeout=5).json()
+        assert [e["uuid"] for e in listed["items"]] == [events[0]["uuid"]]
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+    engine = create_engine(sqlite_url)
+    repository = Repository(engine)
+    before = {e.uuid for e in repository.list_events()}
+    assert json.loads(repository.load_camera_states()["gate"])["references"]["dim"] == 64
+    run_service(tmp_path, sqlite_url, [str(second)])
+    old = repository.get_event(events[0]["uuid"])
+    new = [e for e in repository.list_events() if e.uuid not in before]
+    engine.dispose()
+    # The sign on the left is known now; only the object on the right alerts.
+    assert len(new) == 1, new
+    assert old is not None and old.peak_embedding and new[0].peak_embedding
+    known = decode_embedding(old.peak_embedding)
+    assert float(known @ decode_embedding(new[0].peak_embedding)) < 0.95

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from hazardwatch.outputs.mqtt import MqttPublisher
 from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import GatedFrame
+from hazardwatch.records import CameraStateRecord, GatedFrame
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker, TextIndex
@@ -210,7 +209,8 @@ class Service:
             score_interval_s=settings.storage.score_interval_s,
             on_frame=clips.on_frame if clips else None,
             normals=load_camera_states(repository),
-            save_state=partial(save_camera_state, repository),
+            save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
+            max_references=settings.detector.max_references,
         )
         api_state.learn_normal = stage.learn_normal
         worker = ScoringWorker(
@@ -326,8 +326,8 @@ def load_camera_states(repository: Repository) -> dict[str, CameraNormal]:
     return out
 
 
-def save_camera_state(repository: Repository, camera: str, normal: CameraNormal) -> None:
-    repository.save_camera_state(
+def state_record(camera: str, normal: CameraNormal) -> CameraStateRecord:
+    return CameraStateRecord(
         camera, json.dumps(normal.to_json()), normal.source, len(normal.references)
     )
 
@@ -365,7 +365,8 @@ def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNorm
     try:
         repository = Repository(engine)
         repository.ensure_cameras([(camera, "unknown")])
-        save_camera_state(repository, camera, state)
+        record = state_record(camera, state)
+        repository.save_camera_state(camera, record.state, record.source, record.references)
     finally:
         engine.dispose()
     return state

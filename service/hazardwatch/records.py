@@ -78,6 +78,17 @@ class ClipLink:
     clip_path: str  # relative to the media dir
 
 
+@dataclass(frozen=True, slots=True)
+class CameraStateRecord:
+    """A camera's learned normal to store (`CameraNormal.to_json()` as text); the newest
+    state of a camera replaces any older one still waiting in the spool."""
+
+    camera: str
+    state: str
+    source: str
+    references: int
+
+
 Verdict = Literal["false_alarm", "confirmed"]
 VERDICTS: tuple[Verdict, ...] = ("false_alarm", "confirmed")
 

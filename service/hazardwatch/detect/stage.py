@@ -5,8 +5,7 @@ camera's `CameraNormal` (stored state, or the bank's prior); the state, with the
 baselines, is handed to `save_state` every `state_interval_s` per camera and at flush.
 Detector events become `EventRecord`s with a growing revision (started 0, each update
 +1, ended +1), so repeated or replayed writes stay idempotent. The peak frame travels
-with the record so
-the writer can store its snapshot.
+with the record so the writer can store its snapshot.
 """
 
 from __future__ import annotations
@@ -134,8 +133,8 @@ class DetectorStage:
             normal.baselines = detector.baselines()
         try:
             self._save_state(camera, normal)
-        except Exception:
-            log.exception("camera %s: its learned normal could not be saved", camera)
+        except Exception:  # the detector must go on; the next save carries a newer state
+            log.exception("camera %s: its learned normal could not be handed over", camera)
 
     def _detector(self, camera: str, bank: PromptBank) -> TemporalDetector:
         detector = self._detectors.get(camera)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
-from hazardwatch.records import ClipLink, EventRecord, ScoreSample
+from hazardwatch.records import CameraStateRecord, ClipLink, EventRecord, ScoreSample
 from hazardwatch.storage.repository import Repository
 from hazardwatch.storage.spool import Item, Spool
 
@@ -73,6 +73,10 @@ class EventWriter:
 
     def put_clip(self, clip: ClipLink) -> None:
         self._queue.put(clip)
+
+    def put_state(self, state: CameraStateRecord) -> None:
+        """A camera's learned normal, stored off the scoring thread (spooled in an outage)."""
+        self._queue.put(state)
 
     @property
     def backlog(self) -> int:
@@ -162,7 +166,7 @@ class EventWriter:
                     listener(update)
                 except Exception:
                     log.exception("event listener %r failed", listener)
-        elif isinstance(item, list | ClipLink):
+        elif isinstance(item, list | ClipLink | CameraStateRecord):
             self._persist(item)
 
     def _persist(self, item: Item) -> None:
@@ -187,6 +191,8 @@ class EventWriter:
         elif isinstance(item, ClipLink):
             if not self.repository.set_clip_path(item.uuid, item.clip_path):
                 log.warning("clip %s has no stored event %s; not linked", item.clip_path, item.uuid)
+        elif isinstance(item, CameraStateRecord):
+            self.repository.save_camera_state(item.camera, item.state, item.source, item.references)
         else:
             self.repository.add_scores(item)
             self.scores_written += len(item)

@@ -20,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from hazardwatch.records import ClipLink, EventRecord, ScoreSample
+from hazardwatch.records import CameraStateRecord, ClipLink, EventRecord, ScoreSample
 
 log = logging.getLogger(__name__)
-Kind = Literal["event", "scores", "clip"]
-Item = EventRecord | list[ScoreSample] | ClipLink
+Kind = Literal["event", "scores", "clip", "state"]
+Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord
 
 
 def encode(item: Item) -> tuple[Kind, str]:
@@ -32,6 +32,8 @@ def encode(item: Item) -> tuple[Kind, str]:
         return "event", json.dumps(asdict(item), default=_iso)
     if isinstance(item, ClipLink):
         return "clip", json.dumps(asdict(item))
+    if isinstance(item, CameraStateRecord):
+        return "state", json.dumps(asdict(item))
     return "scores", json.dumps([asdict(s) for s in item], default=_iso)
 
 
@@ -44,6 +46,8 @@ def decode(kind: str, payload: str) -> Item:
         return EventRecord(**data)
     if kind == "clip":
         return ClipLink(**data)
+    if kind == "state":
+        return CameraStateRecord(**data)
     if kind == "scores":
         return [
             ScoreSample(
@@ -70,7 +74,7 @@ class Spool:
     def __init__(self, path: Path, max_items: int = 200_000) -> None:
         self.path = path
         self.max_items = max_items
-        self.dropped: dict[Kind, int] = {"event": 0, "scores": 0, "clip": 0}
+        self.dropped: dict[Kind, int] = {"event": 0, "scores": 0, "clip": 0, "state": 0}
         self.superseded = 0  # older states of an event replaced by a newer one (no loss)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -93,13 +97,20 @@ class Spool:
 
     def push(self, item: Item) -> None:
         kind, payload = encode(item)
-        uuid = item.uuid if isinstance(item, EventRecord) else None
+        # The key of what a newer item replaces: an event's older state, a camera's state.
+        uuid = (
+            item.uuid
+            if isinstance(item, EventRecord)
+            else item.camera
+            if isinstance(item, CameraStateRecord)
+            else None
+        )
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if uuid is not None:
                     gone = self._db.execute(
-                        "DELETE FROM spool WHERE kind = 'event' AND event_uuid = ?", (uuid,)
+                        "DELETE FROM spool WHERE kind = ? AND event_uuid = ?", (kind, uuid)
                     ).rowcount
                     self.superseded += gone
                     self._count -= gone
