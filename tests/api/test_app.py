@@ -216,3 +216,81 @@ def test_metrics_endpoint(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     assert "hazardwatch_inference_seconds_bucket" in response.text
+
+
+# ---------------------------------------------------------------------------- feedback
+
+
+def test_feedback_records_the_verdict_and_teaches_a_false_alarm(state: ApiState) -> None:
+    from hazardwatch.detect.normal import encode_embedding
+
+    embedding = np.arange(64, dtype=np.float32) / 64
+    state.repository.upsert_event(event(1, peak_embedding=encode_embedding(embedding), revision=2))
+    learned: list[tuple[str, np.ndarray]] = []
+
+    def learn(camera: str, e: np.ndarray) -> int:
+        learned.append((camera, e))
+        return len(learned)
+
+    state.learn_normal = learn
+    client = TestClient(create_app(state))
+    answer = client.post(
+        f"/api/v1/events/{UUIDS[1]}/feedback", json={"verdict": "false_alarm", "note": "a sign"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["normal_references"] == 1
+    assert body["event"]["verdict"] == "false_alarm" and body["event"]["verdict_note"] == "a sign"
+    assert body["event"]["verdict_at"] is not None
+    assert [c for c, _ in learned] == ["north"]
+    np.testing.assert_allclose(learned[0][1], embedding, atol=1e-3)  # float16 round trip
+    # A confirmation teaches nothing; the verdict is replaced and listed.
+    confirmed = client.post(f"/api/v1/events/{UUIDS[1]}/feedback", json={"verdict": "confirmed"})
+    assert confirmed.json()["normal_references"] is None and len(learned) == 1
+    listed = client.get("/api/v1/events", params={"verdict": "confirmed"}).json()["items"]
+    assert [e["uuid"] for e in listed] == [UUIDS[1]]
+    assert client.get("/api/v1/events", params={"verdict": "false_alarm"}).json()["items"] == []
+    stored = state.repository.get_event(UUIDS[1])
+    assert stored is not None and stored.verdict == "confirmed" and stored.verdict_note is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"verdict": "maybe"},
+        {},
+        {"verdict": "confirmed", "extra": 1},
+        {"verdict": "confirmed", "note": "x" * 1001},
+        {"verdict": None},
+    ],
+)
+def test_feedback_with_a_bad_body_is_422(client: TestClient, body: dict[str, object]) -> None:
+    answer = client.post(f"/api/v1/events/{UUIDS[0]}/feedback", json=body)
+    assert answer.status_code == 422, answer.text
+
+
+def test_feedback_on_an_unknown_event_is_404(client: TestClient) -> None:
+    for uuid in ("00000000-0000-4000-8000-999999999999", "not-a-uuid!"):
+        answer = client.post(f"/api/v1/events/{uuid}/feedback", json={"verdict": "confirmed"})
+        assert answer.status_code == 404
+
+
+def test_false_alarm_without_a_running_detector_is_503_and_keeps_the_verdict(
+    state: ApiState,
+) -> None:
+    from hazardwatch.detect.normal import encode_embedding
+
+    state.repository.upsert_event(event(3, peak_embedding=encode_embedding(np.ones(8)), revision=2))
+    client = TestClient(create_app(state))
+    answer = client.post(f"/api/v1/events/{UUIDS[3]}/feedback", json={"verdict": "false_alarm"})
+    assert answer.status_code == 503
+    stored = state.repository.get_event(UUIDS[3])
+    assert stored is not None and stored.verdict == "false_alarm"
+
+
+def test_feedback_needs_the_token_when_one_is_set(state: ApiState) -> None:
+    client = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    url = f"/api/v1/events/{UUIDS[0]}/feedback"
+    assert client.post(url, json={"verdict": "confirmed"}).status_code == 401
+    headers = {"Authorization": "Bearer t0ken"}
+    assert client.post(url, json={"verdict": "confirmed"}, headers=headers).status_code == 200

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,10 @@ from hazardwatch.detect.detector import (
     DetectionEvent,
     DetectorParams,
     TemporalDetector,
+    channel_params,
 )
+from hazardwatch.detect.normal import CameraNormal, ClassNormal
+from hazardwatch.scoring.bank import PromptBank
 
 PARAMS = DetectorParams(
     smoothing_s=0.0,
@@ -179,3 +184,283 @@ def test_no_event_shorter_than_min_duration_and_no_flapping(params, values, dts)
     for previous, nxt in zip(ended, started[1:], strict=False):
         assert previous.ended_at is not None
         assert nxt.started_at >= previous.ended_at + params.cooldown_s - 1e-9
+
+
+# ---------------------------------------------------------------------------- exact behaviour
+
+
+def test_shipped_defaults() -> None:
+    p = DetectorParams()
+    assert (p.smoothing_s, p.enter_threshold, p.exit_threshold) == (1.0, 0.2, 0.15)
+    assert (p.min_duration_s, p.cooldown_s, p.max_event_s) == (1.0, 10.0, 600.0)
+    assert (p.baseline, p.baseline_s, p.normal_margin, p.reference_match) == (
+        True,
+        60.0,
+        0.1,
+        0.95,
+    )
+
+
+def test_smoothing_follows_the_time_constant_with_irregular_gaps() -> None:
+    params = DetectorParams(smoothing_s=2.0, baseline=False)
+    detector = TemporalDetector("cam", params)
+    detector.update(0.0, {"x": 0.0})
+    detector.update(1.0, {"x": 1.0})
+    first = 1 - math.exp(-0.5)
+    assert detector.smoothed("x") == pytest.approx(first)
+    detector.update(4.0, {"x": 1.0})  # a 3 s gap weighs more than a 1 s one
+    assert detector.smoothed("x") == pytest.approx(first + (1 - math.exp(-1.5)) * (1 - first))
+    assert detector.signal("x") == detector.smoothed("x")  # baseline off: the signal is it
+
+
+def test_baseline_learns_towards_the_level_with_its_time_constant() -> None:
+    params = DetectorParams(smoothing_s=0.0, enter_threshold=0.5, exit_threshold=0.4, baseline_s=10)
+    detector = TemporalDetector("cam", params)
+    detector.update(0.0, {"x": 0.1})
+    detector.update(5.0, {"x": 0.3})  # idle: the baseline moves part of the way
+    expected = 0.1 + (1 - math.exp(-0.5)) * 0.2
+    assert detector.baseline("x") == pytest.approx(expected)
+    assert detector.signal("x") == pytest.approx(0.3 - expected)
+    assert detector.baselines() == {"x": pytest.approx(expected)}
+
+
+def test_values_exactly_at_a_threshold_do_not_cross_it() -> None:
+    # Enter needs strictly above, exit strictly below: a signal sitting on a threshold stays.
+    # (Values exact in binary, so smoothing's arithmetic lands on them exactly.)
+    params = replace(PARAMS, enter_threshold=0.5, exit_threshold=0.25)
+    samples = [(i / 10, 0.5) for i in range(30)]  # exactly enter
+    assert feed(TemporalDetector("cam", params), samples) == []
+    samples = [(i / 10, 0.75 if i < 20 else 0.25) for i in range(60)]  # then exactly exit
+    events = feed(TemporalDetector("cam", params), samples)
+    assert [e.kind for e in events if e.kind != "updated"] == ["started"]
+
+
+def test_pending_for_exactly_min_duration_starts_the_event() -> None:
+    samples = [(0.0, 0.1), (1.0, 0.9), (2.0, 0.9)]  # above from 1.0, decided at 2.0
+    events = feed(TemporalDetector("cam", PARAMS), samples)
+    assert [(e.kind, e.started_at, e.at) for e in events] == [("started", 1.0, 2.0)]
+
+
+def test_cooldown_of_exactly_its_length_allows_a_new_event() -> None:
+    params = DetectorParams(
+        smoothing_s=0,
+        enter_threshold=0.5,
+        exit_threshold=0.3,
+        min_duration_s=0,
+        cooldown_s=2.0,
+        baseline=False,
+    )
+    samples = [(0.0, 0.1), (1.0, 0.9), (2.0, 0.1), (3.0, 0.9), (4.0, 0.9)]
+    events = [e for e in feed(TemporalDetector("cam", params), samples) if e.kind != "updated"]
+    # Ends at 2.0; at 3.0 still cooling down; at 4.0 exactly 2 s later it may start again.
+    assert [(e.kind, e.at) for e in events] == [("started", 1.0), ("ended", 2.0), ("started", 4.0)]
+
+
+def test_an_aborted_blip_does_not_leak_into_the_next_event() -> None:
+    # A 0.5 s blip at 1.0 (peak 1.0) is not an event; the event from 3.0 peaks at 0.8.
+    samples = [(0.0, 0.1), (1.0, 1.0), (1.5, 0.1), (3.0, 0.8), (3.5, 0.7), (4.0, 0.8)]
+    samples += [(5.0, 0.8), (6.0, 0.1)]
+    events = feed(TemporalDetector("cam", PARAMS), samples)
+    start = next(e for e in events if e.kind == "started")
+    end = next(e for e in events if e.kind == "ended")
+    assert start.started_at == 3.0
+    assert end.peak_score == 0.8 and end.peak_at == 3.0 and end.peak_ref == 3
+    assert end.mean_score == pytest.approx((0.8 + 0.7 + 0.8 + 0.8) / 4)
+
+
+def test_every_event_gets_its_own_id() -> None:
+    samples = square_wave(1.0, 3.0, total=30) + [
+        (30 + t, s) for t, s in square_wave(1.0, 3.0, total=10)
+    ]
+    events = feed(TemporalDetector("cam", PARAMS), samples)
+    ids = [e.event_id for e in events if e.kind == "started"]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert {e.event_id for e in events if e.kind == "ended"} == set(ids)
+
+
+def test_updates_report_a_new_peak_once_it_has_grown_enough() -> None:
+    samples = [(0.0, 0.1), (1.0, 0.6), (2.0, 0.6), (3.0, 0.61), (4.0, 0.63), (5.0, 0.70)]
+    events = feed(TemporalDetector("cam", PARAMS), samples)
+    assert [(e.kind, e.peak_score) for e in events] == [
+        ("started", 0.6),
+        ("updated", 0.63),  # 0.61 was too small a step
+        ("updated", 0.70),
+    ]
+
+
+def test_per_class_overrides_apply_to_their_class_only() -> None:
+    fire = replace(PARAMS, enter_threshold=0.8, exit_threshold=0.7)
+    detector = TemporalDetector("cam", PARAMS, channel_params={"fire": fire})
+    for i in range(30):
+        detector.update(i / 10, {"fire": 0.75, "smoke": 0.75})
+    assert detector.active_channels == ["smoke"]
+    assert detector.params_for("fire") is fire and detector.params_for("smoke") is PARAMS
+
+
+def test_channel_params_from_a_bank() -> None:
+    bank = PromptBank.from_text(
+        """
+classes:
+  fire: {kind: hazard, prompts: [a fire], enter_threshold: 0.4}
+  smoke: {kind: hazard, prompts: [smoke], enter_threshold: 0.3, exit_threshold: 0.05}
+  crash: {kind: hazard, prompts: [a crash], exit_threshold: 0.1}
+  flood: {kind: hazard, prompts: [a flood]}
+  street: {kind: normal, prompts: [a street]}
+"""
+    )
+    base = DetectorParams(enter_threshold=0.2, exit_threshold=0.15)
+    out = channel_params(bank, base)
+    assert set(out) == {"fire", "smoke", "crash"}
+    assert (out["fire"].enter_threshold, out["fire"].exit_threshold) == (0.4, 0.15)
+    assert (out["smoke"].enter_threshold, out["smoke"].exit_threshold) == (0.3, 0.05)
+    assert (out["crash"].enter_threshold, out["crash"].exit_threshold) == (0.2, 0.1)
+    low = channel_params(
+        PromptBank.from_text("classes:\n  a: {kind: hazard, prompts: [x], enter_threshold: 0.1}\n"),
+        base,
+    )
+    assert low["a"].exit_threshold == 0.1  # exit never above enter
+
+
+def test_from_settings_takes_every_field() -> None:
+    fields = {
+        "smoothing_s": 2.0,
+        "enter_threshold": 0.3,
+        "exit_threshold": 0.2,
+        "min_duration_s": 3.0,
+        "cooldown_s": 4.0,
+        "max_event_s": 50.0,
+        "baseline": False,
+        "baseline_s": 70.0,
+        "normal_margin": 0.3,
+        "reference_match": 0.9,
+    }
+    settings = SimpleNamespace(**fields, max_references=7)
+    params = DetectorParams.from_settings(settings)
+    assert {k: getattr(params, k) for k in fields} == fields
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"smoothing_s": -1}, "smoothing_s"),
+        ({"min_duration_s": -0.1}, "min_duration_s"),
+        ({"cooldown_s": -1}, "cooldown_s"),
+        ({"max_event_s": 0}, "max_event_s"),
+        ({"baseline_s": 0}, "baseline_s"),
+        ({"normal_margin": -0.01}, "normal_margin"),
+        ({"reference_match": 0}, "reference_match"),
+        ({"reference_match": 1.01}, "reference_match"),
+    ],
+)
+def test_bad_params_are_rejected(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DetectorParams(**kwargs)  # type: ignore[arg-type]
+
+
+def test_params_at_their_bounds_are_accepted() -> None:
+    DetectorParams(smoothing_s=0, min_duration_s=0, cooldown_s=0, normal_margin=0)
+    DetectorParams(enter_threshold=0.2, exit_threshold=0.2, reference_match=1.0)
+
+
+# ---------------------------------------------------------------------------- normal band
+
+BAND = CameraNormal(classes={"x": ClassNormal(0.05, 0.1, 0.2)})
+BANDED = DetectorParams(
+    smoothing_s=0.0,
+    enter_threshold=0.2,
+    exit_threshold=0.15,
+    min_duration_s=1.0,
+    cooldown_s=5.0,
+    baseline_s=10.0,
+    normal_margin=0.1,
+)
+
+
+def test_the_first_sample_is_clamped_into_the_band() -> None:
+    high = TemporalDetector("cam", BANDED, normal=BAND)
+    high.update(0.0, {"x": 0.9, "y": 0.9})
+    assert high.baseline("x") == pytest.approx(0.3)  # band top 0.2 + margin 0.1
+    assert high.baseline("y") == 0.9  # no band for y: as before
+    assert high.band("x") == (pytest.approx(-0.05), pytest.approx(0.3))
+    assert high.band("y") == (-math.inf, math.inf)
+    low = TemporalDetector("cam", BANDED, normal=BAND)
+    low.update(0.0, {"x": 0.0})
+    assert low.baseline("x") == 0.0  # inside the band (0.05 - 0.1 < 0)
+    inside = TemporalDetector("cam", BANDED, normal=BAND)
+    inside.update(0.0, {"x": 0.15})
+    assert inside.baseline("x") == 0.15
+
+
+def test_a_hazard_in_view_from_the_start_fires() -> None:
+    detector = TemporalDetector("cam", BANDED, normal=BAND)
+    events = [e for i in range(30) for e in detector.update(i / 10, {"x": 0.6}, ref=i)]
+    assert [e.kind for e in events] == ["started"]
+    assert events[0].at == pytest.approx(1.1)  # pending from the 2nd sample, 1 s later
+
+
+def test_the_baseline_never_learns_above_the_band() -> None:
+    detector = TemporalDetector("cam", BANDED, normal=BAND)
+    detector.update(0.0, {"x": 0.1})
+    for i in range(1, 600):  # a 60 s climb from 0.1 to 0.6
+        detector.update(i / 10, {"x": 0.1 + i / 600 * 0.5})
+    assert detector.baseline("x") <= 0.3 + 1e-12
+    assert detector.state("x") == ChannelState.ACTIVE  # the climb fired
+
+
+def test_the_baseline_follows_drift_inside_the_band() -> None:
+    detector = TemporalDetector("cam", BANDED, normal=BAND)
+    detector.update(0.0, {"x": 0.1})
+    for i in range(1, 3000):
+        detector.update(i / 10, {"x": 0.25})
+    assert detector.baseline("x") == pytest.approx(0.25, abs=1e-3)
+    assert detector.state("x") == ChannelState.IDLE
+    for i in range(3000, 6000):
+        detector.update(i / 10, {"x": 0.0})
+    assert detector.baseline("x") == pytest.approx(0.0, abs=1e-3)  # floor -0.05: not reached
+
+
+def test_a_low_floor_binds_too() -> None:
+    narrow = CameraNormal(classes={"x": ClassNormal(0.3, 0.35, 0.4)})
+    detector = TemporalDetector("cam", replace(BANDED, normal_margin=0.0), normal=narrow)
+    detector.update(0.0, {"x": 0.0})
+    assert detector.baseline("x") == 0.3
+    for i in range(1, 3000):
+        detector.update(i / 10, {"x": 0.0})
+    assert detector.baseline("x") == 0.3
+
+
+def test_restored_baselines_are_used_and_clamped() -> None:
+    state = CameraNormal(classes={"x": ClassNormal(0.05, 0.1, 0.2)}, baselines={"x": 0.9, "y": 0.4})
+    detector = TemporalDetector("cam", BANDED, normal=state)
+    detector.update(0.0, {"x": 0.0, "y": 0.0, "z": 0.2})
+    assert detector.baselines() == {"x": pytest.approx(0.3), "y": 0.4, "z": 0.2}
+
+
+def test_set_normal_reclamps_running_channels() -> None:
+    detector = TemporalDetector("cam", BANDED)
+    detector.update(0.0, {"x": 0.8})
+    assert detector.baseline("x") == 0.8
+    detector.set_normal(BAND)
+    assert detector.baseline("x") == pytest.approx(0.3)
+    assert detector.normal is BAND
+    detector.update(1.0, {"x": 0.8})
+    detector.update(2.2, {"x": 0.8})
+    assert detector.state("x") == ChannelState.ACTIVE
+
+
+def test_a_known_normal_sight_gives_no_evidence() -> None:
+    detector = TemporalDetector("cam", BANDED)
+    detector.update(0.0, {"x": 0.1})
+    for i in range(1, 40):
+        events = detector.update(i / 10, {"x": 0.9}, normal_similarity=0.95)  # exactly at match
+        assert events == []
+    assert detector.smoothed("x") == pytest.approx(0.1)  # capped at the baseline
+    events = [e for i in range(40, 70) for e in detector.update(i / 10, {"x": 0.9}, None, 0.94)]
+    assert [e.kind for e in events] == ["started"]
+
+
+def test_a_known_normal_sight_does_not_lower_a_score_below_the_baseline() -> None:
+    detector = TemporalDetector("cam", BANDED)
+    detector.update(0.0, {"x": 0.5})
+    detector.update(1.0, {"x": 0.2}, normal_similarity=1.0)
+    assert detector.smoothed("x") == 0.2

@@ -36,8 +36,13 @@ PARAMS = DetectorParams()  # the shipped defaults
 def normal_footage(shared_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(calibration part, held-out part) of scene 005's class probabilities."""
     data = shared_dir / "data" / "hazard-scenes"
-    logging.getLogger("hazardwatch").setLevel(logging.ERROR)  # scene 005's length warning
-    scene = load_scene(data / "scores" / "scene_005.npy", data / "annotations", range(38))
+    logger = logging.getLogger("hazardwatch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # scene 005's known length warning
+    try:
+        scene = load_scene(data / "scores" / "scene_005.npy", data / "annotations", range(38))
+    finally:
+        logger.setLevel(level)
     bank = PromptBank.from_file(REPO_ROOT / "config" / "eval" / "hazard-scenes.yaml")
     channels = scene_channels(scene, bank, 100.0)
     calib = {n: v[:CALIBRATION_FRAMES] for n, v in channels.items()}

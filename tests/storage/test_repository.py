@@ -149,3 +149,39 @@ def test_score_series_round_trip_in_time_order(repo: Repository) -> None:
         0.3,
         0.1,
     ]
+
+
+def test_camera_states_are_inserted_then_replaced(repo: Repository) -> None:
+    assert repo.load_camera_states() == {}
+    big = "x" * 200_000  # 32 ViT-L references in base64 fit (MEDIUMTEXT on MySQL)
+    repo.save_camera_state("gate", big, "calibrated", 32)
+    repo.save_camera_state("yard", '{"version": 1}', "prior", 0)
+    repo.save_camera_state("gate", '{"version": 1, "new": true}', "calibrated", 3)
+    assert repo.load_camera_states() == {
+        "gate": '{"version": 1, "new": true}',
+        "yard": '{"version": 1}',
+    }
+
+
+def test_verdicts_are_recorded_listed_and_counted(repo: Repository) -> None:
+    repo.upsert_event(make_event("e-1", peak_embedding="AAAA"))
+    repo.upsert_event(make_event("e-2", started_at=T0 + timedelta(minutes=1)))
+    assert repo.set_verdict("nope", "confirmed", None) is None
+    marked = repo.set_verdict("e-1", "false_alarm", "the red sign")
+    assert marked is not None and marked.verdict == "false_alarm"
+    assert marked.verdict_note == "the red sign" and marked.verdict_at is not None
+    assert marked.peak_embedding == "AAAA"
+    assert [e.uuid for e in repo.list_events(verdict="false_alarm")] == ["e-1"]
+    assert repo.list_events(verdict="confirmed") == []
+    counts = {
+        (r["camera"], r["class_name"], r["verdict"]): r["events"] for r in repo.verdict_counts()
+    }
+    assert counts == {
+        ("gate", "traffic_accident", "false_alarm"): 1,
+        ("gate", "traffic_accident", None): 1,
+    }
+    # A later detector write of the event keeps the verdict and the embedding.
+    repo.upsert_event(make_event("e-1", status="closed", revision=5))
+    again = repo.get_event("e-1")
+    assert again is not None and again.verdict == "false_alarm" and again.status == "closed"
+    assert again.peak_embedding == "AAAA"

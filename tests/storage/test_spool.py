@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hazardwatch.records import ClipLink, EventRecord, ScoreSample
+from hazardwatch.records import CameraStateRecord, ClipLink, EventRecord, ScoreSample
 from hazardwatch.storage.spool import Spool
 
 T = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -69,7 +69,7 @@ def test_bounded_dropping_scores_before_events(tmp_path: Path) -> None:
     assert [type(i).__name__ for _, i in spool.peek(10)] == ["EventRecord"] * 3
     spool.push(record("d"))  # only events left: the oldest event goes, and is counted
     assert [i.uuid for _, i in spool.peek(10)] == ["b", "c", "d"]  # type: ignore[union-attr]
-    assert spool.dropped == {"scores": 2, "event": 1, "clip": 0} and len(spool) == 3
+    assert spool.dropped == {"scores": 2, "event": 1, "clip": 0, "state": 0} and len(spool) == 3
 
 
 def test_an_unreadable_row_is_dropped_not_fatal(tmp_path: Path) -> None:
@@ -80,3 +80,17 @@ def test_an_unreadable_row_is_dropped_not_fatal(tmp_path: Path) -> None:
     spool.push(record("b"))
     assert [i.uuid for _, i in spool.peek(10)] == ["a", "b"]  # type: ignore[union-attr]
     assert len(spool) == 2
+
+
+def test_a_camera_state_round_trips_and_the_newest_per_camera_wins(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.push(CameraStateRecord("gate", '{"v": 1}', "prior", 0))
+    spool.push(CameraStateRecord("yard", '{"v": 1}', "prior", 0))
+    spool.push(record("gate"))  # an event whose uuid happens to equal a camera's name
+    spool.push(CameraStateRecord("gate", '{"v": 2}', "calibrated", 4))
+    items = [item for _, item in spool.peek(10)]
+    assert items == [
+        CameraStateRecord("yard", '{"v": 1}', "prior", 0),
+        record("gate"),
+        CameraStateRecord("gate", '{"v": 2}', "calibrated", 4),
+    ]

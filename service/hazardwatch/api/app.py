@@ -190,7 +190,12 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         references = None
         if body.verdict == "false_alarm" and updated.peak_embedding is not None:
             if state.learn_normal is None:
-                raise HTTPException(503, "the detector is not running; retry once it is")
+                raise HTTPException(
+                    503,
+                    "verdict stored, but the detector is not running to learn the sight; "
+                    "post it again once the service runs",
+                    headers={"Retry-After": "10"},
+                )
             try:
                 embedding = decode_embedding(updated.peak_embedding)
             except ConfigError:

@@ -70,9 +70,13 @@ class ClassNormal:
         if not isinstance(data, Mapping) or set(data) != {"low", "level", "high"}:
             raise ConfigError(f"{where}: normal must be a mapping of low, level and high")
         try:
-            return cls(float(data["low"]), float(data["level"]), float(data["high"]))
+            values = (float(data["low"]), float(data["level"]), float(data["high"]))
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: normal low, level and high must be numbers") from None
+        try:
+            return cls(*values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 @dataclass

@@ -1,0 +1,301 @@
+"""Mutation testing: do the tests notice when the code is wrong?
+
+An AST mutator over one module: it flips comparisons (< ↔ <=, > ↔ >=, == ↔ !=, is ↔ is
+not, in ↔ not in), arithmetic (+ ↔ -, * ↔ /), min ↔ max, and ↔ or, negates conditions
+(if / while / ternary), changes constants (numbers n → n + 1 and 0 ↔ 1, booleans
+flipped), makes functions return None and deletes statements (assignments, augmented
+assignments, calls). A sample of the mutants (fixed seed) is applied one at a time to a
+copy of the package, and the given tests run against it; a mutant is killed when they
+fail. Mutants that cannot change behaviour are listed in EQUIVALENT with the reason and
+left out of the score.
+
+    python scripts/mutate.py service/hazardwatch/detect/detector.py tests/detect \\
+        --sample 120 --json mutants.json
+
+Docstrings, logging calls and `__slots__` are not mutated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (module, line, description) of mutants that cannot change what the module does.
+EQUIVALENT: dict[tuple[str, int, str], str] = {}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    index: int  # position among the module's mutation points
+    line: int
+    description: str
+
+
+_COMPARE_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+}
+_BINOP_SWAP: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+}
+
+
+def _is_docstring(node: ast.AST, parent: ast.AST | None) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+def _is_logging(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and isinstance(node.value.func.value, ast.Name)
+        and node.value.func.value.id in ("log", "logging", "logger")
+    )
+
+
+class _Points(ast.NodeVisitor):
+    """Collects (node path, kind) of every mutation point in a stable order."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, str, int]] = []  # (node id in walk order, kind, line)
+        self._order: dict[int, int] = {}
+
+    def collect(self, tree: ast.AST) -> list[tuple[int, str, int]]:
+        for i, node in enumerate(ast.walk(tree)):
+            self._order[id(node)] = i
+        for node in ast.walk(tree):
+            self._node(node)
+        return self.points
+
+    def _add(self, node: ast.AST, kind: str) -> None:
+        self.points.append((self._order[id(node)], kind, getattr(node, "lineno", 0)))
+
+    def _node(self, node: ast.AST) -> None:  # noqa: PLR0912 - one case per node type
+        if isinstance(node, ast.Compare):
+            for k, op in enumerate(node.ops):
+                if type(op) in _COMPARE_SWAP:
+                    self._add(node, f"compare:{k}")
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAP:
+            self._add(node, "binop")
+        elif isinstance(node, ast.BoolOp):
+            self._add(node, "boolop")
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.Not):
+            self._add(node, "unary")
+        elif isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+            self._add(node, "constant")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in ("min", "max"):
+                self._add(node, "minmax")
+        elif isinstance(node, ast.If | ast.While | ast.IfExp):
+            self._add(node, "negate")
+        elif (
+            isinstance(node, ast.Return)
+            and node.value is not None
+            and not (isinstance(node.value, ast.Constant) and node.value.value is None)
+        ):
+            self._add(node, "return")
+        if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Module | ast.If | ast.For):
+            for field in ("body", "orelse"):
+                for stmt in getattr(node, field, []):
+                    if _is_docstring(stmt, node) or _is_logging(stmt):
+                        continue
+                    if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Expr):
+                        if isinstance(stmt, ast.Assign) and any(
+                            isinstance(t, ast.Name) and t.id == "__slots__" for t in stmt.targets
+                        ):
+                            continue
+                        if isinstance(node, ast.ClassDef | ast.Module):
+                            continue  # declarations, not behaviour
+                        self._add(stmt, "delete")
+
+
+def _mutate(tree: ast.AST, order: int, kind: str) -> tuple[ast.AST, str]:  # noqa: PLR0911, PLR0912
+    tree = copy.deepcopy(tree)
+    target = next(n for i, n in enumerate(ast.walk(tree)) if i == order)
+    if kind.startswith("compare:"):
+        assert isinstance(target, ast.Compare)
+        k = int(kind.split(":")[1])
+        old = type(target.ops[k])
+        target.ops[k] = _COMPARE_SWAP[old]()
+        return tree, f"{old.__name__} -> {type(target.ops[k]).__name__}"
+    if kind == "binop":
+        assert isinstance(target, ast.BinOp)
+        old_op = type(target.op)
+        target.op = _BINOP_SWAP[old_op]()
+        return tree, f"{old_op.__name__} -> {type(target.op).__name__}"
+    if kind == "boolop":
+        assert isinstance(target, ast.BoolOp)
+        new = ast.Or() if isinstance(target.op, ast.And) else ast.And()
+        desc = f"{type(target.op).__name__} -> {type(new).__name__}"
+        target.op = new
+        return tree, desc
+    if kind == "unary":
+        assert isinstance(target, ast.UnaryOp)
+        return _replace(tree, target, target.operand), f"drop unary {type(target.op).__name__}"
+    if kind == "constant":
+        assert isinstance(target, ast.Constant)
+        value = target.value
+        if isinstance(value, bool):
+            new_value: object = not value
+        elif value == 0:
+            new_value = type(value)(1)
+        elif value == 1:
+            new_value = type(value)(0)
+        else:
+            new_value = value + 1
+        target.value = new_value
+        return tree, f"constant {value!r} -> {new_value!r}"
+    if kind == "minmax":
+        assert isinstance(target, ast.Call) and isinstance(target.func, ast.Name)
+        old_name = target.func.id
+        target.func.id = "max" if old_name == "min" else "min"
+        return tree, f"{old_name} -> {target.func.id}"
+    if kind == "negate":
+        assert isinstance(target, ast.If | ast.While | ast.IfExp)
+        target.test = ast.UnaryOp(op=ast.Not(), operand=target.test)
+        return tree, f"negate {type(target).__name__} condition"
+    if kind == "return":
+        assert isinstance(target, ast.Return)
+        target.value = ast.Constant(value=None)
+        return tree, "return None"
+    if kind == "delete":
+        return _replace(tree, target, ast.Pass()), f"delete {type(target).__name__}"
+    raise ValueError(kind)
+
+
+def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> ast.AST:
+    for parent in ast.walk(tree):
+        for field, value in ast.iter_fields(parent):
+            if value is old:
+                setattr(parent, field, new)
+                return tree
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if item is old:
+                        value[i] = new
+                        return tree
+    raise ValueError("node not found")
+
+
+def run(
+    module: Path, tests: list[str], sample: int, seed: int, timeout_s: float
+) -> dict[str, object]:
+    source = module.read_text()
+    tree = ast.parse(source)
+    points = _Points().collect(tree)
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(points)), min(sample, len(points))))
+    rel = module.resolve().relative_to(REPO)
+    package_rel = Path(*rel.parts[1:])  # below service/
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        copy_root = Path(tmp) / "service"
+        shutil.copytree(REPO / "service", copy_root)
+        for data in ("config", "migrations"):  # found relative to the package's files
+            shutil.copytree(REPO / data, Path(tmp) / data)
+        target = copy_root / package_rel
+        env = dict(os.environ, PYTHONPATH=str(copy_root), PYTHONDONTWRITEBYTECODE="1")
+        for n, i in enumerate(chosen, start=1):
+            order, kind, line = points[i]
+            mutated, description = _mutate(tree, order, kind)
+            code = ast.unparse(ast.fix_missing_locations(mutated))
+            key = (str(rel), line, description)
+            if key in EQUIVALENT:
+                results.append({"line": line, "mutation": description, "status": "equivalent"})
+                continue
+            target.write_text(code)
+            started = time.monotonic()
+            try:
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pytest",
+                        "-x",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        "--hypothesis-seed=0",
+                        *tests,
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    timeout=timeout_s,
+                    check=False,
+                )
+                status = "survived" if proc.returncode == 0 else "killed"
+            except subprocess.TimeoutExpired:
+                status = "killed"  # a hang is noticed too
+            seconds = time.monotonic() - started
+            results.append({"line": line, "mutation": description, "status": status})
+            print(f"[{n}/{len(chosen)}] line {line:4d} {description:<40} {status} ({seconds:.1f}s)")
+        target.write_text(source)
+    judged = [r for r in results if r["status"] != "equivalent"]
+    killed = sum(r["status"] == "killed" for r in judged)
+    return {
+        "module": str(rel),
+        "tests": tests,
+        "points": len(points),
+        "sampled": len(chosen),
+        "seed": seed,
+        "equivalent": len(results) - len(judged),
+        "killed": killed,
+        "score": killed / len(judged) if judged else None,
+        "survivors": [r for r in judged if r["status"] == "survived"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("module", type=Path)
+    parser.add_argument("tests", nargs="+")
+    parser.add_argument("--sample", type=int, default=120, help="mutants to try (default 120)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant")
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    args = parser.parse_args()
+    report = run(args.module, args.tests, args.sample, args.seed, args.timeout)
+    print(
+        f"\n{report['module']}: {report['killed']} of "
+        f"{report['sampled'] - report['equivalent']} mutants killed "  # type: ignore[operator]
+        f"({report['score']:.0%}); {report['equivalent']} equivalent left out"
+    )
+    for s in report["survivors"]:  # type: ignore[attr-defined]
+        print(f"  survived: line {s['line']}: {s['mutation']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

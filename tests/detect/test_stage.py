@@ -1,0 +1,130 @@
+"""The detector stage: camera states in and out, normal references, peak embeddings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from hazardwatch.detect.detector import DetectorParams
+from hazardwatch.detect.normal import (
+    CameraNormal,
+    ClassNormal,
+    ReferenceSet,
+    decode_embedding,
+)
+from hazardwatch.detect.stage import DetectorStage, EventUpdate
+from hazardwatch.records import Frame, GatedFrame, MotionResult
+from hazardwatch.scoring.bank import PromptBank
+from hazardwatch.scoring.worker import ScoredFrame
+
+BANK = PromptBank.from_text(
+    """
+classes:
+  fire:
+    kind: hazard
+    prompts: [a fire]
+    normal: {low: 0.0, level: 0.05, high: 0.1}
+  street: {kind: normal, prompts: [a street]}
+"""
+)
+PARAMS = DetectorParams(smoothing_s=0.0, min_duration_s=0.5, cooldown_s=1.0, normal_margin=0.1)
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+SIGN = np.eye(8, dtype=np.float32)[0]  # the embedding of "the red sign"
+
+
+def scored(
+    camera: str,
+    t: float,
+    fire: float,
+    embedding: np.ndarray | None = None,
+    similarity: float | None = None,
+) -> ScoredFrame:
+    frame = Frame(camera, int(t * 10), t, T0 + timedelta(seconds=t), np.zeros((4, 4, 3), np.uint8))
+    gated = GatedFrame(frame, MotionResult(True, 0.1, None), "motion", 1)
+    probs = {"fire": fire, "street": 1 - fire}
+    return ScoredFrame(gated, probs, np.zeros(2, np.float32), BANK, embedding, similarity)
+
+
+class Saves:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def __call__(self, camera: str, normal: CameraNormal) -> None:
+        self.calls.append((camera, normal.to_json()))
+
+
+def test_a_camera_without_state_starts_from_the_banks_prior() -> None:
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    # A fire in view from the first frame: 0.7 is far above the prior band (top 0.2).
+    stage.on_scored([scored("gate", i / 10, 0.7) for i in range(20)])
+    assert [e.kind for e in events] == ["started"]
+    normal = stage.normal("gate")
+    assert normal is not None and normal.source == "prior"
+    assert normal.classes == {"fire": ClassNormal(0.0, 0.05, 0.1)}
+
+
+def test_a_stored_state_is_used_and_saved_with_its_baselines() -> None:
+    saves = Saves()
+    stored = CameraNormal(
+        classes={"fire": ClassNormal(0.3, 0.4, 0.5)}, baselines={"fire": 0.45}, source="calibrated"
+    )
+    stage = DetectorStage(
+        PARAMS, lambda e: None, normals={"gate": stored}, save_state=saves, state_interval_s=5.0
+    )
+    stage.on_scored([scored("gate", i / 10, 0.45) for i in range(3)])
+    assert len(saves.calls) == 1  # the first save is due at once, the next in 5 s
+    camera, data = saves.calls[0]
+    assert camera == "gate" and data["source"] == "calibrated"
+    assert data["baselines"] == {"fire": pytest.approx(0.45)}
+    stage.flush()
+    assert len(saves.calls) == 2  # shutdown always saves
+
+
+def test_a_failing_save_never_stops_the_detector(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[EventUpdate] = []
+
+    def broken(camera: str, normal: CameraNormal) -> None:
+        raise RuntimeError("database gone")
+
+    stage = DetectorStage(PARAMS, events.append, save_state=broken)
+    stage.on_scored([scored("gate", i / 10, 0.9) for i in range(20)])
+    assert [e.kind for e in events] == ["started"]
+    assert "could not be handed over" in caplog.text
+
+
+def test_events_carry_the_peak_frames_embedding() -> None:
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    stage.on_scored([scored("gate", i / 10, 0.9, SIGN) for i in range(20)])
+    embedding = events[0].record.peak_embedding
+    assert embedding is not None
+    np.testing.assert_allclose(decode_embedding(embedding), SIGN)
+
+
+def test_learning_a_false_alarm_silences_that_sight_on_that_camera_only() -> None:
+    saves = Saves()
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append, save_state=saves, max_references=3)
+    assert stage.references("gate") is None
+    assert stage.learn_normal("gate", SIGN) == 1  # no state yet: one is made
+    assert saves.calls and saves.calls[-1][0] == "gate"
+    refs = stage.references("gate")
+    assert isinstance(refs, ReferenceSet) and refs.capacity == 3
+    similarity = refs.similarity(SIGN)
+    stage.on_scored([scored("gate", i / 10, 0.9, SIGN, similarity) for i in range(20)])
+    assert events == []  # the known sight gives no evidence
+    stage.on_scored([scored("yard", i / 10, 0.9, SIGN, None) for i in range(20)])
+    assert [e.record.camera for e in events] == ["yard"]
+
+
+def test_learning_after_the_bank_is_known_keeps_its_prior() -> None:
+    stage = DetectorStage(PARAMS, lambda e: None)
+    stage.on_scored([scored("gate", 0.0, 0.05)])
+    stage.learn_normal("gate", SIGN)
+    stage.learn_normal("new", SIGN)
+    gate, new = stage.normal("gate"), stage.normal("new")
+    assert gate is not None and "fire" in gate.classes and len(gate.references) == 1
+    assert new is not None and "fire" in new.classes  # the last bank's prior
