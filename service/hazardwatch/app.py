@@ -328,7 +328,11 @@ def load_camera_states(repository: Repository) -> dict[str, CameraNormal]:
 
 def state_record(camera: str, normal: CameraNormal) -> CameraStateRecord:
     return CameraStateRecord(
-        camera, json.dumps(normal.to_json()), normal.source, len(normal.references)
+        camera,
+        json.dumps(normal.to_json()),
+        normal.source,
+        len(normal.references),
+        normal.calibrated_at,
     )
 
 
@@ -360,13 +364,16 @@ def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNorm
         references=references,
         source="calibrated",
         calibrated_s=float(len(embeddings) / fps),
+        calibrated_at=time.time(),
     )
     engine = create_engine(settings.storage.resolved_url())
     try:
         repository = Repository(engine)
         repository.ensure_cameras([(camera, "unknown")])
         record = state_record(camera, state)
-        repository.save_camera_state(camera, record.state, record.source, record.references)
+        repository.save_camera_state(
+            camera, record.state, record.source, record.references, replace_newer=True
+        )
     finally:
         engine.dispose()
     return state

@@ -179,7 +179,9 @@ def cmd_eval_scores(args: argparse.Namespace) -> int:
         )
     if args.sweep:
         thresholds = [round(t, 4) for t in np.arange(0.05, 0.501, 0.025)]
-        report["sweep"] = ev.sweep(scenes, bank, params, args.fps, args.logit_scale, thresholds)
+        report["sweep"] = ev.sweep(
+            scenes, bank, params, args.fps, args.logit_scale, thresholds, normal
+        )
     if args.plots:
         from hazardwatch.evaluation.plots import plot_scene, plot_sweep
 
@@ -258,6 +260,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_scores(args: argparse.Namespace) -> int:
     import json
+    import time
 
     from hazardwatch.detect.normal import CameraNormal
     from hazardwatch.evaluation import scores as ev
@@ -273,7 +276,12 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
     bands = ev.calibrate_scenes(
         [scene], bank, args.logit_scale, args.fps, settings.detector.smoothing_s
     )
-    state = CameraNormal(classes=bands, source="calibrated", calibrated_s=scene.frames / args.fps)
+    state = CameraNormal(
+        classes=bands,
+        source="calibrated",
+        calibrated_s=scene.frames / args.fps,
+        calibrated_at=time.time(),
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(state.to_json(), indent=1))
     print(f"{args.output}: {len(bands)} class band(s) from {scene.frames} frames")

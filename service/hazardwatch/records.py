@@ -87,6 +87,7 @@ class CameraStateRecord:
     state: str
     source: str
     references: int
+    calibrated_at: float = 0.0  # a stored state calibrated later is not overwritten
 
 
 Verdict = Literal["false_alarm", "confirmed"]

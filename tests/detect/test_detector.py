@@ -464,3 +464,39 @@ def test_a_known_normal_sight_does_not_lower_a_score_below_the_baseline() -> Non
     detector.update(0.0, {"x": 0.5})
     detector.update(1.0, {"x": 0.2}, normal_similarity=1.0)
     assert detector.smoothed("x") == 0.2
+
+
+def test_reconfigure_applies_new_thresholds_and_overrides_and_keeps_state() -> None:
+    detector = TemporalDetector("cam", PARAMS)
+    for i in range(5):
+        detector.update(i / 10, {"fire": 0.6, "smoke": 0.6})
+    strict = replace(PARAMS, enter_threshold=0.9, exit_threshold=0.8)
+    detector.reconfigure(strict, {"smoke": PARAMS})
+    assert detector.params is strict
+    assert detector.params_for("fire") is strict and detector.params_for("smoke") is PARAMS
+    for i in range(5, 30):
+        detector.update(i / 10, {"fire": 0.6, "smoke": 0.6})
+    assert detector.active_channels == ["smoke"]  # smoke kept its pending time from before
+    detector.reconfigure(strict)
+    assert detector.params_for("smoke") is strict  # overrides replaced, not merged
+
+
+def test_frames_of_the_onset_are_released_once_the_event_starts() -> None:
+    import gc
+    import weakref
+
+    class Ref:
+        pass
+
+    detector = TemporalDetector("cam", PARAMS)
+    refs = [Ref() for _ in range(20)]
+    watch = [weakref.ref(r) for r in refs]
+    values = [0.1] + [0.9] * 19
+    values[5] = 1.0  # the peak
+    for i, (ref, value) in enumerate(zip(refs, values, strict=True)):
+        detector.update(i / 10, {"fire": value}, ref=ref)
+    assert detector.active_channels == ["fire"]
+    del refs, ref
+    gc.collect()
+    alive = [i for i, w in enumerate(watch) if w() is not None]
+    assert alive == [5]  # only the peak frame is kept

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from hazardwatch.cli import main
 from hazardwatch.motion.gate import GateParams, MotionGate, rasterise_masks
+from hazardwatch.records import MotionResult
 
 H, W = 360, 640
 rng = np.random.default_rng(7)
@@ -179,3 +181,123 @@ def test_gate_on_real_footage(
         window = frames[start : end + 1]
         assert sum(f["motion"] for f in window) >= 0.8 * len(window), f"quiet in {start}-{end}"
         assert all(f["box"] is not None for f in window if f["motion"])
+
+
+# ---------------------------------------------------------------------------- exact behaviour
+# Small grey frames with the blur off (kernel 1) and no downscaling, so every number is known.
+
+EXACT = GateParams(threshold=25, min_area=0.0, downscale_width=100, blur_kernel=1,
+                   dilate_iterations=0, lighting_guard=0.6)  # fmt: skip
+
+
+def blocks(*rects: tuple[int, int, int, int], value: int = 255, size: int = 100) -> np.ndarray:
+    frame = np.zeros((size, size), np.uint8)
+    for x, y, w, h in rects:
+        frame[y : y + h, x : x + w] = value
+    return frame
+
+
+def step(params: GateParams, before: np.ndarray, after: np.ndarray) -> MotionResult:
+    gate = MotionGate(params)
+    gate.update(before)
+    return gate.update(after)
+
+
+def test_exact_score_box_and_changed_share_without_dilation() -> None:
+    result = step(EXACT, blocks(), blocks((10, 20, 4, 4)))
+    assert result.motion
+    assert result.changed == pytest.approx(16 / 10_000)
+    assert result.score == pytest.approx(9 / 10_000)  # contour area of a 4×4 block is 3×3
+    assert result.box == (10, 20, 4, 4)
+    assert not result.lighting
+
+
+def test_dilation_grows_and_merges_changed_regions() -> None:
+    apart = blocks((10, 20, 4, 4), (16, 20, 4, 4))  # two blocks 2 px apart
+    plain = step(EXACT, blocks(), apart)
+    assert plain.score == pytest.approx(9 / 10_000) and plain.box is not None
+    assert plain.box[2] == 4  # each block is its own contour
+    dilated = step(replace(EXACT, dilate_iterations=1), blocks(), apart)
+    # One 3×3 dilation: the blocks grow by 1 px a side and touch: one 12×6 region.
+    assert dilated.box == (9, 19, 12, 6)
+    assert dilated.score == pytest.approx(11 * 5 / 10_000)
+    assert dilated.changed == plain.changed  # the share is measured before dilation
+    three = step(replace(EXACT, dilate_iterations=3), blocks(), blocks((10, 20, 4, 4)))
+    assert three.box == (7, 17, 10, 10)  # 3 iterations = one 7×7 dilation
+
+
+def test_min_area_is_inclusive() -> None:
+    at = replace(EXACT, min_area=9 / 10_000)
+    assert step(at, blocks(), blocks((10, 20, 4, 4))).motion
+    above = replace(EXACT, min_area=9 / 10_000 + 1e-9)
+    result = step(above, blocks(), blocks((10, 20, 4, 4)))
+    assert not result.motion and result.score == pytest.approx(9 / 10_000)
+    assert result.box == (10, 20, 4, 4)  # reported even below min_area
+
+
+def test_a_difference_must_exceed_the_threshold() -> None:
+    assert not step(EXACT, blocks(), blocks((10, 20, 4, 4), value=25)).motion
+    assert step(EXACT, blocks(), blocks((10, 20, 4, 4), value=26)).motion
+
+
+def test_no_change_is_exactly_no_motion() -> None:
+    result = step(EXACT, blocks((10, 20, 4, 4)), blocks((10, 20, 4, 4)))
+    assert result == MotionResult(False, 0.0, None, 0.0)
+
+
+def test_the_lighting_guard_is_exclusive() -> None:
+    sixty = blocks((0, 0, 100, 60))  # exactly 60 % of the pixels change
+    at = step(EXACT, blocks(), sixty)
+    assert at.motion and not at.lighting
+    over = step(EXACT, blocks(), blocks((0, 0, 100, 61)))
+    assert over == MotionResult(False, 0.0, None, 0.61, lighting=True)
+
+
+def test_grey_bgr_and_bgra_frames_agree() -> None:
+    grey = (blocks(), blocks((10, 20, 4, 4), value=200))
+    bgr = tuple(np.dstack([g, g, g]) for g in grey)
+    bgra = tuple(np.dstack([g, g, g, np.full_like(g, 255)]) for g in grey)
+    results = [step(EXACT, *pair) for pair in (grey, bgr, bgra)]
+    assert results[0] == results[1] == results[2]
+    assert results[0].motion
+
+
+def test_grey_conversion_weighs_channels_as_opencv_does() -> None:
+    # Pure blue 255 is grey 29 (0.114 × 255): a change of 29 > threshold 25 counts.
+    blue = np.zeros((100, 100, 3), np.uint8)
+    blue[20:24, 10:14] = (255, 0, 0)
+    assert step(EXACT, np.zeros((100, 100, 3), np.uint8), blue).motion
+    assert not step(replace(EXACT, threshold=29), np.zeros((100, 100, 3), np.uint8), blue).motion
+
+
+def test_downscaled_boxes_are_mapped_back_to_full_frame_pixels() -> None:
+    params = replace(EXACT, downscale_width=50)
+    result = step(params, blocks(), blocks((20, 40, 8, 8)))  # 4×4 at (10, 20) when small
+    assert result.box == (20, 40, 8, 8)
+    assert result.score == pytest.approx(9 / 2_500)  # measured on the 50×50 copy
+
+
+def test_frames_narrower_than_the_downscale_width_keep_their_size() -> None:
+    params = replace(EXACT, downscale_width=400)
+    result = step(params, blocks(), blocks((10, 20, 4, 4)))
+    assert result.box == (10, 20, 4, 4) and result.score == pytest.approx(9 / 10_000)
+
+
+def test_reset_forgets_the_previous_frame() -> None:
+    gate = MotionGate(EXACT)
+    gate.update(blocks())
+    gate.reset()
+    assert gate.update(blocks((10, 20, 4, 4))) == MotionResult(False, 0.0, None)
+    assert gate.update(blocks()).motion  # and compares again from there
+
+
+def test_blur_spreads_a_change_below_the_threshold() -> None:
+    point = blocks((50, 50, 1, 1), value=60)
+    assert step(EXACT, blocks(), point).motion
+    assert not step(replace(EXACT, blur_kernel=5), blocks(), point).motion
+
+
+def test_masks_map_their_corners_onto_the_last_pixel() -> None:
+    keep = rasterise_masks([[(0.0, 0.0), (1.0, 0.0), (1.0, 0.5), (0.0, 0.5)]], 11, 11)
+    assert keep is not None and keep.shape == (11, 11)
+    assert (keep[:5, :] == 0).all() and keep[5, 10] == 0 and (keep[6:, :] == 255).all()

@@ -185,3 +185,18 @@ def test_verdicts_are_recorded_listed_and_counted(repo: Repository) -> None:
     again = repo.get_event("e-1")
     assert again is not None and again.verdict == "false_alarm" and again.status == "closed"
     assert again.peak_embedding == "AAAA"
+
+
+def test_a_running_service_never_overwrites_a_newer_calibration(repo: Repository) -> None:
+    calibrated = '{"version": 1, "calibrated_at": 2000.0}'
+    assert repo.save_camera_state("gate", calibrated, "calibrated", 5, replace_newer=True)
+    # The service's in-memory state predates it: kept out.
+    assert not repo.save_camera_state("gate", '{"calibrated_at": 1000.0}', "calibrated", 9, 1000.0)
+    assert repo.load_camera_states()["gate"] == calibrated
+    # Once it runs with that calibration (same stamp), it may save what it learns.
+    assert repo.save_camera_state(
+        "gate", '{"calibrated_at": 2000.0, "b": 1}', "calibrated", 6, 2000.0
+    )
+    # A corrupt stored row may be replaced by anything.
+    repo.save_camera_state("yard", "not json", "prior", 0, replace_newer=True)
+    assert repo.save_camera_state("yard", "{}", "prior", 0)

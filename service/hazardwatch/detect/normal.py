@@ -171,6 +171,7 @@ class CameraNormal:
     references: ReferenceSet = field(default_factory=ReferenceSet)
     source: str = "prior"  # prior | calibrated
     calibrated_s: float = 0.0  # seconds of normal footage the bands were learned from
+    calibrated_at: float = 0.0  # when (epoch s): a running service never overwrites a newer one
 
     def band(self, channel: str) -> ClassNormal | None:
         return self.classes.get(channel)
@@ -180,6 +181,7 @@ class CameraNormal:
             "version": STATE_VERSION,
             "source": self.source,
             "calibrated_s": self.calibrated_s,
+            "calibrated_at": self.calibrated_at,
             "classes": {name: band.as_dict() for name, band in sorted(self.classes.items())},
             "baselines": {name: float(v) for name, v in sorted(self.baselines.items())},
             "references": self.references.to_json(),
@@ -208,6 +210,7 @@ class CameraNormal:
             references=ReferenceSet.from_json(data.get("references"), max_references),
             source=str(data.get("source", "calibrated")),
             calibrated_s=float(data.get("calibrated_s", 0.0)),
+            calibrated_at=float(data.get("calibrated_at", 0.0)),
         )
 
     @classmethod

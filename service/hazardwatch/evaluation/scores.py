@@ -301,15 +301,20 @@ def sweep(
     fps: float,
     logit_scale: float,
     thresholds: Sequence[float],
+    normal: CameraNormal | None = None,
 ) -> dict[str, Any]:
     """Mean F1 / FPR over enter thresholds (exit keeps its ratio to enter), global and per type."""
     ratio = params.exit_threshold / params.enter_threshold if params.enter_threshold else 0.5
     channels = {s.name: scene_channels(s, bank, logit_scale) for s in scenes}
+    start = normal if normal is not None else CameraNormal.prior(bank)
     rows = []
     for threshold in thresholds:
         trial = replace(params, enter_threshold=threshold, exit_threshold=threshold * ratio)
         per_scene = {
-            s.name: score_scene(s, run_detector(channels[s.name], trial, fps).spans) for s in scenes
+            s.name: score_scene(
+                s, run_detector(channels[s.name], trial, fps, None, _fresh(start)).spans
+            )
+            for s in scenes
         }
         row: dict[str, Any] = {"threshold": float(threshold), **_f1_fpr(per_scene.values())}
         row["by_type"] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -235,8 +236,22 @@ class Repository:
             rows = conn.execute(sa.select(CameraState.camera, CameraState.state))
             return {row.camera: row.state for row in rows}
 
-    def save_camera_state(self, camera: str, state: str, source: str, references: int) -> None:
-        """Insert or replace one camera's state (JSON text of `CameraNormal`)."""
+    def save_camera_state(
+        self,
+        camera: str,
+        state: str,
+        source: str,
+        references: int,
+        calibrated_at: float = 0.0,
+        *,
+        replace_newer: bool = False,
+    ) -> bool:
+        """Insert or replace one camera's state (JSON text of `CameraNormal`).
+
+        A stored state calibrated after `calibrated_at` is kept (a running service must not
+        overwrite a calibration made beside it) unless `replace_newer`; returns whether
+        this state was stored.
+        """
         values = {
             "camera": camera,
             "state": state,
@@ -245,14 +260,21 @@ class Repository:
             "updated_at": _now(),
         }
         table = CameraState.__table__
-        stmt = self._insert(table).values(values)  # type: ignore[arg-type]
-        changed = {k: v for k, v in values.items() if k != "camera"}
-        if self._dialect in ("mysql", "mariadb"):
-            stmt = stmt.on_duplicate_key_update(changed)
-        else:
-            stmt = stmt.on_conflict_do_update(index_elements=["camera"], set_=changed)
         with self._engine.begin() as conn:
+            if not replace_newer:
+                stored = conn.execute(
+                    sa.select(CameraState.state).where(CameraState.camera == camera)
+                ).scalar()
+                if stored is not None and _calibrated_at(stored) > calibrated_at:
+                    return False
+            stmt = self._insert(table).values(values)  # type: ignore[arg-type]
+            changed = {k: v for k, v in values.items() if k != "camera"}
+            if self._dialect in ("mysql", "mariadb"):
+                stmt = stmt.on_duplicate_key_update(changed)
+            else:
+                stmt = stmt.on_conflict_do_update(index_elements=["camera"], set_=changed)
             conn.execute(stmt)
+        return True
 
     # ------------------------------------------------------------------ scores
 
@@ -288,6 +310,13 @@ class Repository:
                 ScoreSample(r.camera, r.ts, r.class_name, r.score, r.signal)
                 for r in conn.execute(query)
             ]
+
+
+def _calibrated_at(state: str) -> float:
+    try:
+        return float(json.loads(state).get("calibrated_at", 0.0))
+    except (ValueError, TypeError, AttributeError):
+        return 0.0  # unreadable: anything may replace it
 
 
 def _new_value(new: Any, table: Any, name: str) -> Any:
