@@ -169,6 +169,8 @@ def grafana_db(mysql_server: sa.Engine) -> Iterator[sa.Engine]:
             0.6 + i / 10, 0.5, ended_at=start + timedelta(seconds=8) if status != "open" else None,
             snapshot_path=f"{camera}/{i}.jpg", clip_path=f"{camera}/{i}.mp4" if i % 2 else None,
         ))  # fmt: skip
+    repo.set_verdict("10000000-0000-4000-8000-000000000000", "false_alarm", "billboard")
+    repo.set_verdict("10000000-0000-4000-8000-000000000002", "confirmed", None)
     samples = []
     for k in range(120):
         ts = NOW - timedelta(minutes=60) + timedelta(seconds=30 * k)
@@ -230,6 +232,19 @@ def test_latest_events_table_links_media_through_the_api(grafana_db: sa.Engine) 
     assert {r["clip"] is None for r in rows} == {True, False}  # only events with a clip link
     open_row = next(r for r in rows if r["status"] == "open")
     assert open_row["duration_s"] >= 0
+
+
+@pytest.mark.mysql
+def test_false_alarm_panel_gives_the_share_of_judged_events(grafana_db: sa.Engine) -> None:
+    (sql,) = [q[1] for q in QUERIES if "False-alarm rate" in q[0]]
+    with grafana_db.connect() as conn:
+        rows = {
+            (r.camera, r.class_name): (r.false_alarms, r.confirmed, r.false_alarm_rate)
+            for r in conn.execute(sa.text(expand(sql)))
+        }
+    assert rows[("north", "traffic_accident")] == (1, 0, 1)
+    assert rows[("south", "traffic_accident")] == (0, 1, 0)
+    assert rows[("south", "fire_smoke")][2] is None  # nothing judged: no rate
 
 
 def test_signal_panel_draws_the_detector_thresholds() -> None:

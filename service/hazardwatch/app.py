@@ -340,43 +340,61 @@ def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNorm
     """Learn a camera's normal from a clip of its normal footage and store it.
 
     Every frame is scored with the live model and bank; each hazard class's smoothed
-    probability gives its band, and evenly spaced frames become normal references.
+    probability gives its band, and evenly spaced frames become normal references. The
+    database is checked (and migrated) first, so a bad URL fails before the scoring.
     """
     from hazardwatch.evaluation.video import frame_rate, score_video
 
-    bank = load_bank(settings.prompts.path)
-    encoder = load_encoder(settings)
-    index = TextIndex.build(bank, encoder)
-    embeddings = score_video(
-        video, encoder, bank, settings.scoring.batch_size, progress=False, embeddings=True
-    )
-    probs, _ = index.score(embeddings, encoder.logit_scale)
-    fps = frame_rate(video)
-    times = np.arange(len(embeddings)) / fps
-    hazards = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
-    hazards = {name: hazards[name] for name in bank.hazard_classes}
-    capacity = settings.detector.max_references
-    references = ReferenceSet(capacity)
-    step = max(1, len(embeddings) // capacity)
-    references.extend(embeddings[::step])
-    state = CameraNormal(
-        classes=calibrate(hazards, times, settings.detector.smoothing_s),
-        references=references,
-        source="calibrated",
-        calibrated_s=float(len(embeddings) / fps),
-        calibrated_at=time.time(),
-    )
+    configured = [c.name for c in settings.cameras]
+    if configured and camera not in configured:
+        log.warning(
+            "camera %r is not in the configuration (%s); its state is stored all the same",
+            camera,
+            ", ".join(configured),
+        )
     engine = create_engine(settings.storage.resolved_url())
     try:
+        check_connection(engine)
+        migrate.upgrade(engine)
+        bank = load_bank(settings.prompts.path)
+        encoder = load_encoder(settings)
+        index = TextIndex.build(bank, encoder)
+        try:
+            embeddings = score_video(
+                video, encoder, bank, settings.scoring.batch_size, progress=False, embeddings=True
+            )
+        except ValueError as exc:  # no decodable frame
+            raise ConfigError(f"calibrate: {exc}; pass a video file of normal footage") from None
+        probs, _ = index.score(embeddings, encoder.logit_scale)
+        fps = frame_rate(video)
+        times = np.arange(len(embeddings)) / fps
+        columns = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
+        hazards = {name: columns[name] for name in bank.hazard_classes}
+        capacity = settings.detector.max_references
+        references = ReferenceSet(capacity)
+        references.extend(embeddings[:: max(1, len(embeddings) // capacity)])
+        state = CameraNormal(
+            classes=calibrate(hazards, times, settings.detector.smoothing_s),
+            references=references,
+            source="calibrated",
+            calibrated_s=float(len(embeddings) / fps),
+            calibrated_at=time.time(),
+        )
         repository = Repository(engine)
         repository.ensure_cameras([(camera, "unknown")])
         record = state_record(camera, state)
         repository.save_camera_state(
             camera, record.state, record.source, record.references, replace_newer=True
         )
+        log.info(
+            "camera %s calibrated: %d class band(s), %d reference(s)",
+            camera,
+            len(state.classes),
+            len(references),
+        )
+        return state
     finally:
         engine.dispose()
-    return state
 
 
 def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import replace
 from types import SimpleNamespace
@@ -500,3 +501,27 @@ def test_frames_of_the_onset_are_released_once_the_event_starts() -> None:
     gc.collect()
     alive = [i for i, w in enumerate(watch) if w() is not None]
     assert alive == [5]  # only the peak frame is kept
+
+
+def test_channels_says_what_the_detector_follows() -> None:
+    assert TemporalDetector("cam", PARAMS).channels is None
+    assert TemporalDetector("cam", PARAMS, channels=["a", "b"]).channels == frozenset({"a", "b"})
+
+
+def test_params_and_events_are_immutable_records() -> None:
+
+    params = DetectorParams()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.enter_threshold = 0.5  # type: ignore[misc]
+    assert not hasattr(params, "__dict__")  # slots: many detectors, small records
+    assert {params: 1}[DetectorParams()] == 1
+
+
+def test_duration_of_an_open_and_of_an_ended_event() -> None:
+    events = feed(TemporalDetector("cam", PARAMS), square_wave(2.0, 6.0))
+    started = next(e for e in events if e.kind == "started")
+    ended = next(e for e in events if e.kind == "ended")
+    assert started.duration_s == pytest.approx(1.0)  # open: up to when it was decided
+    assert ended.duration_s == pytest.approx(4.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ended.peak_score = 0.0  # type: ignore[misc]

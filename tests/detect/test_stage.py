@@ -128,3 +128,27 @@ def test_learning_after_the_bank_is_known_keeps_its_prior() -> None:
     gate, new = stage.normal("gate"), stage.normal("new")
     assert gate is not None and "fire" in gate.classes and len(gate.references) == 1
     assert new is not None and "fire" in new.classes  # the last bank's prior
+
+
+def test_a_bank_reload_keeps_open_events_unless_its_classes_change() -> None:
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    stage.on_scored([scored("gate", i / 10, 0.9) for i in range(10)])
+    assert [e.kind for e in events] == ["started"]
+    reworded = PromptBank.from_text(
+        "classes:\n  fire: {kind: hazard, prompts: [flames], enter_threshold: 0.5}\n"
+        "  street: {kind: normal, prompts: [a street]}\n"
+    )
+    frame = scored("gate", 1.0, 0.9)
+    stage.on_scored([ScoredFrame(frame.gated, frame.probabilities, frame.prompt_similarities,
+                                 reworded)])  # fmt: skip
+    assert [e.kind for e in events] == ["started"]  # same classes: the event carries on
+    more = PromptBank.from_text(
+        "classes:\n  fire: {kind: hazard, prompts: [flames]}\n"
+        "  flood: {kind: hazard, prompts: [water]}\n"
+    )
+    frame = scored("gate", 1.1, 0.9)
+    stage.on_scored([ScoredFrame(frame.gated, {"fire": 0.9, "flood": 0.1},
+                                 frame.prompt_similarities, more)])  # fmt: skip
+    assert [e.kind for e in events] == ["started", "ended"]  # new classes: closed, restarted
+    assert events[1].record.ended_at is not None
