@@ -110,12 +110,14 @@ def test_learning_a_false_alarm_silences_that_sight_on_that_camera_only() -> Non
     stage = DetectorStage(PARAMS, events.append, save_state=saves, max_references=3)
     assert stage.references("gate") is None
     assert stage.learn_normal("gate", SIGN) == 1  # no state yet: one is made
-    assert saves.calls and saves.calls[-1][0] == "gate"
+    assert saves.calls == []  # saved by the scoring thread, not the API's
     refs = stage.references("gate")
     assert isinstance(refs, ReferenceSet) and refs.capacity == 3
     similarity = refs.similarity(SIGN)
     stage.on_scored([scored("gate", i / 10, 0.9, SIGN, similarity) for i in range(20)])
     assert events == []  # the known sight gives no evidence
+    assert [c for c, _ in saves.calls] == ["gate"]  # saved with the first frame after
+    assert saves.calls[0][1]["references"]["dim"] == 8
     stage.on_scored([scored("yard", i / 10, 0.9, SIGN, None) for i in range(20)])
     assert [e.record.camera for e in events] == ["yard"]
 
@@ -152,3 +154,32 @@ def test_a_bank_reload_keeps_open_events_unless_its_classes_change() -> None:
                                  frame.prompt_similarities, more)])  # fmt: skip
     assert [e.kind for e in events] == ["started", "ended"]  # new classes: closed, restarted
     assert events[1].record.ended_at is not None
+
+
+def test_feedback_for_a_camera_not_seen_this_run_is_saved_at_flush() -> None:
+    saves = Saves()
+    stage = DetectorStage(PARAMS, lambda e: None, save_state=saves)
+    stage.learn_normal("yard", SIGN)
+    stage.flush()
+    assert [c for c, _ in saves.calls] == ["yard"]
+
+
+def test_a_prior_follows_the_bank_but_a_calibration_stays() -> None:
+    calibrated = CameraNormal(classes={"fire": ClassNormal(0.2, 0.3, 0.4)}, source="calibrated")
+    stage = DetectorStage(PARAMS, lambda e: None, normals={"gate": calibrated})
+    stage.on_scored([scored("gate", 0.0, 0.1), scored("yard", 0.0, 0.1)])
+    wider = PromptBank.from_text(
+        "classes:\n  fire: {kind: hazard, prompts: [flames],\n"
+        "         normal: {low: 0, level: 0.1, high: 0.5}}\n"
+        "  flood: {kind: hazard, prompts: [water]}\n"
+    )
+    frame = scored("gate", 1.0, 0.1)
+    for camera in ("gate", "yard"):
+        f = scored(camera, 1.0, 0.1)
+        stage.on_scored(
+            [ScoredFrame(f.gated, {"fire": 0.1, "flood": 0.1}, f.prompt_similarities, wider)]
+        )
+    del frame
+    gate, yard = stage.normal("gate"), stage.normal("yard")
+    assert gate is not None and gate.classes == {"fire": ClassNormal(0.2, 0.3, 0.4)}
+    assert yard is not None and yard.classes == {"fire": ClassNormal(0.0, 0.1, 0.5)}

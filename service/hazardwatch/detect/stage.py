@@ -89,6 +89,7 @@ class DetectorStage:
         self.state_interval_s = state_interval_s
         self.max_references = max_references
         self._saved_at: dict[str, float] = {}
+        self._save_due: set[str] = set()
         self._lock = threading.Lock()  # normals are read by the worker, taught by the API
 
     def normal(self, camera: str) -> CameraNormal | None:
@@ -115,7 +116,9 @@ class DetectorStage:
                 self._normals[camera] = normal
             normal.references.add(embedding)
             count = len(normal.references)
-        self._save(camera, force=True)
+            # Saved by the scoring thread with its next frame of the camera (or at flush):
+            # the detector's baselines are only ever read on the thread that writes them.
+            self._save_due.add(camera)
         return count
 
     def _save(self, camera: str, force: bool = False, now: float | None = None) -> None:
@@ -125,7 +128,10 @@ class DetectorStage:
         if normal is None:
             return
         now = time.monotonic() if now is None else now
-        if not force and now - self._saved_at.get(camera, -1e18) < self.state_interval_s:
+        with self._lock:
+            due = camera in self._save_due
+            self._save_due.discard(camera)
+        if not (force or due) and now - self._saved_at.get(camera, -1e18) < self.state_interval_s:
             return
         self._saved_at[camera] = now
         detector = self._detectors.get(camera)
@@ -151,6 +157,8 @@ class DetectorStage:
             normal = self._normals.get(camera)
             if normal is None:
                 normal = self._normals[camera] = CameraNormal.prior(bank, self.max_references)
+            elif normal.source == "prior":  # never calibrated: follow the bank's prior
+                normal.classes = CameraNormal.prior(bank).classes
         detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, normal)
         self._detectors[camera] = detector
         return detector
@@ -188,6 +196,8 @@ class DetectorStage:
 
     def flush(self) -> None:
         """Close every open event (end of input, shutdown)."""
+        for camera in self._normals.keys() - self._detectors.keys():
+            self._save(camera, force=True)  # taught by feedback, never seen this run
         for camera, detector in self._detectors.items():
             self._save(camera, force=True)  # before flushing: baselines as the incident left them
             self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
