@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ from hazardwatch.settings import Settings, load_settings
 if TYPE_CHECKING:
     from hazardwatch.detect.normal import CameraNormal
 
-HAZARD_SCENES_BANK = Path(__file__).resolve().parents[2] / "config" / "eval" / "hazard-scenes.yaml"
+HAZARD_SCENES_BANK = Path(
+    str(resources.files("hazardwatch") / "config" / "eval" / "hazard-scenes.yaml")
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

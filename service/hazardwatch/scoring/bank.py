@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,8 @@ from hazardwatch.errors import ConfigError
 
 ClassKind = Literal["hazard", "normal"]
 SEVERITIES = ("info", "warning", "critical")
-DEFAULT_BANK = Path(__file__).resolve().parents[3] / "config" / "prompts.yaml"
+# Shipped with the package (importlib.resources), so a wheel install finds it too.
+DEFAULT_BANK = Path(str(resources.files("hazardwatch") / "config" / "prompts.yaml"))
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 _CLASS_KEYS = {
     "kind",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -12,18 +13,15 @@ from sqlalchemy.engine import Engine
 
 from hazardwatch.errors import StorageError
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-
 
 def migrations_dir() -> Path:
-    """The Alembic script directory: <repo>/migrations, or ./migrations in the working dir."""
-    for candidate in (_REPO_ROOT / "migrations", Path.cwd() / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
+    """The Alembic script directory shipped with the package (a wheel carries it)."""
+    candidate = Path(str(resources.files("hazardwatch") / "migrations"))
+    if (candidate / "env.py").is_file():
+        return candidate
     raise StorageError(
-        "the migrations/ directory was not found next to the package or in the working "
-        "directory; install hazardwatch from its source tree (pip install -e .) or run "
-        "from the repository root"
+        f"the migrations were not found in the installed package ({candidate}); reinstall "
+        "hazardwatch (pip install .) from a source tree that has migrations/"
     )
 
 
