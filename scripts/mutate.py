@@ -53,6 +53,23 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("detect/detector.py", "self.total = 0.0", "constant 0.0 -> 1.0"): _UNREAD_INIT,
     ("detect/detector.py", "self.count = 0", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.count = 0", "constant 0 -> 1"): _UNREAD_INIT,
+    (
+        "detect/detector.py",
+        "self.onset_samples: list[tuple[float, float, Any]] = []",
+        "delete AnnAssign",
+    ): _UNREAD_INIT,
+    # MotionGate.__init__: _resize_state sets these on the first frame, before any read.
+    ("motion/gate.py", "self._previous: npt.NDArray[np.uint8] | None = None", "delete AnnAssign"): (
+        "set again by _resize_state on the first frame before it is read"
+    ),
+    (
+        "motion/gate.py",
+        "self._keep: npt.NDArray[np.uint8] | None = None  # 255 where motion counts",
+        "delete AnnAssign",
+    ): "set again by _resize_state on the first frame before it is read",
+    ("motion/gate.py", "self._small_size = (0, 0)", "delete Assign"): (
+        "set again by _resize_state on the first frame before it is read"
+    ),
 }
 
 

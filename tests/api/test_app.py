@@ -294,3 +294,100 @@ def test_feedback_needs_the_token_when_one_is_set(state: ApiState) -> None:
     assert client.post(url, json={"verdict": "confirmed"}).status_code == 401
     headers = {"Authorization": "Bearer t0ken"}
     assert client.post(url, json={"verdict": "confirmed"}, headers=headers).status_code == 200
+
+
+# ---------------------------------------------------------------------------- robustness
+
+
+@pytest.mark.parametrize(
+    ("path", "unknown"),
+    [
+        ("/api/v1/events?class_name=fire_smoke", "class_name"),
+        ("/api/v1/events?camera=north&limt=5", "limt"),
+        (f"/api/v1/events/{UUIDS[0]}?verbose=1", "verbose"),
+        ("/api/v1/cameras?all=1", "all"),
+    ],
+)
+def test_unknown_query_parameters_are_422_naming_them(
+    client: TestClient, path: str, unknown: str
+) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 422
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["query", unknown] and unknown in error["msg"]
+
+
+def test_known_query_parameters_still_work(client: TestClient) -> None:
+    answer = client.get("/api/v1/events", params={"class": "fire_smoke", "limit": 2})
+    assert answer.status_code == 200
+    assert {e["class_name"] for e in answer.json()["items"]} == {"fire_smoke"}
+    assert client.get("/healthz?probe=1").status_code == 422  # strict everywhere
+
+
+def test_every_503_says_when_to_retry(state: ApiState) -> None:
+    state.worker = None
+    client = TestClient(create_app(state))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
+    png = io.BytesIO()
+    PILImage.new("RGB", (64, 64)).save(png, "PNG")
+    score = client.post("/api/v1/score", files={"file": ("a.png", png.getvalue(), "image/png")})
+    assert score.status_code == 503 and score.headers["retry-after"] == "5"
+
+
+def test_healthz_answers_while_uploads_are_scored(state: ApiState) -> None:
+    """Scoring runs off the event loop: a slow model never stalls the health check."""
+    import threading
+    import time
+
+    from tests.fakes import SlowFakeEncoder
+
+    state.worker = ScoringWorker(
+        SlowFakeEncoder(0.4), load_bank(DEFAULT_BANK), LocalQueue(4), lambda _: None
+    )
+    png = io.BytesIO()
+    PILImage.new("RGB", (64, 64), (200, 30, 30)).save(png, "PNG")
+    body = png.getvalue()
+    server_app = create_app(state)
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(server_app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(base + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        answers: list[int] = []
+
+        def upload() -> None:
+            files = {"file": ("a.png", body, "image/png")}
+            answers.append(httpx.post(base + "/api/v1/score", files=files, timeout=30).status_code)
+
+        uploads = [threading.Thread(target=upload) for _ in range(8)]
+        for u in uploads:
+            u.start()
+        time.sleep(0.3)  # the uploads are being scored (8 × 0.4 s, one at a time)
+        slowest = 0.0
+        for _ in range(10):
+            started = time.monotonic()
+            assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.05)
+        for u in uploads:
+            u.join(60)
+        assert answers == [200] * 8
+        assert slowest < 0.1, f"/healthz took {slowest:.3f} s while uploads were scored"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -301,3 +301,19 @@ def test_masks_map_their_corners_onto_the_last_pixel() -> None:
     keep = rasterise_masks([[(0.0, 0.0), (1.0, 0.0), (1.0, 0.5), (0.0, 0.5)]], 11, 11)
     assert keep is not None and keep.shape == (11, 11)
     assert (keep[:5, :] == 0).all() and keep[5, 10] == 0 and (keep[6:, :] == 255).all()
+
+
+def test_shipped_gate_defaults() -> None:
+    p = GateParams()
+    assert (p.threshold, p.min_area, p.downscale_width) == (25, 0.002, 320)
+    assert (p.blur_kernel, p.dilate_iterations, p.lighting_guard) == (5, 3, 0.6)
+
+
+def test_a_new_resolution_is_a_first_frame_whatever_it_shows() -> None:
+    gate = MotionGate(replace(EXACT, downscale_width=400))
+    gate.update(blocks((10, 20, 4, 4), size=100))
+    # Same small size would compare; a new resolution must not, even with a change in view.
+    moved = np.zeros((100, 120), np.uint8)
+    moved[60:70, 60:70] = 255
+    assert gate.update(moved) == MotionResult(False, 0.0, None)
+    assert not gate.update(moved).motion  # and the new frame is the reference now

@@ -18,10 +18,11 @@ from typing import Annotated, Any
 
 import numpy.typing as npt
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from hazardwatch import __version__
@@ -39,6 +40,7 @@ from hazardwatch.settings import ApiSettings
 from hazardwatch.storage.repository import MAX_PAGE, Repository
 
 UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+RETRY_AFTER_S = "5"  # seconds, on every 503
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
@@ -103,12 +105,45 @@ def _too_large(max_bytes: int) -> str:
     return f"upload larger than api.max_upload_mb ({max_bytes / 1e6:.1f} MB)"
 
 
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: a typo must not widen a filter
+    (`/api/v1/events?class_name=fire` would otherwise list every event)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["query", name],
+                    "msg": f"unknown query parameter {name!r}; this endpoint takes "
+                    + (", ".join(sorted(known)) or "none"),
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ],
+        )
+
+
 def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:  # noqa: PLR0915
     settings = settings or ApiSettings()
     max_bytes = int(settings.max_upload_mb * 1e6)
     app = FastAPI(
         title="hazardwatch",
         version=__version__,
+        dependencies=[Depends(_reject_unknown_query)],
         description="CCTV hazard events, their snapshots and clips, camera state, and scoring "
         "of uploaded images with the live model.",
     )
@@ -133,7 +168,9 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         """Readiness: database reachable, model loaded, cameras delivering; 503 with reasons."""
         reasons = _readiness(state)
         body = {"status": "degraded" if reasons else "ready", "reasons": reasons}
-        return JSONResponse(body, status_code=503 if reasons else 200)
+        if reasons:
+            return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
@@ -194,7 +231,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
                     503,
                     "verdict stored, but the detector is not running to learn the sight; "
                     "post it again once the service runs",
-                    headers={"Retry-After": "10"},
+                    headers={"Retry-After": RETRY_AFTER_S},
                 )
             try:
                 embedding = decode_embedding(updated.peak_embedding)
@@ -233,15 +270,22 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         """
         worker = state.worker
         if worker is None:
-            raise HTTPException(503, "the model is still loading; retry in a moment")
+            raise HTTPException(
+                503,
+                "the model is still loading; retry in a moment",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
         data = await file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise HTTPException(413, _too_large(max_bytes))
-        image = decode_upload(data)  # raises HTTPException 415 / 413 with the reason
+        # Decoding and inference are CPU-bound: off the event loop, so /healthz and every
+        # other request go on answering while uploads are scored.
+        image = await run_in_threadpool(decode_upload, data)  # 415 / 413 with the reason
         try:
             if overlay:
-                return Response(hazard_overlay(worker, image), media_type="image/png")
-            bank, probs, sims = worker.score_images([image])
+                png = await run_in_threadpool(hazard_overlay, worker, image)
+                return Response(png, media_type="image/png")
+            bank, probs, sims = await run_in_threadpool(worker.score_images, [image])
         except ValueError as exc:  # e.g. too small for the model's preprocessing
             raise HTTPException(422, f"the image cannot be scored: {exc}") from None
         k = max(1, min(top, len(bank.prompts)))

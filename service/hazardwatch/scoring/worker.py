@@ -279,7 +279,9 @@ class ScoringWorker:
         self._bank_mtime = mtime
         try:
             bank = PromptBank.from_file(self._bank_path)
-            self.index = TextIndex.build(bank, self.encoder)
+            with self._model_lock:  # the API scores uploads on other threads
+                index = TextIndex.build(bank, self.encoder)
+            self.index = index
         except ConfigError as exc:
             self.stats.bank_errors += 1
             log.error("prompt bank not reloaded, keeping version %s: %s", self.bank.version, exc)
