@@ -391,3 +391,20 @@ def test_healthz_answers_while_uploads_are_scored(state: ApiState) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_load_everything_from_the_service_itself(client: TestClient, page: str) -> None:
+    import re
+
+    html = client.get(page)
+    assert html.status_code == 200
+    assert "://" not in html.text, "the page names an external host"
+    assets = re.findall(r"""(?:src|href)=["']?([^"' >]+)""", html.text)
+    assert any(a.endswith(".js") for a in assets)
+    for asset in assets:
+        if asset.startswith("/"):
+            answer = client.get(asset)
+            assert answer.status_code == 200, asset
+            assert len(answer.content) > 1000, asset
+    assert client.get("/openapi.json").status_code == 200

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,9 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -41,6 +44,7 @@ from hazardwatch.storage.repository import MAX_PAGE, Repository
 
 UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 RETRY_AFTER_S = "5"  # seconds, on every 503
+DOCS_STATIC = "/docs-static"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
@@ -144,6 +148,8 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         title="hazardwatch",
         version=__version__,
         dependencies=[Depends(_reject_unknown_query)],
+        docs_url=None,  # served below from packaged files, not a CDN
+        redoc_url=None,
         description="CCTV hazard events, their snapshots and clips, camera state, and scoring "
         "of uploaded images with the live model.",
     )
@@ -157,6 +163,8 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+
+    _offline_docs(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -305,6 +313,34 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         }
 
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their scripts, styles and icon from the installed
+    fastapi-offline package: CCTV networks are often cut off from the internet."""
+    static = Path(str(resources.files("fastapi_offline") / "static"))
+    app.mount(DOCS_STATIC, StaticFiles(directory=static), name="docs-static")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url=f"{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_STATIC}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _readiness(state: ApiState) -> list[str]:
