@@ -39,6 +39,9 @@ _UNREAD_INIT = (
     "_Channel.__init__ gives every slot a value; this one is always set again before it is "
     "read (on entering pending, on start or on end)"
 )
+_NO_CONTOUR = (
+    "unreachable: with any changed pixel (changed_fraction > 0) findContours finds a contour"
+)
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("detect/detector.py", "self.state_since = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.onset = t", "delete Assign"): _UNREAD_INIT,
@@ -70,6 +73,40 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("motion/gate.py", "self._small_size = (0, 0)", "delete Assign"): (
         "set again by _resize_state on the first frame before it is read"
     ),
+    ("motion/gate.py", "self._small_size = (0, 0)", "constant 0 -> 1"): (
+        "set again by _resize_state on the first frame before it is read"
+    ),
+    (
+        "motion/gate.py",
+        "code = cv2.COLOR_BGR2GRAY if small.shape[2] == 3 else cv2.COLOR_BGRA2GRAY",
+        "negate IfExp condition",
+    ): "OpenCV's BGR2GRAY and BGRA2GRAY both take 3 or 4 channels and weigh B, G, R alike",
+    (
+        "motion/gate.py",
+        "code = cv2.COLOR_BGR2GRAY if small.shape[2] == 3 else cv2.COLOR_BGRA2GRAY",
+        "Eq -> NotEq",
+    ): "OpenCV's BGR2GRAY and BGRA2GRAY both take 3 or 4 channels and weigh B, G, R alike",
+    (
+        "motion/gate.py",
+        "_, changed = cv2.threshold(diff, p.threshold, 255, cv2.THRESH_BINARY)",
+        "constant 255 -> 256",
+    ): "the maximum value saturates to 255 in an 8-bit image",
+    ("motion/gate.py", "if changed_fraction == 0.0:", "constant 0.0 -> 1.0"): (
+        "a frame without change then finds no contour and returns the same no-motion result"
+    ),
+    ("motion/gate.py", "return MotionResult(False, 0.0, None, changed_fraction)", "return None"): (
+        _NO_CONTOUR
+    ),
+    (
+        "motion/gate.py",
+        "return MotionResult(False, 0.0, None, changed_fraction)",
+        "constant False -> True",
+    ): _NO_CONTOUR,
+    (
+        "motion/gate.py",
+        "return MotionResult(False, 0.0, None, changed_fraction)",
+        "constant 0.0 -> 1.0",
+    ): _NO_CONTOUR,
 }
 
 

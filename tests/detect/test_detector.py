@@ -280,13 +280,36 @@ def test_every_event_gets_its_own_id() -> None:
 
 
 def test_updates_report_a_new_peak_once_it_has_grown_enough() -> None:
-    samples = [(0.0, 0.1), (1.0, 0.6), (2.0, 0.6), (3.0, 0.61), (4.0, 0.63), (5.0, 0.70)]
+    samples = [(0.0, 0.1), (1.0, 0.6), (2.0, 0.6), (3.0, 0.61), (4.0, 0.63), (5.0, 0.64)]
+    samples += [(6.0, 0.70)]
     events = feed(TemporalDetector("cam", PARAMS), samples)
     assert [(e.kind, e.peak_score) for e in events] == [
         ("started", 0.6),
         ("updated", 0.63),  # 0.61 was too small a step
-        ("updated", 0.70),
+        ("updated", 0.70),  # and so was 0.64, measured from the last report
     ]
+
+
+def test_a_peak_grown_by_exactly_the_step_is_reported() -> None:
+    from hazardwatch.detect.detector import PEAK_REPORT_STEP
+
+    step_up = 0.6 + PEAK_REPORT_STEP
+    samples = [(0.0, 0.1), (1.0, 0.6), (2.0, 0.6), (3.0, step_up)]
+    events = feed(TemporalDetector("cam", PARAMS), samples)
+    assert [e.kind for e in events] == ["started", "updated"]
+
+
+def test_an_event_of_exactly_max_event_s_ends() -> None:
+    params = replace(PARAMS, min_duration_s=0.0, max_event_s=30.0, cooldown_s=100.0)
+    samples = [(0.0, 0.1)] + [(float(t), 0.9) for t in range(1, 40)]
+    events = [e for e in feed(TemporalDetector("cam", params), samples) if e.kind == "ended"]
+    assert [(e.end_reason, e.at) for e in events] == [("max_duration", 31.0)]
+
+
+def test_a_pending_signal_falling_to_exactly_enter_goes_back_to_idle() -> None:
+    params = replace(PARAMS, enter_threshold=0.5, exit_threshold=0.25)
+    samples = [(0.0, 0.1), (0.5, 0.75)] + [(1.0 + i / 10, 0.5) for i in range(30)]
+    assert feed(TemporalDetector("cam", params), samples) == []
 
 
 def test_per_class_overrides_apply_to_their_class_only() -> None:
@@ -525,3 +548,14 @@ def test_duration_of_an_open_and_of_an_ended_event() -> None:
     assert ended.duration_s == pytest.approx(4.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ended.peak_score = 0.0  # type: ignore[misc]
+
+
+def test_a_second_event_has_its_own_peak_and_mean() -> None:
+    first = [(i / 10, 0.95 if 10 <= i < 40 else 0.1) for i in range(100)]
+    second = [(10 + i / 10, 0.7 if 10 <= i < 40 else 0.1) for i in range(100)]
+    events = feed(TemporalDetector("cam", PARAMS), first + second)
+    ended = [e for e in events if e.kind == "ended"]
+    assert len(ended) == 2
+    assert ended[0].peak_score == 0.95 and ended[0].mean_score == pytest.approx(0.95)
+    assert ended[1].peak_score == 0.7 and ended[1].mean_score == pytest.approx(0.7)
+    assert ended[1].peak_at >= 11.0

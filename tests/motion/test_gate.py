@@ -317,3 +317,37 @@ def test_a_new_resolution_is_a_first_frame_whatever_it_shows() -> None:
     moved[60:70, 60:70] = 255
     assert gate.update(moved) == MotionResult(False, 0.0, None)
     assert not gate.update(moved).motion  # and the new frame is the reference now
+
+
+def test_gate_params_are_an_immutable_record() -> None:
+    import dataclasses
+
+    params = GateParams()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.threshold = 10  # type: ignore[misc]
+    assert not hasattr(params, "__dict__")
+
+
+def test_the_blur_is_opencvs_5_tap_binomial_kernel() -> None:
+    # Kernel 5 with sigma from its size is [1, 4, 6, 4, 1] / 16: a point keeps 0.1406 of
+    # itself. 170 → 23.9, under the threshold of 25 (a sigma of 1 would keep 27.6: motion).
+    params = replace(EXACT, blur_kernel=5)
+    assert not step(params, blocks(), blocks((50, 50, 1, 1), value=170)).motion
+    assert step(params, blocks(), blocks((50, 50, 1, 1), value=185)).motion  # 26.0
+
+
+def test_the_smallest_frames() -> None:
+    tiny = np.zeros((2, 2), np.uint8)
+    assert MotionGate().update(tiny) == MotionResult(False, 0.0, None)  # 2×2 is enough
+    for bad in (np.zeros((1, 100), np.uint8), np.zeros((100, 1, 3), np.uint8)):
+        with pytest.raises(ValueError, match="at least 2×2"):
+            MotionGate().update(bad)
+    wide = MotionGate()  # 2 px tall at 320 px wide would round to 0 rows: kept at 1
+    wide.update(np.zeros((2, 2000), np.uint8))
+    assert wide.update(np.full((2, 2000), 255, np.uint8)).lighting
+
+
+def test_mask_columns_map_onto_the_last_pixel_too() -> None:
+    keep = rasterise_masks([[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]], 11, 11)
+    assert keep is not None
+    assert (keep[:, :6] == 0).all() and (keep[:, 6:] == 255).all()
