@@ -61,6 +61,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "self.onset_samples: list[tuple[float, float, Any]] = []",
         "delete AnnAssign",
     ): _UNREAD_INIT,
+    (
+        "detect/detector.py",
+        "if ch.state == ChannelState.IDLE and signal > p.enter_threshold:",
+        "Gt -> GtE",
+    ): (
+        "a signal exactly at enter then enters pending and leaves it on the same sample "
+        "(staying pending needs more than enter): no state anything reads changes"
+    ),
     # MotionGate.__init__: _resize_state sets these on the first frame, before any read.
     ("motion/gate.py", "self._previous: npt.NDArray[np.uint8] | None = None", "delete AnnAssign"): (
         "set again by _resize_state on the first frame before it is read"
