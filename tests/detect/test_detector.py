@@ -559,3 +559,14 @@ def test_a_second_event_has_its_own_peak_and_mean() -> None:
     assert ended[0].peak_score == 0.95 and ended[0].mean_score == pytest.approx(0.95)
     assert ended[1].peak_score == 0.7 and ended[1].mean_score == pytest.approx(0.7)
     assert ended[1].peak_at >= 11.0
+
+
+def test_a_flush_never_ends_an_event_before_its_last_sample() -> None:
+    detector = TemporalDetector("cam", PARAMS)
+    feed(detector, [(i / 10, 0.9) for i in range(30)])
+    (late,) = detector.flush(10.0)
+    assert late.ended_at == 10.0
+    detector = TemporalDetector("cam", PARAMS)
+    feed(detector, [(i / 10, 0.9) for i in range(30)])
+    (early,) = detector.flush(1.0)  # a clock behind the samples
+    assert early.ended_at == pytest.approx(2.9)
