@@ -288,9 +288,13 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(state.to_json(), indent=1))
     print(f"{args.output}: {len(bands)} class band(s) from {scene.frames} frames")
-    for name, band in bands.items():
-        print(f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f})")
+    _print_bands(state)
     return EXIT_OK
+
+
+def _print_bands(state: CameraNormal) -> None:
+    for name, band in state.classes.items():
+        print(f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f})")
 
 
 def _calibrate_video(args: argparse.Namespace) -> int:
@@ -306,8 +310,7 @@ def _calibrate_video(args: argparse.Namespace) -> int:
         f"{state.calibrated_s:.0f} s of footage, {len(state.references)} normal reference(s) "
         "stored"
     )
-    for name, band in state.classes.items():
-        print(f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f})")
+    _print_bands(state)
     return EXIT_OK
 
 
