@@ -244,7 +244,7 @@ def test_false_alarm_panel_gives_the_share_of_judged_events(grafana_db: sa.Engin
         }
     assert rows[("north", "traffic_accident")] == (1, 0, 1)
     assert rows[("south", "traffic_accident")] == (0, 1, 0)
-    assert rows[("south", "fire_smoke")][2] is None  # nothing judged: no rate
+    assert rows[("south", "fire_smoke")] == (0, 0, None)  # nothing judged: no rate
 
 
 def test_signal_panel_draws_the_detector_thresholds() -> None:
