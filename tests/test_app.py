@@ -268,3 +268,55 @@ def test_false_alarm_feedback_silences_that_sight_for_good_but_not_another(
     assert old is not None and old.peak_embedding and new[0].peak_embedding
     known = decode_embedding(old.peak_embedding)
     assert float(known @ decode_embedding(new[0].peak_embedding)) < 0.95
+
+
+def test_run_without_cameras_serves_the_api_until_stopped(tmp_path: Path, sqlite_url: str) -> None:
+    settings = service_settings(tmp_path, sqlite_url, [])
+    engine = create_engine(sqlite_url)
+    from hazardwatch.storage import migrate
+
+    migrate.upgrade(engine)
+    stored = "20000000-0000-4000-8000-000000000001"
+    from datetime import UTC, datetime
+
+    from hazardwatch.records import EventRecord
+
+    now = datetime.now(UTC)
+    Repository(engine).upsert_event(
+        EventRecord(stored, "gate", "fire_smoke", "critical", "closed", now, now, 0.9, 0.8)
+    )
+    engine.dispose()
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    summary: list[RunSummary] = []
+    thread = threading.Thread(target=lambda: summary.append(service.run()), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/healthz") == 200, 30)
+        items = httpx.get(base + "/api/v1/events", timeout=5).json()["items"]
+        assert [e["uuid"] for e in items] == [stored]
+        assert httpx.get(base + "/api/v1/cameras", timeout=5).json()["items"] == []
+
+        def not_ready_for_the_right_reason() -> bool:
+            answer = httpx.get(base + "/readyz", timeout=5)
+            return answer.status_code == 503 and any(
+                "no camera configured" in r for r in answer.json()["reasons"]
+            )
+
+        assert wait_for(not_ready_for_the_right_reason, 30)
+        time.sleep(0.5)
+        assert thread.is_alive()  # no file to end: it runs until told to stop
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive() and summary and summary[0].cameras == 0
+
+
+def test_run_without_cameras_and_without_api_is_a_clear_error(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from hazardwatch.errors import HazardwatchError
+
+    settings = service_settings(tmp_path, sqlite_url, [], api={"enabled": False})
+    with pytest.raises(HazardwatchError, match="no camera could be started and the API is off"):
+        Service(settings, encoder_factory=lambda s: FakeEncoder()).run()

@@ -228,9 +228,17 @@ class Service:
         )
         readers = self._readers(queue)
         if not readers:
-            raise HazardwatchError(
-                "no camera could be started: configure cameras: in the config file or pass "
-                "--source PATH_OR_URL"
+            if not settings.api.enabled:
+                raise HazardwatchError(
+                    "no camera could be started and the API is off: configure cameras: in "
+                    "the config file or pass --source PATH_OR_URL"
+                )
+            # Events, media and scores already stored stay reachable, and /api/v1/cameras
+            # and /readyz say why nothing runs; the operator adds cameras and restarts.
+            log.warning(
+                "no camera is running (%s): serving the API and the stored data until stopped",
+                "; ".join(f"{name}: {why}" for name, why in self.invalid_cameras.items())
+                or "none configured; add cameras: to the config file or pass --source",
             )
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
         view.readers, view.queue = readers, queue
@@ -258,7 +266,8 @@ class Service:
             reader.start()
         log.info("running %d camera(s) with %s", len(readers), encoder.name)
         try:
-            while not self._stop.is_set() and not all(r.done for r in readers):
+            # File sources end; with no camera at all only a signal ends the run.
+            while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
                 self._stop.wait(0.2)
         finally:
             self._drain(readers, queue, worker, stage, clips, writer)

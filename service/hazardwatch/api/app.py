@@ -363,6 +363,8 @@ def _readiness(state: ApiState) -> list[str]:
             reasons.append(f"camera {reader.camera}: stalled")
     for name in state.invalid_cameras:
         reasons.append(f"camera {name}: invalid source, not running (see /api/v1/cameras)")
+    if state.worker is not None and not state.readers and not state.invalid_cameras:
+        reasons.append("no camera configured: add cameras: to the configuration and restart")
     return reasons
 
 
