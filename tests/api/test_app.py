@@ -242,6 +242,7 @@ def test_feedback_records_the_verdict_and_teaches_a_false_alarm(state: ApiState)
     assert body["normal_references"] == 1
     assert body["event"]["verdict"] == "false_alarm" and body["event"]["verdict_note"] == "a sign"
     assert body["event"]["verdict_at"] is not None
+    assert "peak_embedding" not in body["event"]  # internal, and 1.4 kB of base64
     assert [c for c, _ in learned] == ["north"]
     np.testing.assert_allclose(learned[0][1], embedding, atol=1e-3)  # float16 round trip
     # A confirmation teaches nothing; the verdict is replaced and listed.

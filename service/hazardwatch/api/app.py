@@ -393,9 +393,6 @@ def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
     base = f"/api/v1/events/{event.uuid}"
     data["snapshot_url"] = f"{base}/snapshot.jpg" if event.snapshot_path else None
     data["clip_url"] = f"{base}/clip.mp4" if event.clip_path else None
-    data["verdict"] = event.verdict
-    data["verdict_note"] = event.verdict_note
-    data["verdict_at"] = event.verdict_at.isoformat() if event.verdict_at else None
     return data
 
 

@@ -60,8 +60,9 @@ class Alert:
 
 def event_json(e: EventRecord) -> dict[str, Any]:
     data = asdict(e)
-    for key in ("started_at", "ended_at", "peak_at"):
+    for key in ("started_at", "ended_at", "peak_at", "verdict_at"):
         data[key] = _iso(data[key])
+    del data["peak_embedding"]  # internal: what a false-alarm verdict teaches the detector
     return data
 
 
