@@ -34,13 +34,14 @@ from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
 from hazardwatch.motion.stage import MotionStage
-from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
+from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy, make_test_alert
 from hazardwatch.outputs.clips import ClipRecorder
 from hazardwatch.outputs.mqtt import MqttPublisher
 from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import CameraStateRecord, GatedFrame
+from hazardwatch.redact import redact_text, redact_url
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker, TextIndex
@@ -434,6 +435,26 @@ def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink
             )
         )
     return channels
+
+
+def send_test_alerts(
+    settings: Settings, camera: str, timeout_s: float = 10.0
+) -> list[tuple[str, str | None]]:
+    """`hazardwatch alert test`: one clearly marked test alert through every configured
+    channel, now; per channel its (redacted) target and None when delivered, else why not."""
+    alert = make_test_alert(camera)
+    results = []
+    for channel in build_alert_channels(settings, Metrics()):
+        if isinstance(channel, WebhookSender):
+            target = f"webhook {redact_url(channel.url)}"
+        else:
+            target = f"mqtt {channel.host}:{channel.port} topic {channel.topic('events')}"
+        try:
+            results.append((target, channel.deliver_now(alert, timeout_s)))
+        except Exception as exc:  # a channel's own bug must not hide the others' results
+            log.exception("test alert through %s failed", target)
+            results.append((target, f"{type(exc).__name__}: {redact_text(str(exc))}"))
+    return results
 
 
 def build_clip_recorder(settings: Settings, writer: EventWriter) -> ClipRecorder | None:

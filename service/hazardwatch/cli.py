@@ -314,6 +314,29 @@ def _calibrate_video(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_alert_test(args: argparse.Namespace) -> int:
+    """Send a marked test alert through every configured channel; say per channel how it went."""
+    from hazardwatch.app import send_test_alerts
+
+    settings = _settings(args)
+    names = [c.name for c in settings.cameras]
+    camera = args.camera or (names[0] if names else "alert-test")
+    if args.camera and names and args.camera not in names:
+        raise ConfigError(
+            f"--camera {args.camera!r} is not configured; cameras: {', '.join(names)}"
+        )
+    results = send_test_alerts(settings, camera, args.timeout)
+    if not results:
+        print(
+            "no alert channel is configured: set alerts.webhook.url and/or alerts.mqtt.host",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    for target, reason in results:
+        print(f"{target}: " + ("delivered" if reason is None else f"NOT delivered: {reason}"))
+    return EXIT_OK if all(reason is None for _, reason in results) else EXIT_FAILURE
+
+
 def cmd_eval_video(args: argparse.Namespace) -> int:
     import json
     import shutil
@@ -622,6 +645,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         default=Path("eval-video"),
         metavar="DIR",
         help="writes DIR/scores/NAME.npy, NAME_prompts.json (and report.json)",
+    )
+
+    alert = sub.add_parser("alert", help="alert channels")
+    alert_sub = alert.add_subparsers(dest="alert_command", metavar="ACTION", required=True)
+    alert_test = alert_sub.add_parser(
+        "test",
+        help="send a clearly marked test alert through every configured channel now",
+        description="Sends one alert of type 'test' (class hazardwatch_test_alert, severity "
+        "info) through each configured channel, without retries, and prints per channel "
+        "whether it was delivered or why not. Exit 0 when every channel took it.",
+    )
+    alert_test.set_defaults(handler=cmd_alert_test)
+    config_option(alert_test)
+    alert_test.add_argument("--camera", metavar="NAME", help="camera named in the test alert")
+    alert_test.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds per channel (10)"
     )
 
     config = sub.add_parser("config", help="inspect the configuration")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,8 @@ from hazardwatch.metrics import Metrics
 from hazardwatch.records import SEVERITIES, EventRecord, Severity
 
 log = logging.getLogger(__name__)
-AlertType = Literal["new", "update", "end"]
+AlertType = Literal["new", "update", "end", "test"]
+TEST_CLASS = "hazardwatch_test_alert"
 _TYPES: dict[str, AlertType] = {"started": "new", "updated": "update", "ended": "end"}
 
 
@@ -43,6 +45,7 @@ class Alert:
         e = self.after
         return {
             "type": self.type,
+            "test": self.type == "test",
             "delivery_id": self.delivery_id,
             "event": event_json(e),
             "before": event_json(self.before) if self.before is not None else None,
@@ -75,6 +78,29 @@ class AlertChannel(Protocol):
 
     def send(self, alert: Alert) -> None:
         """Accept an alert without blocking (queue it)."""
+
+    def deliver_now(self, alert: Alert, timeout_s: float) -> str | None:
+        """Deliver one alert at once, without retries: None when delivered, else why not."""
+
+
+def make_test_alert(camera: str) -> Alert:
+    """A clearly marked test alert (`hazardwatch alert test`): type "test", class
+    `hazardwatch_test_alert`, severity info, an id that starts with "test-"."""
+    now = datetime.now(UTC)
+    record = EventRecord(
+        uuid=f"test-{uuid.uuid4()}",
+        camera=camera,
+        class_name=TEST_CLASS,
+        severity="info",
+        status="closed",
+        started_at=now,
+        peak_at=now,
+        peak_score=0.0,
+        mean_score=0.0,
+        ended_at=now,
+        model_name="hazardwatch alert test",
+    )
+    return Alert("test", None, record, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ import contextlib
 import json
 import logging
 import socket
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ class MqttPublisher:
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"hazardwatch-{socket.gethostname()}",
         )
+        self._username, self._password = username, password
         if username:
             self._client.username_pw_set(username, password)
         self._client.max_queued_messages_set(max_queued)
@@ -113,6 +116,49 @@ class MqttPublisher:
                 self._publish(
                     self.topic(after.camera, after.class_name, "snapshot"), jpeg, retain=True
                 )
+
+    def deliver_now(self, alert: Alert, timeout_s: float) -> str | None:
+        """Publish one alert to `<prefix>/events` now over a connection of its own (a
+        running service's session is left alone): None once the broker acknowledged it
+        (QoS 1), else why not. No state topic is touched."""
+        connected = threading.Event()
+        refused: list[str] = []
+
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            if reason.is_failure:
+                refused.append(str(reason))
+            connected.set()
+
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"hazardwatch-test-{uuid.uuid4().hex[:8]}"
+        )
+        if self._username:
+            client.username_pw_set(self._username, self._password)
+        client.on_connect = on_connect
+        try:
+            client.connect(self.host, self.port, keepalive=max(5, int(timeout_s)))
+        except OSError as exc:
+            return f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
+        client.loop_start()
+        try:
+            if not connected.wait(timeout_s):
+                return f"no answer from {self.host}:{self.port} in {timeout_s:g} s"
+            if refused:
+                return f"the broker refused the connection: {refused[0]}"
+            payload = json.dumps(
+                {"type": alert.type, "test": True, "before": None, "after": event_json(alert.after)}
+            )
+            info = client.publish(self.topic("events"), payload, qos=1)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                return f"publish failed: {exc}"
+            if not info.is_published():
+                return f"the broker did not acknowledge the message in {timeout_s:g} s"
+            return None
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def _publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=retain)

@@ -21,7 +21,7 @@ import httpx
 
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import Alert
-from hazardwatch.redact import redact_url
+from hazardwatch.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hazardwatch-Signature"
@@ -118,33 +118,52 @@ class WebhookSender:
                     alert = self._pending.popleft()
                 self._deliver(client, alert)
 
+    def deliver_now(self, alert: Alert, timeout_s: float) -> str | None:
+        """One signed POST now, no retries (`hazardwatch alert test`): None when the
+        receiver took it (2xx), else why not."""
+        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+            reason, _ = self._post(client, alert, self._body(alert))
+        return reason
+
+    @staticmethod
+    def _body(alert: Alert) -> bytes:
+        return json.dumps(alert.payload(), separators=(",", ":")).encode()
+
+    def _post(self, client: httpx.Client, alert: Alert, body: bytes) -> tuple[str | None, bool]:
+        """One attempt: (None, _) when delivered, else (why not, whether to retry)."""
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "hazardwatch",
+            DELIVERY_HEADER: alert.delivery_id,
+            TIMESTAMP_HEADER: timestamp,
+        }
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
+        try:
+            response = client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            detail = redact_text(str(exc)) or "no detail"
+            return f"{type(exc).__name__} ({detail})", True
+        if response.status_code < 300:
+            return None, False
+        retryable = response.status_code == 429 or response.status_code >= 500
+        return f"HTTP {response.status_code}", retryable
+
     def _deliver(self, client: httpx.Client, alert: Alert) -> None:
-        body = json.dumps(alert.payload(), separators=(",", ":")).encode()
+        body = self._body(alert)
         delay = self.backoff_s
+        reason: str | None = None
         for attempt in range(self.retries + 1):
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "hazardwatch",
-                DELIVERY_HEADER: alert.delivery_id,
-                TIMESTAMP_HEADER: timestamp,
-            }
-            if self.secret:
-                headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
-            try:
-                response = client.post(self.url, content=body, headers=headers)
-                if response.status_code < 300:
-                    self.sent += 1
-                    self._count("sent")
-                    if self.metrics is not None and alert.latency_from is not None:
-                        self.metrics.alert_latency_seconds.labels(self.name).observe(
-                            time.monotonic() - alert.latency_from
-                        )
-                    return
-                reason = f"HTTP {response.status_code}"
-                retryable = response.status_code == 429 or response.status_code >= 500
-            except httpx.HTTPError as exc:
-                reason, retryable = type(exc).__name__, True
+            reason, retryable = self._post(client, alert, body)
+            if reason is None:
+                self.sent += 1
+                self._count("sent")
+                if self.metrics is not None and alert.latency_from is not None:
+                    self.metrics.alert_latency_seconds.labels(self.name).observe(
+                        time.monotonic() - alert.latency_from
+                    )
+                return
             if not retryable or attempt == self.retries:
                 break
             log.info(
