@@ -153,16 +153,26 @@ def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class RtspServer:
     """gst-rtsp-server in a subprocess that tests can kill and restart on the same port."""
 
-    def __init__(self, clip: Path, port: int) -> None:
+    def __init__(self, clip: Path, port: int, auth: list[str] | None = None) -> None:
+        """`auth`: extra arguments, e.g. ["--user", "u", "--password", "p", "--digest"]."""
         self.clip = clip
         self.port = port
         self.url = f"rtsp://127.0.0.1:{port}/cam"
+        self.auth = auth or []
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         script = Path(__file__).with_name("rtsp_server.py")
         self._process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(script), "--port", str(self.port), "--file", str(self.clip)],
+            [
+                SYSTEM_PYTHON,
+                str(script),
+                "--port",
+                str(self.port),
+                "--file",
+                str(self.clip),
+                *self.auth,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

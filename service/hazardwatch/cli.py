@@ -314,6 +314,34 @@ def _calibrate_video(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cameras(args: argparse.Namespace) -> int:
+    """List the configured cameras (URLs masked); with --probe, open each once."""
+    from hazardwatch.capture.probe import probe
+
+    settings = _settings(args)
+    if not settings.cameras:
+        print("no camera is configured (cameras: in the config file)", file=sys.stderr)
+        return EXIT_FAILURE
+    failed = 0
+    for camera in settings.cameras:
+        url = camera.url.get_secret_value()
+        state = "enabled" if camera.enabled else "disabled"
+        try:
+            spec = SourceSpec.parse(url, camera.rtsp_transport)
+        except SourceError as exc:
+            print(f"{camera.name}  invalid  {redact_url(url)}  {state}")
+            if args.probe:
+                print(f"  probe: FAILED: {redact_text(str(exc))}")
+                failed += 1
+            continue
+        print(f"{camera.name}  {spec.kind}  {spec.display}  {state}")
+        if args.probe:
+            result = probe(spec, args.timeout)
+            print(f"  probe: {'ok' if result.ok else 'FAILED'}: {result.detail}")
+            failed += not result.ok
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
 def cmd_alert_test(args: argparse.Namespace) -> int:
     """Send a marked test alert through every configured channel; say per channel how it went."""
     from hazardwatch.app import send_test_alerts
@@ -645,6 +673,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         default=Path("eval-video"),
         metavar="DIR",
         help="writes DIR/scores/NAME.npy, NAME_prompts.json (and report.json)",
+    )
+
+    cameras = add(
+        "cameras",
+        cmd_cameras,
+        "list the configured cameras with their URLs masked; --probe opens each once",
+    )
+    config_option(cameras)
+    cameras.add_argument(
+        "--probe",
+        action="store_true",
+        help="open each camera once: codec, resolution and fps, or why it failed "
+        "(authentication, refused, no answer, unknown path); exit 1 when any failed",
+    )
+    cameras.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds per camera (10)"
     )
 
     alert = sub.add_parser("alert", help="alert channels")
