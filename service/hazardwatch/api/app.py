@@ -12,20 +12,21 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy.typing as npt
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from hazardwatch import __version__
@@ -61,6 +62,39 @@ class ApiState:
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
     # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
     learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error but a 422: what went wrong and how to fix it."""
+
+    detail: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or degraded with the reasons")
+    reasons: list[str]
+
+
+def unprocessable(loc: list[str | int], msg: str, type_: str = "value_error") -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors (the documented HTTPValidationError)."""
+    return HTTPException(422, [{"loc": loc, "msg": msg, "type": type_}])
+
+
+def _iso_time(value: Any) -> Any:
+    """Query times must be ISO 8601 text: pydantic would read "0.5" as a Unix time."""
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", value):
+        raise ValueError("use ISO 8601 with a time zone, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+
+
+def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error codes an operation can answer, e.g. _errors(e404=…)."""
+    return {
+        int(code[1:]): {"model": ErrorBody, "description": text} for code, text in codes.items()
+    }
 
 
 class Feedback(BaseModel):
@@ -166,12 +200,32 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
 
     _offline_docs(app)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 for a body it cannot parse (not JSON, not UTF-8): a 422 in
+        # the documented validation shape says the same and is what the document promises.
+        if exc.status_code == 400:
+            return JSONResponse(
+                {"detail": [{"loc": ["body"], "msg": str(exc.detail), "type": "body_invalid"}]},
+                status_code=422,
+            )
+        return await http_exception_handler(request, exc)
+
+    auth: dict[int | str, dict[str, Any]] = (
+        _errors(e401="Missing or wrong bearer token") if settings.token is not None else {}
+    )
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready; the reasons say why"}},
+    )
     def readyz() -> JSONResponse:
         """Readiness: database reachable, model loaded, cameras delivering; 503 with reasons."""
         reasons = _readiness(state)
@@ -185,24 +239,19 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         """Prometheus metrics."""
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/api/v1/events", tags=["events"])
+    @app.get("/api/v1/events", tags=["events"], responses=auth)
     def list_events(
         camera: str | None = None,
         class_name: Annotated[str | None, Query(alias="class")] = None,
         status: EventStatus | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: IsoTime | None = None,
+        until: IsoTime | None = None,
         min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
         verdict: Verdict | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> dict[str, Any]:
         """Events newest first; `since`/`until` bound the start time (ISO 8601 with zone)."""
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise HTTPException(
-                    422, f"{name} has no time zone; add Z or +00:00, e.g. 2026-01-01T00:00:00Z"
-                )
         rows = state.repository.list_events(
             camera=camera,
             class_name=class_name,
@@ -221,11 +270,22 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             "next_offset": offset + limit if len(rows) == limit else None,
         }
 
-    @app.get("/api/v1/events/{uuid}", tags=["events"])
+    @app.get(
+        "/api/v1/events/{uuid}",
+        tags=["events"],
+        responses={**auth, **_errors(e404="No such event")},
+    )
     def get_event(uuid: str) -> dict[str, Any]:
         return _event(_find(state, uuid), state)
 
-    @app.post("/api/v1/events/{uuid}/feedback", tags=["events"])
+    @app.post(
+        "/api/v1/events/{uuid}/feedback",
+        tags=["events"],
+        responses={
+            **auth,
+            **_errors(e404="No such event", e503="Verdict stored; the detector is not running"),
+        },
+    )
     def feedback(uuid: str, body: Feedback) -> dict[str, Any]:
         """Record a verdict. A false alarm teaches the camera that its peak frame is normal."""
         event = _find(state, uuid)
@@ -249,17 +309,35 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
                 references = state.learn_normal(updated.camera, embedding)
         return {"event": _event(updated, state), "normal_references": references}
 
-    @app.get("/api/v1/events/{uuid}/snapshot.jpg", tags=["events"], response_class=FileResponse)
+    @app.get(
+        "/api/v1/events/{uuid}/snapshot.jpg",
+        tags=["events"],
+        response_class=FileResponse,
+        responses={
+            **auth,
+            200: {"content": {"image/jpeg": {}}, "description": "The peak frame"},
+            **_errors(e404="No such event, or it has no snapshot (any more)"),
+        },
+    )
     def snapshot(uuid: str) -> FileResponse:
         event = _find(state, uuid)
         return FileResponse(_media(state, event.snapshot_path, "snapshot"), media_type="image/jpeg")
 
-    @app.get("/api/v1/events/{uuid}/clip.mp4", tags=["events"], response_class=FileResponse)
+    @app.get(
+        "/api/v1/events/{uuid}/clip.mp4",
+        tags=["events"],
+        response_class=FileResponse,
+        responses={
+            **auth,
+            200: {"content": {"video/mp4": {}}, "description": "The event's clip"},
+            **_errors(e404="No such event, or it has no clip (any more)"),
+        },
+    )
     def clip(uuid: str) -> FileResponse:
         event = _find(state, uuid)
         return FileResponse(_media(state, event.clip_path, "clip"), media_type="video/mp4")
 
-    @app.get("/api/v1/cameras", tags=["cameras"])
+    @app.get("/api/v1/cameras", tags=["cameras"], responses=auth)
     def cameras() -> dict[str, Any]:
         invalid = [
             {"name": name, "kind": None, "state": "invalid", "last_error": redact_text(error)}
@@ -267,9 +345,27 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         ]
         return {"items": [_camera(r) for r in state.readers] + invalid}
 
-    @app.post("/api/v1/score", tags=["scoring"], response_model=None)
+    @app.post(
+        "/api/v1/score",
+        tags=["scoring"],
+        response_model=None,
+        responses={
+            **auth,
+            200: {
+                "content": {"application/json": {}, "image/png": {}},
+                "description": "Scores as JSON, or with overlay=1 a PNG heatmap",
+            },
+            **_errors(
+                e413="The upload or the image's pixel count is over the limit",
+                e415="Not an image this service can decode",
+                e503="The model is still loading",
+            ),
+        },
+    )
     async def score(
-        file: UploadFile, overlay: Annotated[bool, Query()] = False, top: int = 5
+        file: Annotated[UploadFile, File(json_schema_extra={"minLength": 1})],
+        overlay: Annotated[bool, Query()] = False,
+        top: Annotated[int, Query(ge=1, le=1000)] = 5,
     ) -> Response | dict[str, Any]:
         """Score an image (multipart field `file`) with the live model and prompt bank.
 
@@ -295,7 +391,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
                 return Response(png, media_type="image/png")
             bank, probs, sims = await run_in_threadpool(worker.score_images, [image])
         except ValueError as exc:  # e.g. too small for the model's preprocessing
-            raise HTTPException(422, f"the image cannot be scored: {exc}") from None
+            raise unprocessable(["body", "file"], f"the image cannot be scored: {exc}") from None
         k = max(1, min(top, len(bank.prompts)))
         order = sims[0].argsort()[::-1][:k]
         classes = dict(zip(bank.class_names, map(float, probs[0]), strict=True))
