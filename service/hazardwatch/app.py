@@ -36,6 +36,7 @@ from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
 from hazardwatch.motion.stage import MotionStage
 from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy, make_test_alert
 from hazardwatch.outputs.clips import ClipRecorder
+from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.mqtt import MqttPublisher
 from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.webhook import WebhookSender
@@ -159,7 +160,9 @@ class Service:
         with contextlib.ExitStack() as stack:
             stack.callback(spool.close)
             # The API comes up first so health checks answer while the model loads.
-            api_state = ApiState(repository, media_dir, metrics, writer=writer)
+            api_state = ApiState(
+                repository, media_dir, metrics, writer=writer, signer=media_signer(settings)
+            )
             if settings.api.enabled:
                 server = ApiServer(
                     create_app(api_state, settings.api), settings.api.host, settings.api.port
@@ -196,6 +199,7 @@ class Service:
                 AlertPolicy(a.min_severity, a.cooldown_s, a.update_interval_s),
                 list(channels),
                 public_url=settings.api.public_url,
+                signer=media_signer(settings),
                 metrics=metrics,
             )
         )
@@ -405,6 +409,11 @@ def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNorm
         return state
     finally:
         engine.dispose()
+
+
+def media_signer(settings: Settings) -> MediaSigner:
+    token = settings.api.token
+    return MediaSigner(token.get_secret_value() if token else None, settings.api.media_url_ttl_s)
 
 
 def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink]:

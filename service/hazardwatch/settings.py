@@ -398,6 +398,18 @@ class ApiSettings(Section):
         "webhooks and MQTT), e.g. https://hazardwatch.example.com; null: no links.",
         pattern=r"^https?://[^\s]+$",
     )
+    media_url_ttl_s: float = Field(
+        7 * 86_400,
+        gt=0,
+        le=366 * 86_400,
+        description="With a token: how long signed snapshot and clip links (alerts, the "
+        "events list) stay valid; they need no Authorization header.",
+    )
+    docs_public: bool = Field(
+        False,
+        description="With a token: serve /docs, /redoc and /openapi.json without it (they "
+        "describe the API and hold no data), so a browser can open them.",
+    )
 
 
 class WebhookSettings(Section):

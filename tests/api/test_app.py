@@ -414,3 +414,48 @@ def test_docs_load_everything_from_the_service_itself(client: TestClient, page: 
             assert answer.status_code == 200, asset
             assert len(answer.content) > 1000, asset
     assert client.get("/openapi.json").status_code == 200
+
+
+# ---------------------------------------------------------------------------- signed links
+
+
+def test_signed_media_links_open_without_the_token_until_they_expire(state: ApiState) -> None:
+    from hazardwatch.outputs.media_links import MediaSigner
+
+    client = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    headers = {"Authorization": "Bearer t0ken"}
+    one = client.get(f"/api/v1/events/{UUIDS[0]}", headers=headers).json()
+    link = one["snapshot_url"]
+    assert link.startswith(f"/api/v1/events/{UUIDS[0]}/snapshot.jpg?exp=") and "&sig=" in link
+    assert "t0ken" not in link
+    answer = client.get(link)  # no Authorization header, as from a webhook or a browser
+    assert answer.status_code == 200 and answer.content == b"\xff\xd8\xffjpeg"
+    assert client.get(one["clip_url"]).status_code == 200
+    path, _, query = link.partition("?")
+    exp = query.split("&")[0].removeprefix("exp=")
+    sig = query.split("sig=")[1]
+    forged = f"{path}?exp={int(exp) + 1}&sig={sig}"  # a longer life is not in the signature
+    assert client.get(forged).status_code == 401
+    other = f"/api/v1/events/{UUIDS[1]}/snapshot.jpg?exp={exp}&sig={sig}"  # another event
+    assert client.get(other).status_code == 401
+    listing = f"/api/v1/events?exp={exp}&sig={sig}"  # only media, never data
+    assert client.get(listing).status_code == 401
+    expired = MediaSigner("t0ken", ttl_s=-1).link(path)
+    assert client.get(expired).status_code == 401
+    wrong_key = MediaSigner("another", ttl_s=60).link(path)
+    assert client.get(wrong_key).status_code == 401
+
+
+def test_without_a_token_links_are_plain_paths(client: TestClient) -> None:
+    one = client.get(f"/api/v1/events/{UUIDS[0]}").json()
+    assert one["snapshot_url"] == f"/api/v1/events/{UUIDS[0]}/snapshot.jpg"
+
+
+def test_docs_can_be_public_while_data_needs_the_token(state: ApiState) -> None:
+    settings = ApiSettings(token="t0ken", docs_public=True)  # type: ignore[arg-type]
+    client = TestClient(create_app(state, settings))
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs-static/swagger-ui.css"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/api/v1/events").status_code == 401
+    closed = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    assert closed.get("/docs").status_code == 401

@@ -119,3 +119,23 @@ def test_a_failing_channel_does_not_stop_the_others() -> None:
     dispatcher = AlertDispatcher(AlertPolicy(), [Broken(), good])
     dispatcher(update("started"))
     assert len(good.alerts) == 1
+
+
+def test_with_a_token_alert_links_are_signed_for_their_own_path() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from hazardwatch.outputs.media_links import MediaSigner
+
+    signer = MediaSigner("t0ken", ttl_s=3600)
+    sink = Collect()
+    dispatcher = AlertDispatcher(
+        AlertPolicy(), [sink], public_url="https://hw.example.com", signer=signer
+    )
+    dispatcher(update("started"))
+    (alert,) = sink.alerts
+    assert alert.snapshot_url is not None
+    parts = urlsplit(alert.snapshot_url)
+    assert parts.path == "/api/v1/events/e1/snapshot.jpg" and "t0ken" not in alert.snapshot_url
+    query = parse_qs(parts.query)
+    assert signer.verify(parts.path, query["exp"][0], query["sig"][0])
+    assert not signer.verify("/api/v1/events/e2/snapshot.jpg", query["exp"][0], query["sig"][0])

@@ -36,6 +36,7 @@ from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import ConfigError
 from hazardwatch.metrics import CONTENT_TYPE, Metrics
 from hazardwatch.outputs.alerts import event_json
+from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import EventRecord, EventStatus, Verdict
 from hazardwatch.redact import redact_text
@@ -46,6 +47,8 @@ from hazardwatch.storage.repository import MAX_PAGE, Repository
 UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 RETRY_AFTER_S = "5"  # seconds, on every 503
 DOCS_STATIC = "/docs-static"
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+MEDIA_PATH = re.compile(r"^/api/v1/events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip\.mp4)$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
@@ -62,6 +65,8 @@ class ApiState:
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
     # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
     learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
+    # Signs media links when a token is set (alerts and the events list carry them).
+    signer: MediaSigner = field(default_factory=lambda: MediaSigner(None))
 
 
 class ErrorBody(BaseModel):
@@ -90,6 +95,15 @@ def _iso_time(value: Any) -> Any:
 IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
 
 
+LinkExpiry = Annotated[
+    int | None, Query(ge=0, description="Signed links: Unix time the link expires (with sig)")
+]
+LinkSignature = Annotated[
+    str | None,
+    Query(max_length=64, description="Signed links: HMAC of the path and exp; no token needed"),
+]
+
+
 def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error codes an operation can answer, e.g. _errors(e404=…)."""
     return {
@@ -110,12 +124,28 @@ class Feedback(BaseModel):
 
 
 class _BearerAuth(BaseHTTPMiddleware):
-    def __init__(self, app: Any, token: str) -> None:
+    """The token on everything but health checks; signed media links and (when configured)
+    the docs pass without it."""
+
+    def __init__(self, app: Any, token: str, signer: MediaSigner, docs_public: bool) -> None:
         super().__init__(app)
         self._expected = f"Bearer {token}".encode()
+        self._signer = signer
+        self._docs_public = docs_public
+
+    def _open(self, request: Request) -> bool:
+        path = request.url.path
+        if path in PUBLIC_PATHS or request.method == "OPTIONS":
+            return True
+        if self._docs_public and (path in DOCS_PATHS or path.startswith(DOCS_STATIC + "/")):
+            return True
+        query = request.query_params
+        return MEDIA_PATH.match(path) is not None and self._signer.verify(
+            path, query.get("exp"), query.get("sig")
+        )
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.url.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        if self._open(request):
             return await call_next(request)
         given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, self._expected):  # constant time
@@ -189,7 +219,14 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
     )
     app.add_middleware(_UploadLimit, max_bytes=max_bytes)
     if settings.token is not None:
-        app.add_middleware(_BearerAuth, token=settings.token.get_secret_value())
+        if not state.signer.enabled:  # links the token-less world can open
+            state.signer = MediaSigner(settings.token.get_secret_value(), settings.media_url_ttl_s)
+        app.add_middleware(
+            _BearerAuth,
+            token=settings.token.get_secret_value(),
+            signer=state.signer,
+            docs_public=settings.docs_public,
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -319,7 +356,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             **_errors(e404="No such event, or it has no snapshot (any more)"),
         },
     )
-    def snapshot(uuid: str) -> FileResponse:
+    def snapshot(uuid: str, exp: LinkExpiry = None, sig: LinkSignature = None) -> FileResponse:
         event = _find(state, uuid)
         return FileResponse(_media(state, event.snapshot_path, "snapshot"), media_type="image/jpeg")
 
@@ -333,7 +370,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             **_errors(e404="No such event, or it has no clip (any more)"),
         },
     )
-    def clip(uuid: str) -> FileResponse:
+    def clip(uuid: str, exp: LinkExpiry = None, sig: LinkSignature = None) -> FileResponse:
         event = _find(state, uuid)
         return FileResponse(_media(state, event.clip_path, "clip"), media_type="video/mp4")
 
@@ -487,8 +524,10 @@ def _media(state: ApiState, relative: str | None, what: str) -> Path:
 def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
     data = event_json(event)
     base = f"/api/v1/events/{event.uuid}"
-    data["snapshot_url"] = f"{base}/snapshot.jpg" if event.snapshot_path else None
-    data["clip_url"] = f"{base}/clip.mp4" if event.clip_path else None
+    data["snapshot_url"] = (
+        state.signer.link(f"{base}/snapshot.jpg") if event.snapshot_path else None
+    )
+    data["clip_url"] = state.signer.link(f"{base}/clip.mp4") if event.clip_path else None
     return data
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
+from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.records import SEVERITIES, EventRecord, Severity
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,13 @@ class AlertDispatcher:
         public_url: str | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        signer: MediaSigner | None = None,
     ) -> None:
+        """`signer`: signs media links when the API needs a token (receivers have none)."""
         self.policy = policy
         self.channels = channels
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.signer = signer or MediaSigner(None)
         self.metrics = metrics
         self._clock = clock
         self._last_new: dict[tuple[str, str], float] = {}
@@ -182,7 +186,7 @@ class AlertDispatcher:
     def _url(self, record: EventRecord, leaf: str) -> str | None:
         if self.public_url is None:
             return None
-        return f"{self.public_url}/api/v1/events/{record.uuid}/{leaf}"
+        return self.public_url + self.signer.link(f"/api/v1/events/{record.uuid}/{leaf}")
 
     def _suppress(self) -> None:
         self.suppressed += 1
