@@ -320,3 +320,97 @@ def test_run_without_cameras_and_without_api_is_a_clear_error(
     settings = service_settings(tmp_path, sqlite_url, [], api={"enabled": False})
     with pytest.raises(HazardwatchError, match="no camera could be started and the API is off"):
         Service(settings, encoder_factory=lambda s: FakeEncoder()).run()
+
+
+# ---------------------------------------------------------------------------- reload
+
+
+def test_a_reload_adds_and_removes_cameras_and_closes_the_removed_ones_events(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from tests.fakes import write_red_square_clip
+
+    long_red = tmp_path / "long.mp4"  # a red object in view from 1 s to the end: one long event
+    write_red_square_clip(str(long_red), seconds=30, on=(1.0, 30.0))
+    quiet = tmp_path / "quiet.mp4"
+    write_red_square_clip(str(quiet), seconds=10, on=(99.0, 99.0))
+    first = service_settings(tmp_path, sqlite_url, [str(long_red)], loop=True)
+    cameras = [{"name": "yard", "url": str(quiet), "loop": True}]
+    from hazardwatch.settings import load_settings
+
+    second = first.model_copy(update={"cameras": load_settings(None, cameras=cameras).cameras})
+    service = Service(
+        first, encoder_factory=lambda s: FakeEncoder(), reload_settings=lambda: second
+    )
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{first.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/healthz") == 200, 30)
+
+        def open_events() -> list[dict[str, Any]]:
+            answer = httpx.get(base + "/api/v1/events", params={"status": "open"}, timeout=5)
+            return list(answer.json()["items"])
+
+        assert wait_for(lambda: bool(open_events()), 30, interval=0.2)
+        (event,) = open_events()
+        assert event["camera"] == "long"
+        service.request_reload()
+
+        def cameras_now() -> list[str]:
+            items = httpx.get(base + "/api/v1/cameras", timeout=5).json()["items"]
+            return [c["name"] for c in items]
+
+        assert wait_for(lambda: cameras_now() == ["yard"], 30, interval=0.2)
+        assert wait_for(lambda: not open_events(), 10, interval=0.2)
+        closed = httpx.get(f"{base}/api/v1/events/{event['uuid']}", timeout=5).json()
+        assert closed["status"] == "closed" and closed["ended_at"] is not None
+        assert thread.is_alive()
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_sighup_reloads_instead_of_killing_and_a_bad_file_keeps_the_running_setup(
+    tmp_path: Path, tiny_weights: Path, red_clip: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "hw.yaml"
+    database = f"sqlite:///{tmp_path / 'hw.db'}"
+
+    def write(names: list[str]) -> None:
+        cameras = "".join(f"  - {{name: {n}, url: '{red_clip}', loop: true}}\n" for n in names)
+        config.write_text(
+            f"cameras:\n{cameras}api: {{port: {port}}}\n"
+            f"storage: {{database_url: '{database}', data_dir: '{tmp_path / 'data'}'}}\n"
+            f"media: {{dir: '{tmp_path / 'media'}'}}\n"
+        )
+
+    write(["one"])
+    process = _cli(["run", "--config", str(config), "--model", str(tiny_weights)], tmp_path)
+    base = f"http://127.0.0.1:{port}"
+
+    def cameras_now() -> list[str] | None:
+        try:
+            items = httpx.get(base + "/api/v1/cameras", timeout=2).json()["items"]
+        except httpx.HTTPError:
+            return None
+        return sorted(c["name"] for c in items)
+
+    try:
+        assert wait_for(lambda: cameras_now() == ["one"], 90, interval=0.3), process.poll()
+        write(["one", "two"])
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: cameras_now() == ["one", "two"], 30, interval=0.3)
+        config.write_text("cameras: [ {this is not yaml")
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert process.poll() is None and cameras_now() == ["one", "two"]
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err[-2000:]
+    assert "configuration reloaded" in err and "configuration not reloaded" in err

@@ -112,17 +112,25 @@ class Service:
         settings: Settings,
         encoder_factory: EncoderFactory = load_encoder,
         event_listeners: list[Callable[[EventUpdate], None]] | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
     ):
-        """`event_listeners` hear every stored event update (embedding, benchmarks)."""
+        """`event_listeners` hear every stored event update (embedding, benchmarks);
+        `reload_settings` reads the configuration again (SIGHUP, `request_reload`)."""
         self.settings = settings
         self._encoder_factory = encoder_factory
         self._event_listeners = list(event_listeners or [])
+        self._reload_settings = reload_settings
+        self._reload = threading.Event()
         self._stop = threading.Event()
         # Cameras whose source cannot even be parsed: reported (API, metrics, log), not run.
         self.invalid_cameras: dict[str, str] = {}
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration soon (from a signal handler: only sets a flag)."""
+        self._reload.set()
 
     def run(self) -> RunSummary:
         started = time.monotonic()
@@ -274,6 +282,9 @@ class Service:
             # File sources end; with no camera at all only a signal ends the run.
             while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
                 self._stop.wait(0.2)
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._apply_reload(readers, queue, stage, repository)
         finally:
             self._drain(readers, queue, worker, stage, clips, writer)
         return RunSummary(
@@ -312,6 +323,72 @@ class Service:
                 "%d write(s) remain in the spool; they are stored on the next start",
                 writer.spooled,
             )
+
+    def _apply_reload(
+        self,
+        readers: list[CameraReader],
+        queue: LocalQueue[GatedFrame],
+        stage: DetectorStage,
+        repository: Repository,
+    ) -> None:
+        """Cameras added, removed or changed take effect now; a removed camera's open events
+        end. `readers` is changed in place (the API and the metrics read the same list)."""
+        if self._reload_settings is None:
+            log.warning("reload requested, but this run has no configuration to re-read")
+            return
+        try:
+            new = self._reload_settings()
+        except (ConfigError, HazardwatchError, ValueError) as exc:
+            log.error(
+                "configuration not reloaded, the running one stays: %s", redact_text(str(exc))
+            )
+            return
+        old = self.settings
+        before = {c.name: c for c in old.cameras if c.enabled}
+        after = {c.name: c for c in new.cameras if c.enabled}
+        restart_all = new.motion != old.motion or new.capture != old.capture
+        changed = {n for n in before.keys() & after.keys() if before[n] != after[n]}
+        if restart_all:
+            changed |= before.keys() & after.keys()
+        stopping = [r for r in readers if r.camera not in after or r.camera in changed]
+        for reader in stopping:
+            reader.stop()
+        for reader in stopping:
+            reader.join(new.capture.read_timeout_s + 5)
+            readers.remove(reader)
+            stage.close_camera(reader.camera)
+        self.invalid_cameras.clear()
+        self.settings = new
+        running = {r.camera for r in readers}
+        started = []
+        for name, camera in after.items():
+            if name in running:
+                continue
+            try:
+                reader = build_camera(camera, new, queue)
+            except SourceError as exc:
+                log.error("camera %s skipped: %s", name, exc)
+                self.invalid_cameras[name] = str(exc)
+                continue
+            stage.open_camera(name)
+            readers.append(reader)
+            reader.start()
+            started.append(reader)
+        repository.ensure_cameras((r.camera, r.spec.kind) for r in started)
+        ignored = [
+            section
+            for section in type(new).model_fields
+            if section not in ("cameras", "motion", "capture")
+            and getattr(new, section) != getattr(old, section)
+        ]
+        log.info(
+            "configuration reloaded: %d camera(s) running; removed %s, (re)started %s",
+            len(readers),
+            sorted(before.keys() - after.keys()) or "none",
+            sorted(r.camera for r in started) or "none",
+        )
+        if ignored:
+            log.warning("changes to %s take effect after a restart", ", ".join(ignored))
 
     def _readers(self, queue: LocalQueue[GatedFrame]) -> list[CameraReader]:
         readers = []
@@ -508,5 +585,10 @@ def install_signal_handlers(service: Service) -> None:
         log.info("signal %d: stopping capture, draining, closing open events", signum)
         service.stop()
 
+    def reload(signum: int, _frame: Any) -> None:
+        log.info("signal %d: reloading the configuration", signum)
+        service.request_reload()
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, reload)

@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             api["port"] = args.api_port
         overrides["api"] = api
     settings = _settings(args, **overrides)
-    service = Service(settings)
+    # SIGHUP re-reads the same file and environment, with the same command-line overrides.
+    service = Service(settings, reload_settings=lambda: load_settings(args.config, **overrides))
     install_signal_handlers(service)
     summary = service.run()
     print(

@@ -90,6 +90,8 @@ class DetectorStage:
         self.max_references = max_references
         self._saved_at: dict[str, float] = {}
         self._save_due: set[str] = set()
+        self._closed: set[str] = set()  # cameras removed by a reload
+        self._frames_lock = threading.RLock()  # the scoring thread, and reloads
         self._lock = threading.Lock()  # normals are read by the worker, taught by the API
 
     def normal(self, camera: str) -> CameraNormal | None:
@@ -163,10 +165,33 @@ class DetectorStage:
         self._detectors[camera] = detector
         return detector
 
+    def close_camera(self, camera: str) -> None:
+        """A camera removed from the configuration (reload): its open events end now
+        (reason flushed), its state is saved, and frames of it still queued are ignored."""
+        with self._frames_lock:
+            self._closed.add(camera)
+            detector = self._detectors.pop(camera, None)
+            self._bank_version.pop(camera, None)
+            if detector is None:
+                return
+            self._save(camera, force=True)
+            self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
+
+    def open_camera(self, camera: str) -> None:
+        """A camera (re)added by a reload: its frames count again."""
+        with self._frames_lock:
+            self._closed.discard(camera)
+
     def on_scored(self, frames: list[ScoredFrame]) -> None:
+        with self._frames_lock:
+            self._on_scored(frames)
+
+    def _on_scored(self, frames: list[ScoredFrame]) -> None:
         samples: list[ScoreSample] = []
         for scored in frames:
             frame = scored.gated.frame
+            if frame.camera in self._closed:
+                continue
             detector = self._detector(frame.camera, scored.bank)
             self._bank = scored.bank
             t = frame.timestamp
@@ -196,6 +221,10 @@ class DetectorStage:
 
     def flush(self) -> None:
         """Close every open event (end of input, shutdown)."""
+        with self._frames_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         for camera in self._normals.keys() - self._detectors.keys():
             self._save(camera, force=True)  # taught by feedback, never seen this run
         for camera, detector in self._detectors.items():
