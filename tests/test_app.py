@@ -414,3 +414,16 @@ def test_sighup_reloads_instead_of_killing_and_a_bad_file_keeps_the_running_setu
             process.kill()
     assert process.returncode == 0, err[-2000:]
     assert "configuration reloaded" in err and "configuration not reloaded" in err
+
+
+def test_queue_capacity_is_reported_when_the_queue_is_empty() -> None:
+    from hazardwatch.handoff.queue import LocalQueue
+    from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
+
+    view = PipelineView()
+    view.queue = LocalQueue(64)
+    metrics = Metrics()
+    metrics.registry.register(PipelineCollector(view))
+    text = metrics.render().decode()
+    assert "hazardwatch_queue_capacity 64.0" in text
+    assert "hazardwatch_queue_depth 0.0" in text

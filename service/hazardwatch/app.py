@@ -42,7 +42,7 @@ from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import CameraStateRecord, GatedFrame
-from hazardwatch.redact import redact_text, redact_url
+from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker, TextIndex
@@ -532,7 +532,7 @@ def send_test_alerts(
     results = []
     for channel in build_alert_channels(settings, Metrics()):
         if isinstance(channel, WebhookSender):
-            target = f"webhook {redact_url(channel.url)}"
+            target = f"webhook {redact_hook_url(channel.url)}"
         else:
             target = f"mqtt {channel.host}:{channel.port} topic {channel.topic('events')}"
         try:

@@ -179,8 +179,11 @@ class PipelineCollector(Collector):
         yield age
         yield fps
         q = v.queue
-        yield _gauge("queue_depth", "Frames waiting for the CLIP worker.", len(q) if q else 0)
-        yield _gauge("queue_capacity", "Size of the hand-off queue.", q.maxsize if q else 0)
+        # `is not None`: an empty queue is falsy (it has a length), and still has a size.
+        depth = len(q) if q is not None else 0
+        yield _gauge("queue_depth", "Frames waiting for the CLIP worker.", depth)
+        capacity = q.maxsize if q is not None else 0
+        yield _gauge("queue_capacity", "Size of the hand-off queue.", capacity)
         yield _gauge("open_events", "Hazard events open now.", v.open_events())
         yield from _spool(v.spool)
         yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())

@@ -31,6 +31,18 @@ def redact_url(url: str) -> str:
     return _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, url)
 
 
+def redact_hook_url(url: str) -> str:
+    """A webhook URL as shown: scheme, host and port only. Chat and automation hooks carry
+    their secret in the path (…/hooks/T000/B000/XXXX), so the path and query are masked too."""
+    shown = redact_url(url)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        return MASK
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    has_more = len(rest) > len(authority)
+    return f"{scheme}://{authority}" + (f"/{MASK}" if has_more else "")
+
+
 def redact_text(text: str) -> str:
     """Redact every URL credential found anywhere in free text (log lines, error messages)."""
     text = _URL.sub(lambda m: _mask_userinfo(m.group("scheme"), m.group("rest")), text)
@@ -75,3 +87,7 @@ def configure_logging(level: str = "INFO") -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request URL at INFO: a line per webhook POST, with the hook's secret
+    # path in it. Its warnings and errors still come through.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

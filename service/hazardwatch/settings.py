@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hazardwatch.errors import ConfigError
-from hazardwatch.redact import redact_text, redact_url
+from hazardwatch.redact import redact_hook_url, redact_text, redact_url
 
 DEFAULT_CONFIG_FILE = Path("hazardwatch.yaml")
 ENV_PREFIX = "HAZARDWATCH_"
@@ -40,6 +40,13 @@ class SecretUrl(SecretStr):
 
     def _display(self) -> str:
         return redact_url(self.get_secret_value())
+
+
+class SecretHookUrl(SecretStr):
+    """A webhook URL: its path and query may be the secret; shown as scheme://host/***."""
+
+    def _display(self) -> str:
+        return redact_hook_url(self.get_secret_value())
 
 
 class Section(BaseModel):
@@ -413,7 +420,11 @@ class ApiSettings(Section):
 
 
 class WebhookSettings(Section):
-    url: SecretUrl | None = Field(None, description="POST alerts here; null disables webhooks.")
+    url: SecretHookUrl | None = Field(
+        None,
+        description="POST alerts here; null disables webhooks. Shown as scheme://host/*** "
+        "(hooks often carry their secret in the path).",
+    )
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for the signature header.")
     timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
     retries: int = Field(

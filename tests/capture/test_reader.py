@@ -206,3 +206,14 @@ def test_hung_camera_times_out_and_does_not_affect_others(
     assert len(good_sink) == 20
     assert wait_for(lambda: hung.stats.reconnects >= 1, 15), "open must time out"
     assert "cannot open rtsp source" in (hung.stats.last_error or "")
+
+
+def test_the_fps_gauge_is_the_reciprocal_of_the_mean_interval() -> None:
+    """Jittery frames at 10 fps on average read 10, not the 13.3 of averaged rates."""
+    from hazardwatch.capture.reader import mean_interval
+
+    mean = None
+    for i in range(400):
+        mean = mean_interval(mean, 0.05 if i % 2 else 0.15)
+    assert mean is not None and 1.0 / mean == pytest.approx(10.0, rel=0.06)
+    assert mean_interval(None, 0.2) == 0.2

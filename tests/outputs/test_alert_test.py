@@ -53,7 +53,7 @@ def test_a_test_alert_reaches_every_channel_marked_as_a_test(
         path = config(tmp_path, receiver.url, PORT, prefix)
         assert main(["alert", "test", "--config", str(path)]) == 0
         out = capsys.readouterr().out
-        assert f"webhook {receiver.url}: delivered" in out
+        assert f"webhook http://127.0.0.1:{receiver.port}/***: delivered" in out
         assert f"mqtt {HOST}:{PORT} topic {prefix}/events: delivered" in out
         (hook,) = receiver.received
         body = hook.json()
@@ -82,7 +82,7 @@ def test_each_channel_says_why_it_was_not_delivered(
         path = config(tmp_path, failing.url, dead_port, "hwdead")
         assert main(["alert", "test", "--config", str(path), "--timeout", "3"]) == 1
         out = capsys.readouterr().out
-        assert f"webhook {failing.url}: NOT delivered: HTTP 500" in out
+        assert f"webhook http://127.0.0.1:{failing.port}/***: NOT delivered: HTTP 500" in out
         assert f"mqtt {HOST}:{dead_port} topic hwdead/events: NOT delivered: cannot connect" in out
         assert failing.received == []  # one attempt, no retries: a test does not wait
     finally:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,35 @@ def test_a_slow_receiver_never_blocks_send(receiver: WebhookReceiver) -> None:
     assert time.monotonic() - started < 0.1
     assert sender.dropped >= 6  # bounded queue: the oldest waiting alerts were dropped
     sender.close(timeout=1.0)
+
+
+def test_a_secret_in_the_hook_path_reaches_no_log_and_no_config_print(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Chat hooks carry their secret in the path; httpx would log it at INFO per POST."""
+    from hazardwatch.cli import main
+    from hazardwatch.outputs.alerts import make_test_alert
+    from hazardwatch.redact import configure_logging, redact_hook_url
+    from tests.conftest import free_port
+    from tests.helpers import WebhookReceiver
+
+    configure_logging("INFO")
+    receiver = WebhookReceiver(free_port()).start()
+    secret_url = receiver.url.replace("/hook", "/hooks/T0SECRET/B0SECRET")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            sender = WebhookSender(secret_url)
+            assert sender.deliver_now(make_test_alert("gate"), 5.0) is None
+            sender.start()
+            sender.send(make_test_alert("gate"))
+            assert sender.close(10)
+        assert len(receiver.received) == 2
+        assert "T0SECRET" not in caplog.text
+    finally:
+        receiver.stop()
+    assert redact_hook_url(secret_url) == f"http://127.0.0.1:{receiver.port}/***"
+    assert redact_hook_url("https://u:pw@hooks.example.com") == "https://u:***@hooks.example.com"
+    config = tmp_path / "hw.yaml"
+    config.write_text(f"alerts: {{webhook: {{url: '{secret_url}'}}}}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert "T0SECRET" not in capsys.readouterr().out

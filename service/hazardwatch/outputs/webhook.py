@@ -21,7 +21,7 @@ import httpx
 
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import Alert
-from hazardwatch.redact import redact_text, redact_url
+from hazardwatch.redact import redact_hook_url, redact_text
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hazardwatch-Signature"
@@ -168,7 +168,7 @@ class WebhookSender:
                 break
             log.info(
                 "webhook %s: %s; retry %d/%d in %.1f s",
-                redact_url(self.url),
+                redact_hook_url(self.url),
                 reason,
                 attempt + 1,
                 self.retries,
@@ -181,7 +181,7 @@ class WebhookSender:
         self._count("failed")
         log.error(
             "webhook %s: alert %s not delivered (%s)",
-            redact_url(self.url),
+            redact_hook_url(self.url),
             alert.delivery_id,
             reason,
         )
