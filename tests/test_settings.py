@@ -191,3 +191,21 @@ def test_every_field_is_documented() -> None:
                 walk(sub)
 
     walk(Settings)
+
+
+def test_a_bad_environment_value_is_blamed_on_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "hw.yaml"
+    config.write_text("api: {host: 0.0.0.0}\n")
+    monkeypatch.setenv("HAZARDWATCH_API__PORT", "abc")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert message.startswith("environment variable is invalid")
+    assert "api.port (from HAZARDWATCH_API__PORT)" in message and str(config) not in message
+    config.write_text("storage: {score_interval_s: -5}\n")  # a file problem beside it
+    with pytest.raises(ConfigError) as both:
+        load_settings(config)
+    assert str(both.value).startswith(f"config file {config} is invalid (2 problems)")
+    assert "storage.score_interval_s: " in str(both.value)

@@ -672,20 +672,39 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Validators add loc parts of their own ('function-after[…]', 'float', 'tuple[…]').
+    return tuple(
+        p
+        for p in loc
+        if not (isinstance(p, str) and ("[" in p or p in {"float", "int", "str", "bool"}))
+    )
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str | None:
+    """The HAZARDWATCH_SECTION__KEY variable that sets this key, when it is set."""
+    parts = [str(p) for p in loc if isinstance(p, str)]
+    if len(parts) < 2:
+        return None
+    name = f"{ENV_PREFIX}{'__'.join(parts).upper()}"
+    return name if name in os.environ else None
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem: key path, bad value (secrets masked), what is allowed."""
+    """One line per problem: key path, bad value (secrets masked), what is allowed; a value
+    from an environment variable is blamed on that variable, not on the file."""
+    errors = exc.errors(include_url=False)
+    from_env = [_env_name(_clean_loc(e["loc"])) for e in errors]
+    if all(from_env):
+        source = "environment variable" + ("s" if len(set(from_env)) > 1 else "")
     lines = [
-        f"{source} is invalid ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"
+        f"{source} {'are' if source.endswith('s') else 'is'} invalid "
+        f"({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"
     ]
-    for error in exc.errors(include_url=False):
-        # Validators add loc parts of their own ('function-after[…]', 'float', 'tuple[…]').
-        loc = tuple(
-            p
-            for p in error["loc"]
-            if not (isinstance(p, str) and ("[" in p or p in {"float", "int", "str", "bool"}))
-        )
+    for error, env in zip(errors, from_env, strict=True):
+        loc = _clean_loc(error["loc"])
         model, key = _field_at(loc)
-        where = _loc_text(loc) or "(top level)"
+        where = (_loc_text(loc) or "(top level)") + (f" (from {env})" if env else "")
         value = error.get("input")
         if _is_secret(model, key):
             shown = repr(redact_url(value)) if isinstance(value, str) and "://" in value else "***"
