@@ -146,3 +146,20 @@ def test_nothing_is_published_beyond_loopback() -> None:
     for name, service in SERVICES.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to the network"
+
+
+def test_every_variant_of_the_service_answers_to_the_scraped_name() -> None:
+    """Prometheus scrapes hazardwatch:8080; with the GPU profile (CPU service scaled to 0)
+    that name must still reach the running service."""
+    m = mounts("prometheus")
+    config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
+    host = config["scrape_configs"][0]["static_configs"][0]["targets"][0].split(":")[0]
+    variants = [
+        (name, service)
+        for name, service in COMPOSE["services"].items()
+        if str(service.get("image", "")).startswith("hazardwatch:")
+    ]
+    assert len(variants) == 2
+    for name, service in variants:
+        aliases = service.get("networks", {}).get("default", {}).get("aliases", [])
+        assert host == name or host in aliases, f"{name} is not reachable as {host}"
