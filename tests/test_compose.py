@@ -157,8 +157,8 @@ def test_every_variant_of_the_service_answers_to_the_scraped_name() -> None:
     variants = [
         (name, service)
         for name, service in COMPOSE["services"].items()
-        if str(service.get("image", "")).startswith("hazardwatch:")
-    ]
+        if str(service.get("image", "")).startswith("hazardwatch:") and "command" not in service
+    ]  # the services that run the API (the demo clip maker runs a command of its own)
     assert len(variants) == 2
     for name, service in variants:
         aliases = service.get("networks", {}).get("default", {}).get("aliases", [])
