@@ -332,3 +332,13 @@ def test_grafana_datasource_env_references_are_all_set_by_compose() -> None:
     for board in dashboards():
         for panel in board["panels"]:
             assert panel["datasource"]["uid"] in uids
+
+
+@pytest.mark.mysql
+def test_the_class_variable_lists_classes_without_events_too(grafana_db: sa.Engine) -> None:
+    (sql,) = [q[1] for q in QUERIES if q[0].endswith("variable class")]
+    with grafana_db.connect() as conn:
+        classes = [row[0] for row in conn.execute(sa.text(expand(sql)))]
+    # empty_road is scored (sample data) but never had an event.
+    assert "empty_road" in classes and "fire_smoke" in classes
+    assert classes == sorted(classes) and len(classes) == len(set(classes))
