@@ -200,3 +200,18 @@ def test_a_running_service_never_overwrites_a_newer_calibration(repo: Repository
     # A corrupt stored row may be replaced by anything.
     repo.save_camera_state("yard", "not json", "prior", 0, replace_newer=True)
     assert repo.save_camera_state("yard", "{}", "prior", 0)
+
+
+def test_last_seen_at_follows_the_newest_scores_and_events(repo: Repository) -> None:
+    def seen(name: str) -> datetime | None:
+        rows = {row["name"]: row["last_seen_at"] for row in repo.list_cameras()}
+        return rows[name]
+
+    repo.add_scores([ScoreSample("gate", T0, "fire_smoke", 0.1)])
+    assert seen("gate") == T0.replace(microsecond=123000)
+    later = T0 + timedelta(minutes=5)
+    repo.add_scores([ScoreSample("gate", later, "fire_smoke", 0.1)])
+    repo.add_scores([ScoreSample("gate", T0, "fire_smoke", 0.1)])  # a late replay: no going back
+    assert seen("gate") == later.replace(microsecond=123000)
+    repo.upsert_event(make_event("e-seen", camera="yard", peak_at=later))
+    assert seen("yard") == later.replace(microsecond=123000)

@@ -134,6 +134,7 @@ class Repository:
             )
         with self._engine.begin() as conn:
             conn.execute(stmt)
+            self._seen(conn, {event.camera: event.peak_at})
 
     def set_clip_path(self, uuid: str, clip_path: str) -> bool:
         """Link a finished clip to its event; False when no such event is stored."""
@@ -292,8 +293,26 @@ class Repository:
             }
             for s in samples
         ]
+        latest: dict[str, datetime] = {}
+        for sample in samples:
+            if sample.camera not in latest or sample.ts > latest[sample.camera]:
+                latest[sample.camera] = sample.ts
         with self._engine.begin() as conn:
             conn.execute(sa.insert(ScoreRow), rows)
+            self._seen(conn, latest)
+
+    @staticmethod
+    def _seen(conn: Any, latest: dict[str, datetime]) -> None:
+        """cameras.last_seen_at: the newest frame time written for each camera (never back)."""
+        for camera, ts in latest.items():
+            conn.execute(
+                sa.update(Camera)
+                .where(
+                    Camera.name == camera,
+                    sa.or_(Camera.last_seen_at.is_(None), Camera.last_seen_at < ts),
+                )
+                .values(last_seen_at=ts)
+            )
 
     def list_scores(
         self, camera: str, since: datetime, until: datetime, class_name: str | None = None
