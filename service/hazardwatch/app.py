@@ -268,6 +268,7 @@ class Service:
             settings.media.max_size_gb,
             interval_s=settings.media.retention_interval_s,
             metrics=metrics,
+            on_deleted=repository.forget_media,
         )
         janitor.start()
         stack.callback(janitor.stop)

@@ -43,3 +43,54 @@ def test_janitor_reports_metrics(tmp_path: Path) -> None:
     metrics = Metrics()
     MediaJanitor(tmp_path, 14, 10, metrics=metrics).run_once()
     assert "hazardwatch_media_bytes 1000.0" in metrics.render().decode()
+
+
+def test_removed_files_are_listed_and_their_links_cleared(
+    tmp_path: Path, database_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from hazardwatch.records import EventRecord
+    from hazardwatch.storage import migrate
+    from hazardwatch.storage.engine import create_engine
+    from hazardwatch.storage.repository import Repository
+
+    now = time.time()
+    media = tmp_path / "media"
+    put(media, "cam/e1.jpg", 100, 30 * 86_400, now)
+    put(media, "cam/e1.mp4", 100, 30 * 86_400, now)
+    put(media, "cam/e2.jpg", 100, 60, now)
+    put(media, "cam/.e3.part.mp4", 10, 60, now)
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    repo = Repository(engine)
+    t = datetime.now(UTC)
+    for uuid in ("e1", "e2"):
+        repo.upsert_event(
+            EventRecord(uuid, "cam", "fire_smoke", "critical", "closed", t, t, 0.9, 0.8,
+                        snapshot_path=f"cam/{uuid}.jpg",
+                        clip_path=f"cam/{uuid}.mp4" if uuid == "e1" else None)
+        )  # fmt: skip
+    heard: list[list[str]] = []
+
+    def forget(paths: list[str]) -> int:
+        heard.append(sorted(paths))
+        return repo.forget_media(paths)
+
+    result = MediaJanitor(media, 14, 10, on_deleted=forget).run_once()
+    assert sorted(result.deleted) == ["cam/e1.jpg", "cam/e1.mp4"]
+    assert heard == [["cam/e1.jpg", "cam/e1.mp4"]]
+    e1, e2 = repo.get_event("e1"), repo.get_event("e2")
+    engine.dispose()
+    assert e1 is not None and e1.snapshot_path is None and e1.clip_path is None
+    assert e2 is not None and e2.snapshot_path == "cam/e2.jpg"
+
+
+def test_a_failing_link_cleanup_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    put(tmp_path, "cam/a.jpg", 10, 30 * 86_400, time.time())
+
+    def broken(paths: list[str]) -> None:
+        raise RuntimeError("database down")
+
+    result = MediaJanitor(tmp_path, 14, 10, on_deleted=broken).run_once()
+    assert result.deleted_age == 1

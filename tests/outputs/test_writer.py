@@ -94,3 +94,30 @@ def test_what_the_database_never_took_waits_in_the_spool_for_the_next_run(
     assert fresh.replay() == 1 and fresh.spooled == 0
     assert Repository(engine).get_event("c").status == "closed"  # type: ignore[union-attr]
     engine.dispose()
+
+
+def test_media_bytes_grow_as_snapshots_are_written(tmp_path: Path, sqlite_url: str) -> None:
+    """Between retention sweeps, hazardwatch_media_bytes follows what is written."""
+    import numpy as np
+
+    from hazardwatch.detect.stage import EventUpdate
+    from hazardwatch.metrics import Metrics
+    from hazardwatch.records import EventRecord
+    from hazardwatch.storage import migrate
+    from hazardwatch.storage.engine import create_engine
+    from hazardwatch.storage.repository import Repository
+
+    engine = create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    metrics = Metrics()
+    writer = EventWriter(Repository(engine), tmp_path / "media", metrics=metrics)
+    writer.start()
+    now = datetime.now(UTC)
+    record = EventRecord("m1", "cam", "fire_smoke", "critical", "open", now, now, 0.9, 0.8)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    writer.put_event(EventUpdate("started", record, image, None))
+    assert writer.close(10)
+    engine.dispose()
+    written = sum(p.stat().st_size for p in (tmp_path / "media").rglob("*.jpg"))
+    assert written > 0
+    assert f"hazardwatch_media_bytes {float(written)}" in metrics.render().decode()

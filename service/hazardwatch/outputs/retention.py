@@ -1,8 +1,9 @@
 """Media retention: snapshots and clips are deleted by age, then oldest-first by total size.
 
-Event rows stay (they are small and the history matters); the API answers 404 for media
-that retention removed. Files being written (hidden `.part` files) are left alone unless
-they are a day old — the remains of a crash.
+Event rows stay (they are small and the history matters); their links to deleted files are
+cleared (`on_deleted`), so neither the API nor Grafana offers media that is gone. Files
+being written (hidden `.part` files) are left alone unless they are a day old — the
+remains of a crash.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ class SweepResult:
     deleted_age: int
     deleted_size: int
     bytes_left: int
+    deleted: tuple[str, ...] = ()  # media paths removed, relative to the media dir
 
 
 def sweep(
@@ -34,6 +37,7 @@ def sweep(
     now = time.time() if now is None else now
     files: list[tuple[float, int, Path]] = []
     deleted_age = 0
+    deleted: list[str] = []
     if not media_dir.is_dir():
         return SweepResult(0, 0, 0)
     for path in media_dir.rglob("*"):
@@ -52,6 +56,7 @@ def sweep(
         if max_age_s and age > max_age_s:
             path.unlink(missing_ok=True)
             deleted_age += 1
+            deleted.append(path.relative_to(media_dir).as_posix())
             continue
         files.append((st.st_mtime, st.st_size, path))
     total = sum(size for _, size, _ in files)
@@ -64,7 +69,8 @@ def sweep(
             path.unlink(missing_ok=True)
             total -= size
             deleted_size += 1
-    return SweepResult(deleted_age, deleted_size, total)
+            deleted.append(path.relative_to(media_dir).as_posix())
+    return SweepResult(deleted_age, deleted_size, total, tuple(deleted))
 
 
 class MediaJanitor:
@@ -78,7 +84,10 @@ class MediaJanitor:
         *,
         interval_s: float = 300.0,
         metrics: Metrics | None = None,
+        on_deleted: Callable[[list[str]], object] | None = None,
     ) -> None:
+        """`on_deleted` hears the media paths each sweep removed (to clear their links)."""
+        self.on_deleted = on_deleted
         self.media_dir = media_dir
         self.max_age_s = retention_days * 86_400
         self.max_bytes = int(max_size_gb * 1024**3)
@@ -107,6 +116,11 @@ class MediaJanitor:
             self.metrics.media_deleted.labels("age").inc(result.deleted_age)
             self.metrics.media_deleted.labels("size").inc(result.deleted_size)
             self.metrics.media_bytes.set(result.bytes_left)
+        if result.deleted and self.on_deleted is not None:
+            try:
+                self.on_deleted(list(result.deleted))
+            except Exception:  # the database may be down: the links go at the next sweep
+                log.exception("links to %d removed media file(s) not cleared", len(result.deleted))
         return result
 
     def _run(self) -> None:

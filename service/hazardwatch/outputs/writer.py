@@ -9,6 +9,7 @@ stored or spooled — so an outage never delays an alert.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -191,6 +192,8 @@ class EventWriter:
         elif isinstance(item, ClipLink):
             if not self.repository.set_clip_path(item.uuid, item.clip_path):
                 log.warning("clip %s has no stored event %s; not linked", item.clip_path, item.uuid)
+            with contextlib.suppress(OSError):
+                self._media_written((self.media_dir / item.clip_path).stat().st_size)
         elif isinstance(item, CameraStateRecord):
             self.repository.save_camera_state(item.camera, item.state, item.source, item.references)
         else:
@@ -199,6 +202,12 @@ class EventWriter:
         if self.metrics is not None:
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
         self.database_up = True
+
+    def _media_written(self, size: int) -> None:
+        """hazardwatch_media_bytes grows as media is written; each retention sweep resets it
+        to the exact total."""
+        if self.metrics is not None:
+            self.metrics.media_bytes.inc(size)
 
     def _failed(self, exc: Exception) -> None:
         self.write_failures += 1
@@ -241,6 +250,7 @@ class EventWriter:
             tmp = target.with_suffix(".jpg.tmp")
             tmp.write_bytes(data.tobytes())
             tmp.replace(target)
+            self._media_written(len(data))
         except OSError as exc:
             log.error("snapshot for event %s not written: %s", update.record.uuid, exc)
             return None

@@ -144,6 +144,19 @@ class Repository:
             )
             return bool(result.rowcount)
 
+    def forget_media(self, paths: Sequence[str]) -> int:
+        """Clear event links to media files that retention removed; returns rows changed."""
+        changed = 0
+        with self._engine.begin() as conn:
+            for start in range(0, len(paths), 500):
+                chunk = list(paths[start : start + 500])
+                for column in (Event.snapshot_path, Event.clip_path):
+                    result = conn.execute(
+                        sa.update(Event).where(column.in_(chunk)).values({column.key: None})
+                    )
+                    changed += int(result.rowcount)
+        return changed
+
     def ping(self) -> None:
         """Raise SQLAlchemyError unless the database answers."""
         with self._engine.connect() as conn:
