@@ -67,3 +67,38 @@ def test_logging_filter_redacts_messages_args_and_tracebacks(
     rendered = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
     assert "hunter2" not in rendered
     assert "rtsp://admin:***@cam/s" in rendered
+
+
+def _emit(log_format: str, message: str, *args: object) -> str:
+    import io
+    import logging
+
+    from hazardwatch.redact import configure_logging
+
+    configure_logging("INFO", log_format)
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_hazardwatch", False))
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        logging.getLogger("hazardwatch.test").warning(message, *args)
+    finally:
+        configure_logging("INFO")  # back to the default handler on stderr
+    return stream.getvalue()
+
+
+def test_text_log_lines_carry_utc_iso_times() -> None:
+    import re
+
+    line = _emit("text", "camera %s down", "gate")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING hazardwatch.test: ", line)
+    assert line.rstrip().endswith("camera gate down")
+
+
+def test_json_log_lines_are_objects_and_still_redacted() -> None:
+    import json
+
+    line = _emit("json", "cannot open %s", "rtsp://admin:hunter2@10.0.0.5/stream")
+    entry = json.loads(line)
+    assert set(entry) == {"ts", "level", "logger", "message"}
+    assert entry["level"] == "WARNING" and entry["ts"].endswith("Z")
+    assert "hunter2" not in line and "admin:***@" in entry["message"]

@@ -31,7 +31,7 @@ EXIT_USAGE = 2  # bad configuration or arguments
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     settings = load_settings(args.config, **overrides)
-    configure_logging(args.log_level or settings.log_level)
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
     return settings
 
 

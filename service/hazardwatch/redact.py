@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
 
 MASK = "***"
 
@@ -75,8 +77,32 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Install one stderr handler whose output is always redacted."""
+class UtcFormatter(logging.Formatter):
+    """Lines stamped in UTC, ISO 8601 with milliseconds and the zone, as the API and the
+    database write times: 2026-11-22T15:49:01.123Z INFO    hazardwatch.app: …"""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        return stamp.replace("+00:00", "Z")
+
+
+class JsonFormatter(UtcFormatter):
+    """One JSON object a line (`log_format: json`) for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Install one stderr handler whose output is always redacted, as text or JSON lines."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_hazardwatch", False):
@@ -84,7 +110,11 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler._hazardwatch = True  # type: ignore[attr-defined]
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else UtcFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
     root.addHandler(handler)
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO: a line per webhook POST, with the hook's secret

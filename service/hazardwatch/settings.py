@@ -475,6 +475,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log verbosity."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: one line a record, UTC ISO 8601 times; json: one JSON object a "
+        "line (ts, level, logger, message, exception) for log collectors.",
+    )
     cameras: list[CameraSettings] = Field(default_factory=list, description="Camera sources.")
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     motion: MotionSettings = Field(default_factory=MotionSettings)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from hazardwatch.detect.stage import EventUpdate
@@ -121,3 +123,30 @@ def test_media_bytes_grow_as_snapshots_are_written(tmp_path: Path, sqlite_url: s
     written = sum(p.stat().st_size for p in (tmp_path / "media").rglob("*.jpg"))
     assert written > 0
     assert f"hazardwatch_media_bytes {float(written)}" in metrics.render().decode()
+
+
+def test_an_event_start_and_end_each_log_one_line(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    engine = create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    writer = EventWriter(Repository(engine), tmp_path / "media")
+    writer.start()
+    now = datetime.now(UTC)
+    opened = EventRecord("l1", "gate", "fire_smoke", "critical", "open", now, now, 0.9, 0.8)
+    with caplog.at_level(logging.INFO, logger="hazardwatch.outputs.writer"):
+        writer.put_event(EventUpdate("started", opened, None, None))
+        writer.put_event(EventUpdate("updated", opened, None, None))
+        ended = dataclasses.replace(
+            opened, status="closed", ended_at=now + timedelta(seconds=4), revision=2
+        )
+        writer.put_event(EventUpdate("ended", ended, None, None))
+        assert writer.close(10)
+    engine.dispose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "hazardwatch.outputs.writer"]
+    assert lines == [
+        "event l1 started: camera gate, fire_smoke (critical), score 0.90",
+        "event l1 ended: camera gate, fire_smoke, 4.0 s, peak 0.90",
+    ]

@@ -33,6 +33,29 @@ _STOP = object()
 EventListener = Callable[[EventUpdate], None]
 
 
+def _log_event(update: EventUpdate) -> None:
+    """One line when an event starts and one when it ends (updates stay quiet)."""
+    r = update.record
+    if update.kind == "started":
+        log.info(
+            "event %s started: camera %s, %s (%s), score %.2f",
+            r.uuid,
+            r.camera,
+            r.class_name,
+            r.severity,
+            r.peak_score,
+        )
+    elif update.kind == "ended" and r.ended_at is not None:
+        log.info(
+            "event %s ended: camera %s, %s, %.1f s, peak %.2f",
+            r.uuid,
+            r.camera,
+            r.class_name,
+            (r.ended_at - r.started_at).total_seconds(),
+            r.peak_score,
+        )
+
+
 class EventWriter:
     def __init__(
         self,
@@ -154,6 +177,7 @@ class EventWriter:
         if isinstance(item, EventUpdate):
             update = self._with_snapshot(item)
             self._persist(update.record)
+            _log_event(update)
             if update.kind == "started" and self.metrics is not None:
                 r = update.record
                 self.metrics.events.labels(r.camera, r.class_name, r.severity).inc()
