@@ -96,6 +96,8 @@ def test_cli_run_to_the_end_of_a_file(tmp_path: Path, tiny_weights: Path, red_cl
     assert process.returncode == 0, err
     assert "1 camera(s), 100 frames read" in out
     assert (tmp_path / "data" / "hazardwatch.db").is_file()
+    # A normal run and shutdown warn about nothing (clip's pkg_resources notice included).
+    assert "Warning" not in err and " WARNING " not in err, err
 
 
 def test_cli_run_stops_cleanly_on_sigterm(
@@ -114,6 +116,7 @@ def test_cli_run_stops_cleanly_on_sigterm(
     assert process.returncode == 0, err
     assert time.monotonic() - sent < 10
     assert "frames read" in out
+    assert "Warning" not in err and " WARNING " not in err, err  # a normal shutdown
 
 
 def test_cli_run_with_missing_weights_is_a_clear_error(tmp_path: Path, red_clip: Path) -> None:

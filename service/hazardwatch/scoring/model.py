@@ -70,8 +70,19 @@ def _cpu_has_bf16() -> bool:
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16", "avx512bw"))
 
 
+def _import_clip() -> Any:
+    """openai-clip, without the pkg_resources deprecation warning it prints at import on
+    every start (its own code, nothing an operator can act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="pkg_resources is deprecated", category=UserWarning
+        )
+        import clip
+    return clip
+
+
 def weights_hint(name: str, download_dir: Path) -> str:
-    import clip
+    clip = _import_clip()
 
     url = clip.clip._MODELS.get(name)
     if url is None:
@@ -163,8 +174,9 @@ class ClipEncoder:
         return out
 
     def encode_text(self, prompts: Sequence[str]) -> Embeddings:
-        import clip
         import torch
+
+        clip = _import_clip()
 
         with torch.inference_mode(), self._autocast():
             tokens = clip.tokenize(list(prompts), truncate=True).to(self.device)
@@ -219,7 +231,7 @@ def load_clip(
     rewinding), so those go through clip.model.build_model. `batch_size` tunes the CPU
     image path's weight layout; `fast_path` False keeps clip's own image forward.
     """
-    import clip
+    clip = _import_clip()
 
     device = resolve_device(device)
     resolved: Precision = resolve_precision(precision, device)
@@ -257,8 +269,9 @@ def load_clip(
 
 
 def _load_file(path: Path, device: str) -> Any:
-    import clip
     import torch
+
+    clip = _import_clip()
 
     try:
         with warnings.catch_warnings():
