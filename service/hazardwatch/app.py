@@ -221,7 +221,7 @@ class Service:
             model_name=encoder.name,
             score_interval_s=settings.storage.score_interval_s,
             on_frame=clips.on_frame if clips else None,
-            normals=load_camera_states(repository),
+            normals=load_camera_states(repository, settings.detector.max_references),
             save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
             max_references=settings.detector.max_references,
         )
@@ -404,13 +404,13 @@ class Service:
         return readers
 
 
-def load_camera_states(repository: Repository) -> dict[str, CameraNormal]:
+def load_camera_states(repository: Repository, max_references: int = 32) -> dict[str, CameraNormal]:
     """Every camera's stored normal; a state that cannot be read is logged and skipped
     (the camera then starts from the prior), never fatal."""
     out = {}
     for camera, text in repository.load_camera_states().items():
         try:
-            out[camera] = CameraNormal.from_json(json.loads(text))
+            out[camera] = CameraNormal.from_json(json.loads(text), max_references)
         except (ValueError, ConfigError) as exc:
             log.warning("camera %s: stored normal state ignored (%s); recalibrate it", camera, exc)
     if out:

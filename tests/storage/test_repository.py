@@ -215,3 +215,20 @@ def test_last_seen_at_follows_the_newest_scores_and_events(repo: Repository) -> 
     assert seen("gate") == later.replace(microsecond=123000)
     repo.upsert_event(make_event("e-seen", camera="yard", peak_at=later))
     assert seen("yard") == later.replace(microsecond=123000)
+
+
+def test_restored_states_keep_as_many_references_as_configured(repo: Repository) -> None:
+    import json
+
+    import numpy as np
+
+    from hazardwatch.app import load_camera_states
+    from hazardwatch.detect.normal import CameraNormal, ReferenceSet
+
+    state = CameraNormal(references=ReferenceSet(64))
+    state.references.extend(np.eye(40, 48, dtype=np.float32))  # 40 distinct sights
+    repo.save_camera_state("gate", json.dumps(state.to_json()), "calibrated", 40)
+    repo.save_camera_state("bad", "{not json", "prior", 0)
+    assert len(load_camera_states(repo, max_references=64)["gate"].references) == 40
+    restored = load_camera_states(repo)
+    assert len(restored["gate"].references) == 32 and "bad" not in restored  # skipped, logged
