@@ -207,7 +207,7 @@ class Service:
                 AlertPolicy(a.min_severity, a.cooldown_s, a.update_interval_s),
                 list(channels),
                 public_url=settings.api.public_url,
-                signer=media_signer(settings),
+                signer=api_state.signer,
                 metrics=metrics,
             )
         )

@@ -460,18 +460,6 @@ def test_restored_baselines_are_used_and_clamped() -> None:
     assert detector.baselines() == {"x": pytest.approx(0.3), "y": 0.4, "z": 0.2}
 
 
-def test_set_normal_reclamps_running_channels() -> None:
-    detector = TemporalDetector("cam", BANDED)
-    detector.update(0.0, {"x": 0.8})
-    assert detector.baseline("x") == 0.8
-    detector.set_normal(BAND)
-    assert detector.baseline("x") == pytest.approx(0.3)
-    assert detector.normal is BAND
-    detector.update(1.0, {"x": 0.8})
-    detector.update(2.2, {"x": 0.8})
-    assert detector.state("x") == ChannelState.ACTIVE
-
-
 def test_a_known_normal_sight_gives_no_evidence() -> None:
     detector = TemporalDetector("cam", BANDED)
     detector.update(0.0, {"x": 0.1})

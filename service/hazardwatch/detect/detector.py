@@ -186,13 +186,6 @@ class TemporalDetector:
         margin = self.params_for(channel).normal_margin
         return (band.low - margin, band.high + margin)
 
-    def set_normal(self, normal: CameraNormal) -> None:
-        """A new normal (calibration, restored state); baselines are clamped into its bands."""
-        self.normal = normal
-        for name, ch in self._channels.items():
-            ch.floor, ch.ceiling = self.band(name)
-            ch.baseline = ch.clamp(ch.baseline)
-
     def baselines(self) -> dict[str, float]:
         """Every channel's adaptive baseline now (to persist with the camera's state)."""
         return {name: ch.baseline for name, ch in self._channels.items()}

@@ -234,14 +234,6 @@ class Repository:
             row = conn.execute(sa.select(Event.__table__).where(Event.uuid == uuid)).one()
         return _to_record(row._mapping)
 
-    def verdict_counts(self) -> list[dict[str, Any]]:
-        """Events per camera, class and verdict (None: no verdict yet)."""
-        query = sa.select(
-            Event.camera, Event.class_name, Event.verdict, sa.func.count().label("events")
-        ).group_by(Event.camera, Event.class_name, Event.verdict)
-        with self._engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
     # ------------------------------------------------------------------ camera states
 
     def load_camera_states(self) -> dict[str, str]:
