@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from hazardwatch import __version__
+from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.api.overlay import decode_upload, hazard_overlay
 from hazardwatch.capture.reader import CameraReader, ReaderState
 from hazardwatch.detect.normal import decode_embedding
@@ -78,11 +79,6 @@ class ErrorBody(BaseModel):
 class Readiness(BaseModel):
     status: str = Field(description="ready, or degraded with the reasons")
     reasons: list[str]
-
-
-def unprocessable(loc: list[str | int], msg: str, type_: str = "value_error") -> HTTPException:
-    """A 422 shaped like FastAPI's own validation errors (the documented HTTPValidationError)."""
-    return HTTPException(422, [{"loc": loc, "msg": msg, "type": type_}])
 
 
 def _iso_time(value: Any) -> Any:
@@ -191,17 +187,16 @@ def _reject_unknown_query(request: Request) -> None:
     known = _query_names(dependant)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
-        raise HTTPException(
-            422,
-            [
-                {
-                    "loc": ["query", name],
-                    "msg": f"unknown query parameter {name!r}; this endpoint takes "
-                    + (", ".join(sorted(known)) or "none"),
-                    "type": "extra_forbidden",
-                }
+        takes = ", ".join(sorted(known)) or "none"
+        raise unprocessable(
+            *(
+                problem(
+                    ["query", name],
+                    f"unknown query parameter {name!r}; this endpoint takes {takes}",
+                    "extra_forbidden",
+                )
                 for name in unknown
-            ],
+            )
         )
 
 
@@ -242,10 +237,8 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         # FastAPI answers 400 for a body it cannot parse (not JSON, not UTF-8): a 422 in
         # the documented validation shape says the same and is what the document promises.
         if exc.status_code == 400:
-            return JSONResponse(
-                {"detail": [{"loc": ["body"], "msg": str(exc.detail), "type": "body_invalid"}]},
-                status_code=422,
-            )
+            invalid = problem(["body"], str(exc.detail), "body_invalid")
+            return JSONResponse({"detail": [invalid]}, status_code=422)
         return await http_exception_handler(request, exc)
 
     auth: dict[int | str, dict[str, Any]] = (
@@ -428,7 +421,8 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
                 return Response(png, media_type="image/png")
             bank, probs, sims = await run_in_threadpool(worker.score_images, [image])
         except ValueError as exc:  # e.g. too small for the model's preprocessing
-            raise unprocessable(["body", "file"], f"the image cannot be scored: {exc}") from None
+            why = f"the image cannot be scored: {exc}"
+            raise unprocessable(problem(["body", "file"], why)) from None
         k = max(1, min(top, len(bank.prompts)))
         order = sims[0].argsort()[::-1][:k]
         classes = dict(zip(bank.class_names, map(float, probs[0]), strict=True))

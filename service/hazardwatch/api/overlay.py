@@ -10,6 +10,7 @@ from fastapi import HTTPException
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.records import Image
 from hazardwatch.scoring.worker import ScoringWorker
 
@@ -20,16 +21,8 @@ GRID = 4  # heatmap cells per side; each crop spans two cells so it keeps some c
 def decode_upload(data: bytes) -> Image:
     """Bytes of an image file → BGR array; 415 for anything that is not a decodable image."""
     if not data:
-        raise HTTPException(
-            422,
-            [
-                {
-                    "loc": ["body", "file"],
-                    "msg": "the upload is empty; send an image file in the field 'file'",
-                    "type": "too_short",
-                }
-            ],
-        )
+        empty = "the upload is empty; send an image file in the field 'file'"
+        raise unprocessable(problem(["body", "file"], empty, "too_short"))
     # Read only the header first: refuse huge dimensions before decoding (PNG bombs).
     try:
         with PILImage.open(io.BytesIO(data)) as probe:
