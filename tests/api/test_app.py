@@ -354,26 +354,11 @@ def test_healthz_answers_while_uploads_are_scored(state: ApiState) -> None:
     png = io.BytesIO()
     PILImage.new("RGB", (64, 64), (200, 30, 30)).save(png, "PNG")
     body = png.getvalue()
-    server_app = create_app(state)
-    import uvicorn
-
-    from tests.conftest import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(server_app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     import httpx
 
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(base + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+    from tests.helpers import serve_app
+
+    with serve_app(create_app(state)) as base:
         answers: list[int] = []
 
         def upload() -> None:
@@ -394,9 +379,6 @@ def test_healthz_answers_while_uploads_are_scored(state: ApiState) -> None:
             u.join(60)
         assert answers == [200] * 8
         assert slowest < 0.1, f"/healthz took {slowest:.3f} s while uploads were scored"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

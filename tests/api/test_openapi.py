@@ -10,14 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.handoff.queue import LocalQueue
@@ -26,32 +22,11 @@ from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
 from tests.api.test_app import event
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT
 from tests.fakes import FakeEncoder
+from tests.helpers import serve_app
 
 pytestmark = pytest.mark.slow
-
-
-def serve(state: ApiState, settings: ApiSettings) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(state, settings), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/healthz", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
@@ -86,7 +61,7 @@ def schemathesis(base: str, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_schemathesis_finds_no_failure(api_state: ApiState, token: str | None) -> None:
     settings = ApiSettings(token=token)  # type: ignore[arg-type]
     extra = ("--header", f"Authorization: Bearer {token}") if token else ()
-    for base in serve(api_state, settings):
+    with serve_app(create_app(api_state, settings)) as base:
         result = schemathesis(base, *extra)
         summary = result.stdout[-3000:]
         assert result.returncode == 0, summary

@@ -19,15 +19,12 @@ from hazardwatch.outputs.webhook import (
 )
 from tests.conftest import free_port, skip_or_fail
 from tests.helpers import WebhookReceiver
-from tests.outputs.test_mqtt import HOST, PORT, Listener
-
-
-@pytest.fixture(scope="module", autouse=True)
-def broker() -> None:
-    try:
-        socket.create_connection((HOST, PORT), timeout=2).close()
-    except OSError:
-        skip_or_fail(f"no MQTT broker on {HOST}:{PORT} (start mosquitto)")
+from tests.outputs.test_mqtt import (
+    HOST,
+    PORT,
+    Listener,
+    broker,  # noqa: F401 - its autouse check: Mosquitto is up
+)
 
 
 def config(tmp_path: Path, webhook: str | None, mqtt_port: int | None, prefix: str) -> Path:
