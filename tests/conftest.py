@@ -277,5 +277,5 @@ def service_settings(
         "api": {"port": free_port()},
     }
     for key, value in extra.items():
-        sections[key] = {**sections.get(key, {}), **value}
+        sections[key] = value if key == "cameras" else {**sections.get(key, {}), **value}
     return load_settings(None, **sections)

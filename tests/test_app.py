@@ -204,6 +204,54 @@ def test_api_serves_a_running_service(tmp_path: Path, sqlite_url: str, red_clip:
     assert _get(base + "/healthz") is None  # the API stopped with the service
 
 
+def test_a_recorded_rtsp_camera_gets_full_rate_clips(
+    tmp_path: Path, sqlite_url: str, red_clip: Path
+) -> None:
+    """A real RTSP camera with `record: true`: the service reads it for scoring and records
+    it on a second session; the event's clip is the camera's own H.264 at its 10 fps,
+    cut from the segments, where the sampled clip would be 3 fps."""
+    from tests.capture.test_recorder import probe
+    from tests.conftest import RtspServer, make_h264_clip
+
+    source = make_h264_clip(tmp_path / "crash.mp4", 10, size="320x240", source=red_clip)
+    server = RtspServer(source, free_port())
+    server.start()
+    camera = {"name": "gate", "url": server.url, "record": True}
+    settings = service_settings(
+        tmp_path, sqlite_url, [], cameras=[camera],
+        recording={"segment_s": 1, "postroll_s": 1},
+    )  # fmt: skip
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/readyz") == 200, 30)
+        recording = httpx.get(base + "/api/v1/cameras").json()["items"][0]["recording"]
+        assert recording == {"state": "recording", "restarts": 0, "last_error": None}
+        assert (
+            'hazardwatch_camera_recording{camera="gate"} 1.0' in httpx.get(base + "/metrics").text
+        )
+
+        def clip_linked() -> bool:
+            items = httpx.get(base + "/api/v1/events").json()["items"]
+            return any(e["clip_url"] for e in items)
+
+        assert wait_for(clip_linked, 60, interval=0.5)
+    finally:
+        service.stop()
+        thread.join(30)
+        server.stop()
+    event = next(e for e in Repository(create_engine(sqlite_url)).list_events() if e.clip_path)
+    info = probe(tmp_path / "media" / str(event.clip_path))
+    assert info["codec_name"] == "h264" and info["r_frame_rate"] == "10/1"
+    frames = int(str(info["nb_read_frames"]))
+    duration = (event.ended_at - event.started_at).total_seconds()  # type: ignore[operator]
+    assert frames >= 10 * (duration + 1)  # every frame of the event and the post-roll
+    segments = list((tmp_path / "media" / "segments" / "gate").glob("*.mp4"))
+    assert len(segments) >= 3
+
+
 def _get(url: str) -> int | None:
     try:
         return httpx.get(url, timeout=2).status_code

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -24,6 +25,12 @@ from hazardwatch import __version__
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.api.server import ApiServer
 from hazardwatch.capture.reader import CameraReader, ReaderOptions
+from hazardwatch.capture.recorder import (
+    RecorderOptions,
+    SegmentRecorder,
+    recording_unsupported,
+    segment_dir,
+)
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
@@ -101,7 +108,38 @@ def build_camera(
         camera.loop,
     )
     spec = SourceSpec.parse(camera.url.get_secret_value(), camera.rtsp_transport)
-    return CameraReader(camera.name, spec, MotionStage(camera.name, gate, sampler), options)
+    return CameraReader(
+        camera.name,
+        spec,
+        MotionStage(camera.name, gate, sampler),
+        options,
+        recorder=build_recorder(camera, spec, settings),
+    )
+
+
+def build_recorder(
+    camera: CameraSettings, spec: SourceSpec, settings: Settings
+) -> SegmentRecorder | None:
+    """The camera's full-rate recorder when it asks for one and can have one."""
+    if not camera.record:
+        return None
+    r = settings.recording
+    why = recording_unsupported(spec)
+    if why is None and shutil.which(r.ffmpeg) is None:
+        why = f"ffmpeg ({r.ffmpeg!r}) is not on PATH: install it or set recording.ffmpeg"
+    if why is not None:
+        log.warning("camera %s: not recorded: %s", camera.name, why)
+        return None
+    c = settings.capture
+    options = RecorderOptions(
+        segment_s=r.segment_s,
+        open_timeout_s=c.open_timeout_s,
+        backoff_initial_s=c.backoff_initial_s,
+        backoff_max_s=c.backoff_max_s,
+        ffmpeg=r.ffmpeg,
+    )
+    directory = segment_dir(settings.media_dir(), camera.name)
+    return SegmentRecorder(camera.name, spec, directory, options)
 
 
 class Service:
@@ -212,7 +250,8 @@ class Service:
             )
         )
         writer.listeners.extend(self._event_listeners)
-        clips = build_clip_recorder(settings, writer)
+        readers: list[CameraReader] = []  # filled below, changed in place by reloads
+        clips = build_clip_recorder(settings, writer, lambda cam: _segments_of(readers, cam))
         emit_event = _fan_out(writer.put_event, clips.on_event if clips else None)
         stage = DetectorStage(
             DetectorParams.from_settings(settings.detector),
@@ -239,7 +278,7 @@ class Service:
             metrics=metrics,
             references=stage.references,
         )
-        readers = self._readers(queue)
+        readers.extend(self._readers(queue))
         if not readers:
             if not settings.api.enabled:
                 raise HazardwatchError(
@@ -269,6 +308,7 @@ class Service:
             interval_s=settings.media.retention_interval_s,
             metrics=metrics,
             on_deleted=repository.forget_media,
+            segment_keep_s=settings.recording.keep_s,
         )
         janitor.start()
         stack.callback(janitor.stop)
@@ -544,15 +584,33 @@ def send_test_alerts(
     return results
 
 
-def build_clip_recorder(settings: Settings, writer: EventWriter) -> ClipRecorder | None:
+def _segments_of(readers: list[CameraReader], camera: str) -> Path | None:
+    """The segment directory of `camera` while it is recorded at full rate."""
+    for reader in list(readers):  # a copy: a reload may change the list meanwhile
+        if reader.camera == camera and reader.recorder is not None:
+            return reader.recorder.directory
+    return None
+
+
+def build_clip_recorder(
+    settings: Settings,
+    writer: EventWriter,
+    recorded: Callable[[str], Path | None] = lambda camera: None,
+) -> ClipRecorder | None:
     if not settings.media.clips:
         return None
+    r = settings.recording
     return ClipRecorder(
         settings.media_dir(),
         writer.put_clip,
         preroll_s=settings.motion.preroll_s,
         fps=settings.motion.sample_fps,
         max_width=settings.media.clip_max_width,
+        recorded=recorded,
+        postroll_s=r.postroll_s,
+        max_clip_s=r.max_clip_s,
+        segment_s=r.segment_s,
+        ffmpeg=r.ffmpeg,
     )
 
 

@@ -166,6 +166,12 @@ class PipelineCollector(Collector):
             labels=["camera"],
         )
         fps = GaugeMetricFamily(PREFIX + "camera_fps", "Measured frame rate.", labels=["camera"])
+        recording = GaugeMetricFamily(
+            PREFIX + "camera_recording",
+            "1 while the camera's full-rate recorder runs, 0 while it is down (absent for "
+            "cameras that are not recorded).",
+            labels=["camera"],
+        )
         for r in readers:
             streaming = r.state.value == "streaming" and not r.stalled
             up.add_metric([r.camera], 1.0 if streaming else 0.0)
@@ -173,11 +179,15 @@ class PipelineCollector(Collector):
             frame_age = r.frame_age_s()
             if frame_age is not None:
                 age.add_metric([r.camera], max(0.0, frame_age))
+            if r.recorder is not None:
+                running = r.recorder.stats.state == "recording"
+                recording.add_metric([r.camera], 1.0 if running else 0.0)
         for name in v.invalid_cameras:
             up.add_metric([name], 0.0)
         yield up
         yield age
         yield fps
+        yield recording
         q = v.queue
         # `is not None`: an empty queue is falsy (it has a length), and still has a size.
         depth = len(q) if q is not None else 0

@@ -84,6 +84,12 @@ class CameraSettings(Section):
         "tcp", description="RTSP transport; TCP survives lossy networks without smearing."
     )
     loop: bool = Field(False, description="Loop a video file forever (demos); ignored for streams.")
+    record: bool = Field(
+        False,
+        description="Record the stream at full rate into segments (a second RTSP session, "
+        "ffmpeg -c copy, no re-encoding) and cut event clips from them (see recording:). "
+        "RTSP only; other sources keep clips made from the scored frames.",
+    )
     masks: list[list[Point]] = Field(
         default_factory=list,
         description="Polygons ignored by the motion gate, as [x, y] points normalised to "
@@ -386,6 +392,32 @@ class MediaSettings(Section):
     )
 
 
+class RecordingSettings(Section):
+    """Full-rate recording of the cameras with `record: true`."""
+
+    segment_s: float = Field(
+        2.0,
+        ge=1,
+        le=60,
+        description="Target segment length; segments are cut at the camera's keyframes, so a "
+        "clip reaches up to one segment (or keyframe interval) beyond the event.",
+    )
+    keep_s: float = Field(
+        3600.0,
+        ge=120,
+        le=30 * 86_400,
+        description="Delete segments older than this; event clips cut from them stay under "
+        "media retention. At least 120 s, so a clip is cut before its segments go.",
+    )
+    postroll_s: float = Field(
+        5.0, ge=0, le=300, description="Seconds after an event's end kept in its clip."
+    )
+    max_clip_s: float = Field(
+        600.0, ge=10, le=86_400, description="A longer event's clip stops after this long."
+    )
+    ffmpeg: str = Field("ffmpeg", description="The ffmpeg program (a name on PATH or a path).")
+
+
 class ApiSettings(Section):
     enabled: bool = Field(True, description="Serve the HTTP API and /metrics while running.")
     host: str = Field(
@@ -488,6 +520,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -30,6 +30,21 @@ def test_age_then_size_oldest_first(tmp_path: Path) -> None:
     assert keep.exists() and part.exists()
 
 
+def test_segments_have_their_own_age_and_count_towards_the_cap(tmp_path: Path) -> None:
+    now = time.time()
+    clip = put(tmp_path, "cam/e1.mp4", 100, 3 * 3600, now)  # event media: days to live
+    old_seg = put(tmp_path, "segments/cam/1700000000.mp4", 100, 2 * 3600, now)
+    new_seg = put(tmp_path, "segments/cam/1700007000.mp4", 100, 60, now)
+    result = sweep(tmp_path, 7 * 86_400, 0, now=now, segment_max_age_s=3600)
+    assert not old_seg.exists() and new_seg.exists() and clip.exists()
+    assert result.deleted_age == 1 and result.deleted == ()  # no event links to clear
+    # Over the size cap the oldest file goes first, segment or not.
+    older_seg = put(tmp_path, "segments/cam/1699990000.mp4", 100, 4 * 3600, now)
+    result = sweep(tmp_path, 0, 100, now=now)
+    assert not older_seg.exists() and not clip.exists() and new_seg.exists()
+    assert result.deleted == ("cam/e1.mp4",)
+
+
 def test_limits_of_zero_keep_everything_and_stale_parts_go(tmp_path: Path) -> None:
     now = time.time()
     f = put(tmp_path, "cam/a.jpg", 1000, 400 * 86_400, now)

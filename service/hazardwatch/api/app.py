@@ -33,6 +33,7 @@ from hazardwatch import __version__
 from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.api.overlay import decode_upload, hazard_overlay
 from hazardwatch.capture.reader import CameraReader, ReaderState
+from hazardwatch.capture.recorder import SegmentRecorder
 from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import ConfigError
 from hazardwatch.metrics import CONTENT_TYPE, Metrics
@@ -536,5 +537,18 @@ def _camera(reader: CameraReader) -> dict[str, Any]:
         "last_frame_age_s": round(age, 3) if age is not None else None,
         "frames_read": stats.frames_read,
         "reconnects": stats.reconnects,
+        "last_error": redact_text(stats.last_error) if stats.last_error else None,
+        "recording": _recording(reader.recorder),
+    }
+
+
+def _recording(recorder: SegmentRecorder | None) -> dict[str, Any] | None:
+    """The full-rate recorder's state; None where the camera is not recorded."""
+    if recorder is None:
+        return None
+    stats = recorder.stats
+    return {
+        "state": stats.state,
+        "restarts": stats.restarts,
         "last_error": redact_text(stats.last_error) if stats.last_error else None,
     }

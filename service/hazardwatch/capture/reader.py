@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 
@@ -18,6 +18,9 @@ from hazardwatch.capture.sources import SourceSpec, open_capture
 from hazardwatch.errors import SourceError
 from hazardwatch.records import Frame
 from hazardwatch.redact import redact_text
+
+if TYPE_CHECKING:
+    from hazardwatch.capture.recorder import SegmentRecorder
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,10 @@ class CameraReader:
         *,
         opener: Opener = open_capture,
         clock: Callable[[], float] = time.monotonic,
+        recorder: SegmentRecorder | None = None,
     ) -> None:
+        """`recorder` records the same camera at full rate; it runs while the reader does."""
+        self.recorder = recorder
         self.camera = camera
         self.spec = spec
         self.options = options or ReaderOptions()
@@ -151,6 +157,8 @@ class CameraReader:
         )
 
     def start(self) -> None:
+        if self.recorder is not None:
+            self.recorder.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -202,6 +210,8 @@ class CameraReader:
             log.exception("camera %s: reader crashed", self.camera)
             self.stats.last_error = "reader crashed; see the log"
         finally:
+            if self.recorder is not None and not self.recorder.stop(10.0):
+                log.warning("camera %s: recorder did not stop in 10 s", self.camera)
             with self._state_lock:
                 if self._state != ReaderState.ENDED:
                     self._state = ReaderState.STOPPED

@@ -6,6 +6,13 @@ keeps a short per-camera history so a clip starts before the event did, writes f
 they come (no event is held in memory), and re-times them to their capture times so a
 clip plays at real speed. A finished clip is renamed into place and handed to
 `on_clip` (the writer links it to the event).
+
+For a camera that is recorded (`capture/recorder.py`), the clip is cut instead from its
+full-rate segments, without re-encoding: the segments that overlap the event, widened by
+the pre-roll and post-roll, are joined into one MP4 once the segment after the window has
+begun. Segments are cut at the camera's keyframes, so a clip starts up to one segment
+earlier and ends up to one later than the window. When no segment covers the event (the
+recorder was down, ffmpeg failed) the sampled-frame clip stays.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import logging
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +31,10 @@ from pathlib import Path
 
 import cv2
 
+from hazardwatch.capture.recorder import SEGMENT_SUFFIX
 from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.records import ClipLink, Frame, Image
+from hazardwatch.redact import redact_text
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -62,6 +73,63 @@ def to_h264(source: Path, target: Path) -> bool:
     return True
 
 
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """A camera's segments as (UTC start second, path), oldest first."""
+    try:
+        found = [
+            (int(p.stem), p)
+            for p in directory.iterdir()
+            if p.suffix == SEGMENT_SUFFIX and p.stem.isdigit()
+        ]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def segments_for(directory: Path, start: float, end: float) -> list[Path]:
+    """The segments that may overlap [start, end] (UTC seconds). A segment lasts until the
+    next one begins, the newest until its last write. A name is its start second rounded
+    down, so a segment is taken when its named second is before `end` and the next name
+    plus one second is after `start`."""
+    segments = list_segments(directory)
+    chosen = []
+    for i, (begins, path) in enumerate(segments):
+        if i + 1 < len(segments):
+            ends = segments[i + 1][0] + 1.0
+        else:
+            try:
+                ends = path.stat().st_mtime
+            except OSError:
+                continue
+        if begins < end and ends > start:
+            chosen.append(path)
+    return chosen
+
+
+def join_segments(segments: list[Path], target: Path, ffmpeg: str = "ffmpeg") -> str | None:
+    """Join segments into one MP4 without re-encoding; None, or why it failed."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
+        for path in segments:
+            listing.write(f"file '{path.resolve().as_posix()}'\n")
+    command = [
+        ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
+        "-i", listing.name, "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart",
+        "-f", "mp4", str(target),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, capture_output=True, timeout=TRANSCODE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    finally:
+        Path(listing.name).unlink(missing_ok=True)
+    if done.returncode != 0 or not target.is_file() or target.stat().st_size == 0:
+        message = done.stderr.decode(errors="replace").strip()
+        return message[-300:] or f"ffmpeg exited with code {done.returncode}"
+    return None
+
+
 @dataclass
 class _Clip:
     uuid: str
@@ -71,6 +139,19 @@ class _Clip:
     size: tuple[int, int]
     last_t: float | None = None
     frames: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A recorded camera's event waiting for the segment after its window to begin."""
+
+    uuid: str
+    relative: Path
+    segments: Path
+    start: float  # UTC seconds, pre-roll included
+    end: float  # UTC seconds, post-roll included
+    give_up_at: float  # UTC seconds: cut with what exists (the recorder may be down)
+    has_fallback: bool  # a sampled-frame clip is already at `relative`
 
 
 @dataclass
@@ -89,7 +170,24 @@ class ClipRecorder:
         fps: float = 3.0,
         max_width: int = 1280,
         queue_size: int = 256,
+        recorded: Callable[[str], Path | None] = lambda camera: None,
+        postroll_s: float = 2.0,
+        max_clip_s: float = 600.0,
+        segment_s: float = 2.0,
+        ffmpeg: str = "ffmpeg",
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`recorded(camera)` names the camera's segment directory when it is recorded at
+        full rate, else None; the other keywords after it apply to those clips only."""
+        self.recorded = recorded
+        self.postroll_s = postroll_s
+        self.max_clip_s = max_clip_s
+        self.segment_s = segment_s
+        self.ffmpeg = ffmpeg
+        self._clock = clock
+        self._cuts: list[_Cut] = []
+        self._next_check = 0.0
+        self.clips_full_rate = 0
         self.media_dir = media_dir
         self.on_clip = on_clip
         self.preroll_s = preroll_s
@@ -128,13 +226,18 @@ class ClipRecorder:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=0.5 if self._cuts else None)
+            except queue.Empty:
+                item = None
             try:
                 if item is _STOP:
                     for cam in self._cameras.values():
                         for clip in list(cam.clips.values()):
                             self._finish(cam, clip)
+                    self._cut_due(final=True)
                     return
+                self._cut_due()
                 if isinstance(item, Frame):
                     self._frame(item)
                 elif isinstance(item, EventUpdate):
@@ -165,8 +268,57 @@ class ClipRecorder:
                     self._write(clip, t, image)
         elif update.kind == "ended":
             clip = cam.clips.get(record.uuid)
-            if clip is not None:
-                self._finish(cam, clip)
+            has_fallback = clip is not None and self._finish(cam, clip, publish=False)
+            segments = self.recorded(record.camera)
+            if segments is None:
+                if has_fallback:
+                    self._publish(record.uuid, Path(record.camera) / f"{record.uuid}.mp4")
+                return
+            end = record.ended_at or record.peak_at
+            start = record.started_at.timestamp() - self.preroll_s
+            stop = min(end.timestamp() + self.postroll_s, start + self.max_clip_s)
+            relative = Path(record.camera) / f"{record.uuid}.mp4"
+            give_up = stop + 3 * self.segment_s + 10.0
+            self._cuts.append(
+                _Cut(record.uuid, relative, segments, start, stop, give_up, has_fallback)
+            )
+
+    def _cut_due(self, final: bool = False) -> None:
+        """Cut every waiting clip whose window is closed (all of them when `final`)."""
+        if not final and (not self._cuts or time.monotonic() < self._next_check):
+            return
+        self._next_check = time.monotonic() + 0.5  # a listing per waiting cut, not per frame
+        now = self._clock()
+        for cut in list(self._cuts):
+            newest = list_segments(cut.segments)[-1:]
+            closed = bool(newest) and newest[0][0] > cut.end
+            if final or closed or now >= cut.give_up_at:
+                self._cuts.remove(cut)
+                self._cut(cut)
+
+    def _cut(self, cut: _Cut) -> None:
+        segments = segments_for(cut.segments, cut.start, cut.end)
+        target = self.media_dir / cut.relative
+        why = "no segment covers the event (was the recorder running?)"
+        if segments:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{cut.uuid}.cut.mp4")
+            failed = join_segments(segments, tmp, self.ffmpeg)
+            if failed is None:
+                tmp.replace(target)
+                self.clips_full_rate += 1
+                self._publish(cut.uuid, cut.relative)
+                return
+            tmp.unlink(missing_ok=True)
+            why = f"joining {len(segments)} segment(s) failed: {redact_text(failed)}"
+        if cut.has_fallback:
+            log.warning(
+                "event %s: full-rate clip not cut (%s); keeping the sampled one", cut.uuid, why
+            )
+            self._publish(cut.uuid, cut.relative)
+        else:
+            self.clips_failed += 1
+            log.error("event %s: no clip: %s", cut.uuid, why)
 
     def _open(self, camera: str, uuid: str, cam: _Camera) -> _Clip | None:
         if not cam.history:
@@ -198,7 +350,8 @@ class ClipRecorder:
         clip.frames += repeats
         clip.last_t = t
 
-    def _finish(self, cam: _Camera, clip: _Clip) -> None:
+    def _finish(self, cam: _Camera, clip: _Clip, publish: bool = True) -> bool:
+        """Close the sampled-frame clip and move it into place; False when it failed."""
         cam.clips.pop(clip.uuid, None)
         clip.writer.release()
         target = self.media_dir / clip.relative
@@ -216,9 +369,14 @@ class ClipRecorder:
             self.clips_failed += 1
             log.error("clip for event %s not written: %s", clip.uuid, exc)
             clip.tmp.unlink(missing_ok=True)
-            return
+            return False
+        if publish:
+            self._publish(clip.uuid, clip.relative)
+        return True
+
+    def _publish(self, uuid: str, relative: Path) -> None:
         self.clips_written += 1
-        self.on_clip(ClipLink(clip.uuid, clip.relative.as_posix()))
+        self.on_clip(ClipLink(uuid, relative.as_posix()))
 
     def _fit(self, image: Image) -> Image:
         height, width = image.shape[:2]

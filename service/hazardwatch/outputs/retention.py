@@ -4,6 +4,10 @@ Event rows stay (they are small and the history matters); their links to deleted
 cleared (`on_deleted`), so neither the API nor Grafana offers media that is gone. Files
 being written (hidden `.part` files) are left alone unless they are a day old — the
 remains of a crash.
+
+Full-rate recording segments (`segments/<camera>/<start>.mp4`) have their own age limit
+(`recording.keep_s`, far shorter than event media), count towards the size cap like any
+other file, and are not event media: no link is cleared for them.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hazardwatch.capture.recorder import SEGMENT_SUFFIX, SEGMENTS_DIR
 from hazardwatch.metrics import Metrics
 
 log = logging.getLogger(__name__)
-MEDIA_SUFFIXES = (".jpg", ".mp4")
+MEDIA_SUFFIXES = (".jpg", SEGMENT_SUFFIX, ".mp4")  # snapshots, segments, clips
 STALE_PART_S = 86_400.0
 
 
@@ -31,10 +36,15 @@ class SweepResult:
 
 
 def sweep(
-    media_dir: Path, max_age_s: float, max_bytes: int, now: float | None = None
+    media_dir: Path,
+    max_age_s: float,
+    max_bytes: int,
+    now: float | None = None,
+    segment_max_age_s: float = 0.0,
 ) -> SweepResult:
-    """One pass; `max_age_s` or `max_bytes` of 0 switch that limit off."""
+    """One pass; `max_age_s`, `max_bytes` or `segment_max_age_s` of 0 switch that limit off."""
     now = time.time() if now is None else now
+    segments = media_dir / SEGMENTS_DIR
     files: list[tuple[float, int, Path]] = []
     deleted_age = 0
     deleted: list[str] = []
@@ -53,10 +63,13 @@ def sweep(
                 path.unlink(missing_ok=True)
                 deleted_age += 1
             continue
-        if max_age_s and age > max_age_s:
+        segment = path.is_relative_to(segments)
+        limit = segment_max_age_s if segment else max_age_s
+        if limit and age > limit:
             path.unlink(missing_ok=True)
             deleted_age += 1
-            deleted.append(path.relative_to(media_dir).as_posix())
+            if not segment:
+                deleted.append(path.relative_to(media_dir).as_posix())
             continue
         files.append((st.st_mtime, st.st_size, path))
     total = sum(size for _, size, _ in files)
@@ -69,7 +82,8 @@ def sweep(
             path.unlink(missing_ok=True)
             total -= size
             deleted_size += 1
-            deleted.append(path.relative_to(media_dir).as_posix())
+            if not path.is_relative_to(segments):
+                deleted.append(path.relative_to(media_dir).as_posix())
     return SweepResult(deleted_age, deleted_size, total, tuple(deleted))
 
 
@@ -85,9 +99,11 @@ class MediaJanitor:
         interval_s: float = 300.0,
         metrics: Metrics | None = None,
         on_deleted: Callable[[list[str]], object] | None = None,
+        segment_keep_s: float = 0.0,
     ) -> None:
         """`on_deleted` hears the media paths each sweep removed (to clear their links)."""
         self.on_deleted = on_deleted
+        self.segment_keep_s = segment_keep_s
         self.media_dir = media_dir
         self.max_age_s = retention_days * 86_400
         self.max_bytes = int(max_size_gb * 1024**3)
@@ -104,7 +120,12 @@ class MediaJanitor:
         self._thread.join(5)
 
     def run_once(self) -> SweepResult:
-        result = sweep(self.media_dir, self.max_age_s, self.max_bytes)
+        result = sweep(
+            self.media_dir,
+            self.max_age_s,
+            self.max_bytes,
+            segment_max_age_s=self.segment_keep_s,
+        )
         if result.deleted_age or result.deleted_size:
             log.info(
                 "media retention: %d file(s) past age, %d over the size cap removed; %.1f MB left",
