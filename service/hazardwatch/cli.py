@@ -92,6 +92,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hazardwatch.app import Service, cameras_from_sources, install_signal_handlers
+    from hazardwatch.capture.native_log import NATIVE_STDERR
 
     overrides: dict[str, object] = {}
     if args.source:
@@ -109,7 +110,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # SIGHUP re-reads the same file and environment, with the same command-line overrides.
     service = Service(settings, reload_settings=lambda: load_settings(args.config, **overrides))
     install_signal_handlers(service)
-    summary = service.run()
+    # FFmpeg's and OpenCV's own messages: into each camera's last_error, not raw into stderr.
+    NATIVE_STDERR.install()
+    try:
+        summary = service.run()
+    finally:
+        NATIVE_STDERR.uninstall()
     print(
         f"hazardwatch run: {summary.cameras} camera(s), {summary.frames_read} frames read, "
         f"{summary.frames_scored} scored, {summary.events} event(s), "

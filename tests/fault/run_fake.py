@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from hazardwatch.app import Service, cameras_from_sources, install_signal_handlers
+from hazardwatch.capture.native_log import NATIVE_STDERR
 from hazardwatch.redact import configure_logging
 from hazardwatch.settings import load_settings
 from tests.fakes import FakeEncoder
@@ -27,7 +28,11 @@ def main(argv: list[str]) -> int:
     configure_logging("INFO")
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())
     install_signal_handlers(service)
-    service.run()
+    NATIVE_STDERR.install()  # as `hazardwatch run` does
+    try:
+        service.run()
+    finally:
+        NATIVE_STDERR.uninstall()
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,9 @@ from urllib.parse import unquote, urlsplit
 
 import cv2
 
+from hazardwatch.capture.native_log import NATIVE_STDERR
 from hazardwatch.errors import SourceError
-from hazardwatch.redact import redact_url
+from hazardwatch.redact import redact_text, redact_url
 
 SourceKind = Literal["rtsp", "http", "file", "webcam"]
 
@@ -96,7 +98,7 @@ def open_capture(spec: SourceSpec, open_timeout_s: float, read_timeout_s: float)
         capture = cv2.VideoCapture(int(spec.target), cv2.CAP_ANY, params)
     else:
         options = f"rtsp_transport;{spec.rtsp_transport}" if spec.kind == "rtsp" else ""
-        with _open_lock:
+        with _open_lock, NATIVE_STDERR.collect() as said:
             previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
             _set_env(_FFMPEG_OPTIONS_ENV, options or None)
             try:
@@ -105,14 +107,24 @@ def open_capture(spec: SourceSpec, open_timeout_s: float, read_timeout_s: float)
                 _set_env(_FFMPEG_OPTIONS_ENV, previous)
     if not capture.isOpened():
         capture.release()
+        raise SourceError(open_failure(spec, said))
+    return capture
+
+
+def open_failure(spec: SourceSpec, said: list[str]) -> str:
+    """Why `spec` did not open, with what FFmpeg said about it (when it was captured)."""
+    ffmpeg = [line for line in said if "VIDEOIO" not in line and "cap.cpp" not in line]
+    detail = f" (ffmpeg: {'; '.join(ffmpeg[-3:])})" if ffmpeg else ""
+    if any(re.search(r"\b401\b|Unauthorized", line) for line in ffmpeg):
+        hint = "authentication failed: check the user name and password in the URL"
+    else:
         hint = {
             "rtsp": "check the host, port, path and credentials, and that the camera is up",
             "http": "check the URL serves an MJPEG stream",
             "file": "the file may be corrupt or in a format FFmpeg cannot decode",
             "webcam": "check the device exists and is not used by another program",
         }[spec.kind]
-        raise SourceError(f"cannot open {spec.kind} source {spec.display!r}: {hint}")
-    return capture
+    return redact_text(f"cannot open {spec.kind} source {spec.display!r}: {hint}{detail}")
 
 
 def _set_env(name: str, value: str | None) -> None:
