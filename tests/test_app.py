@@ -252,6 +252,74 @@ def test_a_recorded_rtsp_camera_gets_full_rate_clips(
     assert len(segments) >= 3
 
 
+def test_events_carry_the_weather_at_their_camera(
+    tmp_path: Path, sqlite_url: str, red_clip: Path
+) -> None:
+    """A camera with a location, the weather service a real local Open-Meteo stand-in: the
+    stored event, the API and the webhook's later alerts carry "slight rain"."""
+    from tests.outputs.test_mqtt import HOST, PORT, Listener
+    from tests.outputs.test_weather import OpenMeteo
+
+    meteo = OpenMeteo()
+    receiver = WebhookReceiver(free_port()).start()
+    prefix = f"hwwx-{uuid.uuid4().hex[:8]}"
+    listener = Listener(f"{prefix}/events")
+    camera = {"name": "crash", "url": str(red_clip), "location": {"lat": 52.52, "lon": 13.41}}
+    try:
+        run_service(
+            tmp_path, sqlite_url, [], cameras=[camera], weather={"base_url": meteo.url},
+            alerts={"webhook": {"url": receiver.url},
+                    "mqtt": {"host": HOST, "port": PORT, "topic_prefix": prefix}},
+        )  # fmt: skip
+        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 2, 5)
+    finally:
+        meteo.stop()
+        receiver.stop()
+        listener.close()
+    mqtt_end = json.loads(listener.on(f"{prefix}/events")[-1].payload)
+    assert mqtt_end["type"] == "end" and mqtt_end["after"]["weather"]["text"] == "slight rain"
+    event = Repository(create_engine(sqlite_url)).list_events()[0]
+    assert event.weather is not None and event.weather.text == "slight rain"
+    assert event.weather.visibility_m == 8400.0
+    end = receiver.received[-1].json()
+    assert end["type"] == "end" and end["weather"]["text"] == "slight rain"
+    assert end["weather"]["code"] == 61 and end["weather"]["observed_at"] == "2026-11-22T17:45:00Z"
+
+
+def test_a_weather_outage_does_not_delay_events(
+    tmp_path: Path, sqlite_url: str, red_clip: Path
+) -> None:
+    """The same clip with no weather, and with a weather service that hangs past its
+    timeout: the event is stored as soon after the start (measured, printed)."""
+    from tests.outputs.test_weather import OpenMeteo
+
+    meteo = OpenMeteo()
+    meteo.mode, meteo.delay_s = "slow", 10.0
+    delays = {}
+    try:
+        for name, location in (("off", None), ("outage", {"lat": 52.52, "lon": 13.41})):
+            heard: list[float] = []
+            camera = {"name": "crash", "url": str(red_clip), "location": location}
+            settings = service_settings(
+                tmp_path / name, sqlite_url.replace(".db", f"-{name}.db"), [],
+                cameras=[camera], weather={"base_url": meteo.url, "timeout_s": 5.0},
+            )  # fmt: skip
+            service = Service(
+                settings,
+                encoder_factory=lambda s: FakeEncoder(),
+                event_listeners=[lambda u, heard=heard: heard.append(time.monotonic())],
+            )
+            began = time.monotonic()
+            service.run()
+            delays[name] = heard[0] - began
+    finally:
+        meteo.stop()
+    assert len(meteo.requests) >= 1  # the outage run did ask
+    print(f"first event stored {delays['off']:.2f} s after start without weather, "
+          f"{delays['outage']:.2f} s with the weather service hanging")  # fmt: skip
+    assert delays["outage"] < delays["off"] + 1.0
+
+
 def _get(url: str) -> int | None:
     try:
         return httpx.get(url, timeout=2).status_code

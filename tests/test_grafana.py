@@ -26,7 +26,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from hazardwatch.app import Service
-from hazardwatch.records import EventRecord, ScoreSample
+from hazardwatch.outputs.weather import describe
+from hazardwatch.records import EventRecord, ScoreSample, Weather
 from hazardwatch.settings import DetectorSettings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
@@ -171,6 +172,10 @@ def grafana_db(mysql_server: sa.Engine) -> Iterator[sa.Engine]:
         ))  # fmt: skip
     repo.set_verdict("10000000-0000-4000-8000-000000000000", "false_alarm", "billboard")
     repo.set_verdict("10000000-0000-4000-8000-000000000002", "confirmed", None)
+    for i, code, visibility in ((0, 45, 900.0), (2, 61, None)):  # event 1: no weather
+        repo.set_weather(f"10000000-0000-4000-8000-{i:012d}", Weather(
+            code, describe(code), 4.5, 0.8, 12.0, visibility, NOW,
+        ))  # fmt: skip
     samples = []
     for k in range(120):
         ts = NOW - timedelta(minutes=60) + timedelta(seconds=30 * k)
@@ -245,6 +250,20 @@ def test_false_alarm_panel_gives_the_share_of_judged_events(grafana_db: sa.Engin
     assert rows[("north", "traffic_accident")] == (1, 0, 1)
     assert rows[("south", "traffic_accident")] == (0, 1, 0)
     assert rows[("south", "fire_smoke")] == (0, 0, None)  # nothing judged: no rate
+
+
+@pytest.mark.mysql
+def test_weather_panel_counts_events_per_condition(grafana_db: sa.Engine) -> None:
+    (sql,) = [q[1] for q in QUERIES if q[0].endswith("Events by weather condition")]
+    with grafana_db.connect() as conn:
+        rows = {r.weather: (r.events, r.critical) for r in conn.execute(sa.text(expand(sql)))}
+    assert rows == {"slight rain": (1, 1), "fog": (1, 1), "no weather": (1, 1)}
+    (table,) = [q[1] for q in QUERIES if q[0].endswith("Latest events")]
+    with grafana_db.connect() as conn:
+        weather = {
+            r.uuid[-1]: (r.weather, r.visibility_m) for r in conn.execute(sa.text(expand(table)))
+        }
+    assert weather == {"0": ("fog", 900.0), "1": (None, None), "2": ("slight rain", None)}
 
 
 def test_signal_panel_draws_the_detector_thresholds() -> None:

@@ -46,6 +46,7 @@ from hazardwatch.outputs.clips import ClipRecorder
 from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.mqtt import MqttPublisher
 from hazardwatch.outputs.retention import MediaJanitor
+from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import CameraStateRecord, GatedFrame
@@ -53,7 +54,7 @@ from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker, TextIndex
-from hazardwatch.settings import CameraSettings, Settings
+from hazardwatch.settings import CameraSettings, Location, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
 from hazardwatch.storage.repository import Repository
@@ -252,7 +253,7 @@ class Service:
         writer.listeners.extend(self._event_listeners)
         readers: list[CameraReader] = []  # filled below, changed in place by reloads
         clips = build_clip_recorder(settings, writer, lambda cam: _segments_of(readers, cam))
-        emit_event = _fan_out(writer.put_event, clips.on_event if clips else None)
+        emit_event = self._event_sink(stack, writer, clips, metrics)
         stage = DetectorStage(
             DetectorParams.from_settings(settings.detector),
             emit_event,
@@ -430,6 +431,33 @@ class Service:
         )
         if ignored:
             log.warning("changes to %s take effect after a restart", ", ".join(ignored))
+
+    def _event_sink(
+        self,
+        stack: contextlib.ExitStack,
+        writer: EventWriter,
+        clips: ClipRecorder | None,
+        metrics: Metrics,
+    ) -> Callable[[EventUpdate], None]:
+        """Where the detector's event updates go: weather attached (when it is on), then
+        the writer and the clip recorder."""
+        emit = _fan_out(writer.put_event, clips.on_event if clips else None)
+        weather = build_enricher(
+            self.settings.weather, self._location_of, writer.put_weather, metrics=metrics
+        )
+        if weather is None:
+            return emit
+        weather.start()
+        stack.callback(weather.stop)
+        enrich = weather.enrich
+        return lambda update: emit(enrich(update))
+
+    def _location_of(self, camera: str) -> Location | None:
+        """The camera's location in the running configuration (a reload may change it)."""
+        for c in self.settings.cameras:
+            if c.name == camera:
+                return c.location
+        return None
 
     def _readers(self, queue: LocalQueue[GatedFrame]) -> list[CameraReader]:
         readers = []

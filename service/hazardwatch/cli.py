@@ -349,6 +349,52 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+def cmd_weather(args: argparse.Namespace) -> int:
+    """Print the weather that an event of this camera would get now; exit 1 with the reason
+    when it would get none."""
+    from hazardwatch.outputs.weather import WeatherClient, WeatherUnavailable
+
+    settings = _settings(args)
+    names = [c.name for c in settings.cameras]
+    camera = next((c for c in settings.cameras if c.name == args.camera), None)
+    if camera is None:
+        raise ConfigError(
+            f"--camera {args.camera!r} is not configured; cameras: {', '.join(names) or 'none'}"
+        )
+    if camera.location is None:
+        print(
+            f"camera {camera.name} has no location: add `location: {{lat: …, lon: …}}` to it "
+            "in the config file; its events get no weather",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if not settings.weather.enabled:
+        print("weather is off (weather.enabled: false); events get no weather", file=sys.stderr)
+        return EXIT_FAILURE
+    client = WeatherClient(settings.weather)
+    try:
+        weather = client.current(camera.location)
+    except WeatherUnavailable as exc:
+        print(
+            f"no weather for camera {camera.name} from {settings.weather.base_url}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    finally:
+        client.close()
+    where = f"{camera.location.lat:g}, {camera.location.lon:g}"
+    print(f"camera {camera.name} at {where}: {weather.text} (WMO {weather.code})")
+    for label, value, unit in (
+        ("temperature", weather.temperature_c, " °C"),
+        ("precipitation", weather.precipitation_mm, " mm"),
+        ("wind", weather.wind_speed_kmh, " km/h"),
+        ("visibility", weather.visibility_m, " m"),
+    ):
+        print(f"  {label}: {'not given' if value is None else f'{value:g}{unit}'}")
+    print(f"  observed at: {weather.observed_at.isoformat().replace('+00:00', 'Z')}")
+    return EXIT_OK
+
+
 def cmd_alert_test(args: argparse.Namespace) -> int:
     """Send a marked test alert through every configured channel; say per channel how it went."""
     from hazardwatch.app import send_test_alerts
@@ -697,6 +743,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     cameras.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="seconds per camera (10)"
     )
+
+    weather = add(
+        "weather",
+        cmd_weather,
+        "print the weather an event of a camera would get now (checks location: and weather:)",
+    )
+    config_option(weather)
+    weather.add_argument("--camera", required=True, metavar="NAME", help="a configured camera")
 
     alert = sub.add_parser("alert", help="alert channels")
     alert_sub = alert.add_subparsers(dest="alert_command", metavar="ACTION", required=True)

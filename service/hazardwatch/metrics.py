@@ -102,6 +102,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.weather_lookups = Counter(
+            PREFIX + "weather_lookups",
+            "Weather lookups for events by outcome: ok, cache_hit, timeout, error (HTTP "
+            "status, bad answer, connection), breaker_open (not asked).",
+            ["outcome"],
+            registry=r,
+        )
         self.media_deleted = Counter(
             PREFIX + "media_deleted_files",
             "Snapshots and clips removed by retention.",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +95,39 @@ VERDICTS: tuple[Verdict, ...] = ("false_alarm", "confirmed")
 
 
 @dataclass(frozen=True, slots=True)
+class Weather:
+    """Conditions at a camera's location when an event started (outputs/weather.py)."""
+
+    code: int  # WMO weather code
+    text: str  # its meaning: 61 -> "slight rain"
+    temperature_c: float | None
+    precipitation_mm: float | None
+    wind_speed_kmh: float | None
+    visibility_m: float | None  # not every weather model gives it
+    observed_at: datetime  # the time the provider's values are for (UTC)
+
+    def __post_init__(self) -> None:
+        _require_aware("observed_at", self.observed_at)
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["observed_at"] = self.observed_at.isoformat().replace("+00:00", "Z")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Weather:
+        return cls(**{**data, "observed_at": datetime.fromisoformat(data["observed_at"])})
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherLink:
+    """Weather that arrived after its event was first stored: attach it to the row."""
+
+    uuid: str
+    weather: Weather
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     """One hazard event as stored: written at start, on each new peak and at the end.
 
@@ -123,6 +156,9 @@ class EventRecord:
     verdict: Verdict | None = None
     verdict_note: str | None = None
     verdict_at: datetime | None = None
+    # Conditions at the camera's location at the start (cameras with a location); may
+    # arrive after the first write (WeatherLink).
+    weather: Weather | None = None
 
     def __post_init__(self) -> None:
         _require_aware("started_at", self.started_at)

@@ -61,6 +61,13 @@ class Section(BaseModel):
 Point = tuple[float, float]
 
 
+class Location(Section):
+    """Where a camera stands (WGS 84), for the weather at its events."""
+
+    lat: float = Field(ge=-90, le=90, description="Latitude in degrees, -90..90.")
+    lon: float = Field(ge=-180, le=180, description="Longitude in degrees, -180..180.")
+
+
 class CameraSettings(Section):
     name: str = Field(
         description="Unique camera name, used in metrics labels, topics and the database. "
@@ -89,6 +96,11 @@ class CameraSettings(Section):
         description="Record the stream at full rate into segments (a second RTSP session, "
         "ffmpeg -c copy, no re-encoding) and cut event clips from them (see recording:). "
         "RTSP only; other sources keep clips made from the scored frames.",
+    )
+    location: Location | None = Field(
+        None,
+        description="{lat, lon} of the camera: events get the weather there (see weather:); "
+        "null: no weather.",
     )
     masks: list[list[Point]] = Field(
         default_factory=list,
@@ -418,6 +430,31 @@ class RecordingSettings(Section):
     ffmpeg: str = Field("ffmpeg", description="The ffmpeg program (a name on PATH or a path).")
 
 
+class WeatherSettings(Section):
+    """Weather at each event, for every camera with a location (seed 003)."""
+
+    enabled: bool = Field(True, description="Attach weather to events of cameras with a location.")
+    base_url: str = Field(
+        "https://api.open-meteo.com/v1/forecast",
+        description="An Open-Meteo forecast endpoint (no API key); point it at an "
+        "on-premise mirror where the service has no internet.",
+        pattern=r"^https?://",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=60, description="Give up one request after this.")
+    cache_s: float = Field(
+        600.0, ge=0, le=86_400, description="Reuse a location's conditions this long."
+    )
+    failures_to_open: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive failures that open the circuit breaker (no requests).",
+    )
+    open_s: float = Field(
+        300.0, gt=0, le=86_400, description="How long the open breaker waits before one trial."
+    )
+
+
 class ApiSettings(Section):
     enabled: bool = Field(True, description="Serve the HTTP API and /metrics while running.")
     host: str = Field(
@@ -521,6 +558,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    weather: WeatherSettings = Field(default_factory=WeatherSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

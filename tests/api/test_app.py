@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.metrics import Metrics
-from hazardwatch.records import EventRecord
+from hazardwatch.records import EventRecord, Weather
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
@@ -78,6 +78,17 @@ def test_readyz_reports_reasons_with_503(state: ApiState, client: TestClient) ->
     assert "scoring worker is not running" in response.json()["reasons"]
     state.worker = None
     assert "model not loaded yet" in client.get("/readyz").json()["reasons"]
+
+
+def test_events_show_their_weather(state: ApiState, client: TestClient) -> None:
+    at = T0.replace(microsecond=0)
+    fog = Weather(45, "fog", -1.0, 0.0, 5.0, 250.0, at)
+    assert state.repository.set_weather(UUIDS[1], fog)
+    got = client.get(f"/api/v1/events/{UUIDS[1]}").json()["weather"]
+    assert got == {"code": 45, "text": "fog", "temperature_c": -1.0, "precipitation_mm": 0.0,
+                   "wind_speed_kmh": 5.0, "visibility_m": 250.0,
+                   "observed_at": at.isoformat().replace("+00:00", "Z")}  # fmt: skip
+    assert client.get(f"/api/v1/events/{UUIDS[2]}").json()["weather"] is None
 
 
 def test_list_filters_and_pages(client: TestClient) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hazardwatch.records import EventRecord, ScoreSample
+from hazardwatch.records import EventRecord, ScoreSample, Weather
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -50,6 +50,22 @@ def test_event_round_trip(repo: Repository) -> None:
         event, started_at=T0.replace(microsecond=123000), peak_at=T0.replace(microsecond=123000)
     )
     assert stored == expected
+
+
+def test_weather_is_stored_attached_late_and_never_cleared(repo: Repository) -> None:
+    at = T0.replace(microsecond=0)  # the provider's times are whole minutes
+    fog = Weather(45, "fog", -1.5, 0.0, 4.0, 300.0, at)
+    repo.upsert_event(make_event("e-w", weather=fog))
+    assert repo.get_event("e-w").weather == fog  # type: ignore[union-attr]
+    # A later write without weather (it is the same event) keeps it.
+    repo.upsert_event(make_event("e-w", revision=1, peak_score=0.95))
+    assert repo.get_event("e-w").weather == fog  # type: ignore[union-attr]
+    # Weather that arrives after the first write.
+    repo.upsert_event(make_event("e-late"))
+    assert repo.get_event("e-late").weather is None  # type: ignore[union-attr]
+    rain = Weather(61, "slight rain", 3.4, 0.6, 17.3, None, at)
+    assert repo.set_weather("e-late", rain) and not repo.set_weather("no-such", rain)
+    assert repo.get_event("e-late").weather == rain  # type: ignore[union-attr]
 
 
 def test_upsert_is_idempotent(repo: Repository) -> None:

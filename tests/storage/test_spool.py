@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hazardwatch.records import CameraStateRecord, ClipLink, EventRecord, ScoreSample
+from hazardwatch.records import (
+    CameraStateRecord,
+    ClipLink,
+    EventRecord,
+    ScoreSample,
+    Weather,
+    WeatherLink,
+)
 from hazardwatch.storage.spool import Spool
 
 T = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -28,6 +36,17 @@ def test_items_survive_a_reopen_in_order_and_round_trip(tmp_path: Path) -> None:
     assert items == [record("a"), scores, record("b"), ClipLink("a", "cam/a.mp4")]
     again.remove([row_id for row_id, _ in again.peek(3)])
     assert len(again) == 1 and again.peek(10)[0][1] == ClipLink("a", "cam/a.mp4")
+
+
+def test_weather_round_trips_on_events_and_as_late_links(tmp_path: Path) -> None:
+    rain = Weather(61, "slight rain", 3.5, 0.4, 18.0, None, T)
+    spool = Spool(tmp_path / "spool.db")
+    with_weather = dataclasses.replace(record("a"), weather=rain)
+    spool.push(with_weather)
+    spool.push(WeatherLink("b", rain))
+    spool.close()
+    items = [item for _, item in Spool(tmp_path / "spool.db").peek(10)]
+    assert items == [with_weather, WeatherLink("b", rain)]
 
 
 def test_a_newer_state_of_an_event_replaces_the_spooled_one(tmp_path: Path) -> None:
@@ -69,7 +88,8 @@ def test_bounded_dropping_scores_before_events(tmp_path: Path) -> None:
     assert [type(i).__name__ for _, i in spool.peek(10)] == ["EventRecord"] * 3
     spool.push(record("d"))  # only events left: the oldest event goes, and is counted
     assert [i.uuid for _, i in spool.peek(10)] == ["b", "c", "d"]  # type: ignore[union-attr]
-    assert spool.dropped == {"scores": 2, "event": 1, "clip": 0, "state": 0} and len(spool) == 3
+    assert spool.dropped == {"scores": 2, "event": 1, "clip": 0, "state": 0, "weather": 0}
+    assert len(spool) == 3
 
 
 def test_an_unreadable_row_is_dropped_not_fatal(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ class Alert:
             "ended_at": _iso(e.ended_at),
             "snapshot_url": self.snapshot_url,
             "clip_url": self.clip_url,
+            "weather": e.weather.to_json() if e.weather is not None else None,
             "sent_at": _iso(datetime.now(UTC)),
         }
 
@@ -67,6 +68,7 @@ def event_json(e: EventRecord) -> dict[str, Any]:
     for key in ("started_at", "ended_at", "peak_at", "verdict_at"):
         data[key] = _iso(data[key])
     del data["peak_embedding"]  # internal: what a false-alarm verdict teaches the detector
+    data["weather"] = e.weather.to_json() if e.weather is not None else None
     return data
 
 

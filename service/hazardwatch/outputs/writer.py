@@ -24,7 +24,13 @@ import sqlalchemy as sa
 
 from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
-from hazardwatch.records import CameraStateRecord, ClipLink, EventRecord, ScoreSample
+from hazardwatch.records import (
+    CameraStateRecord,
+    ClipLink,
+    EventRecord,
+    ScoreSample,
+    WeatherLink,
+)
 from hazardwatch.storage.repository import Repository
 from hazardwatch.storage.spool import Item, Spool
 
@@ -97,6 +103,10 @@ class EventWriter:
 
     def put_clip(self, clip: ClipLink) -> None:
         self._queue.put(clip)
+
+    def put_weather(self, link: WeatherLink) -> None:
+        """Weather that arrived after its event was written (spooled in an outage)."""
+        self._queue.put(link)
 
     def put_state(self, state: CameraStateRecord) -> None:
         """A camera's learned normal, stored off the scoring thread (spooled in an outage)."""
@@ -191,7 +201,7 @@ class EventWriter:
                     listener(update)
                 except Exception:
                     log.exception("event listener %r failed", listener)
-        elif isinstance(item, list | ClipLink | CameraStateRecord):
+        elif isinstance(item, list | ClipLink | CameraStateRecord | WeatherLink):
             self._persist(item)
 
     def _persist(self, item: Item) -> None:
@@ -220,6 +230,9 @@ class EventWriter:
                 self._media_written((self.media_dir / item.clip_path).stat().st_size)
         elif isinstance(item, CameraStateRecord):
             self.repository.save_camera_state(item.camera, item.state, item.source, item.references)
+        elif isinstance(item, WeatherLink):
+            if not self.repository.set_weather(item.uuid, item.weather):
+                log.warning("weather for event %s: no such stored event; dropped", item.uuid)
         else:
             self.repository.add_scores(item)
             self.scores_written += len(item)

@@ -115,6 +115,14 @@ class Event(Base):
     verdict_at: Mapped[datetime | None]
     # The peak frame's CLIP image embedding, float16 as base64 (see detect/normal.py).
     peak_embedding: Mapped[str | None] = mapped_column(sa.Text)
+    # Weather at the camera's location when the event started (outputs/weather.py).
+    weather_code: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    weather_text: Mapped[str | None] = mapped_column(sa.String(64))
+    weather_temperature_c: Mapped[float | None] = mapped_column(Score)
+    weather_precipitation_mm: Mapped[float | None] = mapped_column(Score)
+    weather_wind_speed_kmh: Mapped[float | None] = mapped_column(Score)
+    weather_visibility_m: Mapped[float | None] = mapped_column(Score)
+    weather_observed_at: Mapped[datetime | None]
 
 
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")

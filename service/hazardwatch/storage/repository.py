@@ -11,11 +11,21 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict
+from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict, Weather
 from hazardwatch.storage.models import Camera, CameraState, Event, ScoreRow
 
 # A later write without a media path (the file failed, or was not made yet) keeps the old one.
-_EVENT_MEDIA = ("snapshot_path", "clip_path", "peak_embedding")
+WEATHER_COLUMNS = (
+    "weather_code",
+    "weather_text",
+    "weather_temperature_c",
+    "weather_precipitation_mm",
+    "weather_wind_speed_kmh",
+    "weather_visibility_m",
+    "weather_observed_at",
+)
+# Set once and never cleared by a later write of the same event that lacks them.
+_EVENT_MEDIA = ("snapshot_path", "clip_path", "peak_embedding", *WEATHER_COLUMNS)
 _EVENT_MUTABLE = (
     "status",
     "ended_at",
@@ -28,6 +38,7 @@ _EVENT_MUTABLE = (
     "peak_embedding",
     "model_name",
     "prompt_bank_version",
+    *WEATHER_COLUMNS,
     "updated_at",
 )
 MAX_PAGE = 1000
@@ -107,6 +118,7 @@ class Repository:
             "prompt_bank_version": event.prompt_bank_version,
             "revision": event.revision,
             "peak_embedding": event.peak_embedding,
+            **weather_values(event.weather),
             "created_at": now,
             "updated_at": now,
         }
@@ -141,6 +153,14 @@ class Repository:
         with self._engine.begin() as conn:
             result = conn.execute(
                 sa.update(Event).where(Event.uuid == uuid).values(clip_path=clip_path)
+            )
+            return bool(result.rowcount)
+
+    def set_weather(self, uuid: str, weather: Weather) -> bool:
+        """Attach weather that arrived after the event was stored; False when no such event."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(Event).where(Event.uuid == uuid).values(**weather_values(weather))
             )
             return bool(result.rowcount)
 
@@ -372,4 +392,34 @@ def _to_record(row: Any) -> EventRecord:
         verdict=row["verdict"],
         verdict_note=row["verdict_note"],
         verdict_at=row["verdict_at"],
+        weather=_weather(row),
+    )
+
+
+def weather_values(weather: Weather | None) -> dict[str, Any]:
+    """The event row's weather columns (all None without weather)."""
+    if weather is None:
+        return dict.fromkeys(WEATHER_COLUMNS)
+    return {
+        "weather_code": weather.code,
+        "weather_text": weather.text,
+        "weather_temperature_c": weather.temperature_c,
+        "weather_precipitation_mm": weather.precipitation_mm,
+        "weather_wind_speed_kmh": weather.wind_speed_kmh,
+        "weather_visibility_m": weather.visibility_m,
+        "weather_observed_at": weather.observed_at,
+    }
+
+
+def _weather(row: Any) -> Weather | None:
+    if row["weather_code"] is None:
+        return None
+    return Weather(
+        code=row["weather_code"],
+        text=row["weather_text"] or "",
+        temperature_c=row["weather_temperature_c"],
+        precipitation_mm=row["weather_precipitation_mm"],
+        wind_speed_kmh=row["weather_wind_speed_kmh"],
+        visibility_m=row["weather_visibility_m"],
+        observed_at=row["weather_observed_at"],
     )

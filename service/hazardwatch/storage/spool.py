@@ -20,11 +20,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from hazardwatch.records import CameraStateRecord, ClipLink, EventRecord, ScoreSample
+from hazardwatch.records import (
+    CameraStateRecord,
+    ClipLink,
+    EventRecord,
+    ScoreSample,
+    Weather,
+    WeatherLink,
+)
 
 log = logging.getLogger(__name__)
-Kind = Literal["event", "scores", "clip", "state"]
-Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord
+Kind = Literal["event", "scores", "clip", "state", "weather"]
+Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord | WeatherLink
 
 
 def encode(item: Item) -> tuple[Kind, str]:
@@ -34,6 +41,8 @@ def encode(item: Item) -> tuple[Kind, str]:
         return "clip", json.dumps(asdict(item))
     if isinstance(item, CameraStateRecord):
         return "state", json.dumps(asdict(item))
+    if isinstance(item, WeatherLink):
+        return "weather", json.dumps({"uuid": item.uuid, "weather": item.weather.to_json()})
     return "scores", json.dumps([asdict(s) for s in item], default=_iso)
 
 
@@ -43,11 +52,15 @@ def decode(kind: str, payload: str) -> Item:
         for key in ("started_at", "peak_at", "ended_at", "verdict_at"):
             if data.get(key) is not None:
                 data[key] = datetime.fromisoformat(data[key])
+        if data.get("weather") is not None:
+            data["weather"] = Weather.from_json(data["weather"])
         return EventRecord(**data)
     if kind == "clip":
         return ClipLink(**data)
     if kind == "state":
         return CameraStateRecord(**data)
+    if kind == "weather":
+        return WeatherLink(data["uuid"], Weather.from_json(data["weather"]))
     if kind == "scores":
         return [
             ScoreSample(
@@ -74,7 +87,13 @@ class Spool:
     def __init__(self, path: Path, max_items: int = 200_000) -> None:
         self.path = path
         self.max_items = max_items
-        self.dropped: dict[Kind, int] = {"event": 0, "scores": 0, "clip": 0, "state": 0}
+        self.dropped: dict[Kind, int] = {
+            "event": 0,
+            "scores": 0,
+            "clip": 0,
+            "state": 0,
+            "weather": 0,
+        }
         self.superseded = 0  # older states of an event replaced by a newer one (no loss)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
