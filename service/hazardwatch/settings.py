@@ -486,6 +486,21 @@ class ApiSettings(Section):
         description="With a token: serve /docs, /redoc and /openapi.json without it (they "
         "describe the API and hold no data), so a browser can open them.",
     )
+    mask_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="POST /api/v1/score?mask=1: a pixel gets the hazard class whose patch "
+        "evidence (interpolated class probability) is highest there, when it reaches this; "
+        "the request's `threshold` overrides it.",
+    )
+    mask_grid: int = Field(
+        4,
+        ge=2,
+        le=16,
+        description="Cells per side of the crop grid behind masks and the heatmap overlay; "
+        "finer grids follow objects closer and cost (grid-1)²+1 forward passes.",
+    )
 
 
 class WebhookSettings(Section):

@@ -4,6 +4,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -170,6 +171,56 @@ def test_score_overlay_is_a_png_of_the_image(client: TestClient) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (240, 320, 3)
+
+
+def red_corner_png() -> bytes:
+    """320x240 grey with a red block over the top-left quarter (the fake's "crash")."""
+    image = np.full((240, 320, 3), 160, np.uint8)
+    image[:120, :160] = (20, 20, 230)
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def test_score_mask_labels_where_the_hazard_is(client: TestClient) -> None:
+    response = client.post("/api/v1/score?mask=1", files={"file": ("x.png", red_corner_png())})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    legend = dict(
+        item.split("=") for item in response.headers["x-hazardwatch-mask-classes"].split(",")
+    )
+    crash = next(int(v) for v, name in legend.items() if name == "traffic_accident")
+    mask = np.array(PILImage.open(io.BytesIO(response.content)))  # palette indices
+    assert mask.shape == (240, 320)
+    assert mask[30, 40] == crash and mask[200, 280] == 0  # the red corner, the grey far corner
+    # Coarse: the labelled area is the red quarter give or take a grid cell.
+    share = (mask == crash).mean()
+    assert 0.1 < share < 0.5
+    # One class as 0/255; nothing red, nothing labelled.
+    one = client.post("/api/v1/score?mask=1&mask_class=traffic_accident",
+                      files={"file": ("x.png", red_corner_png())})  # fmt: skip
+    binary = cv2.imdecode(np.frombuffer(one.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(binary)) == {0, 255} and binary[30, 40] == 255
+    assert one.headers["x-hazardwatch-mask-classes"] == "255=traffic_accident"
+    grey = client.post("/api/v1/score?mask=1", files={"file": ("g.jpg", jpeg(320, 240))})
+    assert not np.array(PILImage.open(io.BytesIO(grey.content))).any()
+
+
+def test_mask_requests_combine_predictably(client: TestClient) -> None:
+    def ask(query: str) -> Any:
+        return client.post(f"/api/v1/score?{query}", files={"file": ("x.png", red_corner_png())})
+
+    both = ask("mask=1&overlay=1")  # the mask wins (documented)
+    assert "x-hazardwatch-mask-classes" in both.headers
+    alone = ask("mask_class=traffic_accident")  # a class's mask needs no mask=1
+    assert alone.headers["x-hazardwatch-mask-classes"] == "255=traffic_accident"
+    unknown = ask("mask_class=unicorn")
+    assert (
+        unknown.status_code == 404
+        and "no class 'unicorn' in the prompt bank" in (unknown.json()["detail"])
+    )
+    too_high = ask("mask=1&threshold=1.5")
+    assert too_high.status_code == 422
+    assert too_high.json()["detail"][0]["loc"] == ["query", "threshold"]
 
 
 @pytest.mark.parametrize(

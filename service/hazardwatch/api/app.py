@@ -31,7 +31,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from hazardwatch import __version__
 from hazardwatch.api.errors import problem, unprocessable
-from hazardwatch.api.overlay import decode_upload, hazard_overlay
+from hazardwatch.api.overlay import decode_upload, hazard_mask, hazard_overlay
 from hazardwatch.capture.reader import CameraReader, ReaderState
 from hazardwatch.capture.recorder import SegmentRecorder
 from hazardwatch.detect.normal import decode_embedding
@@ -204,6 +204,7 @@ def _reject_unknown_query(request: Request) -> None:
 def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:  # noqa: PLR0915
     settings = settings or ApiSettings()
     max_bytes = int(settings.max_upload_mb * 1e6)
+    mask_threshold, mask_grid = settings.mask_threshold, settings.mask_grid
     app = FastAPI(
         title="hazardwatch",
         version=__version__,
@@ -384,9 +385,11 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             **auth,
             200: {
                 "content": {"application/json": {}, "image/png": {}},
-                "description": "Scores as JSON, or with overlay=1 a PNG heatmap",
+                "description": "Scores as JSON, or with overlay=1 a PNG heatmap, or with "
+                "mask=1 a PNG mask (header X-Hazardwatch-Mask-Classes: value=class,…)",
             },
             **_errors(
+                e404="mask_class names a class the prompt bank does not have",
                 e413="The upload or the image's pixel count is over the limit",
                 e415="Not an image this service can decode",
                 e503="The model is still loading",
@@ -397,12 +400,22 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         file: Annotated[UploadFile, File(json_schema_extra={"minLength": 1})],
         overlay: Annotated[bool, Query()] = False,
         top: Annotated[int, Query(ge=1, le=1000)] = 5,
+        mask: Annotated[bool, Query()] = False,
+        mask_class: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
     ) -> Response | dict[str, Any]:
         """Score an image (multipart field `file`) with the live model and prompt bank.
 
         Returns class probabilities and the top prompts, or with `overlay=1` a PNG of the
-        image with a coarse hazard heatmap from scoring a grid of crops.
+        image with a coarse hazard heatmap from scoring a grid of crops, or with `mask=1` a
+        PNG mask from the same crops: an indexed PNG over the hazard classes (value i for
+        the i-th, 0 for none; the header `X-Hazardwatch-Mask-Classes` names them), or with
+        `mask_class=NAME` a 0/255 mask of that one class (404 for a class the bank does not
+        have). A pixel gets the class whose interpolated crop probability is highest there,
+        when it reaches `threshold` (default `api.mask_threshold`). A mask asked for wins
+        over `overlay=1`.
         """
+        mask = mask or mask_class is not None  # a class's mask needs no mask=1 besides
         worker = state.worker
         if worker is None:
             raise HTTPException(
@@ -410,6 +423,9 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
                 "the model is still loading; retry in a moment",
                 headers={"Retry-After": RETRY_AFTER_S},
             )
+        if mask_class is not None and mask_class not in worker.index.bank.class_names:
+            known = ", ".join(worker.index.bank.class_names)
+            raise HTTPException(404, f"no class {mask_class!r} in the prompt bank; it has {known}")
         data = await file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise HTTPException(413, _too_large(max_bytes))
@@ -417,9 +433,18 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         # other request go on answering while uploads are scored.
         image = await run_in_threadpool(decode_upload, data)  # 415 / 413 with the reason
         try:
-            if overlay:
-                png = await run_in_threadpool(hazard_overlay, worker, image)
+            if overlay and not mask:
+                png = await run_in_threadpool(hazard_overlay, worker, image, mask_grid)
                 return Response(png, media_type="image/png")
+            if mask:
+                cut = mask_threshold if threshold is None else threshold
+                png, legend = await run_in_threadpool(
+                    hazard_mask, worker, image, mask_class, cut, mask_grid
+                )
+                names = ",".join(f"{value}={name}" for value, name in legend.items())
+                return Response(
+                    png, media_type="image/png", headers={"X-Hazardwatch-Mask-Classes": names}
+                )
             bank, probs, sims = await run_in_threadpool(worker.score_images, [image])
         except ValueError as exc:  # e.g. too small for the model's preprocessing
             why = f"the image cannot be scored: {exc}"

@@ -1,4 +1,5 @@
-"""Upload decoding and the hazard heatmap overlay of `POST /api/v1/score?overlay=1`."""
+"""Upload decoding, the hazard heatmap of `POST /api/v1/score?overlay=1` and the masks of
+`?mask=1`, both from the patch evidence of `scoring/evidence.py`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import UnidentifiedImageError
 
 from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.records import Image
+from hazardwatch.scoring.evidence import colour_of, label_map, patch_evidence
 from hazardwatch.scoring.worker import ScoringWorker
 
 MAX_PIXELS = 40_000_000  # a decompression bomb must not take the service's memory
@@ -44,37 +46,20 @@ def decode_upload(data: bytes) -> Image:
     return decoded
 
 
-def hazard_overlay(worker: ScoringWorker, image: Image) -> bytes:
+def hazard_overlay(worker: ScoringWorker, image: Image, grid: int = GRID) -> bytes:
     """PNG of `image` with the summed hazard probability of each grid cell as a heatmap."""
     height, width = image.shape[:2]
-    if min(height, width) < GRID * 16:
-        raise ValueError(f"{width}x{height} is too small for a {GRID}x{GRID} heatmap")
-    cell_w, cell_h = width / GRID, height / GRID
-    crops: list[Image] = []
-    cells: list[tuple[int, int]] = []
-    for row in range(GRID - 1):
-        for col in range(GRID - 1):
-            x0, y0 = round(col * cell_w), round(row * cell_h)
-            x1, y1 = round((col + 2) * cell_w), round((row + 2) * cell_h)
-            crops.append(image[y0:y1, x0:x1])
-            cells.append((row, col))
-    crops.append(image)
-    bank, probs, _ = worker.score_images(crops)
+    evidence = patch_evidence(worker.score_images, image, grid)
+    bank, whole = evidence.bank, evidence.whole
     hazard_idx = [i for i, name in enumerate(bank.class_names) if name in bank.hazard_classes]
-    hazard = probs[:, hazard_idx].sum(axis=1)
-    heat = np.zeros((GRID, GRID), np.float64)
-    weight = np.zeros((GRID, GRID), np.float64)
-    for (row, col), value in zip(cells, hazard[:-1], strict=True):
-        heat[row : row + 2, col : col + 2] += value
-        weight[row : row + 2, col : col + 2] += 1
-    heat = heat / np.maximum(weight, 1)
+    heat = evidence.cells[hazard_idx].sum(axis=0)
     heat_img = cv2.resize(
         (np.clip(heat, 0, 1) * 255).astype(np.uint8), (width, height), cv2.INTER_CUBIC
     )
     colored = cv2.applyColorMap(heat_img, cv2.COLORMAP_JET)
     blended = cv2.addWeighted(image, 0.6, colored, 0.4, 0)
-    top = int(probs[-1].argmax())
-    label = f"{bank.class_names[top]} {probs[-1][top]:.2f} | hazard {hazard[-1]:.2f}"
+    top = int(whole.argmax())
+    label = f"{bank.class_names[top]} {whole[top]:.2f} | hazard {whole[hazard_idx].sum():.2f}"
     scale = max(0.5, width / 1200)
     cv2.putText(
         blended,
@@ -90,3 +75,33 @@ def hazard_overlay(worker: ScoringWorker, image: Image) -> bytes:
     if not ok:
         raise HTTPException(500, "the overlay could not be encoded as PNG")
     return bytes(png.tobytes())
+
+
+def hazard_mask(
+    worker: ScoringWorker,
+    image: Image,
+    mask_class: str | None,
+    threshold: float,
+    grid: int = GRID,
+) -> tuple[bytes, dict[int, str]]:
+    """A PNG mask and what its values mean. Without `mask_class`: an indexed (palette) PNG
+    over the bank's hazard classes, value i+1 for the i-th, 0 for none. With it: a
+    greyscale PNG, 255 where that class wins, 0 elsewhere. ValueError for an unknown class."""
+    evidence = patch_evidence(worker.score_images, image, grid)
+    bank = evidence.bank
+    if mask_class is not None:
+        labels = label_map(evidence, [mask_class], threshold)
+        ok, png = cv2.imencode(".png", np.where(labels > 0, 255, 0).astype(np.uint8))
+        legend = {255: mask_class}
+    else:
+        classes = [c for c in bank.class_names if c in bank.hazard_classes]
+        labels = label_map(evidence, classes, threshold)
+        paletted = PILImage.fromarray(labels, mode="P")
+        paletted.putpalette([v for i in range(len(classes) + 1) for v in colour_of(i)])
+        buffer = io.BytesIO()
+        paletted.save(buffer, format="PNG")
+        ok, png = True, np.frombuffer(buffer.getvalue(), np.uint8)
+        legend = {i + 1: name for i, name in enumerate(classes)}
+    if not ok:
+        raise HTTPException(500, "the mask could not be encoded as PNG")
+    return bytes(png.tobytes()), legend
