@@ -496,6 +496,63 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval_masks(args: argparse.Namespace) -> int:
+    """IoU / Dice of hazard masks on a folder in seed 004's layout."""
+    import json
+
+    from hazardwatch.evaluation.masks import (
+        ColourMap,
+        encoder_scorer,
+        evaluate_masks,
+        progress_bar,
+        zero_shot_predictor,
+    )
+
+    colours = ColourMap.parse(args.colors)
+    if not 2 <= args.grid <= 16:
+        raise ConfigError(f"--grid {args.grid}: give 2 to 16 cells per side")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ConfigError(f"--threshold {args.threshold:g}: give a value from 0 to 1")
+    predict = None
+    model = "predictions " + str(args.predictions)
+    if args.predictions is None:
+        from hazardwatch.app import load_encoder
+        from hazardwatch.scoring.bank import load_bank
+
+        overrides: dict[str, object] = {"scoring": {"model": args.model}} if args.model else {}
+        settings = _settings(args, **overrides)
+        bank = load_bank(args.bank or settings.prompts.path)
+        missing = [c for c in colours.classes if c not in bank.class_names]
+        if missing:
+            raise ConfigError(
+                f"class(es) {', '.join(missing)} of --colors are not in the prompt bank "
+                f"(it has {', '.join(bank.class_names)}); give a bank that has them with "
+                "--bank FILE"
+            )
+        encoder = load_encoder(settings)
+        scorer = encoder_scorer(encoder, bank, settings.scoring.batch_size)
+        predict = zero_shot_predictor(scorer, colours, args.threshold, args.grid)
+        model = f"{encoder.name} zero-shot, grid {args.grid}, threshold {args.threshold:g}"
+    report = evaluate_masks(
+        args.images, args.masks, colours, predict=predict, predictions=args.predictions,
+        plots=args.plots, progress=progress_bar,
+    )  # fmt: skip
+    report["predicted_by"] = model
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    for problem in report["problems"]:
+        print(f"  skipped: {problem['error']}", file=sys.stderr)
+    print(
+        f"{report['pairs_scored']} pair(s) scored, {report['skipped']} skipped "
+        f"({model}): mean IoU {_fmt(report['mean_iou'])}, mean Dice "
+        f"{_fmt(report['mean_dice'])}, pixel accuracy {_fmt(report['pixel_accuracy'])}"
+    )
+    for name, m in report["per_class"].items():
+        print(f"  {name:<20} IoU {_fmt(m['iou'])}  Dice {_fmt(m['dice'])}")
+    print(f"report: {args.output}" + (f", plot: {report['plot']}" if "plot" in report else ""))
+    return EXIT_OK if report["pairs_scored"] else EXIT_FAILURE
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "  -  " if value is None else f"{value:.{digits}f}"
 
@@ -705,6 +762,50 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         "--output", type=Path, default=Path("eval-images.json"), metavar="OUT.json"
     )
     images_cmd.add_argument("--plots", type=Path, metavar="DIR", help="write confusion.png here")
+
+    masks_cmd = eval_sub.add_parser(
+        "masks",
+        help="IoU / Dice of hazard masks on image + mask folders (seed 004's layout)",
+        description="Pairs IMAGES/ORI_001.png with MASKS/GT_001.png by the number in the "
+        "name; masks paint each class in one RGB colour. Predicts our zero-shot masks over "
+        "those classes (or reads another model's from --predictions) and reports per-class "
+        "and mean IoU and Dice and the pixel accuracy.",
+    )
+    masks_cmd.set_defaults(handler=cmd_eval_masks)
+    config_option(masks_cmd)
+    masks_cmd.add_argument("--images", type=Path, required=True, metavar="DIR")
+    masks_cmd.add_argument("--masks", type=Path, required=True, metavar="DIR")
+    masks_cmd.add_argument(
+        "--colors",
+        nargs="+",
+        required=True,
+        metavar="R,G,B=CLASS",
+        help="each class's colour in the masks, e.g. 255,0,0=corrosion 0,255,0=background",
+    )
+    masks_cmd.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
+    masks_cmd.add_argument(
+        "--bank", type=Path, metavar="FILE", help="prompt bank with the classes (default: live)"
+    )
+    masks_cmd.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="DIR",
+        help="score these masks (same colours, numbered like the truth) instead of ours",
+    )
+    masks_cmd.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help="a pixel gets no class unless the winner's evidence reaches this (default 0: "
+        "every pixel labelled, as a segmenter's argmax)",
+    )
+    masks_cmd.add_argument(
+        "--grid", type=int, default=4, help="crop grid cells per side (default 4)"
+    )
+    masks_cmd.add_argument(
+        "--output", type=Path, default=Path("eval-masks.json"), metavar="OUT.json"
+    )
+    masks_cmd.add_argument("--plots", type=Path, metavar="DIR", help="write masks.png here")
 
     video_cmd = eval_sub.add_parser(
         "video", help="score every frame of a clip into a score matrix (+ metrics with labels)"
