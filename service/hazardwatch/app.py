@@ -354,7 +354,7 @@ class Service:
             if not reader.join(self.settings.capture.read_timeout_s + 5):
                 log.warning("camera %s: reader still blocked in a read; leaving it", reader.camera)
         queue.close()
-        worker.join()
+        worker.wait_drained()
         stage.flush()
         if clips is not None and not clips.close(30):
             log.error("clip recorder did not finish in 30 s")

@@ -40,7 +40,7 @@ def test_batches_across_cameras_and_skips_bad_frames() -> None:
     queue.put(gated("b", 99, np.zeros((3, 3), np.float64)))  # bad frame
     worker.start()
     queue.close()
-    assert worker.join(10)
+    assert worker.wait_drained(10)
     frames = [s for batch in scored for s in batch]
     assert len(frames) == 6 and worker.stats.bad_frames == 1
     assert {s.gated.frame.camera for s in scored[0]} == {"a", "b"}  # one batch, two cameras
@@ -50,6 +50,55 @@ def test_batches_across_cameras_and_skips_bad_frames() -> None:
     assert abs(sum(red.probabilities.values()) - 1) < 1e-6
     assert red.top_prompts(1)[0][0] in load_bank(None).get("traffic_accident").prompts
     assert worker.stats.batch_sizes[0] == 6
+    assert queue.terminated == 1  # the bad frame: never delivered again
+
+
+class FlakyEncoder(FakeEncoder):
+    """Fails its first `failures` batches (a GPU out of memory, say)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def encode_images(self, batch: np.ndarray) -> np.ndarray:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("transient failure")
+        return super().encode_images(batch)
+
+
+def test_a_failed_batch_is_given_back_and_scored_on_the_next_try() -> None:
+    queue: LocalQueue[GatedFrame] = LocalQueue(100)
+    scored: list[list[ScoredFrame]] = []
+    worker = ScoringWorker(FlakyEncoder(1), load_bank(None), queue, scored.append, batch_size=8)
+    for i in range(3):
+        queue.put(gated("a", i, red_frame()))
+    worker.start()
+    queue.close()
+    assert worker.wait_drained(10)
+    assert [s.gated.frame.seq for batch in scored for s in batch] == [0, 1, 2]
+    assert worker.stats.failed_batches == 1 and queue.redelivered == 3
+    assert queue.terminated == 0
+
+
+def test_a_batch_that_always_fails_is_dropped_after_its_attempts() -> None:
+    queue: LocalQueue[GatedFrame] = LocalQueue(100, max_deliver=3)
+    scored: list[list[ScoredFrame]] = []
+    worker = ScoringWorker(FlakyEncoder(99), load_bank(None), queue, scored.append)
+    queue.put(gated("a", 1, red_frame()))
+    worker.start()
+    queue.close()
+    assert worker.wait_drained(10)
+    assert scored == [] and worker.stats.failed_batches == 3 and queue.terminated == 1
+
+
+def test_stop_leaves_what_was_not_fetched_in_the_source() -> None:
+    queue: LocalQueue[GatedFrame] = LocalQueue(100)
+    worker = ScoringWorker(FakeEncoder(), load_bank(None), queue, lambda _: None)
+    worker.start()
+    assert worker.stop(5)  # an open, empty source: the worker still stops at once
+    queue.put(gated("a", 1, red_frame()))
+    assert len(queue) == 1
 
 
 def test_frames_older_than_max_frame_age_are_counted_stale_not_scored() -> None:
@@ -67,7 +116,7 @@ def test_frames_older_than_max_frame_age_are_counted_stale_not_scored() -> None:
     queue.put(gated("b", 3, red_frame()))
     worker.start()
     queue.close()
-    assert worker.join(10)
+    assert worker.wait_drained(10)
     assert [s.gated.frame.seq for batch in scored for s in batch] == [2, 3]
     assert worker.stats.stale_by_camera == {"a": 1}
 

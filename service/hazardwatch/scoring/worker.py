@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from hazardwatch.detect.normal import ReferenceSet
 from hazardwatch.errors import ConfigError
-from hazardwatch.handoff.queue import HandoffQueue
+from hazardwatch.handoff.queue import Delivery, FrameSource
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import GatedFrame, Image
 from hazardwatch.scoring.bank import PromptBank, class_probabilities
@@ -106,7 +106,7 @@ class ScoringWorker:
         self,
         encoder: Encoder,
         bank: PromptBank,
-        queue: HandoffQueue[GatedFrame],
+        queue: FrameSource[GatedFrame],
         on_scored: Callable[[list[ScoredFrame]], None],
         *,
         batch_size: int = 16,
@@ -133,6 +133,7 @@ class ScoringWorker:
         self.index = TextIndex.build(bank, encoder)
         # The API scores uploads with the same model; one forward pass at a time.
         self._model_lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scoring-worker", daemon=True)
 
     @property
@@ -142,7 +143,15 @@ class ScoringWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def join(self, timeout: float | None = None) -> bool:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Finish the batch in hand and stop fetching (what the source still holds stays
+        there, for another worker or a later start); True once the thread has ended."""
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def wait_drained(self, timeout: float | None = None) -> bool:
+        """Wait until the source has ended (closed and drained, in one process)."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -150,38 +159,60 @@ class ScoringWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        """Until the queue is closed and drained."""
-        while True:
-            batch = self._fresh(self.queue.get_batch(self.batch_size, 0.5, self.max_batch_wait_s))
+        """Until the source ends or `stop` is called."""
+        while not self._stop.is_set():
+            deliveries = self.queue.fetch(self.batch_size, 0.5, self.max_batch_wait_s)
+            if deliveries is None:
+                break
             self.maybe_reload_bank()
-            if not batch:
-                if self.queue.closed and len(self.queue) == 0:
-                    break
-                continue
-            try:
-                scored = self.score(batch)
-            except Exception:  # a broken batch must not stop scoring
-                self.stats.failed_batches += 1
-                log.exception("scoring a batch of %d frames failed; skipped", len(batch))
-                continue
-            if scored:
-                try:
-                    self.on_scored(scored)
-                except Exception:
-                    log.exception("handling %d scored frames failed", len(scored))
+            if deliveries:
+                self._handle(self._fresh(deliveries))
 
-    def _fresh(self, batch: list[GatedFrame]) -> list[GatedFrame]:
-        """The frames young enough to score; the rest are counted per camera and skipped."""
-        if not self.max_frame_age_s or not batch:
-            return batch
+    def _handle(self, deliveries: list[Delivery[GatedFrame]]) -> None:
+        """Score a batch and settle every delivery: ack when handled, nak when the batch
+        failed (another try), term for frames that can never be scored."""
+        if not deliveries:
+            return
+        try:
+            scored, rejected = self._score(deliveries)
+        except Exception:  # a broken batch must not stop scoring
+            self.stats.failed_batches += 1
+            log.exception("scoring a batch of %d frames failed; retried", len(deliveries))
+            for delivery in reversed(deliveries):  # a local nak goes first in line: keep order
+                delivery.nak()
+            return
+        for delivery in rejected:
+            delivery.term()
+        if scored:
+            try:
+                self.on_scored(scored)
+            except Exception:  # the detector's fault, not the frames': no second scoring
+                log.exception("handling %d scored frames failed", len(scored))
+        for delivery in deliveries:
+            if delivery not in rejected:
+                delivery.ack()
+
+    def _fresh(self, deliveries: list[Delivery[GatedFrame]]) -> list[Delivery[GatedFrame]]:
+        """The frames young enough to score; the rest are counted per camera and termed."""
+        if not self.max_frame_age_s:
+            return deliveries
         oldest_ok = time.monotonic() - self.max_frame_age_s
         fresh = []
-        for item in batch:
-            if item.frame.monotonic >= oldest_ok:
-                fresh.append(item)
+        for delivery in deliveries:
+            if delivery.item.frame.monotonic >= oldest_ok:
+                fresh.append(delivery)
             else:
-                self.stats.stale_by_camera[item.frame.camera] += 1
+                self.stats.stale_by_camera[delivery.item.frame.camera] += 1
+                delivery.term()
         return fresh
+
+    def _score(
+        self, deliveries: list[Delivery[GatedFrame]]
+    ) -> tuple[list[ScoredFrame], list[Delivery[GatedFrame]]]:
+        batch = [d.item for d in deliveries]
+        scored = self.score(batch)
+        done = {id(s.gated) for s in scored}
+        return scored, [d for d in deliveries if id(d.item) not in done]
 
     def score(self, batch: list[GatedFrame]) -> list[ScoredFrame]:
         """Score a batch; frames that cannot be preprocessed are logged and skipped."""
