@@ -10,7 +10,7 @@ Everything else is the real service: readers, motion gate, queue, worker, detect
 HTTP receiver on 127.0.0.1.
 
 Latency = time the receiver got the "new" alert − capture time of the frame at which the
-detector decided the event (both on this process's monotonic clock). It includes the
+detector decided the event (both wall clock, time.time()). It includes the
 detector's minimum duration only in that the deciding frame is the one that completes it.
 
     python bench/alert_latency.py [--cameras 1 4 8] [--seconds 40] [--encoder-ms 14] [--json]

@@ -56,7 +56,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
-    at: float  # monotonic
+    at: float  # wall clock (time.time()), comparable with Frame.received_at
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -85,7 +85,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                at = time.monotonic()
+                at = time.time()
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 if receiver.status < 300:

@@ -31,15 +31,16 @@ Box = tuple[int, int, int, int]  # x, y, width, height in full-frame pixels
 class Frame:
     """One decoded frame as it leaves a camera reader.
 
-    `monotonic` is the capture instant on this process's monotonic clock (latency
-    metrics); `captured_at` is the frame's UTC time — wall clock for live streams, the
-    reader's start time plus the media position for files, so offline runs keep real
-    durations however fast they are decoded.
+    `received_at` is the wall-clock instant (UTC seconds since the epoch) the reader got
+    the frame: it crosses stages and machines, for the staleness check and latencies
+    (monotonic time stays inside one process); `captured_at` is the frame's UTC time —
+    wall clock for live streams, the reader's start time plus the media position for
+    files, so offline runs keep real durations however fast they are decoded.
     """
 
     camera: str
     seq: int
-    monotonic: float
+    received_at: float
     captured_at: datetime
     image: Image = field(repr=False)
 

@@ -18,7 +18,7 @@ MOTION = MotionResult(True, 0.1, (10, 10, 50, 50))
 
 
 def gated(camera: str, seq: int, image: object) -> GatedFrame:
-    frame = Frame(camera, seq, time.monotonic(), datetime.now(UTC), image)  # type: ignore[arg-type]
+    frame = Frame(camera, seq, time.time(), datetime.now(UTC), image)  # type: ignore[arg-type]
     return GatedFrame(frame, MOTION, "motion", 1)
 
 
@@ -109,7 +109,7 @@ def test_frames_older_than_max_frame_age_are_counted_stale_not_scored() -> None:
     old = gated("a", 1, red_frame())
     queue.put(
         dataclasses.replace(
-            old, frame=dataclasses.replace(old.frame, monotonic=old.frame.monotonic - 6)
+            old, frame=dataclasses.replace(old.frame, received_at=old.frame.received_at - 6)
         )
     )
     queue.put(gated("a", 2, red_frame()))

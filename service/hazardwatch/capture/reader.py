@@ -304,7 +304,7 @@ class CameraReader:
         self.stats.last_frame_monotonic = now
         self.stats.frames_read += 1
         self._seq += 1
-        frame = Frame(self.camera, self._seq, now, captured_at, image)
+        frame = Frame(self.camera, self._seq, time.time(), captured_at, image)
         try:
             self._sink(frame)
         except Exception:

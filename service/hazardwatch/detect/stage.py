@@ -45,7 +45,7 @@ class EventUpdate:
     kind: str  # started | updated | ended
     record: EventRecord
     snapshot: Image | None
-    latency_from: float | None  # monotonic capture time of the frame that decided it
+    latency_from: float | None  # wall-clock receive time of the frame that decided it
 
 
 def utc(ts: float) -> datetime:
@@ -201,7 +201,7 @@ class DetectorStage:
             events = detector.update(
                 t, scored.probabilities, ref=scored, normal_similarity=scored.normal_similarity
             )
-            self._emit_all(events, frame.monotonic)
+            self._emit_all(events, frame.received_at)
             samples.extend(self._samples(scored, detector))
             self._save(frame.camera)
         if samples and self._emit_scores is not None:

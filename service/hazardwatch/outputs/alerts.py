@@ -33,7 +33,7 @@ class Alert:
     type: AlertType
     before: EventRecord | None
     after: EventRecord
-    latency_from: float | None  # monotonic capture time of the deciding frame
+    latency_from: float | None  # wall-clock receive time of the deciding frame
     snapshot_url: str | None
     clip_url: str | None
 

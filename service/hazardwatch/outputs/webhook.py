@@ -161,7 +161,7 @@ class WebhookSender:
                 self._count("sent")
                 if self.metrics is not None and alert.latency_from is not None:
                     self.metrics.alert_latency_seconds.labels(self.name).observe(
-                        time.monotonic() - alert.latency_from
+                        time.time() - alert.latency_from
                     )
                 return
             if not retryable or attempt == self.retries:

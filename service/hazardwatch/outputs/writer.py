@@ -192,7 +192,7 @@ class EventWriter:
                 r = update.record
                 self.metrics.events.labels(r.camera, r.class_name, r.severity).inc()
             if update.latency_from is not None:
-                latency = time.monotonic() - update.latency_from
+                latency = time.time() - update.latency_from
                 self.latencies_s.append(latency)
                 if self.metrics is not None:
                     self.metrics.event_latency_seconds.observe(latency)

@@ -196,10 +196,10 @@ class ScoringWorker:
         """The frames young enough to score; the rest are counted per camera and termed."""
         if not self.max_frame_age_s:
             return deliveries
-        oldest_ok = time.monotonic() - self.max_frame_age_s
+        oldest_ok = time.time() - self.max_frame_age_s  # wall clock: it crosses machines
         fresh = []
         for delivery in deliveries:
-            if delivery.item.frame.monotonic >= oldest_ok:
+            if delivery.item.frame.received_at >= oldest_ok:
                 fresh.append(delivery)
             else:
                 self.stats.stale_by_camera[delivery.item.frame.camera] += 1
