@@ -38,7 +38,7 @@ from tests.fakes import SlowFakeEncoder
 from tests.helpers import WebhookReceiver
 
 from hazardwatch.app import Service
-from hazardwatch.detect.stage import EventUpdate
+from hazardwatch.records import EventUpdate
 from hazardwatch.settings import load_settings
 
 

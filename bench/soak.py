@@ -30,7 +30,7 @@ from tests.fakes import SlowFakeEncoder, write_red_square_clip
 from tests.helpers import scrape
 
 from hazardwatch.app import RunSummary, Service
-from hazardwatch.detect.stage import EventUpdate
+from hazardwatch.records import EventUpdate
 from hazardwatch.settings import load_settings
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository

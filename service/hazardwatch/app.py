@@ -34,7 +34,7 @@ from hazardwatch.capture.recorder import (
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
-from hazardwatch.detect.stage import DetectorStage, EventUpdate
+from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
@@ -49,7 +49,7 @@ from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import CameraStateRecord, GatedFrame
+from hazardwatch.records import CameraStateRecord, EventUpdate, GatedFrame
 from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from hazardwatch.scoring.bank import PromptBank
 
 EventStatus = Literal["open", "closed", "interrupted"]
 Severity = Literal["info", "warning", "critical"]
@@ -183,3 +186,31 @@ class ScoreSample:
 
     def __post_init__(self) -> None:
         _require_aware("ts", self.ts)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ScoredFrame:
+    """One frame's scores: class probabilities (the detector's channels) and raw similarities."""
+
+    gated: GatedFrame
+    probabilities: dict[str, float]
+    prompt_similarities: npt.NDArray[np.float32]
+    bank: PromptBank
+    # The frame's L2-normalised CLIP image embedding, and its best cosine with the camera's
+    # normal references (None: the camera has none). Both come from the one forward pass.
+    embedding: npt.NDArray[np.float32] | None = None
+    normal_similarity: float | None = None
+
+    def top_prompts(self, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(self.prompt_similarities)[::-1][:k]
+        return [(self.bank.prompts[i], float(self.prompt_similarities[i])) for i in order]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EventUpdate:
+    """An event record to store, with the kind of change and the peak frame's image."""
+
+    kind: str  # started | updated | ended
+    record: EventRecord
+    snapshot: Image | None
+    latency_from: float | None  # wall-clock receive time of the frame that decided it

@@ -14,10 +14,9 @@ from hazardwatch.detect.normal import (
     ReferenceSet,
     decode_embedding,
 )
-from hazardwatch.detect.stage import DetectorStage, EventUpdate
-from hazardwatch.records import Frame, GatedFrame, MotionResult
+from hazardwatch.detect.stage import DetectorStage
+from hazardwatch.records import EventUpdate, Frame, GatedFrame, MotionResult, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank
-from hazardwatch.scoring.worker import ScoredFrame
 
 BANK = PromptBank.from_text(
     """

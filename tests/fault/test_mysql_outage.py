@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from hazardwatch.app import RunSummary, Service
-from hazardwatch.detect.stage import EventUpdate
+from hazardwatch.records import EventUpdate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.conftest import free_port, service_settings, skip_or_fail

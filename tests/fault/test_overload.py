@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from hazardwatch.app import RunSummary, Service
-from hazardwatch.detect.stage import EventUpdate
+from hazardwatch.records import EventUpdate
 from tests.conftest import service_settings
 from tests.fakes import SlowFakeEncoder, write_red_square_clip
 from tests.helpers import scrape

@@ -4,9 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.outputs.alerts import Alert, AlertDispatcher, AlertPolicy
-from hazardwatch.records import EventRecord, Severity
+from hazardwatch.records import EventRecord, EventUpdate, Severity
 
 
 class Clock:

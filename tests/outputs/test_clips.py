@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.outputs.clips import ClipRecorder, segments_for
-from hazardwatch.records import ClipLink, EventRecord, Frame
+from hazardwatch.records import ClipLink, EventRecord, EventUpdate, Frame
 from tests.capture.test_recorder import probe
 from tests.conftest import make_h264_clip
 

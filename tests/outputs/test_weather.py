@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from hazardwatch.cli import main
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.weather import (
     CircuitBreaker,
@@ -25,7 +24,7 @@ from hazardwatch.outputs.weather import (
     describe,
     parse_current,
 )
-from hazardwatch.records import EventRecord, Weather, WeatherLink
+from hazardwatch.records import EventRecord, EventUpdate, Weather, WeatherLink
 from hazardwatch.settings import Location, WeatherSettings
 from tests.helpers import wait_for
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import EventRecord
+from hazardwatch.records import EventRecord, EventUpdate
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -102,9 +101,8 @@ def test_media_bytes_grow_as_snapshots_are_written(tmp_path: Path, sqlite_url: s
     """Between retention sweeps, hazardwatch_media_bytes follows what is written."""
     import numpy as np
 
-    from hazardwatch.detect.stage import EventUpdate
     from hazardwatch.metrics import Metrics
-    from hazardwatch.records import EventRecord
+    from hazardwatch.records import EventRecord, EventUpdate
     from hazardwatch.storage import migrate
     from hazardwatch.storage.engine import create_engine
     from hazardwatch.storage.repository import Repository

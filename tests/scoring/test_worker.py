@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from hazardwatch.handoff.queue import LocalQueue
-from hazardwatch.records import Frame, GatedFrame, MotionResult
+from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame
 from hazardwatch.scoring.bank import load_bank
-from hazardwatch.scoring.worker import ScoredFrame, ScoringWorker
+from hazardwatch.scoring.worker import ScoringWorker
 from tests.fakes import FakeEncoder
 
 MOTION = MotionResult(True, 0.1, (10, 10, 50, 50))

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy.typing as npt
@@ -31,21 +30,10 @@ from hazardwatch.detect.normal import (
     ReferenceSet,
     encode_embedding,
 )
-from hazardwatch.records import EventRecord, Frame, Image, ScoreSample
+from hazardwatch.records import EventRecord, EventUpdate, Frame, ScoredFrame, ScoreSample
 from hazardwatch.scoring.bank import PromptBank
-from hazardwatch.scoring.worker import ScoredFrame
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class EventUpdate:
-    """An event record to store, with the kind of change and the peak frame's image."""
-
-    kind: str  # started | updated | ended
-    record: EventRecord
-    snapshot: Image | None
-    latency_from: float | None  # wall-clock receive time of the frame that decided it
 
 
 def utc(ts: float) -> datetime:

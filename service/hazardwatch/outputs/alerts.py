@@ -17,10 +17,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.media_links import MediaSigner
-from hazardwatch.records import SEVERITIES, EventRecord, Severity
+from hazardwatch.records import SEVERITIES, EventRecord, EventUpdate, Severity
 
 log = logging.getLogger(__name__)
 AlertType = Literal["new", "update", "end", "test"]

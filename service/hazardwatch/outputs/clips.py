@@ -32,8 +32,7 @@ from pathlib import Path
 import cv2
 
 from hazardwatch.capture.recorder import SEGMENT_SUFFIX
-from hazardwatch.detect.stage import EventUpdate
-from hazardwatch.records import ClipLink, Frame, Image
+from hazardwatch.records import ClipLink, EventUpdate, Frame, Image
 from hazardwatch.redact import redact_text
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,8 @@ from typing import Any
 
 import httpx
 
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
-from hazardwatch.records import Weather, WeatherLink
+from hazardwatch.records import EventUpdate, Weather, WeatherLink
 from hazardwatch.settings import Location, WeatherSettings
 
 log = logging.getLogger(__name__)

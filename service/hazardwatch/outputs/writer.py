@@ -22,12 +22,12 @@ from pathlib import Path
 import cv2
 import sqlalchemy as sa
 
-from hazardwatch.detect.stage import EventUpdate
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import (
     CameraStateRecord,
     ClipLink,
     EventRecord,
+    EventUpdate,
     ScoreSample,
     WeatherLink,
 )

@@ -24,31 +24,13 @@ from hazardwatch.detect.normal import ReferenceSet
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.queue import Delivery, FrameSource
 from hazardwatch.metrics import Metrics
-from hazardwatch.records import GatedFrame, Image
+from hazardwatch.records import GatedFrame, Image, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank, class_probabilities
 from hazardwatch.scoring.model import Encoder
 from hazardwatch.scoring.preprocess import crop_around, preprocess_batch
 
 log = logging.getLogger(__name__)
 BANK_CHECK_S = 2.0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ScoredFrame:
-    """One frame's scores: class probabilities (the detector's channels) and raw similarities."""
-
-    gated: GatedFrame
-    probabilities: dict[str, float]
-    prompt_similarities: npt.NDArray[np.float32]
-    bank: PromptBank
-    # The frame's L2-normalised CLIP image embedding, and its best cosine with the camera's
-    # normal references (None: the camera has none). Both come from the one forward pass.
-    embedding: npt.NDArray[np.float32] | None = None
-    normal_similarity: float | None = None
-
-    def top_prompts(self, k: int = 3) -> list[tuple[str, float]]:
-        order = np.argsort(self.prompt_similarities)[::-1][:k]
-        return [(self.bank.prompts[i], float(self.prompt_similarities[i])) for i in order]
 
 
 @dataclass

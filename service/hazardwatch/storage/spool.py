@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from hazardwatch.handoff.codec import event_from_dict, event_to_dict
 from hazardwatch.records import (
     CameraStateRecord,
     ClipLink,
@@ -36,7 +37,7 @@ Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord | WeatherL
 
 def encode(item: Item) -> tuple[Kind, str]:
     if isinstance(item, EventRecord):
-        return "event", json.dumps(asdict(item), default=_iso)
+        return "event", json.dumps(event_to_dict(item))
     if isinstance(item, ClipLink):
         return "clip", json.dumps(asdict(item))
     if isinstance(item, CameraStateRecord):
@@ -49,12 +50,7 @@ def encode(item: Item) -> tuple[Kind, str]:
 def decode(kind: str, payload: str) -> Item:
     data: Any = json.loads(payload)
     if kind == "event":
-        for key in ("started_at", "peak_at", "ended_at", "verdict_at"):
-            if data.get(key) is not None:
-                data[key] = datetime.fromisoformat(data[key])
-        if data.get("weather") is not None:
-            data["weather"] = Weather.from_json(data["weather"])
-        return EventRecord(**data)
+        return event_from_dict(data)
     if kind == "clip":
         return ClipLink(**data)
     if kind == "state":

@@ -1,0 +1,149 @@
+"""Round trips of the records that cross stage boundaries, and what a bad message gets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from datetime import UTC, datetime
+
+import cv2
+import numpy as np
+import pytest
+
+from hazardwatch.handoff.codec import (
+    CodecError,
+    WireOptions,
+    decode_event,
+    decode_gated,
+    decode_scored,
+    encode_event,
+    encode_gated,
+    encode_scored,
+    pack,
+    unpack,
+)
+from hazardwatch.records import (
+    EventRecord,
+    EventUpdate,
+    Frame,
+    GatedFrame,
+    MotionResult,
+    ScoredFrame,
+    Weather,
+)
+from hazardwatch.scoring.bank import load_bank
+
+T = datetime(2026, 11, 22, 18, 30, 1, 250000, tzinfo=UTC)
+BANK = load_bank(None)
+
+
+def image(width: int = 320, height: int = 240) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    out = np.stack([(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 90)], axis=2)
+    return out.astype(np.uint8)
+
+
+def gated() -> GatedFrame:
+    frame = Frame("gate-1", 42, 1_795_372_201.125, T, image())
+    return GatedFrame(frame, MotionResult(True, 0.125, (10, 20, 60, 80), 0.25, False), "motion", 7)
+
+
+def close_image(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and float(np.abs(a.astype(int) - b.astype(int)).mean()) < 3.0
+
+
+def test_a_gated_frame_round_trips() -> None:
+    original = gated()
+    back = decode_gated(encode_gated(original))
+    f = back.frame
+    assert (f.camera, f.seq, f.received_at, f.captured_at) == ("gate-1", 42, 1_795_372_201.125, T)
+    assert (back.motion, back.reason, back.snippet) == (original.motion, "motion", 7)
+    assert close_image(back.frame.image, original.frame.image)  # JPEG: close, not equal
+
+
+def test_frames_are_scaled_to_the_wire_width() -> None:
+    big = dataclasses.replace(
+        gated(), frame=dataclasses.replace(gated().frame, image=image(1920, 1080))
+    )
+    back = decode_gated(encode_gated(big, WireOptions(jpeg_quality=70, max_width=640)))
+    assert back.frame.image.shape == (360, 640, 3)
+
+
+def test_a_scored_frame_round_trips_with_its_bank_version() -> None:
+    embedding = np.linspace(-1, 1, 512).astype(np.float32)
+    sims = np.linspace(0, 0.3, len(BANK.prompts)).astype(np.float32)
+    probs = {name: 1 / len(BANK.class_names) for name in BANK.class_names}
+    original = ScoredFrame(gated(), probs, sims, BANK, embedding, 0.875)
+    asked: list[str] = []
+
+    def bank_of(version: str) -> object:
+        asked.append(version)
+        return BANK
+
+    back = decode_scored(encode_scored(original), bank_of)  # type: ignore[arg-type]
+    assert asked == [BANK.version] and back.bank is BANK
+    assert back.probabilities == probs and back.normal_similarity == 0.875
+    assert back.embedding is not None and np.allclose(back.embedding, embedding, atol=1e-3)
+    assert np.allclose(back.prompt_similarities, sims, atol=1e-3)
+    assert back.gated.frame.captured_at == T and back.gated.motion == original.gated.motion
+    no_embedding = dataclasses.replace(original, embedding=None, normal_similarity=None)
+    back = decode_scored(encode_scored(no_embedding), lambda v: BANK)
+    assert back.embedding is None and back.normal_similarity is None
+
+
+def test_an_unknown_bank_version_is_a_codec_error() -> None:
+    scored = ScoredFrame(gated(), {}, np.zeros(0, np.float32), BANK)
+    with pytest.raises(CodecError, match="unknown prompt bank version"):
+        decode_scored(encode_scored(scored), {}.__getitem__)  # type: ignore[arg-type]
+
+
+def test_an_event_update_round_trips_every_field() -> None:
+    record = EventRecord(
+        "8c0c5b2e-1", "gate-1", "traffic_accident", "critical", "closed", T, T, 0.93, 0.81,
+        ended_at=T, snapshot_path="gate-1/8c0c5b2e-1.jpg", model_name="ViT-B/32",
+        prompt_bank_version=BANK.version, revision=4, peak_embedding="AAAA",
+        verdict="confirmed", verdict_note="seen on site", verdict_at=T,
+        weather=Weather(61, "slight rain", 3.4, 0.6, 17.3, None, T),
+    )  # fmt: skip
+    back = decode_event(encode_event(EventUpdate("ended", record, image(), 1_795_372_201.5)))
+    assert back.record == record and back.kind == "ended" and back.latency_from == 1_795_372_201.5
+    assert back.snapshot is not None and close_image(back.snapshot, image())
+    bare = decode_event(encode_event(EventUpdate("started", record, None, None)))
+    assert bare.snapshot is None and bare.latency_from is None
+
+
+def envelope(
+    version: int = 1, kind: int = 1, header: bytes = b"{}", length: int | None = None
+) -> bytes:
+    size = len(header) if length is None else length
+    return struct.pack(">2sBBI", b"HW", version, kind, size) + header
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", "too short"),
+        (b'{"camera": "gate"}', "not a hazardwatch message"),
+        (envelope(version=2), "message version 2; this build reads version 1"),
+        (envelope(kind=9), "unknown message kind 9"),
+        (envelope(length=999), "runs past"),
+        (envelope(header=b"{not json"), "header is not JSON"),
+        (envelope(header=b"[1, 2]"), "not a JSON object"),
+        (envelope(kind=3, header=b"{}"), "expected a gated message, got event"),
+        (envelope(header=b'{"camera": "x"}'), "bad frame header: KeyError"),
+    ],
+)
+def test_bad_messages_are_codec_errors_that_say_why(data: bytes, error: str) -> None:
+    with pytest.raises(CodecError, match=error):
+        decode_gated(data)
+
+
+def test_a_payload_that_is_not_a_jpeg_is_refused() -> None:
+    good_kind, header, _ = unpack(encode_gated(gated()))
+    with pytest.raises(CodecError, match="not a JPEG"):
+        decode_gated(pack(good_kind, header, b"\x00\x01 not an image"))
+    header["motion"]["box"] = "wide"
+    _, jpeg = cv2.imencode(".jpg", image())
+    with pytest.raises(CodecError, match="bad frame header"):
+        decode_gated(pack("gated", json.loads(json.dumps(header)), jpeg.tobytes()))
