@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,6 +265,57 @@ def red_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clips") / "crash.mp4"
     write_red_square_clip(str(path))
     return path
+
+
+class NatsServer:
+    """A private nats-server with JetStream on file storage, that tests can kill and
+    restart on the same port and directory."""
+
+    BINARY = "/usr/sbin/nats-server"
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [self.BINARY, "-js", "-sd", str(self.directory), "-a", "127.0.0.1",
+             "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not listen on {self.port}")
+
+    def stop(self, kill: bool = True) -> None:
+        if self._process is not None:
+            if kill:
+                self._process.kill()
+            else:
+                self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    if not Path(NatsServer.BINARY).is_file():
+        skip_or_fail(f"{NatsServer.BINARY} is not installed (apt-get install nats-server)")
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def service_settings(

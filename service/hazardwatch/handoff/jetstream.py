@@ -1,0 +1,341 @@
+"""The hand-off over NATS JetStream: the same put / fetch → ack · nak · term protocol as
+`LocalQueue`, across machines.
+
+Layout (created idempotently by `ensure_frames_stream`):
+
+- stream `HAZARDWATCH_FRAMES`, subjects `hazardwatch.frames.<camera>`, work-queue
+  retention (a frame is gone once one worker acked it), file storage, `max_age` equal to
+  `scoring.max_frame_age_s` — a frame nobody scored in time expires instead of being
+  scored late;
+- durable pull consumer `scoring`, explicit acks, `ack_wait` well below that age (a dead
+  worker's frames come back while still fresh), `max_ack_pending` bounding what the
+  workers hold, `max_deliver` attempts.
+
+nats-py is asyncio; `BrokerLink` runs one event loop on its own thread and the rest of
+the service calls into it from plain threads. Capture never waits: `JetStreamSink.put`
+hands the encoded frame to the loop and returns; when the loop's outgoing buffer is full
+the oldest frame is dropped and counted, as the local queue does. A message that is not a
+well-formed frame is counted, logged once and terminated, so it never blocks the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from hazardwatch.handoff.codec import CodecError, WireOptions, decode_gated, encode_gated
+from hazardwatch.handoff.queue import Delivery
+from hazardwatch.records import GatedFrame
+from hazardwatch.redact import redact_url
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FRAMES_STREAM = "HAZARDWATCH_FRAMES"
+FRAMES_SUBJECT = "hazardwatch.frames"
+SCORING_CONSUMER = "scoring"
+
+
+@dataclass(frozen=True, slots=True)
+class FramesLayout:
+    """The frames stream and its consumer, from the settings."""
+
+    max_age_s: float = 5.0
+    ack_wait_s: float = 2.0
+    max_ack_pending: int = 256
+    max_deliver: int = 3
+    stream: str = FRAMES_STREAM
+    subject: str = FRAMES_SUBJECT
+    consumer: str = SCORING_CONSUMER
+
+    def subject_for(self, camera: str) -> str:
+        return f"{self.subject}.{camera}"
+
+
+class BrokerLink:
+    """One NATS connection and the event loop it lives on (start, stop(timeout))."""
+
+    def __init__(self, url: str, name: str = "hazardwatch", connect_timeout_s: float = 5.0):
+        self.url = url
+        self.name = name
+        self.connect_timeout_s = connect_timeout_s
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=f"nats-{name}", daemon=True)
+        self._nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.reconnects = 0
+        self.connected = False
+
+    def start(self) -> None:
+        """Connect (reconnecting for ever afterwards); raises when the first connect fails."""
+        self._thread.start()
+        try:
+            self.call(self._connect(), timeout=self.connect_timeout_s + 5)
+        except Exception as exc:
+            self.stop(2)
+            raise ConnectionError(
+                f"cannot reach NATS at {redact_url(self.url)}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Close the connection (what was published is with the broker), end every task
+        on the loop, stop it."""
+        if self.loop.is_running():
+            try:
+                self.call(self._shutdown(), timeout=timeout)
+            except Exception as exc:  # closing anyway
+                log.debug("NATS shutdown: %s", exc)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        stopped = not self._thread.is_alive()
+        if stopped and not self.loop.is_closed():
+            self.loop.close()
+        return stopped
+
+    async def _shutdown(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the link's loop from another thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _connect(self) -> None:
+        async def disconnected() -> None:
+            if self.connected:
+                log.warning("NATS %s: disconnected; reconnecting", redact_url(self.url))
+            self.connected = False
+
+        async def reconnected() -> None:
+            self.reconnects += 1
+            self.connected = True
+            log.info("NATS %s: reconnected", redact_url(self.url))
+
+        async def error(exc: Exception) -> None:
+            log.debug("NATS %s: %s", redact_url(self.url), exc)
+
+        self._nc = await nats.connect(
+            self.url,
+            name=self.name,
+            connect_timeout=self.connect_timeout_s,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+        self.connected = True
+        self.js = self._nc.jetstream()
+
+
+async def _ensure_stream(js: JetStreamContext, layout: FramesLayout) -> None:
+    config = StreamConfig(
+        name=layout.stream,
+        subjects=[f"{layout.subject}.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=layout.max_age_s,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # it exists with other limits: bring them in line
+        await js.update_stream(config)
+
+
+def ensure_frames_stream(link: BrokerLink, layout: FramesLayout) -> None:
+    """Create or update the frames stream (idempotent)."""
+    assert link.js is not None
+    link.call(_ensure_stream(link.js, layout), timeout=10)
+
+
+class JetStreamSink:
+    """Capture's side: put never blocks; the loop publishes and awaits the broker's ack."""
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        layout: FramesLayout,
+        options: WireOptions | None = None,
+        buffer: int = 256,
+    ) -> None:
+        self.link = link
+        self.layout = layout
+        self.options = options or WireOptions()
+        self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._buffer = buffer
+        self._lock = threading.Lock()
+        self._wake = asyncio.Event()
+        self.dropped = 0
+        self.published = 0
+        self.failed = 0
+        self.bytes_published = 0
+        self._busy = False
+        self._task = asyncio.run_coroutine_threadsafe(self._publisher(), link.loop)
+
+    def put(self, item: GatedFrame) -> None:
+        data = encode_gated(item, self.options)
+        with self._lock:
+            if len(self._pending) >= self._buffer:
+                self._pending.popleft()
+                self.dropped += 1
+            self._pending.append((self.layout.subject_for(item.frame.camera), data))
+        self.link.loop.call_soon_threadsafe(self._wake.set)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything put so far is published (file sources at their end)."""
+        done = threading.Event()
+
+        async def wait() -> None:
+            while self._pending or self._busy:
+                await asyncio.sleep(0.01)
+            done.set()
+
+        asyncio.run_coroutine_threadsafe(wait(), self.link.loop)
+        return done.wait(timeout)
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        break
+                    subject, data = self._pending.popleft()
+                self._busy = True
+                try:
+                    assert self.link.js is not None
+                    await self.link.js.publish(subject, data, timeout=5)
+                    self.published += 1
+                    self.bytes_published += len(data)
+                except Exception as exc:  # broker down: retried by the client's reconnect
+                    self.failed += 1
+                    log.warning("frame not published to %s: %s", subject, exc)
+                finally:
+                    self._busy = False
+
+
+@dataclass(eq=False)
+class JetStreamDelivery(Generic[T]):
+    item: T
+    attempt: int
+    msg: Msg = field(repr=False)
+    link: BrokerLink = field(repr=False)
+    settled: str | None = None
+
+    def ack(self) -> None:
+        self._settle("ack", self.msg.ack())
+
+    def nak(self) -> None:
+        self._settle("nak", self.msg.nak())
+
+    def term(self) -> None:
+        self._settle("term", self.msg.term())
+
+    def in_progress(self) -> None:
+        """Extend the ack wait (a long batch)."""
+        self.link.call(self.msg.in_progress(), timeout=5)
+
+    def _settle(self, how: str, coro: Coroutine[Any, Any, None]) -> None:
+        if self.settled is not None:
+            coro.close()
+            return
+        self.settled = how
+        try:
+            self.link.call(coro, timeout=5)
+        except Exception as exc:  # the broker redelivers after ack_wait: nothing is lost
+            log.warning("could not %s a frame: %s", how, exc)
+
+
+class JetStreamSource:
+    """The worker's side: a durable pull consumer shared by every worker (competing)."""
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        layout: FramesLayout,
+        on_malformed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.link = link
+        self.layout = layout
+        self.malformed = 0
+        self._on_malformed = on_malformed
+        self._warned = False
+        self._sub = link.call(self._subscribe(), timeout=10)
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        assert self.link.js is not None
+        layout = self.layout
+        config = ConsumerConfig(
+            durable_name=layout.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=layout.ack_wait_s,
+            max_ack_pending=layout.max_ack_pending,
+            max_deliver=layout.max_deliver,
+        )
+        return await self.link.js.pull_subscribe(
+            f"{layout.subject}.>", durable=layout.consumer, stream=layout.stream, config=config
+        )
+
+    def fetch(
+        self, max_items: int, timeout_s: float, fill_wait_s: float = 0.0
+    ) -> list[Delivery[GatedFrame]] | None:
+        """Never None: a broker source does not end; its worker is stopped instead."""
+        try:
+            messages = self.link.call(
+                self._sub.fetch(batch=max_items, timeout=max(timeout_s, 0.05)),
+                timeout=timeout_s + 10,
+            )
+        except (NatsTimeout, TimeoutError):
+            return []
+        except (NotFoundError, ConnectionError) as exc:
+            log.warning("fetching frames failed (%s); retrying", exc)
+            return []
+        out: list[Delivery[GatedFrame]] = []
+        for msg in messages:
+            try:
+                item = decode_gated(msg.data)
+            except CodecError as exc:
+                self._malformed(msg, str(exc))
+                continue
+            out.append(JetStreamDelivery(item, msg.metadata.num_delivered, msg, self.link))
+        return out
+
+    def _malformed(self, msg: Msg, why: str) -> None:
+        self.malformed += 1
+        if not self._warned:
+            self._warned = True
+            log.error(
+                "message on %s is not a frame (%s); terminated (logged once)", msg.subject, why
+            )
+        if self._on_malformed is not None:
+            self._on_malformed(msg.subject)
+        self.link.call(msg.term(), timeout=5)
