@@ -277,7 +277,6 @@ class Service:
             max_frame_age_s=settings.scoring.max_frame_age_s,
             bank_path=bank_path if settings.prompts.reload else None,
             metrics=metrics,
-            references=stage.references,
         )
         readers.extend(self._readers(queue))
         if not readers:

@@ -196,10 +196,9 @@ class ScoredFrame:
     probabilities: dict[str, float]
     prompt_similarities: npt.NDArray[np.float32]
     bank: PromptBank
-    # The frame's L2-normalised CLIP image embedding, and its best cosine with the camera's
-    # normal references (None: the camera has none). Both come from the one forward pass.
+    # The frame's L2-normalised CLIP image embedding (from the same forward pass); the
+    # detector stage compares it with the camera's normal references.
     embedding: npt.NDArray[np.float32] | None = None
-    normal_similarity: float | None = None
 
     def top_prompts(self, k: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(self.prompt_similarities)[::-1][:k]

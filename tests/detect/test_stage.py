@@ -38,12 +38,11 @@ def scored(
     t: float,
     fire: float,
     embedding: np.ndarray | None = None,
-    similarity: float | None = None,
 ) -> ScoredFrame:
     frame = Frame(camera, int(t * 10), t, T0 + timedelta(seconds=t), np.zeros((4, 4, 3), np.uint8))
     gated = GatedFrame(frame, MotionResult(True, 0.1, None), "motion", 1)
     probs = {"fire": fire, "street": 1 - fire}
-    return ScoredFrame(gated, probs, np.zeros(2, np.float32), BANK, embedding, similarity)
+    return ScoredFrame(gated, probs, np.zeros(2, np.float32), BANK, embedding)
 
 
 class Saves:
@@ -112,12 +111,12 @@ def test_learning_a_false_alarm_silences_that_sight_on_that_camera_only() -> Non
     assert saves.calls == []  # saved by the scoring thread, not the API's
     refs = stage.references("gate")
     assert isinstance(refs, ReferenceSet) and refs.capacity == 3
-    similarity = refs.similarity(SIGN)
-    stage.on_scored([scored("gate", i / 10, 0.9, SIGN, similarity) for i in range(20)])
+    # The stage itself compares each frame's embedding with the camera's references.
+    stage.on_scored([scored("gate", i / 10, 0.9, SIGN) for i in range(20)])
     assert events == []  # the known sight gives no evidence
     assert [c for c, _ in saves.calls] == ["gate"]  # saved with the first frame after
     assert saves.calls[0][1]["references"]["dim"] == 8
-    stage.on_scored([scored("yard", i / 10, 0.9, SIGN, None) for i in range(20)])
+    stage.on_scored([scored("yard", i / 10, 0.9, SIGN) for i in range(20)])
     assert [e.record.camera for e in events] == ["yard"]
 
 

@@ -74,7 +74,7 @@ def test_a_scored_frame_round_trips_with_its_bank_version() -> None:
     embedding = np.linspace(-1, 1, 512).astype(np.float32)
     sims = np.linspace(0, 0.3, len(BANK.prompts)).astype(np.float32)
     probs = {name: 1 / len(BANK.class_names) for name in BANK.class_names}
-    original = ScoredFrame(gated(), probs, sims, BANK, embedding, 0.875)
+    original = ScoredFrame(gated(), probs, sims, BANK, embedding)
     asked: list[str] = []
 
     def bank_of(version: str) -> object:
@@ -83,13 +83,13 @@ def test_a_scored_frame_round_trips_with_its_bank_version() -> None:
 
     back = decode_scored(encode_scored(original), bank_of)  # type: ignore[arg-type]
     assert asked == [BANK.version] and back.bank is BANK
-    assert back.probabilities == probs and back.normal_similarity == 0.875
+    assert back.probabilities == probs
     assert back.embedding is not None and np.allclose(back.embedding, embedding, atol=1e-3)
     assert np.allclose(back.prompt_similarities, sims, atol=1e-3)
     assert back.gated.frame.captured_at == T and back.gated.motion == original.gated.motion
-    no_embedding = dataclasses.replace(original, embedding=None, normal_similarity=None)
+    no_embedding = dataclasses.replace(original, embedding=None)
     back = decode_scored(encode_scored(no_embedding), lambda v: BANK)
-    assert back.embedding is None and back.normal_similarity is None
+    assert back.embedding is None
 
 
 def test_an_unknown_bank_version_is_a_codec_error() -> None:

@@ -187,13 +187,23 @@ class DetectorStage:
             if self._on_frame is not None:
                 self._on_frame(frame)
             events = detector.update(
-                t, scored.probabilities, ref=scored, normal_similarity=scored.normal_similarity
+                t, scored.probabilities, ref=scored, normal_similarity=self._similarity(scored)
             )
             self._emit_all(events, frame.received_at)
             samples.extend(self._samples(scored, detector))
             self._save(frame.camera)
         if samples and self._emit_scores is not None:
             self._emit_scores(samples)
+
+    def _similarity(self, scored: ScoredFrame) -> float | None:
+        """The frame's best cosine with its camera's normal references (None: it has
+        none, or the frame no embedding). Here, not in the worker: the references live
+        with the detector, and a worker on another machine never sees them."""
+        if scored.embedding is None:
+            return None
+        with self._lock:  # learn_normal adds references from the API's thread
+            normal = self._normals.get(scored.gated.frame.camera)
+            return normal.references.similarity(scored.embedding) if normal is not None else None
 
     def _samples(self, scored: ScoredFrame, detector: TemporalDetector) -> list[ScoreSample]:
         frame = scored.gated.frame

@@ -200,7 +200,6 @@ def encode_scored(scored: ScoredFrame, options: WireOptions | None = None) -> by
         bank_version=scored.bank.version,
         prompt_similarities=_f16(scored.prompt_similarities),
         embedding=_f16(scored.embedding) if scored.embedding is not None else None,
-        normal_similarity=scored.normal_similarity,
     )
     image = encode_jpeg(scored.gated.frame.image, options or WireOptions())
     return pack("scored", header, image)
@@ -218,14 +217,12 @@ def decode_scored(data: bytes, bank_of: Callable[[str], PromptBank]) -> ScoredFr
     try:
         probabilities = {str(k): float(v) for k, v in header["probabilities"].items()}
         embedding = header.get("embedding")
-        similarity = header.get("normal_similarity")
         return ScoredFrame(
             gated,
             probabilities,
             _from_f16(header["prompt_similarities"]),
             bank,
             _from_f16(embedding) if embedding is not None else None,
-            float(similarity) if similarity is not None else None,
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         if isinstance(exc, CodecError):

@@ -15,12 +15,10 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from hazardwatch.detect.normal import ReferenceSet
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.queue import Delivery, FrameSource
 from hazardwatch.metrics import Metrics
@@ -97,11 +95,9 @@ class ScoringWorker:
         max_frame_age_s: float = 0.0,
         bank_path: Path | None = None,
         metrics: Metrics | None = None,
-        references: Callable[[str], ReferenceSet | None] | None = None,
     ) -> None:
         self.encoder = encoder
         self.metrics = metrics
-        self._references = references
         self.queue = queue
         self.on_scored = on_scored
         self.batch_size = batch_size
@@ -242,7 +238,6 @@ class ScoringWorker:
                 sims[i],
                 index.bank,
                 per_frame[i].astype(np.float32),
-                self._normal_similarity(item.frame.camera, per_frame[i]),
             )
             for i, item in enumerate(good)
         ]
@@ -254,14 +249,6 @@ class ScoringWorker:
             for item in good:
                 self.metrics.frames_scored.labels(item.frame.camera).inc()
         return out
-
-    def _normal_similarity(
-        self, camera: str, embedding: npt.NDArray[np.floating[Any]]
-    ) -> float | None:
-        if self._references is None:
-            return None
-        references = self._references(camera)
-        return references.similarity(embedding) if references is not None else None
 
     def score_images(
         self, images: list[Image]
