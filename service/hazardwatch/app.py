@@ -199,6 +199,8 @@ class Service:
         if len(spool):
             log.info("replaying %d write(s) spooled by an earlier run", len(spool))
             writer.replay()
+        # One process owns every camera's events: it closes what any earlier run left open.
+        # (A node that owns some cameras passes them: close_open_events(…, cameras=…).)
         interrupted = repository.close_open_events(datetime.now(UTC))
         if interrupted:
             log.warning(

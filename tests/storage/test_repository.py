@@ -130,6 +130,16 @@ def test_list_events_rejects_bad_pages(repo: Repository, limit: int, offset: int
         repo.list_events(limit=limit, offset=offset)
 
 
+def test_close_open_events_touches_only_the_cameras_a_node_owns(repo: Repository) -> None:
+    repo.upsert_event(make_event(uuid="mine", camera="north"))
+    repo.upsert_event(make_event(uuid="theirs", camera="south"))
+    assert repo.close_open_events(T0, cameras=["north", "east"]) == 1
+    assert repo.get_event("mine").status == "interrupted"  # type: ignore[union-attr]
+    assert repo.get_event("theirs").status == "open"  # type: ignore[union-attr]
+    assert repo.close_open_events(T0, cameras=[]) == 0
+    assert repo.close_open_events(T0) == 1  # None: every camera
+
+
 def test_close_open_events_marks_them_interrupted(repo: Repository) -> None:
     repo.upsert_event(make_event(uuid="open-1"))
     repo.upsert_event(make_event(uuid="done-1", status="closed", ended_at=T0))

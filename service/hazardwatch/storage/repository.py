@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -224,13 +224,21 @@ class Repository:
         with self._engine.connect() as conn:
             return [_to_record(row._mapping) for row in conn.execute(query)]
 
-    def close_open_events(self, ended_at: datetime, status: EventStatus = "interrupted") -> int:
-        """Close every event still open (left by a run that died); returns how many."""
+    def close_open_events(
+        self,
+        ended_at: datetime,
+        status: EventStatus = "interrupted",
+        cameras: Collection[str] | None = None,
+    ) -> int:
+        """Close the events still open (left by a run that died) of `cameras` — the ones
+        the restarting node owns; None: every camera (the node that owns them all).
+        Returns how many."""
+        query = sa.update(Event).where(Event.status == "open")
+        if cameras is not None:
+            query = query.where(Event.camera.in_(list(cameras)))
         with self._engine.begin() as conn:
             result = conn.execute(
-                sa.update(Event)
-                .where(Event.status == "open")
-                .values(
+                query.values(
                     status=status,
                     ended_at=sa.func.coalesce(
                         Event.ended_at, sa.literal(ended_at, type_=Event.__table__.c.ended_at.type)
