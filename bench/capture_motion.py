@@ -134,9 +134,9 @@ def memory_per_camera(path: Path, cameras: int, seconds: float) -> dict[str, flo
     time.sleep(seconds)
     after = rss_mb()
     for reader in readers:
-        reader.stop()
+        reader.request_stop()
     for reader in readers:
-        reader.join(10)
+        reader.stop(10)
     return {
         "cameras": cameras,
         "rss_before_mb": before,

@@ -54,7 +54,7 @@ from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker, TextIndex
-from hazardwatch.settings import CameraSettings, Location, Settings
+from hazardwatch.settings import CameraSettings, Location, MotionSettings, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
 from hazardwatch.storage.repository import Repository
@@ -83,30 +83,27 @@ class RunSummary:
 def build_camera(
     camera: CameraSettings, settings: Settings, queue: LocalQueue[GatedFrame]
 ) -> CameraReader:
+    # Parameters by keyword, from the settings, in this module only.
     m = settings.motion
-    gate = MotionGate(
-        GateParams(
-            m.threshold,
-            m.min_area,
-            m.downscale_width,
-            m.blur_kernel,
-            m.dilate_iterations,
-            m.lighting_guard,
-        ),
-        camera.masks,
-    )
+    gate = MotionGate(gate_params(m), camera.masks)
     sampler = SnippetSampler(
-        SamplerParams(m.preroll_s, m.postroll_s, m.sample_fps, m.heartbeat_s), queue.put
+        SamplerParams(
+            preroll_s=m.preroll_s,
+            postroll_s=m.postroll_s,
+            sample_fps=m.sample_fps,
+            heartbeat_s=m.heartbeat_s,
+        ),
+        queue.put,
     )
     c = settings.capture
     options = ReaderOptions(
-        c.open_timeout_s,
-        c.read_timeout_s,
-        c.stall_timeout_s,
-        c.backoff_initial_s,
-        c.backoff_max_s,
-        camera.fps_limit,
-        camera.loop,
+        open_timeout_s=c.open_timeout_s,
+        read_timeout_s=c.read_timeout_s,
+        stall_timeout_s=c.stall_timeout_s,
+        backoff_initial_s=c.backoff_initial_s,
+        backoff_max_s=c.backoff_max_s,
+        fps_limit=camera.fps_limit,
+        loop=camera.loop,
     )
     spec = SourceSpec.parse(camera.url.get_secret_value(), camera.rtsp_transport)
     return CameraReader(
@@ -115,6 +112,17 @@ def build_camera(
         MotionStage(camera.name, gate, sampler),
         options,
         recorder=build_recorder(camera, spec, settings),
+    )
+
+
+def gate_params(m: MotionSettings) -> GateParams:
+    return GateParams(
+        threshold=m.threshold,
+        min_area=m.min_area,
+        downscale_width=m.downscale_width,
+        blur_kernel=m.blur_kernel,
+        dilate_iterations=m.dilate_iterations,
+        lighting_guard=m.lighting_guard,
     )
 
 
@@ -241,11 +249,15 @@ class Service:
         channels = build_alert_channels(settings, metrics)
         for channel in channels:
             channel.start()
-            stack.callback(channel.close)  # after the writer: its last alerts go out
+            stack.callback(channel.stop)  # after the writer: its last alerts go out
         a = settings.alerts
         writer.listeners.append(
             AlertDispatcher(
-                AlertPolicy(a.min_severity, a.cooldown_s, a.update_interval_s),
+                AlertPolicy(
+                    min_severity=a.min_severity,
+                    cooldown_s=a.cooldown_s,
+                    update_interval_s=a.update_interval_s,
+                ),
                 list(channels),
                 public_url=settings.api.public_url,
                 signer=api_state.signer,
@@ -350,16 +362,16 @@ class Service:
     ) -> None:
         """Stop capture, then let every later stage finish what is in flight."""
         for reader in readers:
-            reader.stop()
+            reader.request_stop()
         for reader in readers:
-            if not reader.join(self.settings.capture.read_timeout_s + 5):
+            if not reader.stop(self.settings.capture.read_timeout_s + 5):
                 log.warning("camera %s: reader still blocked in a read; leaving it", reader.camera)
         queue.close()
         worker.wait_drained()
         stage.flush()
-        if clips is not None and not clips.close(30):
+        if clips is not None and not clips.stop(30):
             log.error("clip recorder did not finish in 30 s")
-        if not writer.close(60):
+        if not writer.stop(60):
             log.error("event writer did not drain in 60 s; %d item(s) left", writer.backlog)
         if writer.spooled:
             log.warning(
@@ -395,9 +407,9 @@ class Service:
             changed |= before.keys() & after.keys()
         stopping = [r for r in readers if r.camera not in after or r.camera in changed]
         for reader in stopping:
-            reader.stop()
+            reader.request_stop()
         for reader in stopping:
-            reader.join(new.capture.read_timeout_s + 5)
+            reader.stop(new.capture.read_timeout_s + 5)
             readers.remove(reader)
             stage.close_camera(reader.camera)
         self.invalid_cameras.clear()

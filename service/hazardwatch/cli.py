@@ -111,11 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     service = Service(settings, reload_settings=lambda: load_settings(args.config, **overrides))
     install_signal_handlers(service)
     # FFmpeg's and OpenCV's own messages: into each camera's last_error, not raw into stderr.
-    NATIVE_STDERR.install()
+    NATIVE_STDERR.start()
     try:
         summary = service.run()
     finally:
-        NATIVE_STDERR.uninstall()
+        NATIVE_STDERR.stop()
     print(
         f"hazardwatch run: {summary.cameras} camera(s), {summary.frames_read} frames read, "
         f"{summary.frames_scored} scored, {summary.events} event(s), "
@@ -129,7 +129,7 @@ def cmd_motion(args: argparse.Namespace) -> int:
 
     import cv2
 
-    from hazardwatch.motion.gate import GateParams
+    from hazardwatch.app import gate_params
     from hazardwatch.motion.scan import scan_video
 
     cv2.setNumThreads(1)  # cameras (here: frames) are the parallelism; OpenCV's pool spins
@@ -141,15 +141,7 @@ def cmd_motion(args: argparse.Namespace) -> int:
             names = ", ".join(c.name for c in settings.cameras) or "none configured"
             raise ConfigError(f"--camera {args.camera!r} is not in the configuration ({names})")
         masks = matches[0].masks
-    params = GateParams(
-        threshold=settings.motion.threshold,
-        min_area=settings.motion.min_area,
-        downscale_width=settings.motion.downscale_width,
-        blur_kernel=settings.motion.blur_kernel,
-        dilate_iterations=settings.motion.dilate_iterations,
-        lighting_guard=settings.motion.lighting_guard,
-    )
-    report = scan_video(args.video, params, masks, args.preview)
+    report = scan_video(args.video, gate_params(settings.motion), masks, args.preview)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report))

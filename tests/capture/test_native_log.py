@@ -34,7 +34,7 @@ def test_router_collects_logs_once_and_passes_the_rest_through() -> None:
         from hazardwatch.capture.native_log import NATIVE_STDERR
         from hazardwatch.redact import configure_logging
         configure_logging("INFO")
-        NATIVE_STDERR.install()
+        NATIVE_STDERR.start()
         with NATIVE_STDERR.collect() as said:
             os.write(2, b"[rtsp @ 0x55aa] method DESCRIBE failed: 401 Unauthorized\\n")
             os.write(2, b"[ WARN:0@0.021] global cap.cpp:212 open VIDEOIO(FFMPEG): no\\n")
@@ -43,7 +43,7 @@ def test_router_collects_logs_once_and_passes_the_rest_through() -> None:
             os.write(2, b"[h264 @ 0x55bb] error while decoding MB 3 4 rtsp://u:pw@cam/s\\n")
         os.write(2, b"a C library's own message\\n")
         logging.getLogger("hazardwatch.test").warning("python's own record")
-        NATIVE_STDERR.uninstall()
+        NATIVE_STDERR.stop()
         os.write(2, b"after uninstall\\n")
         """
     )

@@ -43,9 +43,9 @@ def readers() -> Iterator[list[CameraReader]]:
     started: list[CameraReader] = []
     yield started
     for reader in started:
-        reader.stop()
+        reader.request_stop()
     for reader in started:
-        assert reader.join(15), f"reader {reader.camera} did not stop"
+        assert reader.stop(15), f"reader {reader.camera} did not stop"
 
 
 def start(readers: list[CameraReader], *args: Any, **kwargs: Any) -> CameraReader:
@@ -95,8 +95,8 @@ def test_looping_file_keeps_going_in_real_time(
     assert reader.state == ReaderState.STREAMING
     stamps = [f.timestamp for f in sink.frames]
     assert stamps == sorted(stamps), "time keeps increasing across loops"
-    reader.stop()
-    assert reader.join(5)
+    reader.request_stop()
+    assert reader.stop(5)
     assert reader.state == ReaderState.STOPPED
 
 
@@ -134,8 +134,8 @@ def test_failing_source_backs_off_and_stop_is_prompt(readers: list[CameraReader]
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert max(gaps) < 0.5, "capped backoff"
     assert "camera is down" in (reader.stats.last_error or "")
-    reader.stop()
-    assert reader.join(2)
+    reader.request_stop()
+    assert reader.stop(2)
 
 
 @pytest.mark.rtsp

@@ -28,11 +28,11 @@ def main(argv: list[str]) -> int:
     configure_logging("INFO")
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())
     install_signal_handlers(service)
-    NATIVE_STDERR.install()  # as `hazardwatch run` does
+    NATIVE_STDERR.start()  # as `hazardwatch run` does
     try:
         service.run()
     finally:
-        NATIVE_STDERR.uninstall()
+        NATIVE_STDERR.stop()
     return 0
 
 

@@ -169,9 +169,9 @@ def test_50_reconnects_leak_no_thread_or_file_descriptor(tmp_path: Path) -> None
         assert wait_for(lambda: reader.stats.reconnects >= 55, 180, 0.05), reader.stats
         fds, threads, py_threads = _quiet_counts()
     finally:
-        reader.stop()
-        refused.stop()
-        assert reader.join(10) and refused.join(10)
+        reader.request_stop()
+        refused.request_stop()
+        assert reader.stop(10) and refused.stop(10)
         server.stop()
     print(
         f"\n50 reconnects ({frames[0]} frames; {refused.stats.reconnects} refused opens beside): "

@@ -18,7 +18,7 @@ from hazardwatch.outputs.webhook import (
     verify_signature,
 )
 from tests.conftest import free_port, skip_or_fail
-from tests.helpers import WebhookReceiver
+from tests.helpers import WebhookReceiver, wait_for
 from tests.outputs.test_mqtt import (
     HOST,
     PORT,
@@ -59,6 +59,8 @@ def test_a_test_alert_reaches_every_channel_marked_as_a_test(
         assert body["event"]["uuid"].startswith("test-")
         assert verify_signature("s3cret", hook.headers[TIMESTAMP_HEADER], hook.body,
                                 hook.headers[SIGNATURE_HEADER])  # fmt: skip
+        # The broker hands the message on asynchronously: wait for it, do not race it.
+        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 1, 5)
         (message,) = listener.on(f"{prefix}/events")
         payload = json.loads(message.payload)
         assert payload["type"] == "test" and payload["test"] is True

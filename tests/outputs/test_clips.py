@@ -96,7 +96,7 @@ def _record(
         if i == 3:
             clips.on_event(_event("started", BASE + 3.0, None))
     clips.on_event(_event("ended", BASE + 3.0, BASE + 5.0))
-    assert clips.close(60)
+    assert clips.stop(60)
     return links, clips
 
 
@@ -146,4 +146,4 @@ def test_a_cut_waits_for_the_segment_after_the_window(tmp_path: Path, segments: 
     while not links and time.monotonic() < deadline:
         time.sleep(0.05)
     assert links == [ClipLink("e1", "cam/e1.mp4")] and clips.clips_full_rate == 1
-    assert clips.close(10)
+    assert clips.stop(10)

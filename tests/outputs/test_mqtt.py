@@ -89,7 +89,7 @@ def test_events_state_snapshot_and_availability(tmp_path: Path) -> None:
         snapshot = listener.on(f"{prefix}/gate-1/fire_smoke/snapshot")
         assert snapshot and snapshot[0].payload == b"\xff\xd8\xff-jpeg"
     finally:
-        publisher.close()
+        publisher.stop()
         listener.close()
     # Retained: a late subscriber sees the last state and the clean "offline".
     late = Listener(f"{prefix}/#")
@@ -132,4 +132,4 @@ def test_publishes_while_the_broker_is_unreachable_are_queued_not_raised() -> No
         publisher.send(alert("new", None, None))
         assert publisher.published == 2 and not publisher.connected
     finally:
-        publisher.close(timeout=0.5)
+        publisher.stop(timeout=0.5)

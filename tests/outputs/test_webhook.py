@@ -44,7 +44,7 @@ def test_signed_delivery_a_receiver_can_verify(receiver: WebhookReceiver) -> Non
     sender.start()
     sender.send(alert())
     assert wait_for(lambda: len(receiver.received) == 1, 10)
-    sender.close()
+    sender.stop()
     got = receiver.received[0]
     headers = {k.lower(): v for k, v in got.headers.items()}
     assert verify_signature(
@@ -86,7 +86,7 @@ def test_receiver_down_then_back_loses_nothing_within_the_retry_window() -> None
         assert [r.json()["event"]["uuid"] for r in receiver.received] == [f"e{i}" for i in range(5)]
         assert sender.failed == 0
     finally:
-        sender.close()
+        sender.stop()
         receiver.stop()
 
 
@@ -99,7 +99,7 @@ def test_5xx_is_retried_4xx_is_not(receiver: WebhookReceiver) -> None:
     receiver.status = 400
     sender.send(alert("b"))
     assert wait_for(lambda: sender.failed == 2, 10)
-    sender.close()
+    sender.stop()
     assert sender.sent == 0
 
 
@@ -112,7 +112,7 @@ def test_a_slow_receiver_never_blocks_send(receiver: WebhookReceiver) -> None:
         sender.send(alert(f"e{i}"))
     assert time.monotonic() - started < 0.1
     assert sender.dropped >= 6  # bounded queue: the oldest waiting alerts were dropped
-    sender.close(timeout=1.0)
+    sender.stop(timeout=1.0)
 
 
 def test_a_secret_in_the_hook_path_reaches_no_log_and_no_config_print(
@@ -134,7 +134,7 @@ def test_a_secret_in_the_hook_path_reaches_no_log_and_no_config_print(
             assert sender.deliver_now(make_test_alert("gate"), 5.0) is None
             sender.start()
             sender.send(make_test_alert("gate"))
-            assert sender.close(10)
+            assert sender.stop(10)
         assert len(receiver.received) == 2
         assert "T0SECRET" not in caplog.text
     finally:

@@ -66,7 +66,7 @@ def test_outage_spools_then_replays_every_event_exactly_once(
     assert "hazardwatch_db_write_failures_total" in metrics.render().decode()
     repo.down = False
     assert wait_for(lambda: writer.spooled == 0, 10)
-    assert writer.close(10)
+    assert writer.stop(10)
     stored = {e.uuid: e for e in Repository(engine).list_events()}
     assert set(stored) == {"a", "b"}
     assert stored["a"].status == "closed" and stored["a"].revision == 3
@@ -87,7 +87,7 @@ def test_what_the_database_never_took_waits_in_the_spool_for_the_next_run(
     writer.start()
     writer.put_event(update("c", "started", 0))
     writer.put_event(update("c", "ended", 1))
-    assert writer.close(10)
+    assert writer.stop(10)
     assert writer.spooled == 1  # the ended state replaced the started one
     writer.spool.close()  # type: ignore[union-attr]
     # Next run: a fresh writer over the same spool file stores it.
@@ -116,7 +116,7 @@ def test_media_bytes_grow_as_snapshots_are_written(tmp_path: Path, sqlite_url: s
     record = EventRecord("m1", "cam", "fire_smoke", "critical", "open", now, now, 0.9, 0.8)
     image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     writer.put_event(EventUpdate("started", record, image, None))
-    assert writer.close(10)
+    assert writer.stop(10)
     engine.dispose()
     written = sum(p.stat().st_size for p in (tmp_path / "media").rglob("*.jpg"))
     assert written > 0
@@ -141,7 +141,7 @@ def test_an_event_start_and_end_each_log_one_line(
             opened, status="closed", ended_at=now + timedelta(seconds=4), revision=2
         )
         writer.put_event(EventUpdate("ended", ended, None, None))
-        assert writer.close(10)
+        assert writer.stop(10)
     engine.dispose()
     lines = [r.getMessage() for r in caplog.records if r.name == "hazardwatch.outputs.writer"]
     assert lines == [

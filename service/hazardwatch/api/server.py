@@ -44,6 +44,7 @@ class ApiServer:
             time.sleep(0.02)
         log.info("API listening on http://%s:%d (docs at /docs)", self.host, self.port)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
         self._server.should_exit = True
         self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -41,7 +41,7 @@ WAIT_S = 1.0  # for the reader thread to reach an opener's end mark
 
 
 class NativeStderr:
-    """Owns file descriptor 2 between `install` and `uninstall`; one per process."""
+    """Owns file descriptor 2 between `start` and `stop`; one per process."""
 
     def __init__(self) -> None:
         self._saved: int | None = None
@@ -59,7 +59,8 @@ class NativeStderr:
     def installed(self) -> bool:
         return self._saved is not None
 
-    def install(self) -> None:
+    def start(self) -> None:
+        """Take descriptor 2 over (idempotent)."""
         if self.installed:
             return
         sys.stderr.flush()
@@ -71,26 +72,28 @@ class NativeStderr:
         self._read_fd = read_fd
         # Python's writes go to the original stderr directly, not through the pipe.
         self._previous_stderr = sys.stderr
-        sys.stderr = open(  # noqa: SIM115 - lives until uninstall
+        sys.stderr = open(  # noqa: SIM115 - lives until stop
             self._saved, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False
         )
         _repoint_handlers(self._previous_stderr, sys.stderr)
         self._thread = threading.Thread(target=self._read, name="native-stderr", daemon=True)
         self._thread.start()
 
-    def uninstall(self) -> None:
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Give descriptor 2 back and end the reading thread."""
         if self._saved is None:
-            return
+            return True
         own = sys.stderr
         os.dup2(self._saved, 2)  # closes the pipe's only write end: the reader sees EOF
         if self._thread is not None:
-            self._thread.join(2)
+            self._thread.join(timeout)
         if self._previous_stderr is not None:
             sys.stderr = self._previous_stderr
             _repoint_handlers(own, sys.stderr)
         own.close()
         os.close(self._saved)
         self._saved = None
+        return self._thread is None or not self._thread.is_alive()
 
     @contextlib.contextmanager
     def collect(self) -> Iterator[list[str]]:

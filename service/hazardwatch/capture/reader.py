@@ -81,7 +81,7 @@ class ReaderStats:
     fps: float = 0.0  # measured rate of kept frames (exponential average)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReaderOptions:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
@@ -161,11 +161,14 @@ class CameraReader:
             self.recorder.start()
         self._thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to stop and return at once (to stop many readers together)."""
         self._stop.set()
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread; True once it has finished."""
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop and wait for the thread (a read in progress ends within its timeout);
+        True once it has finished."""
+        self._stop.set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

@@ -39,7 +39,7 @@ RECORDABLE = ("rtsp",)  # what `-c copy` takes from a camera as it comes
 HEALTHY_RUN_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecorderOptions:
     segment_s: float = 2.0
     open_timeout_s: float = 10.0

@@ -23,7 +23,7 @@ Polygon = list[tuple[float, float]]
 NO_MOTION = MotionResult(motion=False, score=0.0, box=None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GateParams:
     threshold: int = 25
     min_area: float = 0.002

@@ -20,7 +20,7 @@ from hazardwatch.records import Frame, GatedFrame, MotionResult
 Emit = Callable[[GatedFrame], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SamplerParams:
     preroll_s: float = 2.0
     postroll_s: float = 2.0

@@ -105,7 +105,7 @@ def make_test_alert(camera: str) -> Alert:
     return Alert("test", None, record, None, None, None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertPolicy:
     min_severity: Severity = "warning"
     cooldown_s: float = 60.0

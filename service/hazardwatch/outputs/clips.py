@@ -204,7 +204,7 @@ class ClipRecorder:
     def start(self) -> None:
         self._thread.start()
 
-    def close(self, timeout: float | None = 30.0) -> bool:
+    def stop(self, timeout: float = 30.0) -> bool:
         """Finish what is queued, close every open clip, stop."""
         self._queue.put(_STOP)
         self._thread.join(timeout)

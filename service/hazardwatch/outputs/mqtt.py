@@ -74,13 +74,15 @@ class MqttPublisher:
         self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Say "offline" (retained), disconnect, stop the network thread."""
         info = self._client.publish(self.topic("available"), "offline", qos=1, retain=True)
         if self.connected:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
         self._client.disconnect()
         self._client.loop_stop()
+        return True
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:

@@ -115,9 +115,10 @@ class MediaJanitor:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def run_once(self) -> SweepResult:
         result = sweep(

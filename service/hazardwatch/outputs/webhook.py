@@ -97,7 +97,7 @@ class WebhookSender:
     def backlog(self) -> int:
         return len(self._pending)
 
-    def close(self, timeout: float = 10.0) -> bool:
+    def stop(self, timeout: float = 10.0) -> bool:
         """Deliver what is queued within `timeout`, then give up on the rest."""
         with self._cond:
             self._closing = True

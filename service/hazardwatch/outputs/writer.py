@@ -124,7 +124,7 @@ class EventWriter:
     def open_events(self) -> int:
         return len(self._open)
 
-    def close(self, timeout: float | None = 30.0) -> bool:
+    def stop(self, timeout: float = 30.0) -> bool:
         """Write everything queued, then stop; True when drained in time.
 
         What the database would not take stays in the spool for the next start.
