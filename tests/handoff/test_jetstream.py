@@ -162,3 +162,73 @@ def test_competing_workers_score_every_frame_exactly_once(link: BrokerLink) -> N
     seqs = sorted(s.gated.frame.seq for s in scored)
     assert seqs == list(range(40))  # none lost, none twice
     assert all(w.stats.frames > 0 for w in workers)  # both took part
+
+
+def test_scores_are_deduplicated_by_frame_and_come_back_in_capture_order(
+    link: BrokerLink,
+) -> None:
+    """Two workers scored the same frame (a redelivery): one message. Workers finished
+    out of order: the reorder window gives the detector capture order again."""
+    from hazardwatch.handoff.jetstream import (
+        ScoresLayout,
+        ScoresPublisher,
+        ScoresSource,
+        ensure_scores_stream,
+    )
+    from hazardwatch.handoff.reorder import ReorderBuffer
+    from hazardwatch.records import ScoredFrame
+    from hazardwatch.scoring.bank import load_bank
+
+    bank = load_bank(None)
+    layout = ScoresLayout()
+    ensure_scores_stream(link, layout)
+    ensure_scores_stream(link, layout)  # idempotent
+    frames = [gated("north", seq) for seq in range(6)]
+
+    def scored(g: GatedFrame) -> ScoredFrame:
+        probs = dict.fromkeys(bank.class_names, 1 / len(bank.class_names))
+        return ScoredFrame(g, probs, np.zeros(len(bank.prompts), np.float32), bank)
+
+    first, second = ScoresPublisher(link, layout), ScoresPublisher(link, layout)
+    first.publish([scored(f) for f in (frames[3], frames[4], frames[5])])
+    second.publish([scored(f) for f in (frames[0], frames[1], frames[2], frames[4])])
+    assert second.duplicates == 1  # frame 4 again: dropped by its message id
+    source = ScoresSource(link, layout, {bank.version: bank}.__getitem__)
+    got: list = []
+    deadline = time.monotonic() + 10
+    while len(got) < 6 and time.monotonic() < deadline:
+        got.extend(source.fetch(10, 0.5))
+    assert len(got) == 6 and source.fetch(10, 0.3) == []
+    arrival = [d.item.gated.frame.seq for d in got]
+    assert arrival == [3, 4, 5, 0, 1, 2]  # as published: out of capture order
+    window = ReorderBuffer(
+        0.5, lambda s: s.gated.frame.camera, lambda s: (s.gated.frame.timestamp, s.gated.frame.seq)
+    )
+    for d in got:
+        window.push(d.item, now=0.0)
+        d.ack()
+    assert [s.gated.frame.seq for s in window.due(1.0)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_worker_gives_frames_back_when_the_scores_cannot_be_published(
+    link: BrokerLink,
+) -> None:
+    """No scores stream: publishing fails, the worker naks, the frames are redelivered."""
+    from hazardwatch.handoff.jetstream import ScoresLayout, ScoresPublisher
+    from hazardwatch.scoring.bank import load_bank
+    from hazardwatch.scoring.worker import ScoringWorker
+    from tests.fakes import FakeEncoder
+
+    publisher = ScoresPublisher(link, ScoresLayout(subject="nowhere.scores"))
+    source = JetStreamSource(link, LAYOUT)
+    worker = ScoringWorker(FakeEncoder(), load_bank(None), source, publisher.publish,
+                           max_frame_age_s=30)  # fmt: skip
+    sink = JetStreamSink(link, LAYOUT)
+    sink.put(gated("north", 1))
+    assert sink.flush(10)
+    worker.start()
+    try:
+        assert wait_for(lambda: worker.stats.frames >= 2, 10)  # scored, given back, again
+    finally:
+        assert worker.stop(10)
+    assert publisher.published == 0

@@ -42,10 +42,18 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
-from hazardwatch.handoff.codec import CodecError, WireOptions, decode_gated, encode_gated
-from hazardwatch.handoff.queue import Delivery
-from hazardwatch.records import GatedFrame
+from hazardwatch.handoff.codec import (
+    CodecError,
+    WireOptions,
+    decode_gated,
+    decode_scored,
+    encode_gated,
+    encode_scored,
+)
+from hazardwatch.handoff.queue import Delivery, Retry
+from hazardwatch.records import GatedFrame, ScoredFrame
 from hazardwatch.redact import redact_url
+from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -339,3 +347,150 @@ class JetStreamSource:
         if self._on_malformed is not None:
             self._on_malformed(msg.subject)
         self.link.call(msg.term(), timeout=5)
+
+
+# ---------------------------------------------------------------------------- scores
+
+SCORES_STREAM = "HAZARDWATCH_SCORES"
+SCORES_SUBJECT = "hazardwatch.scores"
+EVENTS_CONSUMER = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoresLayout:
+    """Scored frames, workers → the events service: limits retention (kept `max_age_s`
+    for a restarting events service to resume from), de-duplicated by message id within
+    `duplicate_window_s` (a frame redelivered to a second worker is published twice)."""
+
+    max_age_s: float = 3600.0
+    duplicate_window_s: float = 120.0
+    ack_wait_s: float = 30.0
+    max_ack_pending: int = 4096
+    stream: str = SCORES_STREAM
+    subject: str = SCORES_SUBJECT
+    consumer: str = EVENTS_CONSUMER
+
+    def subject_for(self, camera: str) -> str:
+        return f"{self.subject}.{camera}"
+
+
+def message_id(frame: GatedFrame) -> str:
+    """The same frame gives the same id on every worker that scores it."""
+    f = frame.frame
+    return f"{f.camera}:{f.received_at:.6f}:{f.seq}"
+
+
+async def _ensure_scores(js: JetStreamContext, layout: ScoresLayout) -> None:
+    config = StreamConfig(
+        name=layout.stream,
+        subjects=[f"{layout.subject}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=layout.max_age_s,
+        duplicate_window=layout.duplicate_window_s,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+def ensure_scores_stream(link: BrokerLink, layout: ScoresLayout) -> None:
+    """Create or update the scores stream (idempotent)."""
+    assert link.js is not None
+    link.call(_ensure_scores(link.js, layout), timeout=10)
+
+
+class ScoresPublisher:
+    """The worker's output: each scored frame published and acknowledged by the broker
+    before the worker acks the frame it came from, so a crash in between loses nothing
+    (the frame is scored again and the duplicate dropped by its message id)."""
+
+    def __init__(
+        self, link: BrokerLink, layout: ScoresLayout, options: WireOptions | None = None
+    ) -> None:
+        self.link = link
+        self.layout = layout
+        self.options = options or WireOptions()
+        self.published = 0
+        self.duplicates = 0
+        self.bytes_published = 0
+
+    def publish(self, frames: list[ScoredFrame]) -> None:
+        """Raises Retry when the broker did not take them (the worker naks the frames;
+        the ones published already come again with the same id and are dropped)."""
+        for scored in frames:
+            data = encode_scored(scored, self.options)
+            try:
+                ack = self.link.call(self._publish(scored, data), timeout=10)
+            except Exception as exc:
+                raise Retry(f"scores not published: {type(exc).__name__}: {exc}") from None
+            self.published += 1
+            self.bytes_published += len(data)
+            self.duplicates += bool(ack.duplicate)
+
+    async def _publish(self, scored: ScoredFrame, data: bytes) -> Any:
+        assert self.link.js is not None
+        return await self.link.js.publish(
+            self.layout.subject_for(scored.gated.frame.camera),
+            data,
+            timeout=5,
+            headers={"Nats-Msg-Id": message_id(scored.gated)},
+        )
+
+
+class ScoresSource:
+    """The events service's side: one durable consumer for the scores of every camera."""
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        layout: ScoresLayout,
+        bank_of: Callable[[str], PromptBank],
+    ) -> None:
+        self.link = link
+        self.layout = layout
+        self.bank_of = bank_of
+        self.malformed = 0
+        self._warned = False
+        self._sub = link.call(self._subscribe(), timeout=10)
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        assert self.link.js is not None
+        layout = self.layout
+        config = ConsumerConfig(
+            durable_name=layout.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=layout.ack_wait_s,
+            max_ack_pending=layout.max_ack_pending,
+        )
+        return await self.link.js.pull_subscribe(
+            f"{layout.subject}.>", durable=layout.consumer, stream=layout.stream, config=config
+        )
+
+    def fetch(self, max_items: int, timeout_s: float) -> list[Delivery[ScoredFrame]]:
+        try:
+            messages = self.link.call(
+                self._sub.fetch(batch=max_items, timeout=max(timeout_s, 0.05)),
+                timeout=timeout_s + 10,
+            )
+        except (NatsTimeout, TimeoutError):
+            return []
+        except (NotFoundError, ConnectionError) as exc:
+            log.warning("fetching scores failed (%s); retrying", exc)
+            return []
+        out: list[Delivery[ScoredFrame]] = []
+        for msg in messages:
+            try:
+                item = decode_scored(msg.data, self.bank_of)
+            except CodecError as exc:
+                self.malformed += 1
+                if not self._warned:
+                    self._warned = True
+                    log.error(
+                        "message on %s is not a scored frame (%s); terminated", msg.subject, exc
+                    )
+                self.link.call(msg.term(), timeout=5)
+                continue
+            out.append(JetStreamDelivery(item, msg.metadata.num_delivered, msg, self.link))
+        return out

@@ -23,6 +23,11 @@ T_contra = TypeVar("T_contra", contravariant=True)
 DEFAULT_MAX_DELIVER = 3
 
 
+class Retry(Exception):  # noqa: N818 - reads as the request it is
+    """Raised by a consumer's handler when the items should be delivered again (the next
+    hop was unavailable: e.g. the broker did not take the scores)."""
+
+
 class Delivery(Protocol[T_co]):
     """One received item; settle it exactly once."""
 

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.errors import ConfigError
-from hazardwatch.handoff.queue import Delivery, FrameSource
+from hazardwatch.handoff.queue import Delivery, FrameSource, Retry
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import GatedFrame, Image, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank, class_probabilities
@@ -164,6 +164,11 @@ class ScoringWorker:
         if scored:
             try:
                 self.on_scored(scored)
+            except Retry as exc:  # the next hop is down: give the frames back, score later
+                log.warning("%d scored frames not handed on (%s); retried", len(scored), exc)
+                for delivery in reversed(deliveries):
+                    delivery.nak()
+                return
             except Exception:  # the detector's fault, not the frames': no second scoring
                 log.exception("handling %d scored frames failed", len(scored))
         for delivery in deliveries:
