@@ -154,6 +154,49 @@ def test_a_bank_reload_keeps_open_events_unless_its_classes_change() -> None:
     assert events[1].record.ended_at is not None
 
 
+def with_bank(frame: ScoredFrame, bank: PromptBank, probs: dict[str, float]) -> ScoredFrame:
+    return ScoredFrame(frame.gated, probs, frame.prompt_similarities, bank)
+
+
+def test_mixed_bank_versions_during_a_rollout_never_restart_the_detector() -> None:
+    """Workers mid-rollout send old and new bank versions interleaved. Same classes: every
+    frame counts. Other classes: the newest version wins and the old one's frames are
+    dropped and counted, instead of closing and reopening the event each frame."""
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    band = "normal: {low: 0.0, level: 0.05, high: 0.1}"
+    reworded = PromptBank.from_text(
+        f"classes:\n  fire: {{kind: hazard, prompts: [flames], {band}}}\n"
+        "  street: {kind: normal, prompts: [a road]}\n"
+    )
+    more = PromptBank.from_text(
+        f"classes:\n  fire: {{kind: hazard, prompts: [flames], {band}}}\n"
+        "  flood: {kind: hazard, prompts: [water]}\n"
+        "  street: {kind: normal, prompts: [a street]}\n"
+    )
+    for i in range(30):  # 3 s: BANK and its rewording alternate
+        frame = scored("gate", i / 10, 0.9)
+        bank = BANK if i % 2 else reworded
+        stage.on_scored([with_bank(frame, bank, frame.probabilities)])
+    assert [e.kind for e in events] == ["started"] and stage.frames_old_bank == 0
+    for i in range(30, 60):  # then the new classes roll out, the old bank still in flight
+        frame = scored("gate", i / 10, 0.9)
+        if i % 2:
+            stage.on_scored([with_bank(frame, more, {"fire": 0.9, "flood": 0.05, "street": 0.05})])
+        else:
+            stage.on_scored([with_bank(frame, BANK, frame.probabilities)])
+    kinds = [e.kind for e in events]
+    assert kinds.count("started") == 2 and kinds.count("ended") == 1  # one switch, once
+    assert stage.frames_old_bank == 14  # BANK's frames after `more` first came
+    # A rollback: the new bank is not seen for the rollout window, the old one takes over.
+    for i in range(60, 60 + 10 * 35):
+        frame = scored("gate", i / 10, 0.9)
+        stage.on_scored([with_bank(frame, BANK, frame.probabilities)])
+    # Dropped for the 30 s window after `more` was last seen (t 5.9), counted after that.
+    assert 14 + 299 <= stage.frames_old_bank <= 14 + 301
+    assert [e.kind for e in events].count("started") == 3
+
+
 def test_feedback_for_a_camera_not_seen_this_run_is_saved_at_flush() -> None:
     saves = Saves()
     stage = DetectorStage(PARAMS, lambda e: None, save_state=saves)

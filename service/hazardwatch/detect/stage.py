@@ -34,6 +34,7 @@ from hazardwatch.records import EventRecord, EventUpdate, Frame, ScoredFrame, Sc
 from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
+ROLLOUT_WINDOW_S = 30.0
 
 
 def utc(ts: float) -> datetime:
@@ -79,6 +80,10 @@ class DetectorStage:
         self._saved_at: dict[str, float] = {}
         self._save_due: set[str] = set()
         self._closed: set[str] = set()  # cameras removed by a reload
+        # Bank versions seen per camera: version -> (first seen, last seen), frame time.
+        self._versions: dict[str, dict[str, tuple[float, float]]] = {}
+        self._banks: dict[str, PromptBank] = {}
+        self.frames_old_bank = 0  # scored with a superseded bank of other classes: dropped
         self._frames_lock = threading.RLock()  # the scoring thread, and reloads
         self._lock = threading.Lock()  # normals are read by the worker, taught by the API
 
@@ -180,9 +185,19 @@ class DetectorStage:
             frame = scored.gated.frame
             if frame.camera in self._closed:
                 continue
-            detector = self._detector(frame.camera, scored.bank)
-            self._bank = scored.bank
             t = frame.timestamp
+            bank = self._rollout_bank(frame.camera, scored.bank, t)
+            if bank is None:
+                if not self.frames_old_bank:
+                    log.warning(
+                        "camera %s: frames scored with a superseded prompt bank of other "
+                        "classes are dropped while the new bank rolls out",
+                        frame.camera,
+                    )
+                self.frames_old_bank += 1
+                continue
+            detector = self._detector(frame.camera, bank)
+            self._bank = bank
             self._last_t[frame.camera] = t
             if self._on_frame is not None:
                 self._on_frame(frame)
@@ -194,6 +209,29 @@ class DetectorStage:
             self._save(frame.camera)
         if samples and self._emit_scores is not None:
             self._emit_scores(samples)
+
+    def _rollout_bank(self, camera: str, bank: PromptBank, t: float) -> PromptBank | None:
+        """The bank to read a frame with while workers change banks (a rollout, or frames
+        scored before a reload still in flight): the newest version seen for the camera in
+        the last `ROLLOUT_WINDOW_S` of frame time wins. A frame of an older version is read
+        with the newest when both have the same classes, and dropped (None) when not, so
+        mixed versions never restart the camera's detector back and forth. A version not
+        seen for the window stops counting: a rollback takes over."""
+        self._banks.setdefault(bank.version, bank)
+        seen = self._versions.setdefault(camera, {})
+        first, _ = seen.get(bank.version, (t, t))
+        seen[bank.version] = (first, t)
+        live = {v: f for v, (f, last) in seen.items() if t - last <= ROLLOUT_WINDOW_S}
+        for version in [v for v in seen if v not in live]:
+            del seen[version]
+        newest = max(live, key=lambda v: live[v])
+        if newest == bank.version:
+            return bank
+        current = self._banks[newest]
+        same = current.class_names == bank.class_names and set(current.hazard_classes) == set(
+            bank.hazard_classes
+        )
+        return current if same else None
 
     def _similarity(self, scored: ScoredFrame) -> float | None:
         """The frame's best cosine with its camera's normal references (None: it has
