@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -36,7 +36,7 @@ from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
-from hazardwatch.handoff.queue import LocalQueue
+from hazardwatch.handoff.queue import FrameSink, LocalQueue
 from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
@@ -51,7 +51,7 @@ from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import CameraStateRecord, EventUpdate, GatedFrame
 from hazardwatch.redact import redact_hook_url, redact_text
-from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
+from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker, TextIndex
 from hazardwatch.settings import CameraSettings, Location, MotionSettings, Settings
@@ -81,8 +81,10 @@ class RunSummary:
 
 
 def build_camera(
-    camera: CameraSettings, settings: Settings, queue: LocalQueue[GatedFrame]
+    camera: CameraSettings, settings: Settings, queue: FrameSink[GatedFrame]
 ) -> CameraReader:
+    """A camera's reader, motion gate and sampler, handing frames to `queue` (the local
+    queue in one process, JetStream on a capture node)."""
     # Parameters by keyword, from the settings, in this module only.
     m = settings.motion
     gate = MotionGate(gate_params(m), camera.masks)
@@ -160,9 +162,12 @@ class Service:
         encoder_factory: EncoderFactory = load_encoder,
         event_listeners: list[Callable[[EventUpdate], None]] | None = None,
         reload_settings: Callable[[], Settings] | None = None,
+        scores_from_broker: bool = False,
     ):
         """`event_listeners` hear every stored event update (embedding, benchmarks);
-        `reload_settings` reads the configuration again (SIGHUP, `request_reload`)."""
+        `reload_settings` reads the configuration again (SIGHUP, `request_reload`);
+        `scores_from_broker`: the events role — no cameras, no model, scores from NATS."""
+        self._scores_from_broker = scores_from_broker
         self.settings = settings
         self._encoder_factory = encoder_factory
         self._event_listeners = list(event_listeners or [])
@@ -238,48 +243,19 @@ class Service:
         api_state: ApiState,
         started: float,
     ) -> RunSummary:
+        if self._scores_from_broker:
+            return self._events_only(stack, repository, writer, metrics, view, api_state, started)
         settings = self.settings
-        media_dir = settings.media_dir()
         bank_path = settings.prompts.path or DEFAULT_BANK
         bank = load_bank(bank_path)
         encoder = self._encoder_factory(settings)
         queue: LocalQueue[GatedFrame] = LocalQueue(
             settings.scoring.queue_size, key=lambda g: g.frame.camera
         )
-        channels = build_alert_channels(settings, metrics)
-        for channel in channels:
-            channel.start()
-            stack.callback(channel.stop)  # after the writer: its last alerts go out
-        a = settings.alerts
-        writer.listeners.append(
-            AlertDispatcher(
-                AlertPolicy(
-                    min_severity=a.min_severity,
-                    cooldown_s=a.cooldown_s,
-                    update_interval_s=a.update_interval_s,
-                ),
-                list(channels),
-                public_url=settings.api.public_url,
-                signer=api_state.signer,
-                metrics=metrics,
-            )
-        )
-        writer.listeners.extend(self._event_listeners)
         readers: list[CameraReader] = []  # filled below, changed in place by reloads
-        clips = build_clip_recorder(settings, writer, lambda cam: _segments_of(readers, cam))
-        emit_event = self._event_sink(stack, writer, clips, metrics)
-        stage = DetectorStage(
-            DetectorParams.from_settings(settings.detector),
-            emit_event,
-            writer.put_scores if settings.storage.write_scores else None,
-            model_name=encoder.name,
-            score_interval_s=settings.storage.score_interval_s,
-            on_frame=clips.on_frame if clips else None,
-            normals=load_camera_states(repository, settings.detector.max_references),
-            save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
-            max_references=settings.detector.max_references,
+        stage, clips = self._events_side(
+            stack, repository, writer, metrics, api_state, readers, encoder.name
         )
-        api_state.learn_normal = stage.learn_normal
         worker = ScoringWorker(
             encoder,
             bank,
@@ -309,23 +285,9 @@ class Service:
         repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
         view.readers, view.queue = readers, queue
         view.stale_by_camera = worker.stats.stale_by_camera
-        view.invalid_cameras = api_state.invalid_cameras = self.invalid_cameras
-        view.open_events = lambda: writer.open_events
-        view.spool = writer.spool
-        view.writer_backlog = lambda: writer.backlog
+        self._watch(view, api_state, writer)
         api_state.readers, api_state.worker = readers, worker
-
-        janitor = MediaJanitor(
-            media_dir,
-            settings.media.retention_days,
-            settings.media.max_size_gb,
-            interval_s=settings.media.retention_interval_s,
-            metrics=metrics,
-            on_deleted=repository.forget_media,
-            segment_keep_s=settings.recording.keep_s,
-        )
-        janitor.start()
-        stack.callback(janitor.stop)
+        self._start_janitor(stack, repository, metrics)
         writer.start()
         if clips is not None:
             clips.start()
@@ -351,6 +313,133 @@ class Service:
             seconds=time.monotonic() - started,
         )
 
+    def _events_only(
+        self,
+        stack: contextlib.ExitStack,
+        repository: Repository,
+        writer: EventWriter,
+        metrics: Metrics,
+        view: PipelineView,
+        api_state: ApiState,
+        started: float,
+    ) -> RunSummary:
+        """`hazardwatch events`: the same events side, its scores from the broker."""
+        from hazardwatch.handoff.jetstream import (
+            ScoresSource,
+            ensure_scores_stream,
+            layouts_from_settings,
+            link_from_settings,
+        )
+        from hazardwatch.handoff.scores import ScoresConsumer
+
+        settings = self.settings
+        banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
+        stage, clips = self._events_side(
+            stack, repository, writer, metrics, api_state, [], settings.scoring.model
+        )
+        _, scores = layouts_from_settings(settings)
+        link = link_from_settings(settings.broker, "events")
+        link.start()
+        stack.callback(link.stop)
+        ensure_scores_stream(link, scores)
+        consumer = ScoresConsumer(
+            ScoresSource(link, scores, banks.get),
+            stage.on_scored,
+            settings.broker.reorder_window_s,
+        )
+        api_state.scoring_elsewhere = True
+        self._watch(view, api_state, writer)
+        self._start_janitor(stack, repository, metrics)
+        writer.start()
+        if clips is not None:
+            clips.start()
+        consumer.start()
+        log.info("events: consuming scores from %s", scores.stream)
+        try:
+            self._stop.wait()
+        finally:
+            if not consumer.stop(30):
+                log.error("scores consumer did not stop in 30 s")
+            self._finish(stage, clips, writer)
+        return RunSummary(
+            cameras=0,
+            frames_read=0,
+            frames_scored=consumer.frames,
+            events=stage.events_started,
+            queue_dropped=consumer.late,
+            seconds=time.monotonic() - started,
+        )
+
+    def _events_side(
+        self,
+        stack: contextlib.ExitStack,
+        repository: Repository,
+        writer: EventWriter,
+        metrics: Metrics,
+        api_state: ApiState,
+        readers: list[CameraReader],
+        model_name: str,
+    ) -> tuple[DetectorStage, ClipRecorder | None]:
+        """Alerts, clips, weather and the detector stage: what turns scores into events,
+        the same in one process and in the events role."""
+        settings = self.settings
+        channels = build_alert_channels(settings, metrics)
+        for channel in channels:
+            channel.start()
+            stack.callback(channel.stop)  # after the writer: its last alerts go out
+        a = settings.alerts
+        writer.listeners.append(
+            AlertDispatcher(
+                AlertPolicy(
+                    min_severity=a.min_severity,
+                    cooldown_s=a.cooldown_s,
+                    update_interval_s=a.update_interval_s,
+                ),
+                list(channels),
+                public_url=settings.api.public_url,
+                signer=api_state.signer,
+                metrics=metrics,
+            )
+        )
+        writer.listeners.extend(self._event_listeners)
+        clips = build_clip_recorder(settings, writer, lambda cam: _segments_of(readers, cam))
+        emit_event = self._event_sink(stack, writer, clips, metrics)
+        stage = DetectorStage(
+            DetectorParams.from_settings(settings.detector),
+            emit_event,
+            writer.put_scores if settings.storage.write_scores else None,
+            model_name=model_name,
+            score_interval_s=settings.storage.score_interval_s,
+            on_frame=clips.on_frame if clips else None,
+            normals=load_camera_states(repository, settings.detector.max_references),
+            save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
+            max_references=settings.detector.max_references,
+        )
+        api_state.learn_normal = stage.learn_normal
+        return stage, clips
+
+    def _watch(self, view: PipelineView, api_state: ApiState, writer: EventWriter) -> None:
+        view.invalid_cameras = api_state.invalid_cameras = self.invalid_cameras
+        view.open_events = lambda: writer.open_events
+        view.spool = writer.spool
+        view.writer_backlog = lambda: writer.backlog
+
+    def _start_janitor(
+        self, stack: contextlib.ExitStack, repository: Repository, metrics: Metrics
+    ) -> None:
+        settings = self.settings
+        janitor = MediaJanitor(
+            settings.media_dir(),
+            settings.media.retention_days,
+            settings.media.max_size_gb,
+            interval_s=settings.media.retention_interval_s,
+            metrics=metrics,
+            on_deleted=repository.forget_media,
+            segment_keep_s=settings.recording.keep_s,
+        )
+        janitor.start()
+        stack.callback(janitor.stop)
+
     def _drain(
         self,
         readers: list[CameraReader],
@@ -368,6 +457,12 @@ class Service:
                 log.warning("camera %s: reader still blocked in a read; leaving it", reader.camera)
         queue.close()
         worker.wait_drained()
+        self._finish(stage, clips, writer)
+
+    def _finish(
+        self, stage: DetectorStage, clips: ClipRecorder | None, writer: EventWriter
+    ) -> None:
+        """Close every open event, finish clips and writes (spooling what cannot go)."""
         stage.flush()
         if clips is not None and not clips.stop(30):
             log.error("clip recorder did not finish in 30 s")
@@ -473,16 +568,24 @@ class Service:
         return None
 
     def _readers(self, queue: LocalQueue[GatedFrame]) -> list[CameraReader]:
-        readers = []
-        for camera in self.settings.cameras:
-            if not camera.enabled:
-                continue
-            try:
-                readers.append(build_camera(camera, self.settings, queue))
-            except SourceError as exc:  # one bad camera must not stop the others
-                log.error("camera %s skipped: %s", camera.name, exc)
-                self.invalid_cameras[camera.name] = str(exc)
-        return readers
+        return build_readers(self.settings, queue, self.invalid_cameras)
+
+
+def build_readers(
+    settings: Settings, queue: FrameSink[GatedFrame], invalid: dict[str, str]
+) -> list[CameraReader]:
+    """Every enabled camera's reader; one whose source cannot be parsed goes to `invalid`
+    with the reason, and the others run."""
+    readers = []
+    for camera in settings.cameras:
+        if not camera.enabled:
+            continue
+        try:
+            readers.append(build_camera(camera, settings, queue))
+        except SourceError as exc:  # one bad camera must not stop the others
+            log.error("camera %s skipped: %s", camera.name, exc)
+            invalid[camera.name] = str(exc)
+    return readers
 
 
 def load_camera_states(repository: Repository, max_references: int = 32) -> dict[str, CameraNormal]:
@@ -680,14 +783,24 @@ def cameras_from_sources(sources: list[str], loop: bool) -> list[dict[str, Any]]
     return cameras
 
 
-def install_signal_handlers(service: Service) -> None:
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def install_signal_handlers(service: Stoppable) -> None:
+    """SIGINT / SIGTERM stop (drain first); SIGHUP reloads where the process can."""
+
     def handler(signum: int, _frame: Any) -> None:
-        log.info("signal %d: stopping capture, draining, closing open events", signum)
+        log.info("signal %d: stopping, draining what is in flight", signum)
         service.stop()
 
     def reload(signum: int, _frame: Any) -> None:
         log.info("signal %d: reloading the configuration", signum)
-        service.request_reload()
+        request = getattr(service, "request_reload", None)
+        if request is None:
+            log.warning("this role does not reload its configuration; restart it")
+        else:
+            request()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -124,6 +124,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_role(args: argparse.Namespace) -> int:
+    """`capture`, `worker` or `events`: one role of the distributed pipeline."""
+    from hazardwatch.app import Service, install_signal_handlers
+    from hazardwatch.capture.native_log import NATIVE_STDERR
+    from hazardwatch.roles import CaptureNode, WorkerNode
+
+    from hazardwatch.roles import free_port
+
+    overrides: dict[str, object] = {}
+    if args.role == "events" and args.api_port is not None:
+        port = args.api_port or free_port("127.0.0.1")  # 0: a free one, logged at start
+        overrides["api"] = {"port": port}
+    settings = _settings(args, **overrides)
+    if settings.broker.url is None:
+        raise ConfigError(
+            f"`hazardwatch {args.role}` needs NATS JetStream: set broker.url "
+            "(nats://host:4222) in the config file or HAZARDWATCH_BROKER__URL"
+        )
+    node: CaptureNode | WorkerNode | Service
+    if args.role == "capture":
+        node = CaptureNode(settings, api_port=args.api_port)
+    elif args.role == "worker":
+        node = WorkerNode(settings, api_port=args.api_port)
+    else:
+        node = Service(settings, scores_from_broker=True)
+    install_signal_handlers(node)
+    NATIVE_STDERR.start()
+    try:
+        summary = node.run()
+    finally:
+        NATIVE_STDERR.stop()
+    print(f"hazardwatch {args.role}: {summary}")
+    return EXIT_OK
+
+
 def cmd_motion(args: argparse.Namespace) -> int:
     import json
 
@@ -638,6 +673,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     run.add_argument("--database-url", metavar="URL", help="override storage.database_url")
     run.add_argument("--api-port", type=int, metavar="PORT", help="override api.port")
     run.add_argument("--no-api", action="store_true", help="run without the HTTP API")
+
+    for role, text in (
+        ("capture", "read this node's cameras and publish their gated frames to NATS"),
+        ("worker", "score frames from NATS with CLIP and publish the scores"),
+        ("events", "detect events from the scores in NATS; store, alert, serve the API"),
+    ):
+        node = add(role, cmd_role, text + " (needs broker.url)")
+        node.set_defaults(role=role)
+        config_option(node)
+        node.add_argument(
+            "--api-port",
+            type=int,
+            metavar="PORT",
+            help="/healthz, /readyz and /metrics (events: the whole API) on this port; "
+            "0 picks a free one (logged)",
+        )
 
     motion = add(
         "motion", cmd_motion, "run the motion gate over a video file to tune its thresholds"

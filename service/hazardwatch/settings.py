@@ -455,6 +455,52 @@ class WeatherSettings(Section):
     )
 
 
+class BrokerSettings(Section):
+    """NATS JetStream for the distributed roles (`hazardwatch capture | worker | events`).
+    Unset `url`: `hazardwatch run` is one process and no broker is used."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="nats://[user:password@]host:4222 (tls:// for TLS); set it (or "
+        "HAZARDWATCH_BROKER__URL) to run the roles. Its password is never logged.",
+    )
+    creds_file: Path | None = Field(None, description="A NATS .creds file (JWT + NKey).")
+    tls_ca_file: Path | None = Field(None, description="CA bundle to verify the server.")
+    tls_cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    tls_key_file: Path | None = Field(None, description="Client key (mutual TLS).")
+    ack_wait_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="A frame a worker took and did not ack within this goes to another "
+        "worker; keep it well below scoring.max_frame_age_s.",
+    )
+    max_ack_pending: int = Field(
+        256, ge=1, le=100_000, description="Frames all workers together may hold unacked."
+    )
+    max_deliver: int = Field(3, ge=1, le=100, description="Attempts per frame.")
+    reorder_window_s: float = Field(
+        0.5,
+        ge=0,
+        le=30,
+        description="The events service holds each camera's scores this long to put "
+        "frames that workers finished out of order back into capture order.",
+    )
+    jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality of frames sent.")
+    image_format: Literal["jpeg", "png"] = Field(
+        "jpeg", description="jpeg (small) or png (lossless, several times larger)."
+    )
+    max_width: int = Field(
+        1280, ge=160, le=7680, description="Frames wider than this are scaled down to send."
+    )
+    scores_max_age_s: float = Field(
+        3600.0,
+        ge=60,
+        le=7 * 86_400,
+        description="Scores stay in the broker this long for a restarting events service.",
+    )
+
+
 class ApiSettings(Section):
     enabled: bool = Field(True, description="Serve the HTTP API and /metrics while running.")
     host: str = Field(
@@ -575,8 +621,20 @@ class Settings(BaseSettings):
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     weather: WeatherSettings = Field(default_factory=WeatherSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="after")
+    def _ack_wait_below_frame_age(self) -> Settings:
+        age = self.scoring.max_frame_age_s
+        if age and self.broker.ack_wait_s >= age:
+            raise ValueError(
+                f"broker.ack_wait_s ({self.broker.ack_wait_s:g}) must be below "
+                f"scoring.max_frame_age_s ({age:g}), or a dead worker's frames expire before "
+                "another worker gets them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_camera_names(self) -> Settings:

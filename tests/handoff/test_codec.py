@@ -70,6 +70,12 @@ def test_frames_are_scaled_to_the_wire_width() -> None:
     assert back.frame.image.shape == (360, 640, 3)
 
 
+def test_png_frames_are_exact() -> None:
+    original = gated()
+    back = decode_gated(encode_gated(original, WireOptions(image_format="png")))
+    assert np.array_equal(back.frame.image, original.frame.image)
+
+
 def test_a_scored_frame_round_trips_with_its_bank_version() -> None:
     embedding = np.linspace(-1, 1, 512).astype(np.float32)
     sims = np.linspace(0, 0.3, len(BANK.prompts)).astype(np.float32)

@@ -62,6 +62,8 @@ class ApiState:
     media_dir: Path
     metrics: Metrics
     readers: list[CameraReader] = field(default_factory=list)
+    # The events role: cameras and scoring run on other nodes, not in this process.
+    scoring_elsewhere: bool = False
     worker: ScoringWorker | None = None
     writer: EventWriter | None = None
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
@@ -420,7 +422,9 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         if worker is None:
             raise HTTPException(
                 503,
-                "the model is still loading; retry in a moment",
+                "this is the events service: images are scored on the worker nodes"
+                if state.scoring_elsewhere
+                else "the model is still loading; retry in a moment",
                 headers={"Retry-After": RETRY_AFTER_S},
             )
         if mask_class is not None and mask_class not in worker.index.bank.class_names:
@@ -505,6 +509,8 @@ def _readiness(state: ApiState) -> list[str]:
     writer = state.writer
     if writer is not None and writer.spooled:
         reasons.append(f"{writer.spooled} write(s) spooled, waiting for the database")
+    if state.scoring_elsewhere:
+        return reasons  # cameras and the model live on the capture and worker nodes
     if state.worker is None:
         reasons.append("model not loaded yet")
     elif not state.worker.is_alive():

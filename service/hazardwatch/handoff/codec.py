@@ -51,10 +51,11 @@ class CodecError(ValueError):
     """Not a message this version can read; the text says what is wrong with it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WireOptions:
     jpeg_quality: int = 85
     max_width: int = 1280
+    image_format: str = "jpeg"  # or "png": lossless (the equivalence test), larger
 
 
 # ---------------------------------------------------------------------------- envelope
@@ -103,16 +104,19 @@ def encode_jpeg(image: Image, options: WireOptions) -> bytes:
     if width > options.max_width:
         size = (options.max_width, max(1, round(height * options.max_width / width)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality])
+    if options.image_format == "png":
+        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    else:
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality])
     if not ok:
-        raise CodecError("the frame could not be encoded as JPEG")
+        raise CodecError(f"the frame could not be encoded as {options.image_format}")
     return bytes(data.tobytes())
 
 
 def decode_jpeg(data: bytes) -> Image:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise CodecError("the payload is not a JPEG image")
+        raise CodecError("the payload is not a JPEG (or PNG) image")
     decoded: Image = image
     return decoded
 

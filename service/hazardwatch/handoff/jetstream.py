@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
+from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.codec import (
     CodecError,
     WireOptions,
@@ -54,6 +56,7 @@ from hazardwatch.handoff.queue import Delivery, Retry
 from hazardwatch.records import GatedFrame, ScoredFrame
 from hazardwatch.redact import redact_url
 from hazardwatch.scoring.bank import PromptBank
+from hazardwatch.settings import BrokerSettings, Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,7 +85,17 @@ class FramesLayout:
 class BrokerLink:
     """One NATS connection and the event loop it lives on (start, stop(timeout))."""
 
-    def __init__(self, url: str, name: str = "hazardwatch", connect_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        name: str = "hazardwatch",
+        connect_timeout_s: float = 5.0,
+        *,
+        creds_file: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ):
+        self.creds_file = creds_file
+        self.tls = tls
         self.url = url
         self.name = name
         self.connect_timeout_s = connect_timeout_s
@@ -159,9 +172,55 @@ class BrokerLink:
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            user_credentials=self.creds_file,
+            tls=self.tls,
         )
         self.connected = True
         self.js = self._nc.jetstream()
+
+
+def link_from_settings(settings: BrokerSettings, name: str) -> BrokerLink:
+    """A link with the configured credentials and TLS (raises ConfigError when unset)."""
+    if settings.url is None:
+        raise ConfigError(
+            "broker.url is not set: the roles need NATS JetStream "
+            "(broker.url: nats://host:4222 in the config file, or HAZARDWATCH_BROKER__URL)"
+        )
+    tls = None
+    if settings.tls_ca_file or settings.tls_cert_file:
+        tls = ssl.create_default_context(
+            cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+        )
+        if settings.tls_cert_file:
+            tls.load_cert_chain(
+                str(settings.tls_cert_file),
+                str(settings.tls_key_file) if settings.tls_key_file else None,
+            )
+    return BrokerLink(
+        settings.url.get_secret_value(),
+        name,
+        creds_file=str(settings.creds_file) if settings.creds_file else None,
+        tls=tls,
+    )
+
+
+def layouts_from_settings(settings: Settings) -> tuple[FramesLayout, ScoresLayout]:
+    b = settings.broker
+    frames = FramesLayout(
+        max_age_s=settings.scoring.max_frame_age_s,
+        ack_wait_s=b.ack_wait_s,
+        max_ack_pending=b.max_ack_pending,
+        max_deliver=b.max_deliver,
+    )
+    return frames, ScoresLayout(max_age_s=b.scores_max_age_s)
+
+
+def wire_options(settings: BrokerSettings) -> WireOptions:
+    return WireOptions(
+        jpeg_quality=settings.jpeg_quality,
+        max_width=settings.max_width,
+        image_format=settings.image_format,
+    )
 
 
 async def _ensure_stream(js: JetStreamContext, layout: FramesLayout) -> None:

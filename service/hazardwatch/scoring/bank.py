@@ -9,7 +9,9 @@ feed the detector the same kind of signal.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +23,8 @@ import yaml
 
 from hazardwatch.detect.normal import ClassNormal
 from hazardwatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ClassKind = Literal["hazard", "normal"]
 SEVERITIES = ("info", "warning", "critical")
@@ -212,3 +216,34 @@ def class_cosines_from_prompts(
     np.add.at(out, class_index, sims)
     counts = np.bincount(class_index, minlength=n_classes).astype(np.float64)
     return out / counts.reshape(-1, *([1] * (sims.ndim - 1)))
+
+
+class BankVersions:
+    """The prompt banks whose scores an events service can read, by version: the bank
+    file's version now and every one it had since the start. A version not known yet
+    (workers rolled a new file out first) re-reads the file, at most every `recheck_s`."""
+
+    def __init__(self, path: Path, recheck_s: float = 5.0) -> None:
+        self.path = path
+        self.recheck_s = recheck_s
+        self._banks: dict[str, PromptBank] = {}
+        self._checked = float("-inf")
+        self._reload()
+
+    def _reload(self) -> None:
+        self._checked = time.monotonic()
+        bank = load_bank(self.path)
+        self._banks.setdefault(bank.version, bank)
+
+    def get(self, version: str) -> PromptBank:
+        """The bank of `version`; KeyError when neither memory nor the file has it."""
+        bank = self._banks.get(version)
+        if bank is None and time.monotonic() - self._checked >= self.recheck_s:
+            try:
+                self._reload()
+            except ConfigError as exc:  # a bad edit: keep what is known
+                log.warning("prompt bank %s not re-read: %s", self.path, exc)
+            bank = self._banks.get(version)
+        if bank is None:
+            raise KeyError(version)
+        return bank

@@ -1,0 +1,232 @@
+"""Composition roots of the distributed roles, joined by NATS JetStream.
+
+- `CaptureNode` (`hazardwatch capture`): the cameras' readers, motion gates and samplers,
+  handing gated frames to the frames stream instead of the local queue;
+- `WorkerNode` (`hazardwatch worker`): a `ScoringWorker` fetching frames from the shared
+  durable consumer and publishing scores, acked only once the broker holds them;
+- the events role (`hazardwatch events`) is `app.Service` with its scores taken from the
+  broker (`Service(..., scores_from_broker=True)`): the same detector stage, writer,
+  alerts, media and API as the single process.
+
+Each starts its components in data-flow order and stops them in reverse, and serves
+`/healthz`, `/readyz` and `/metrics` on its own port (0: a free one, logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from hazardwatch.api.server import ApiServer
+from hazardwatch.app import EncoderFactory, build_readers, load_encoder
+from hazardwatch.capture.reader import CameraReader
+from hazardwatch.handoff.jetstream import (
+    BrokerLink,
+    JetStreamSink,
+    JetStreamSource,
+    ScoresPublisher,
+    ensure_frames_stream,
+    ensure_scores_stream,
+    layouts_from_settings,
+    link_from_settings,
+    wire_options,
+)
+from hazardwatch.metrics import CONTENT_TYPE, Metrics, PipelineCollector, PipelineView
+from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
+from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def status_app(name: str, metrics: Metrics, reasons: Callable[[], list[str]]) -> FastAPI:
+    """/healthz, /readyz (503 with reasons) and /metrics of a role."""
+    app = FastAPI(title=f"hazardwatch {name}", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "role": name}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        why = reasons()
+        body = {"status": "degraded" if why else "ready", "role": name, "reasons": why}
+        return JSONResponse(body, status_code=503 if why else 200)
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_status(
+    name: str,
+    settings: Settings,
+    port: int | None,
+    metrics: Metrics,
+    reasons: Callable[[], list[str]],
+) -> ApiServer:
+    host = settings.api.host
+    chosen = settings.api.port if port is None else (port or free_port(host))
+    server = ApiServer(status_app(name, metrics, reasons), host, chosen)
+    server.start()
+    log.info("%s: /healthz, /readyz and /metrics on http://%s:%d", name, host, chosen)
+    return server
+
+
+@dataclass
+class RoleSummary:
+    role: str
+    cameras: int = 0
+    frames_read: int = 0
+    frames_published: int = 0
+    frames_scored: int = 0
+    seconds: float = 0.0
+
+
+class CaptureNode:
+    """Reads this node's cameras and publishes their gated frames. File sources without
+    `loop` end the run (exit 0) once every frame is published; otherwise SIGTERM does."""
+
+    def __init__(self, settings: Settings, api_port: int | None = None) -> None:
+        self.settings = settings
+        self.api_port = api_port
+        self._stop = threading.Event()
+        self.invalid_cameras: dict[str, str] = {}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> RoleSummary:
+        started = time.monotonic()
+        settings = self.settings
+        frames, _ = layouts_from_settings(settings)
+        link = link_from_settings(settings.broker, "capture")
+        link.start()
+        try:
+            ensure_frames_stream(link, frames)
+            sink = JetStreamSink(link, frames, wire_options(settings.broker))
+            readers = build_readers(settings, sink, self.invalid_cameras)
+            metrics = Metrics()
+            view = PipelineView(readers=readers, invalid_cameras=self.invalid_cameras)
+            metrics.registry.register(PipelineCollector(view))
+            server = start_status(
+                "capture", settings, self.api_port, metrics, lambda: _capture_reasons(link, readers)
+            )
+            try:
+                for reader in readers:
+                    reader.start()
+                log.info("capture: %d camera(s) publishing to %s", len(readers), frames.stream)
+                while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
+                    self._stop.wait(0.2)
+                for reader in readers:
+                    reader.request_stop()
+                for reader in readers:
+                    reader.stop(settings.capture.read_timeout_s + 5)
+                if not sink.flush(30):
+                    log.error("capture: frames still unpublished after 30 s")
+            finally:
+                server.stop()
+            return RoleSummary(
+                "capture",
+                cameras=len(readers),
+                frames_read=sum(r.stats.frames_read for r in readers),
+                frames_published=sink.published,
+                seconds=time.monotonic() - started,
+            )
+        finally:
+            link.stop()
+
+
+def _link_reasons(link: BrokerLink) -> list[str]:
+    return [] if link.connected else ["not connected to NATS"]
+
+
+def _capture_reasons(link: BrokerLink, readers: list[CameraReader]) -> list[str]:
+    reasons = _link_reasons(link)
+    for reader in readers:
+        if reader.stalled:
+            reasons.append(f"camera {reader.camera}: stalled")
+        elif reader.state.value in ("connecting", "backing_off"):
+            reasons.append(f"camera {reader.camera}: {reader.state.value}")
+    return reasons
+
+
+class WorkerNode:
+    """Scores frames from the shared consumer until stopped (SIGTERM), then finishes the
+    batch in hand; what it never fetched stays with the broker for the other workers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        encoder_factory: EncoderFactory = load_encoder,
+        api_port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.encoder_factory = encoder_factory
+        self.api_port = api_port
+        self._stop = threading.Event()
+        self.worker: ScoringWorker | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> RoleSummary:
+        started = time.monotonic()
+        settings = self.settings
+        frames, scores = layouts_from_settings(settings)
+        link = link_from_settings(settings.broker, "worker")
+        link.start()
+        try:
+            ensure_frames_stream(link, frames)
+            ensure_scores_stream(link, scores)
+            bank_path = settings.prompts.path or DEFAULT_BANK
+            metrics = Metrics()
+            encoder = self.encoder_factory(settings)
+            publisher = ScoresPublisher(link, scores, wire_options(settings.broker))
+            worker = self.worker = ScoringWorker(
+                encoder,
+                load_bank(bank_path),
+                JetStreamSource(link, frames),
+                publisher.publish,
+                batch_size=settings.scoring.batch_size,
+                max_batch_wait_s=settings.scoring.max_batch_wait_ms / 1000,
+                motion_crop=settings.scoring.motion_crop,
+                max_frame_age_s=settings.scoring.max_frame_age_s,
+                bank_path=bank_path if settings.prompts.reload else None,
+                metrics=metrics,
+            )
+            server = start_status(
+                "worker", settings, self.api_port, metrics, lambda: _link_reasons(link)
+            )
+            try:
+                worker.start()
+                log.info("worker: scoring with %s", encoder.name)
+                self._stop.wait()
+                if not worker.stop(30):
+                    log.error("worker: the batch in hand did not finish in 30 s")
+            finally:
+                server.stop()
+            return RoleSummary(
+                "worker",
+                frames_scored=worker.stats.frames,
+                frames_published=publisher.published,
+                seconds=time.monotonic() - started,
+            )
+        finally:
+            link.stop()

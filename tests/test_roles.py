@@ -1,0 +1,128 @@
+"""The distributed roles over a private nats-server give what `hazardwatch run` gives."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hazardwatch.app import Service
+from hazardwatch.roles import CaptureNode, WorkerNode
+from hazardwatch.settings import Settings
+from hazardwatch.storage.engine import create_engine
+from hazardwatch.storage.repository import Repository
+from tests.conftest import NatsServer, service_settings
+from tests.fakes import FakeEncoder
+from tests.helpers import wait_for
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def outcome(database_url: str, camera: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Events and score rows with times relative to the first score row (each run's file
+    clock starts when its reader does)."""
+    repo = Repository(create_engine(database_url))
+    rows = repo.list_scores(camera, EPOCH, datetime.now(UTC) + timedelta(days=1))
+    assert rows, "no score rows"
+    t0 = rows[0].ts
+
+    def rel(t: datetime | None) -> float | None:
+        return None if t is None else round((t - t0).total_seconds(), 3)
+
+    scores = [(rel(r.ts), r.class_name, r.score, r.signal) for r in rows]
+    events = sorted(
+        (e.class_name, e.severity, e.status, rel(e.started_at), rel(e.ended_at), rel(e.peak_at),
+         round(e.peak_score, 4), round(e.mean_score, 4))
+        for e in repo.list_events(camera=camera)
+    )  # fmt: skip
+    return events, scores
+
+
+def settings_for(tmp_path: Path, name: str, clip: Path, **extra: Any) -> tuple[Settings, str]:
+    url = f"sqlite:///{tmp_path / name}.db"
+    return service_settings(tmp_path / name, url, [str(clip)], **extra), url
+
+
+def test_roles_store_the_same_events_and_scores_as_one_process(
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer
+) -> None:
+    """1 capture, 3 workers, 1 events service against `hazardwatch run`, on a file with the
+    deterministic fake encoder: same events, same score rows (times exact, values within
+    1e-4). Frames travel as PNG here so the pixels are the ones the single process scored."""
+    single, single_url = settings_for(tmp_path, "single", red_clip)
+    Service(single, encoder_factory=lambda s: FakeEncoder()).run()
+
+    broker = {"url": nats_server.url, "image_format": "png", "reorder_window_s": 0.5}
+    roles, roles_url = settings_for(tmp_path, "roles", red_clip, broker=broker)
+    events = Service(roles, scores_from_broker=True)
+    events_thread = threading.Thread(target=events.run, daemon=True)
+    events_thread.start()
+    workers = [WorkerNode(roles, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+               for _ in range(3)]  # fmt: skip
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        assert wait_for(lambda: all(w.worker is not None for w in workers), 30)
+        capture = CaptureNode(roles, api_port=0).run()
+        assert capture.frames_published > 0
+        scored = lambda: sum(w.worker.stats.frames for w in workers if w.worker)  # noqa: E731
+        assert wait_for(lambda: scored() >= capture.frames_published, 30)
+        time.sleep(roles.broker.reorder_window_s + 2.0)  # the events side takes the last ones
+    finally:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(30)
+        events.stop()
+        events_thread.join(60)
+    assert not events_thread.is_alive()
+    assert scored() == capture.frames_published  # none lost, none twice
+    assert sum(1 for w in workers if w.worker and w.worker.stats.frames) >= 2  # shared out
+    want_events, want_scores = outcome(single_url, "crash")
+    got_events, got_scores = outcome(roles_url, "crash")
+    assert got_events == want_events and len(want_events) >= 1
+    assert len(want_scores) >= 50  # every class, each sampled second of the clip
+    assert [s[:2] for s in got_scores] == [s[:2] for s in want_scores]  # times exact
+    for got, want in zip(got_scores, want_scores, strict=True):
+        assert got[2] == pytest.approx(want[2], abs=1e-4)
+        assert (got[3] is None) == (want[3] is None)
+        if want[3] is not None:
+            assert got[3] == pytest.approx(want[3], abs=1e-4)
+
+
+@pytest.mark.parametrize("role", ["capture", "worker", "events"])
+def test_a_role_without_a_broker_says_how_to_set_one(
+    role: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hazardwatch.cli import main
+
+    config = tmp_path / "hw.yaml"
+    config.write_text("cameras: []\n")
+    assert main([role, "--config", str(config)]) == 2
+    assert "set broker.url (nats://host:4222)" in capsys.readouterr().err
+
+
+def test_the_capture_role_runs_from_the_command_line(
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer
+) -> None:
+    """`hazardwatch capture` as its own process on a file: it logs its status port,
+    publishes every gated frame and exits 0 at the file's end."""
+    config = tmp_path / "hw.yaml"
+    config.write_text(
+        f"cameras:\n  - {{name: crash, url: '{red_clip}'}}\nbroker:\n  url: {nats_server.url}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hazardwatch", "capture", "--config", str(config),
+         "--api-port", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "RoleSummary(role='capture', cameras=1, frames_read=100" in done.stdout
+    assert "capture: /healthz, /readyz and /metrics on http://127.0.0.1:" in done.stderr
