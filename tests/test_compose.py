@@ -110,7 +110,7 @@ def test_demo_camera_is_the_mediamtx_path(app_settings: Settings) -> None:
 def test_prometheus_scrapes_the_service(app_settings: Settings) -> None:
     m = mounts("prometheus")
     config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
-    (job,) = config["scrape_configs"]
+    job = config["scrape_configs"][0]
     assert job["static_configs"][0]["targets"] == [f"hazardwatch:{app_settings.api.port}"]
     assert job["metrics_path"] == "/metrics"
     for rule_file in config["rule_files"]:
@@ -163,3 +163,41 @@ def test_every_variant_of_the_service_answers_to_the_scraped_name() -> None:
     for name, service in variants:
         aliases = service.get("networks", {}).get("default", {}).get("aliases", [])
         assert host == name or host in aliases, f"{name} is not reachable as {host}"
+
+
+def test_scale_profile_runs_the_three_roles_over_jetstream(app_settings: Settings) -> None:
+    """nats with JetStream on a volume; one capture node, two GPU workers, one events
+    service answering as "hazardwatch"; every role's status port scraped by Prometheus."""
+    nats = SERVICES["nats"]
+    assert nats["profiles"] == ["scale"] and "-js" in nats["command"]
+    assert mounts("nats")["/data"] in COMPOSE["volumes"]
+    roles = {"hazardwatch-capture": "capture", "hazardwatch-worker": "worker",
+             "hazardwatch-events": "events"}  # fmt: skip
+    ports = {}
+    for name, role in roles.items():
+        service = SERVICES[name]
+        assert service["profiles"] == ["scale"]
+        command = " ".join(service["command"])
+        assert f"hazardwatch {role} --config /etc/hazardwatch/hazardwatch.yaml" in command
+        env = {k: default_of(v) for k, v in service["environment"].items()}
+        _check_env_names(env)  # every HAZARDWATCH_ variable names a setting
+        assert urlsplit(env["HAZARDWATCH_BROKER__URL"]).hostname == "nats"
+        assert "nats" in service["depends_on"]
+        if "--api-port" in service["command"]:
+            port = service["command"][service["command"].index("--api-port") + 1]
+            ports[name] = port
+            assert f":{port}/healthz" in " ".join(service["healthcheck"]["test"])
+    worker = SERVICES["hazardwatch-worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert "hazardwatch" in SERVICES["hazardwatch-events"]["networks"]["default"]["aliases"]
+    m = mounts("prometheus")
+    config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["hazardwatch-capture"]["static_configs"][0]["targets"] == [
+        f"hazardwatch-capture:{ports['hazardwatch-capture']}"
+    ]
+    (dns,) = jobs["hazardwatch-worker"]["dns_sd_configs"]
+    assert (
+        dns["names"] == ["hazardwatch-worker"] and str(dns["port"]) == ports["hazardwatch-worker"]
+    )
