@@ -128,9 +128,7 @@ def cmd_role(args: argparse.Namespace) -> int:
     """`capture`, `worker` or `events`: one role of the distributed pipeline."""
     from hazardwatch.app import Service, install_signal_handlers
     from hazardwatch.capture.native_log import NATIVE_STDERR
-    from hazardwatch.roles import CaptureNode, WorkerNode
-
-    from hazardwatch.roles import free_port
+    from hazardwatch.roles import CaptureNode, WorkerNode, free_port
 
     overrides: dict[str, object] = {}
     if args.role == "events" and args.api_port is not None:
