@@ -36,7 +36,7 @@ from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
-from hazardwatch.handoff.queue import FrameSink, LocalQueue
+from hazardwatch.handoff.queue import FrameSink, FrameSource, LocalQueue
 from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
@@ -49,7 +49,7 @@ from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import CameraStateRecord, EventUpdate, GatedFrame
+from hazardwatch.records import CameraStateRecord, EventUpdate, GatedFrame, ScoredFrame
 from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
@@ -114,6 +114,30 @@ def build_camera(
         MotionStage(camera.name, gate, sampler),
         options,
         recorder=build_recorder(camera, spec, settings),
+    )
+
+
+def build_worker(
+    settings: Settings,
+    encoder: Encoder,
+    source: FrameSource[GatedFrame],
+    on_scored: Callable[[list[ScoredFrame]], None],
+    metrics: Metrics,
+) -> ScoringWorker:
+    """The scoring worker on `source` (the local queue, or JetStream on a worker node)."""
+    bank_path = settings.prompts.path or DEFAULT_BANK
+    s = settings.scoring
+    return ScoringWorker(
+        encoder,
+        load_bank(bank_path),
+        source,
+        on_scored,
+        batch_size=s.batch_size,
+        max_batch_wait_s=s.max_batch_wait_ms / 1000,
+        motion_crop=s.motion_crop,
+        max_frame_age_s=s.max_frame_age_s,
+        bank_path=bank_path if settings.prompts.reload else None,
+        metrics=metrics,
     )
 
 
@@ -246,8 +270,6 @@ class Service:
         if self._scores_from_broker:
             return self._events_only(stack, repository, writer, metrics, view, api_state, started)
         settings = self.settings
-        bank_path = settings.prompts.path or DEFAULT_BANK
-        bank = load_bank(bank_path)
         encoder = self._encoder_factory(settings)
         queue: LocalQueue[GatedFrame] = LocalQueue(
             settings.scoring.queue_size, key=lambda g: g.frame.camera
@@ -256,18 +278,7 @@ class Service:
         stage, clips = self._events_side(
             stack, repository, writer, metrics, api_state, readers, encoder.name
         )
-        worker = ScoringWorker(
-            encoder,
-            bank,
-            queue,
-            stage.on_scored,
-            batch_size=settings.scoring.batch_size,
-            max_batch_wait_s=settings.scoring.max_batch_wait_ms / 1000,
-            motion_crop=settings.scoring.motion_crop,
-            max_frame_age_s=settings.scoring.max_frame_age_s,
-            bank_path=bank_path if settings.prompts.reload else None,
-            metrics=metrics,
-        )
+        worker = build_worker(settings, encoder, queue, stage.on_scored, metrics)
         readers.extend(self._readers(queue))
         if not readers:
             if not settings.api.enabled:

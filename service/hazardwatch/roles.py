@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
-from hazardwatch.app import EncoderFactory, build_readers, load_encoder
+from hazardwatch.app import EncoderFactory, build_readers, build_worker, load_encoder
 from hazardwatch.capture.reader import CameraReader
 from hazardwatch.handoff.jetstream import (
     BrokerLink,
@@ -39,7 +39,6 @@ from hazardwatch.handoff.jetstream import (
     wire_options,
 )
 from hazardwatch.metrics import CONTENT_TYPE, Metrics, PipelineCollector, PipelineView
-from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import Settings
 
@@ -195,21 +194,11 @@ class WorkerNode:
         try:
             ensure_frames_stream(link, frames)
             ensure_scores_stream(link, scores)
-            bank_path = settings.prompts.path or DEFAULT_BANK
             metrics = Metrics()
             encoder = self.encoder_factory(settings)
             publisher = ScoresPublisher(link, scores, wire_options(settings.broker))
-            worker = self.worker = ScoringWorker(
-                encoder,
-                load_bank(bank_path),
-                JetStreamSource(link, frames),
-                publisher.publish,
-                batch_size=settings.scoring.batch_size,
-                max_batch_wait_s=settings.scoring.max_batch_wait_ms / 1000,
-                motion_crop=settings.scoring.motion_crop,
-                max_frame_age_s=settings.scoring.max_frame_age_s,
-                bank_path=bank_path if settings.prompts.reload else None,
-                metrics=metrics,
+            worker = self.worker = build_worker(
+                settings, encoder, JetStreamSource(link, frames), publisher.publish, metrics
             )
             server = start_status(
                 "worker", settings, self.api_port, metrics, lambda: _link_reasons(link)

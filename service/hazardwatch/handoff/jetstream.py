@@ -342,40 +342,36 @@ class JetStreamDelivery(Generic[T]):
             log.warning("could not %s a frame: %s", how, exc)
 
 
-class JetStreamSource:
-    """The worker's side: a durable pull consumer shared by every worker (competing)."""
+class PullConsumer(Generic[T]):
+    """A durable pull consumer decoding each message with `decode`; a message it cannot
+    decode is counted, logged once and terminated, so it never blocks the consumer."""
 
     def __init__(
         self,
         link: BrokerLink,
-        layout: FramesLayout,
-        on_malformed: Callable[[str], None] | None = None,
+        stream: str,
+        subject: str,
+        config: ConsumerConfig,
+        decode: Callable[[bytes], T],
+        what: str,
     ) -> None:
         self.link = link
-        self.layout = layout
+        self.decode = decode
+        self.what = what
         self.malformed = 0
-        self._on_malformed = on_malformed
         self._warned = False
-        self._sub = link.call(self._subscribe(), timeout=10)
+        assert config.durable_name is not None
+        self._sub = link.call(self._subscribe(stream, subject, config), timeout=10)
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _subscribe(
+        self, stream: str, subject: str, config: ConsumerConfig
+    ) -> JetStreamContext.PullSubscription:
         assert self.link.js is not None
-        layout = self.layout
-        config = ConsumerConfig(
-            durable_name=layout.consumer,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=layout.ack_wait_s,
-            max_ack_pending=layout.max_ack_pending,
-            max_deliver=layout.max_deliver,
-        )
         return await self.link.js.pull_subscribe(
-            f"{layout.subject}.>", durable=layout.consumer, stream=layout.stream, config=config
+            subject, durable=config.durable_name, stream=stream, config=config
         )
 
-    def fetch(
-        self, max_items: int, timeout_s: float, fill_wait_s: float = 0.0
-    ) -> list[Delivery[GatedFrame]] | None:
-        """Never None: a broker source does not end; its worker is stopped instead."""
+    def fetch_deliveries(self, max_items: int, timeout_s: float) -> list[Delivery[T]]:
         try:
             messages = self.link.call(
                 self._sub.fetch(batch=max_items, timeout=max(timeout_s, 0.05)),
@@ -384,12 +380,12 @@ class JetStreamSource:
         except (NatsTimeout, TimeoutError):
             return []
         except (NotFoundError, ConnectionError) as exc:
-            log.warning("fetching frames failed (%s); retrying", exc)
+            log.warning("fetching %s failed (%s); retrying", self.what, exc)
             return []
-        out: list[Delivery[GatedFrame]] = []
+        out: list[Delivery[T]] = []
         for msg in messages:
             try:
-                item = decode_gated(msg.data)
+                item = self.decode(msg.data)
             except CodecError as exc:
                 self._malformed(msg, str(exc))
                 continue
@@ -401,11 +397,34 @@ class JetStreamSource:
         if not self._warned:
             self._warned = True
             log.error(
-                "message on %s is not a frame (%s); terminated (logged once)", msg.subject, why
+                "message on %s is not %s (%s); terminated (logged once)",
+                msg.subject,
+                self.what,
+                why,
             )
-        if self._on_malformed is not None:
-            self._on_malformed(msg.subject)
         self.link.call(msg.term(), timeout=5)
+
+
+class JetStreamSource(PullConsumer[GatedFrame]):
+    """The worker's side: a durable pull consumer shared by every worker (competing)."""
+
+    def __init__(self, link: BrokerLink, layout: FramesLayout) -> None:
+        config = ConsumerConfig(
+            durable_name=layout.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=layout.ack_wait_s,
+            max_ack_pending=layout.max_ack_pending,
+            max_deliver=layout.max_deliver,
+        )
+        super().__init__(
+            link, layout.stream, f"{layout.subject}.>", config, decode_gated, "a frame"
+        )
+
+    def fetch(
+        self, max_items: int, timeout_s: float, fill_wait_s: float = 0.0
+    ) -> list[Delivery[GatedFrame]] | None:
+        """Never None: a broker source does not end; its worker is stopped instead."""
+        return self.fetch_deliveries(max_items, timeout_s)
 
 
 # ---------------------------------------------------------------------------- scores
@@ -498,7 +517,7 @@ class ScoresPublisher:
         )
 
 
-class ScoresSource:
+class ScoresSource(PullConsumer[ScoredFrame]):
     """The events service's side: one durable consumer for the scores of every camera."""
 
     def __init__(
@@ -507,49 +526,20 @@ class ScoresSource:
         layout: ScoresLayout,
         bank_of: Callable[[str], PromptBank],
     ) -> None:
-        self.link = link
-        self.layout = layout
-        self.bank_of = bank_of
-        self.malformed = 0
-        self._warned = False
-        self._sub = link.call(self._subscribe(), timeout=10)
-
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        assert self.link.js is not None
-        layout = self.layout
         config = ConsumerConfig(
             durable_name=layout.consumer,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=layout.ack_wait_s,
             max_ack_pending=layout.max_ack_pending,
         )
-        return await self.link.js.pull_subscribe(
-            f"{layout.subject}.>", durable=layout.consumer, stream=layout.stream, config=config
+        super().__init__(
+            link,
+            layout.stream,
+            f"{layout.subject}.>",
+            config,
+            lambda data: decode_scored(data, bank_of),
+            "a scored frame",
         )
 
     def fetch(self, max_items: int, timeout_s: float) -> list[Delivery[ScoredFrame]]:
-        try:
-            messages = self.link.call(
-                self._sub.fetch(batch=max_items, timeout=max(timeout_s, 0.05)),
-                timeout=timeout_s + 10,
-            )
-        except (NatsTimeout, TimeoutError):
-            return []
-        except (NotFoundError, ConnectionError) as exc:
-            log.warning("fetching scores failed (%s); retrying", exc)
-            return []
-        out: list[Delivery[ScoredFrame]] = []
-        for msg in messages:
-            try:
-                item = decode_scored(msg.data, self.bank_of)
-            except CodecError as exc:
-                self.malformed += 1
-                if not self._warned:
-                    self._warned = True
-                    log.error(
-                        "message on %s is not a scored frame (%s); terminated", msg.subject, exc
-                    )
-                self.link.call(msg.term(), timeout=5)
-                continue
-            out.append(JetStreamDelivery(item, msg.metadata.num_delivered, msg, self.link))
-        return out
+        return self.fetch_deliveries(max_items, timeout_s)
