@@ -367,7 +367,10 @@ class Service:
         consumer.start()
         log.info("events: consuming scores from %s", scores.stream)
         try:
-            self._stop.wait()
+            while not self._stop.wait(0.5):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    log.warning("the events role does not reload its configuration; restart it")
         finally:
             if not consumer.stop(30):
                 log.error("scores consumer did not stop in 30 s")
