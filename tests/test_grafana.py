@@ -300,7 +300,43 @@ def exposition(tmp_path_factory: pytest.TempPathFactory, red_clip: Path) -> Iter
         thread.join(30)
         receiver.stop()
     names = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+    names |= events_role_exposition(tmp)
     yield names
+
+
+def events_role_exposition(tmp: Path) -> set[str]:
+    """The metrics only the events role has (consumer lag), from one run against a
+    private nats-server."""
+    from tests.conftest import NatsServer
+
+    if not Path(NatsServer.BINARY).is_file():
+        skip_or_fail(f"{NatsServer.BINARY} is not installed")
+    nats = NatsServer(tmp / "jetstream")
+    nats.start()
+    settings = service_settings(
+        tmp / "events", f"sqlite:///{tmp / 'events.db'}", [], broker={"url": nats.url}
+    )
+    service = Service(settings, scores_from_broker=True)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.api.port}/metrics"
+    text = ""
+
+    def scraped() -> bool:
+        nonlocal text
+        try:
+            text = httpx.get(url, timeout=5).text
+        except httpx.HTTPError:
+            return False
+        return "hazardwatch_broker_pending{" in text
+
+    try:
+        assert wait_for(scraped, 30, interval=0.2)
+    finally:
+        service.stop()
+        thread.join(30)
+        nats.stop()
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 @pytest.mark.parametrize(("where", "expr"), promql_expressions())

@@ -37,7 +37,7 @@ from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
 from hazardwatch.handoff.queue import FrameSink, FrameSource, LocalQueue
-from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
+from hazardwatch.metrics import BrokerCollector, Metrics, PipelineCollector, PipelineView
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
 from hazardwatch.motion.stage import MotionStage
@@ -337,6 +337,7 @@ class Service:
         """`hazardwatch events`: the same events side, its scores from the broker."""
         from hazardwatch.handoff.jetstream import (
             ScoresSource,
+            consumer_lag,
             ensure_scores_stream,
             layouts_from_settings,
             link_from_settings,
@@ -348,11 +349,13 @@ class Service:
         stage, clips = self._events_side(
             stack, repository, writer, metrics, api_state, [], settings.scoring.model
         )
-        _, scores = layouts_from_settings(settings)
+        frames, scores = layouts_from_settings(settings)
         link = link_from_settings(settings.broker, "events")
         link.start()
         stack.callback(link.stop)
         ensure_scores_stream(link, scores)
+        watched = [(frames.stream, frames.consumer), (scores.stream, scores.consumer)]
+        metrics.registry.register(BrokerCollector(lambda: consumer_lag(link, watched)))
         consumer = ScoresConsumer(
             ScoresSource(link, scores, banks.get),
             stage.on_scored,

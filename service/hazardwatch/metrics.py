@@ -206,6 +206,37 @@ class PipelineCollector(Collector):
         yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())
 
 
+class BrokerCollector(Collector):
+    """Consumer lag of the JetStream consumers, read from the broker at scrape time (the
+    events role): messages not yet delivered, and delivered but not yet acked."""
+
+    def __init__(self, lag: Callable[[], list[tuple[str, int, int]]]) -> None:
+        """`lag()` gives (consumer, pending, ack pending) per consumer; [] when the broker
+        cannot be asked (nothing is reported then, rather than a false zero)."""
+        self.lag = lag
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            PREFIX + "broker_pending",
+            "Messages in a JetStream consumer not yet delivered (frames waiting for a "
+            "worker: consumer scoring; scores waiting for the events service: events).",
+            labels=["consumer"],
+        )
+        ack_pending = GaugeMetricFamily(
+            PREFIX + "broker_ack_pending",
+            "Messages delivered to a consumer and not yet acknowledged.",
+            labels=["consumer"],
+        )
+        for consumer, waiting, unacked in self.lag():
+            pending.add_metric([consumer], float(waiting))
+            ack_pending.add_metric([consumer], float(unacked))
+        yield pending
+        yield ack_pending
+
+
 def _spool(spool: Spool | None) -> Iterator[Metric]:
     yield _gauge(
         "spool_backlog",

@@ -131,3 +131,24 @@ def test_the_broker_restarted_keeps_what_it_acknowledged(nats_server: NatsServer
     finally:
         link.stop()
     assert sorted(got) == list(range(30)) and link.reconnects >= 1
+
+
+def test_with_no_worker_the_backlog_shows_and_frames_age_out(nats_server: NatsServer) -> None:
+    """No worker at all: the scoring consumer's backlog is visible (the metric behind the
+    HazardwatchWorkersBehind rule), and frames older than max_age expire unscored."""
+    from hazardwatch.handoff.jetstream import consumer_lag
+
+    link = BrokerLink(nats_server.url, "test")
+    link.start()
+    try:
+        frames = FramesLayout(max_age_s=2.0, ack_wait_s=1.0)
+        ensure_frames_stream(link, frames)
+        sink = JetStreamSink(link, frames)
+        for seq in range(20):
+            sink.put(gated(seq))
+        assert sink.flush(10)
+        watched = [(frames.stream, frames.consumer)]
+        assert consumer_lag(link, watched) == [("scoring", 20, 0)]
+        assert wait_for(lambda: consumer_lag(link, watched) == [("scoring", 0, 0)], 10)
+    finally:
+        link.stop()

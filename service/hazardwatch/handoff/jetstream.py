@@ -204,6 +204,29 @@ def link_from_settings(settings: BrokerSettings, name: str) -> BrokerLink:
     )
 
 
+def consumer_lag(link: BrokerLink, consumers: list[tuple[str, str]]) -> list[tuple[str, int, int]]:
+    """(consumer, pending, ack pending) of each (stream, consumer); [] when the broker
+    does not answer within 2 s (a scrape must not hang on it)."""
+    assert link.js is not None
+    js = link.js
+
+    async def ask() -> list[tuple[str, int, int]]:
+        out = []
+        for stream, consumer in consumers:
+            try:
+                info = await js.consumer_info(stream, consumer)
+            except NotFoundError:
+                continue  # not created yet: no worker (or events service) has subscribed
+            out.append((consumer, int(info.num_pending or 0), int(info.num_ack_pending or 0)))
+        return out
+
+    try:
+        return link.call(ask(), timeout=2)
+    except Exception as exc:
+        log.debug("consumer lag not read: %s", exc)
+        return []
+
+
 def layouts_from_settings(settings: Settings) -> tuple[FramesLayout, ScoresLayout]:
     b = settings.broker
     frames = FramesLayout(
@@ -223,6 +246,16 @@ def wire_options(settings: BrokerSettings) -> WireOptions:
     )
 
 
+def scoring_consumer(layout: FramesLayout) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=layout.consumer,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=layout.ack_wait_s,
+        max_ack_pending=layout.max_ack_pending,
+        max_deliver=layout.max_deliver,
+    )
+
+
 async def _ensure_stream(js: JetStreamContext, layout: FramesLayout) -> None:
     config = StreamConfig(
         name=layout.stream,
@@ -235,6 +268,12 @@ async def _ensure_stream(js: JetStreamContext, layout: FramesLayout) -> None:
         await js.add_stream(config)
     except BadRequestError:  # it exists with other limits: bring them in line
         await js.update_stream(config)
+    # The workers' consumer too, so its backlog is visible (and alerts) before, or
+    # without, any worker.
+    try:
+        await js.add_consumer(layout.stream, scoring_consumer(layout))
+    except BadRequestError as exc:  # exists with other settings: the workers' own wins
+        log.debug("consumer %s kept as it is: %s", layout.consumer, exc)
 
 
 def ensure_frames_stream(link: BrokerLink, layout: FramesLayout) -> None:
@@ -409,15 +448,13 @@ class JetStreamSource(PullConsumer[GatedFrame]):
     """The worker's side: a durable pull consumer shared by every worker (competing)."""
 
     def __init__(self, link: BrokerLink, layout: FramesLayout) -> None:
-        config = ConsumerConfig(
-            durable_name=layout.consumer,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=layout.ack_wait_s,
-            max_ack_pending=layout.max_ack_pending,
-            max_deliver=layout.max_deliver,
-        )
         super().__init__(
-            link, layout.stream, f"{layout.subject}.>", config, decode_gated, "a frame"
+            link,
+            layout.stream,
+            f"{layout.subject}.>",
+            scoring_consumer(layout),
+            decode_gated,
+            "a frame",
         )
 
     def fetch(
