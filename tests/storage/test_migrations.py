@@ -48,7 +48,30 @@ def test_dashboard_indexes_exist(database_url: str) -> None:
     scores = {tuple(ix["column_names"]) for ix in inspector.get_indexes("scores")}
     engine.dispose()
     assert {("started_at",), ("camera", "started_at"), ("class_name", "started_at")} <= events
-    assert {("ts",), ("camera", "ts")} <= scores
+    assert {("ts",), ("camera", "ts", "class_name"), ("class_name", "ts")} <= scores
+
+
+def test_duplicate_score_rows_of_an_earlier_version_are_removed(database_url: str) -> None:
+    """0005 makes (camera, ts, class_name) unique; rows an earlier version wrote twice are
+    kept once (the oldest), the others untouched."""
+    engine = create_engine(database_url)
+    migrate.upgrade(engine, "0004")
+    ts = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO cameras (name, source_kind, created_at) "
+                             "VALUES ('gate', 'file', :ts)"), {"ts": ts})  # fmt: skip
+        for class_name, score in [("crash", 0.5), ("crash", 0.7), ("fire", 0.1)]:
+            conn.execute(
+                sa.text("INSERT INTO scores (camera, ts, class_name, score) "
+                        "VALUES ('gate', :ts, :c, :s)"),
+                {"ts": ts, "c": class_name, "s": score},
+            )  # fmt: skip
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT class_name, score FROM scores ORDER BY class_name"))
+        assert [tuple(r) for r in rows] == [("crash", 0.5), ("fire", 0.1)]
+    migrate.downgrade(engine, "0004")  # and back
+    engine.dispose()
 
 
 def test_mysql_timestamps_keep_milliseconds(mysql_url: str) -> None:

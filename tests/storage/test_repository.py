@@ -251,3 +251,19 @@ def test_restored_states_keep_as_many_references_as_configured(repo: Repository)
     assert len(load_camera_states(repo, max_references=64)["gate"].references) == 40
     restored = load_camera_states(repo)
     assert len(restored["gate"].references) == 32 and "bad" not in restored  # skipped, logged
+
+
+def test_a_score_row_written_again_is_stored_once(repo: Repository) -> None:
+    """A frame the broker delivers again after a crash gives the same rows: kept once."""
+    first = [ScoreSample("gate", T0, "fire_smoke", 0.25), ScoreSample("gate", T0, "crash", 0.5)]
+    repo.add_scores(first)
+    repo.add_scores([*first, ScoreSample("gate", T0 + timedelta(seconds=1), "crash", 0.6)])
+    got = repo.list_scores("gate", T0 - timedelta(seconds=1), T0 + timedelta(seconds=5))
+    assert sorted((s.class_name, s.score) for s in got) == [
+        ("crash", 0.5),
+        ("crash", 0.6),
+        ("fire_smoke", 0.25),
+    ]
+    assert repo.scores_stored_until() == {
+        "gate": (T0 + timedelta(seconds=1)).replace(microsecond=123000)
+    }

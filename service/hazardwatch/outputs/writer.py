@@ -91,26 +91,45 @@ class EventWriter:
         self._snapshots: dict[str, str] = {}
         self._open: set[str] = set()
         self._next_replay = 0.0
+        # Items taken and items finished (stored, spooled, or failed and logged): the
+        # queue is FIFO with one consumer, so finished >= a mark means done up to it.
+        self._taken = 0
+        self._finished = 0
+        self._count_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
 
+    def _put(self, item: object) -> None:
+        with self._count_lock:
+            self._taken += 1
+            self._queue.put(item)
+
     def put_event(self, update: EventUpdate) -> None:
-        self._queue.put(update)
+        self._put(update)
 
     def put_scores(self, samples: list[ScoreSample]) -> None:
-        self._queue.put(samples)
+        self._put(samples)
 
     def put_clip(self, clip: ClipLink) -> None:
-        self._queue.put(clip)
+        self._put(clip)
 
     def put_weather(self, link: WeatherLink) -> None:
         """Weather that arrived after its event was written (spooled in an outage)."""
-        self._queue.put(link)
+        self._put(link)
 
     def put_state(self, state: CameraStateRecord) -> None:
         """A camera's learned normal, stored off the scoring thread (spooled in an outage)."""
-        self._queue.put(state)
+        self._put(state)
+
+    def mark(self) -> int:
+        """A mark for everything put so far; `durable(mark)` says when it is all stored
+        or spooled — the events service acknowledges the broker's messages only then."""
+        with self._count_lock:
+            return self._taken
+
+    def durable(self, mark: int) -> bool:
+        return self._finished >= mark
 
     @property
     def backlog(self) -> int:
@@ -174,6 +193,7 @@ class EventWriter:
                 self._handle(item)
             except Exception:
                 log.exception("writing %s failed; skipped", type(item).__name__)
+            self._finished += 1
 
     def _maybe_replay(self, force: bool = False) -> None:
         if self.spool is None or not len(self.spool):

@@ -147,7 +147,8 @@ class ScoreRow(Base):
     __tablename__ = "scores"
     __table_args__ = (
         sa.Index("ix_scores_ts", "ts"),
-        sa.Index("ix_scores_camera_ts", "camera", "ts"),
+        # One row per camera, frame time and class: a redelivered frame is stored once.
+        sa.Index("uq_scores_camera_ts_class", "camera", "ts", "class_name", unique=True),
         sa.Index("ix_scores_class_name_ts", "class_name", "ts"),
         MYSQL_TABLE_ARGS,
     )

@@ -95,6 +95,18 @@ class Repository:
             result = conn.execute(sa.select(Camera.__table__).order_by(Camera.name))
             return [dict(row._mapping) for row in result]
 
+    def scores_stored_until(self) -> dict[str, datetime]:
+        """Each camera's newest stored score time: one index lookup per camera on the
+        unique key (camera, ts, …), not a GROUP BY over the whole series at start-up."""
+        out = {}
+        with self._engine.connect() as conn:
+            for camera in conn.execute(sa.select(Camera.name)).scalars():
+                newest = sa.select(sa.func.max(ScoreRow.ts)).where(ScoreRow.camera == camera)
+                ts = conn.execute(newest).scalar()
+                if ts is not None:
+                    out[camera] = ts
+        return out
+
     # ------------------------------------------------------------------ events
 
     def upsert_event(self, event: EventRecord) -> None:
@@ -331,7 +343,8 @@ class Repository:
             if sample.camera not in latest or sample.ts > latest[sample.camera]:
                 latest[sample.camera] = sample.ts
         with self._engine.begin() as conn:
-            conn.execute(sa.insert(ScoreRow), rows)
+            # A frame delivered again after a crash is stored once (unique key).
+            conn.execute(self._insert_ignore(ScoreRow.__table__, rows))  # type: ignore[arg-type]
             self._seen(conn, latest)
 
     @staticmethod
