@@ -9,7 +9,11 @@ non-blocking `request_stop()`.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import TYPE_CHECKING, Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Component(Protocol):
@@ -20,12 +24,49 @@ class Component(Protocol):
         ...
 
 
+class Periodic:
+    """A component that runs `tick()` on its own thread at once and then every
+    `interval_s`, and `finish()` once when stopped. A tick that raises is logged and the
+    next one runs on time."""
+
+    def __init__(self, interval_s: float, name: str) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """After the last tick (stopped)."""
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("%s: periodic work failed; trying again in %g s",
+                              self._thread.name, self.interval_s)  # fmt: skip
+            if self._stop.wait(self.interval_s):
+                break
+        self.finish()
+
+
 if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecycle
     from hazardwatch.api.server import ApiServer
     from hazardwatch.capture.native_log import NativeStderr
     from hazardwatch.capture.reader import CameraReader
     from hazardwatch.capture.recorder import SegmentRecorder
     from hazardwatch.handoff.jetstream import BrokerLink
+    from hazardwatch.handoff.status import StatusBoard, StatusPublisher
     from hazardwatch.outputs.clips import ClipRecorder
     from hazardwatch.outputs.mqtt import MqttPublisher
     from hazardwatch.outputs.retention import MediaJanitor
@@ -40,6 +81,8 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         CameraReader,
         SegmentRecorder,
         BrokerLink,
+        StatusBoard,
+        StatusPublisher,
         ClipRecorder,
         MqttPublisher,
         MediaJanitor,

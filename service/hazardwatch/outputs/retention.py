@@ -13,13 +13,13 @@ other file, and are not event media: no link is cleared for them.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hazardwatch.capture.recorder import SEGMENT_SUFFIX, SEGMENTS_DIR
+from hazardwatch.lifecycle import Periodic
 from hazardwatch.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def sweep(
     return SweepResult(deleted_age, deleted_size, total, tuple(deleted))
 
 
-class MediaJanitor:
+class MediaJanitor(Periodic):
     """Runs `sweep` every `interval_s` on its own thread."""
 
     def __init__(
@@ -102,23 +102,13 @@ class MediaJanitor:
         segment_keep_s: float = 0.0,
     ) -> None:
         """`on_deleted` hears the media paths each sweep removed (to clear their links)."""
+        super().__init__(interval_s, "media-janitor")
         self.on_deleted = on_deleted
         self.segment_keep_s = segment_keep_s
         self.media_dir = media_dir
         self.max_age_s = retention_days * 86_400
         self.max_bytes = int(max_size_gb * 1024**3)
-        self.interval_s = interval_s
         self.metrics = metrics
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="media-janitor", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> bool:
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def run_once(self) -> SweepResult:
         result = sweep(
@@ -145,11 +135,8 @@ class MediaJanitor:
                 log.exception("links to %d removed media file(s) not cleared", len(result.deleted))
         return result
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except OSError as exc:
-                log.error("media retention sweep failed: %s", exc)
-            if self._stop.wait(self.interval_s):
-                return
+    def tick(self) -> None:
+        try:
+            self.run_once()
+        except OSError as exc:
+            log.error("media retention sweep failed: %s", exc)
