@@ -126,3 +126,56 @@ def test_the_capture_role_runs_from_the_command_line(
     assert done.returncode == 0, done.stderr
     assert "RoleSummary(role='capture', cameras=1, frames_read=100" in done.stdout
     assert "capture: /healthz, /readyz and /metrics on http://127.0.0.1:" in done.stderr
+
+
+def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer
+) -> None:
+    """/api/v1/cameras, /readyz and the metrics of `hazardwatch events` come from the status
+    the capture node and the worker publish; a worker that stops makes it not ready."""
+    import httpx
+
+    broker = {"url": nats_server.url}
+    settings, _ = settings_for(tmp_path, "status", red_clip, broker=broker)
+    looped = settings.model_copy(
+        update={"cameras": [c.model_copy(update={"loop": True}) for c in settings.cameras]}
+    )
+    events = Service(settings, scores_from_broker=True)
+    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    capture = CaptureNode(looped, api_port=0)
+    threads = [threading.Thread(target=n.run, daemon=True) for n in (events, worker, capture)]
+    for thread in threads:
+        thread.start()
+    api = f"http://127.0.0.1:{settings.api.port}"
+
+    def get(path: str) -> httpx.Response:
+        try:
+            return httpx.get(api + path, timeout=5)
+        except httpx.HTTPError:
+            return httpx.Response(599)
+
+    try:
+        assert wait_for(lambda: get("/readyz").status_code == 200, 60), get("/readyz").text
+
+        def cameras() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = get("/api/v1/cameras").json()["items"]
+            return items
+
+        # A camera is "streaming" from the moment it opens; its first frame counts are in the
+        # next status the capture node publishes (every 2 s).
+        assert wait_for(lambda: cameras()[0]["frames_read"] > 0, 15), cameras()
+        assert [(c["name"], c["state"]) for c in cameras()] == [("crash", "streaming")]
+        assert cameras()[0]["node"]
+        metrics = get("/metrics").text
+        assert 'hazardwatch_camera_up{camera="crash"} 1.0' in metrics
+        assert 'hazardwatch_nodes{role="worker"} 1.0' in metrics
+        worker.stop()
+        threads[1].join(30)
+        assert wait_for(lambda: get("/readyz").status_code == 503, 15)
+        assert any("no scoring worker" in r for r in get("/readyz").json()["reasons"])
+    finally:
+        capture.stop()
+        worker.stop()
+        events.stop()
+        for thread in threads:
+            thread.join(60)

@@ -343,6 +343,7 @@ class Service:
             link_from_settings,
         )
         from hazardwatch.handoff.scores import ScoresConsumer
+        from hazardwatch.handoff.status import StatusBoard
 
         settings = self.settings
         banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
@@ -357,11 +358,19 @@ class Service:
         watched = [(frames.stream, frames.consumer), (scores.stream, scores.consumer)]
         metrics.registry.register(BrokerCollector(lambda: consumer_lag(link, watched)))
         consumer = ScoresConsumer(
-            ScoresSource(link, scores, banks.get),
+            ScoresSource(
+                link, scores, banks.get, metrics.broker_malformed.labels(scores.consumer).inc
+            ),
             stage.on_scored,
             settings.broker.reorder_window_s,
+            stored=writer,
         )
-        api_state.scoring_elsewhere = True
+        board = StatusBoard(link)
+        board.start()
+        stack.callback(board.stop)
+        api_state.scoring_elsewhere, api_state.status = True, board
+        view.lost_by_camera = consumer.lost_by_camera
+        view.remote = board
         self._watch(view, api_state, writer)
         self._start_janitor(stack, repository, metrics)
         writer.start()
@@ -378,6 +387,9 @@ class Service:
             if not consumer.stop(30):
                 log.error("scores consumer did not stop in 30 s")
             self._finish(stage, clips, writer)
+            unstored = consumer.settle()
+            if unstored:
+                log.warning("%d scored frame(s) not stored: left to the broker", unstored)
         return RunSummary(
             cameras=0,
             frames_read=0,
@@ -431,6 +443,8 @@ class Service:
             normals=load_camera_states(repository, settings.detector.max_references),
             save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
             max_references=settings.detector.max_references,
+            scores_stored_until=repository.scores_stored_until(),
+            observe_latency=metrics.frame_latency_seconds.observe,
         )
         api_state.learn_normal = stage.learn_normal
         return stage, clips

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 PREFIX = "hazardwatch_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Fine below a second, where the reorder window and batching live.
+FRAME_LATENCY_BUCKETS = (
+    *(round(0.05 * i, 2) for i in range(1, 21)),
+    1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+)  # fmt: skip
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -73,6 +78,20 @@ class Metrics:
             PREFIX + "event_latency_seconds",
             "Seconds from capture of the deciding frame to the event row written.",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.frame_latency_seconds = Histogram(
+            PREFIX + "frame_latency_seconds",
+            "Seconds from a frame's receipt by its camera reader to the detector stage "
+            "(through the worker; across the broker in the distributed roles).",
+            buckets=FRAME_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.broker_malformed = Counter(
+            PREFIX + "broker_malformed",
+            "Messages on a hazardwatch subject that were not a well-formed envelope of a "
+            "known version (terminated, never redelivered), per consumer.",
+            ["consumer"],
             registry=r,
         )
         self.events = Counter(
@@ -123,6 +142,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class RemoteStatus(Protocol):
+    """The roles' status as the events service reads it (`handoff.status.StatusBoard`)."""
+
+    def cameras(self) -> list[dict[str, Any]]: ...
+
+    def workers(self) -> list[dict[str, Any]]: ...
+
+    def capture_nodes(self) -> list[dict[str, Any]]: ...
+
+
 @dataclass
 class PipelineView:
     """What the collector reads at scrape time; filled in as the service starts."""
@@ -131,6 +160,9 @@ class PipelineView:
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # configured, never run
     queue: LocalQueue[Any] | None = None
     stale_by_camera: Mapping[str, int] = field(default_factory=dict)  # too old to score
+    # Distributed roles: frames handed to the broker that never reached the detector.
+    lost_by_camera: Mapping[str, int] = field(default_factory=dict)
+    remote: RemoteStatus | None = None  # the events role: the roles' status bucket
     open_events: Callable[[], int] = lambda: 0
     spool: Spool | None = None
     writer_backlog: Callable[[], int] = lambda: 0
@@ -152,6 +184,16 @@ class PipelineCollector(Collector):
             "frames_read", "Frames decoded per camera.", readers, lambda r: r.stats.frames_read
         )
         yield _drops(v)
+        lost = CounterMetricFamily(
+            PREFIX + "frames_lost",
+            "Frames a capture node handed to the broker that never reached the events "
+            "service's detector, per camera: expired unscored (no worker in time), dropped "
+            "by a worker as stale, or too late for the reorder window (distributed roles).",
+            labels=["camera"],
+        )
+        for camera, count in sorted(v.lost_by_camera.items()):
+            lost.add_metric([camera], float(count))
+        yield lost
         yield _counter(
             "frames_motion",
             "Frames in which the gate saw motion, per camera.",
@@ -191,10 +233,30 @@ class PipelineCollector(Collector):
                 recording.add_metric([r.camera], 1.0 if running else 0.0)
         for name in v.invalid_cameras:
             up.add_metric([name], 0.0)
+        remote = v.remote.cameras() if v.remote is not None else []
+        for reported in remote:  # the events role: what the capture nodes report
+            remote_name = str(reported.get("name"))
+            up.add_metric([remote_name], 1.0 if reported.get("state") == "streaming" else 0.0)
+            fps.add_metric([remote_name], float(reported.get("fps") or 0.0))
+            if reported.get("last_frame_age_s") is not None:
+                age.add_metric([remote_name], float(reported["last_frame_age_s"]))
+            if reported.get("recording") is not None:
+                running = reported["recording"].get("state") == "recording"
+                recording.add_metric([remote_name], 1.0 if running else 0.0)
         yield up
         yield age
         yield fps
         yield recording
+        if v.remote is not None:
+            nodes = GaugeMetricFamily(
+                PREFIX + "nodes",
+                "Capture nodes and scoring workers that reported in the status bucket within "
+                "its TTL (the events role).",
+                labels=["role"],
+            )
+            nodes.add_metric(["capture"], float(len(v.remote.capture_nodes())))
+            nodes.add_metric(["worker"], float(len(v.remote.workers())))
+            yield nodes
         q = v.queue
         # `is not None`: an empty queue is falsy (it has a length), and still has a size.
         depth = len(q) if q is not None else 0
@@ -204,6 +266,20 @@ class PipelineCollector(Collector):
         yield _gauge("open_events", "Hazard events open now.", v.open_events())
         yield from _spool(v.spool)
         yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())
+
+
+class DropsCollector(Collector):
+    """Only the per-camera drop counters: a worker role, which has no readers, queue or
+    writer of its own to report."""
+
+    def __init__(self, view: PipelineView) -> None:
+        self.view = view
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield _drops(self.view)
 
 
 class BrokerCollector(Collector):
@@ -271,6 +347,11 @@ def _drops(view: PipelineView) -> CounterMetricFamily:
         family.add_metric([r.camera, "bad"], float(r.stats.frames_bad))
         family.add_metric([r.camera, "queue_full"], float(queue_drops.get(r.camera, 0)))
         family.add_metric([r.camera, "stale"], float(view.stale_by_camera.get(r.camera, 0)))
+    # A worker role has no readers: the cameras it dropped frames of, as it saw them.
+    read = {r.camera for r in view.readers}
+    for camera, count in sorted(view.stale_by_camera.items()):
+        if camera not in read:
+            family.add_metric([camera, "stale"], float(count))
     return family
 
 

@@ -72,6 +72,12 @@ class GatedFrame:
     motion: MotionResult
     reason: Literal["motion", "preroll", "postroll", "heartbeat"]
     snippet: int  # frames sampled from one motion episode share this id (0: heartbeat)
+    # This frame's number among its camera's frames handed to the broker (1, 2, …; 0: not
+    # numbered). The events service counts the gaps: frames lost on the way.
+    handoff_seq: int = 0
+    # The encoded image this frame crossed a broker as: the next hop passes it on as it
+    # is instead of encoding the pixels again (CPU, and a second JPEG generation).
+    wire_image: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
 from hazardwatch.app import EncoderFactory, build_readers, build_worker, load_encoder
-from hazardwatch.capture.reader import CameraReader
+from hazardwatch.capture.reader import CameraReader, camera_problems
 from hazardwatch.handoff.jetstream import (
     BrokerLink,
     JetStreamSink,
@@ -38,7 +39,14 @@ from hazardwatch.handoff.jetstream import (
     link_from_settings,
     wire_options,
 )
-from hazardwatch.metrics import CONTENT_TYPE, Metrics, PipelineCollector, PipelineView
+from hazardwatch.handoff.status import StatusPublisher, node_id
+from hazardwatch.metrics import (
+    CONTENT_TYPE,
+    DropsCollector,
+    Metrics,
+    PipelineCollector,
+    PipelineView,
+)
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import Settings
 
@@ -127,9 +135,12 @@ class CaptureNode:
             server = start_status(
                 "capture", settings, self.api_port, metrics, lambda: _capture_reasons(link, readers)
             )
+            node = node_id()
+            status = StatusPublisher(link, lambda: _capture_status(node, link, readers))
             try:
                 for reader in readers:
                     reader.start()
+                status.start()
                 log.info("capture: %d camera(s) publishing to %s", len(readers), frames.stream)
                 while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
                     self._stop.wait(0.2)
@@ -140,6 +151,7 @@ class CaptureNode:
                 if not sink.flush(30):
                     log.error("capture: frames still unpublished after 30 s")
             finally:
+                status.stop()
                 server.stop()
             return RoleSummary(
                 "capture",
@@ -152,18 +164,25 @@ class CaptureNode:
             link.stop()
 
 
+def _capture_status(
+    node: str, link: BrokerLink, readers: list[CameraReader]
+) -> dict[str, dict[str, Any]]:
+    entries = {f"camera.{r.camera}": {**r.status(), "node": node} for r in readers}
+    entries[f"node.capture.{node}"] = {
+        "role": "capture",
+        "node": node,
+        "cameras": [r.camera for r in readers],
+        "connected": link.connected,
+    }
+    return entries
+
+
 def _link_reasons(link: BrokerLink) -> list[str]:
     return [] if link.connected else ["not connected to NATS"]
 
 
 def _capture_reasons(link: BrokerLink, readers: list[CameraReader]) -> list[str]:
-    reasons = _link_reasons(link)
-    for reader in readers:
-        if reader.stalled:
-            reasons.append(f"camera {reader.camera}: stalled")
-        elif reader.state.value in ("connecting", "backing_off"):
-            reasons.append(f"camera {reader.camera}: {reader.state.value}")
-    return reasons
+    return _link_reasons(link) + camera_problems(r.status() for r in readers)
 
 
 class WorkerNode:
@@ -197,16 +216,38 @@ class WorkerNode:
             metrics = Metrics()
             encoder = self.encoder_factory(settings)
             publisher = ScoresPublisher(link, scores, wire_options(settings.broker))
-            worker = self.worker = build_worker(
-                settings, encoder, JetStreamSource(link, frames), publisher.publish, metrics
+            source = JetStreamSource(
+                link, frames, metrics.broker_malformed.labels(frames.consumer).inc
             )
+            worker = self.worker = build_worker(
+                settings, encoder, source, publisher.publish, metrics
+            )
+            # The frames this worker dropped as stale, per camera (hazardwatch_frames_dropped).
+            view = PipelineView(stale_by_camera=worker.stats.stale_by_camera)
+            metrics.registry.register(DropsCollector(view))
             server = start_status(
                 "worker", settings, self.api_port, metrics, lambda: _link_reasons(link)
             )
+            node = node_id()
+            status = StatusPublisher(
+                link,
+                lambda: {
+                    f"node.worker.{node}": {
+                        "role": "worker",
+                        "node": node,
+                        "encoder": encoder.name,
+                        "frames_scored": worker.stats.frames,
+                        "running": worker.is_alive(),
+                        "connected": link.connected,
+                    }
+                },
+            )
             try:
                 worker.start()
+                status.start()
                 log.info("worker: scoring with %s", encoder.name)
                 self._stop.wait()
+                status.stop()  # no longer offered as a worker, then the batch in hand
                 if not worker.stop(30):
                     log.error("worker: the batch in hand did not finish in 30 s")
             finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,7 +17,14 @@ from hazardwatch.detect.normal import (
     decode_embedding,
 )
 from hazardwatch.detect.stage import DetectorStage
-from hazardwatch.records import EventUpdate, Frame, GatedFrame, MotionResult, ScoredFrame
+from hazardwatch.records import (
+    EventUpdate,
+    Frame,
+    GatedFrame,
+    MotionResult,
+    ScoredFrame,
+    ScoreSample,
+)
 from hazardwatch.scoring.bank import PromptBank
 
 BANK = PromptBank.from_text(
@@ -224,3 +233,35 @@ def test_a_prior_follows_the_bank_but_a_calibration_stays() -> None:
     gate, yard = stage.normal("gate"), stage.normal("yard")
     assert gate is not None and gate.classes == {"fire": ClassNormal(0.2, 0.3, 0.4)}
     assert yard is not None and yard.classes == {"fire": ClassNormal(0.0, 0.1, 0.5)}
+
+
+def test_a_resumed_series_samples_where_the_first_run_would_have() -> None:
+    """After a crash the broker delivers frames again whose rows are stored: no row until an
+    interval after the newest stored one, then the same spacing as an uninterrupted run."""
+    frames = [scored("gate", i / 10, 0.01) for i in range(40)]  # 10 fps for 4 s
+    whole: list[ScoreSample] = []
+    DetectorStage(PARAMS, lambda u: None, whole.extend).on_scored(frames)
+    assert [s.ts for s in whole if s.class_name == "fire"] == [T0 + timedelta(seconds=s)
+                                                              for s in (0, 1, 2, 3)]  # fmt: skip
+    stored = [s for s in whole if s.ts <= T0 + timedelta(seconds=1)]
+    resumed: list[ScoreSample] = []
+    stage = DetectorStage(
+        PARAMS, lambda u: None, resumed.extend,
+        scores_stored_until={"gate": T0 + timedelta(seconds=1)},
+    )  # fmt: skip
+    stage.on_scored(frames[5:])  # redelivered from 0.5 s on
+    assert stored + resumed == whole
+
+
+def test_each_frames_latency_from_its_reader_is_observed() -> None:
+    seen: list[float] = []
+    stage = DetectorStage(PARAMS, lambda u: None, observe_latency=seen.append)
+    frame = scored("gate", 0.0, 0.01)
+    late = dataclasses.replace(
+        frame,
+        gated=dataclasses.replace(
+            frame.gated, frame=dataclasses.replace(frame.gated.frame, received_at=time.time() - 0.5)
+        ),
+    )
+    stage.on_scored([late])
+    assert len(seen) == 1 and 0.5 <= seen[0] < 1.0

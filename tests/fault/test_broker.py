@@ -4,15 +4,19 @@ the scores the events service reads."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 from nats.js.errors import NotFoundError
+from sqlalchemy.exc import SQLAlchemyError
 
 from hazardwatch.handoff.jetstream import (
     BrokerLink,
@@ -20,13 +24,23 @@ from hazardwatch.handoff.jetstream import (
     JetStreamSink,
     ScoresLayout,
     ScoresSource,
+    consumer_lag,
     ensure_frames_stream,
     ensure_scores_stream,
 )
-from hazardwatch.records import Frame, GatedFrame, MotionResult
+from hazardwatch.handoff.scores import ScoresConsumer
+from hazardwatch.metrics import Metrics
+from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame, ScoreSample
+from hazardwatch.roles import CaptureNode, WorkerNode
 from hazardwatch.scoring.bank import load_bank
-from tests.conftest import REPO_ROOT, NatsServer
+from hazardwatch.settings import load_settings
+from hazardwatch.storage.engine import create_engine
+from hazardwatch.storage.repository import Repository
+from tests.conftest import REPO_ROOT, NatsServer, service_settings
+from tests.fakes import FakeEncoder
 from tests.helpers import wait_for
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 BANK = load_bank(None)
@@ -38,12 +52,21 @@ def gated(seq: int) -> GatedFrame:
     return GatedFrame(frame, MotionResult(True, 0.1, None), "motion", 1)
 
 
-def worker(url: str, seconds_per_image: float, batch: int) -> subprocess.Popen[bytes]:
+def worker(
+    url: str, seconds_per_image: float, batch: int, max_frame_age_s: float = 60
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.fault.run_role", "worker", url,
-         str(seconds_per_image), str(batch)],
+         str(seconds_per_image), str(batch), str(max_frame_age_s)],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def pulling(link: BrokerLink, frames: FramesLayout) -> bool:
+    """A worker has a pull request waiting on the scoring consumer."""
+    assert link.js is not None
+    info = link.call(link.js.consumer_info(frames.stream, frames.consumer))
+    return bool(info.num_waiting)
 
 
 def collect(source: ScoresSource, want: int, timeout: float) -> list[int]:
@@ -135,20 +158,208 @@ def test_the_broker_restarted_keeps_what_it_acknowledged(nats_server: NatsServer
 
 def test_with_no_worker_the_backlog_shows_and_frames_age_out(nats_server: NatsServer) -> None:
     """No worker at all: the scoring consumer's backlog is visible (the metric behind the
-    HazardwatchWorkersBehind rule), and frames older than max_age expire unscored."""
-    from hazardwatch.handoff.jetstream import consumer_lag
-
+    HazardwatchWorkersBehind rule), frames older than max_age expire unscored, and once a
+    worker is back the events side counts them per camera as lost."""
     link = BrokerLink(nats_server.url, "test")
     link.start()
+    process = None
+    frames = FramesLayout(max_age_s=2.0, ack_wait_s=1.0)
+    ensure_frames_stream(link, frames)
+    ensure_scores_stream(link, ScoresLayout())
+    received: list[ScoredFrame] = []
+    consumer = ScoresConsumer(
+        ScoresSource(link, ScoresLayout(), {BANK.version: BANK}.__getitem__),
+        received.extend,
+        reorder_window_s=0.0,
+    )
     try:
-        frames = FramesLayout(max_age_s=2.0, ack_wait_s=1.0)
-        ensure_frames_stream(link, frames)
+        consumer.start()
         sink = JetStreamSink(link, frames)
-        for seq in range(20):
+        process = worker(nats_server.url, 0.0, 8, frames.max_age_s)
+        assert wait_for(lambda: pulling(link, frames), 60)  # a worker is asking for frames
+        sink.put(gated(0))
+        assert wait_for(lambda: len(received) == 1, 60)
+        process.terminate()
+        process.wait(30)
+        for seq in range(1, 21):
             sink.put(gated(seq))
         assert sink.flush(10)
         watched = [(frames.stream, frames.consumer)]
         assert consumer_lag(link, watched) == [("scoring", 20, 0)]
         assert wait_for(lambda: consumer_lag(link, watched) == [("scoring", 0, 0)], 10)
+        process = worker(nats_server.url, 0.0, 8, frames.max_age_s)
+        assert wait_for(lambda: pulling(link, frames), 60)
+        sink.put(gated(21))
+        assert wait_for(lambda: len(received) == 2, 60)
     finally:
+        consumer.stop(10)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(30)
         link.stop()
+    assert [s.gated.handoff_seq for s in received] == [1, 22]
+    assert dict(consumer.lost_by_camera) == {"gate": 20}
+
+
+def events_process(url: str, database_url: str, directory: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fault.run_role", "events", url, database_url,
+         str(directory)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def scored_in_stream(link: BrokerLink) -> list[ScoredFrame]:
+    """Every scored frame the workers published, read back through a consumer of its own."""
+    source = ScoresSource(link, ScoresLayout(consumer="audit"), {BANK.version: BANK}.__getitem__)
+    out: list[ScoredFrame] = []
+    while batch := source.fetch(200, 1.0):
+        for delivery in batch:
+            out.append(delivery.item)
+            delivery.ack()
+    return out
+
+
+def expected_rows(frames: list[ScoredFrame], interval: float) -> set[tuple[str, str, float]]:
+    """The score rows an uninterrupted events service writes: per class, the first frame
+    and then each frame at least an interval after the last sampled one (stored in ms)."""
+    last: dict[str, float] = {}
+    rows = set()
+    for scored in sorted(frames, key=lambda s: (s.gated.frame.timestamp, s.gated.frame.seq)):
+        frame = scored.gated.frame
+        for name, value in scored.probabilities.items():
+            if frame.timestamp - last.get(name, -1e18) >= interval - 0.001:
+                last[name] = frame.timestamp
+                at = frame.captured_at
+                ts = at.replace(microsecond=at.microsecond // 1000 * 1000)
+                rows.add((ts.isoformat(), name, round(float(value), 6)))
+    return rows
+
+
+def test_the_events_service_killed_and_restarted_resumes_without_duplicates(
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer, mysql_url: str
+) -> None:
+    """A live camera (the clip looped at its frame rate) through a capture node and a worker;
+    the events service (its own process, MariaDB) is killed with SIGKILL mid-run and started
+    again while frames keep coming. It resumes from its durable consumer, and the score
+    rows are exactly those of an uninterrupted run — none lost, none twice, the series'
+    spacing unbroken — and no event stays open or is stored twice."""
+    broker = {"url": nats_server.url, "image_format": "png"}
+    settings = service_settings(tmp_path, mysql_url, [str(red_clip)], loop=True, broker=broker)
+    capture = CaptureNode(settings, api_port=0)
+    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    threads = [threading.Thread(target=node.run, daemon=True) for node in (worker, capture)]
+    repo = Repository(create_engine(mysql_url))
+
+    def rows() -> list[ScoreSample]:
+        try:
+            return repo.list_scores("crash", EPOCH, datetime.now(UTC) + timedelta(days=1))
+        except SQLAlchemyError:  # not migrated yet
+            return []
+
+    link = BrokerLink(nats_server.url, "test")
+    link.start()
+    first = second = None
+    try:
+        first = events_process(nats_server.url, mysql_url, tmp_path / "events")
+        for thread in threads:
+            thread.start()
+        classes = len(BANK.class_names)
+        assert wait_for(lambda: len(rows()) >= 4 * classes, 60, interval=0.1)  # 4 s stored
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        time.sleep(2.0)  # frames keep coming and wait in the scores stream
+        second = events_process(nats_server.url, mysql_url, tmp_path / "events")
+        time.sleep(8.0)
+        capture.stop()
+        threads[1].join(30)
+        watched = [("HAZARDWATCH_FRAMES", "scoring"), ("HAZARDWATCH_SCORES", "events")]
+        # Well before the events consumer's ack_wait (30 s): what the killed service held
+        # is delivered again at the restart, not after ack_wait behind newer frames.
+        assert wait_for(
+            lambda: consumer_lag(link, watched) == [("scoring", 0, 0), ("events", 0, 0)], 20
+        ), consumer_lag(link, watched)
+        second.send_signal(signal.SIGTERM)
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 0
+        published = scored_in_stream(link)
+    finally:
+        capture.stop()
+        worker.stop()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(30)
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+        link.stop()
+    # The second start took up where the first was killed, not from the beginning.
+    resumed = int(re.search(r"frames_scored=(\d+)", out).group(1))  # type: ignore[union-attr]
+    assert 0 < resumed < len(published)
+    stored = [(r.ts.isoformat(), r.class_name, round(r.score, 6)) for r in rows()]
+    assert len(stored) == len(set(stored))
+    want = expected_rows(published, settings.storage.score_interval_s)
+    assert set(stored) == want, (sorted(set(stored) - want)[:5], sorted(want - set(stored))[:5])
+    events = repo.list_events(camera="crash")
+    assert events and all(e.status != "open" for e in events)
+    assert len({(e.class_name, e.started_at) for e in events}) == len(events)
+
+
+def test_malformed_and_foreign_messages_are_terminated_and_never_block(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage and a foreign envelope on the frames and the scores subjects, among real
+    frames: each is counted (hazardwatch_broker_malformed_total), logged once per
+    consumer, terminated (never redelivered), and every real frame still gets through."""
+    from hazardwatch.handoff.codec import pack
+
+    settings = load_settings(
+        None, broker={"url": nats_server.url, "ack_wait_s": 1.0}, scoring={"max_frame_age_s": 60}
+    )
+    node = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    thread = threading.Thread(target=node.run, daemon=True)
+    thread.start()
+    link = BrokerLink(nats_server.url, "test")
+    link.start()
+    frames = FramesLayout(max_age_s=60, ack_wait_s=1.0)
+    ensure_frames_stream(link, frames)
+    ensure_scores_stream(link, ScoresLayout())
+    received: list[ScoredFrame] = []
+    metrics = Metrics()
+    consumer = ScoresConsumer(
+        ScoresSource(link, ScoresLayout(), {BANK.version: BANK}.__getitem__,
+                     metrics.broker_malformed.labels("events").inc),
+        received.extend,
+        reorder_window_s=0.0,
+    )  # fmt: skip
+    consumer.start()
+    bad = [b"not a frame", pack("event", {"x": 1}, b""), b"HW\x09garbage"]
+    try:
+        assert wait_for(lambda: node.worker is not None, 30)
+        sink = JetStreamSink(link, frames)
+        assert link.js is not None
+        js = link.js
+        for seq in range(6):
+            sink.put(gated(seq))
+            assert sink.flush(10)
+            data = bad[seq % len(bad)]
+            link.call(js.publish(frames.subject_for("gate"), data))
+            link.call(js.publish("hazardwatch.scores.gate", data))
+        assert wait_for(lambda: len(received) == 6, 30)
+        watched = [(frames.stream, frames.consumer), ("HAZARDWATCH_SCORES", "events")]
+        assert wait_for(
+            lambda: consumer_lag(link, watched) == [("scoring", 0, 0), ("events", 0, 0)], 10
+        )
+        time.sleep(2.0)  # past ack_wait: a terminated message never comes back
+    finally:
+        consumer.stop(10)
+        node.stop()
+        thread.join(30)
+        link.stop()
+    assert sorted(s.gated.frame.seq for s in received) == list(range(6))
+    assert node.worker is not None and node.worker.queue.malformed == 6  # type: ignore[attr-defined]
+    assert consumer.source.malformed == 6
+    assert metrics.broker_malformed.labels("events")._value.get() == 6
+    logged = [r for r in caplog.records if "terminated (logged once)" in r.getMessage()]
+    assert len(logged) == 2  # once for the workers' consumer, once for the events'

@@ -54,8 +54,9 @@ def close_image(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def test_a_gated_frame_round_trips() -> None:
-    original = gated()
+    original = dataclasses.replace(gated(), handoff_seq=12)
     back = decode_gated(encode_gated(original))
+    assert back.handoff_seq == 12
     f = back.frame
     assert (f.camera, f.seq, f.received_at, f.captured_at) == ("gate-1", 42, 1_795_372_201.125, T)
     assert (back.motion, back.reason, back.snippet) == (original.motion, "motion", 7)
@@ -74,6 +75,19 @@ def test_png_frames_are_exact() -> None:
     original = gated()
     back = decode_gated(encode_gated(original, WireOptions(image_format="png")))
     assert np.array_equal(back.frame.image, original.frame.image)
+
+
+def test_the_next_hop_passes_the_wire_image_on_as_it_came() -> None:
+    """The worker publishes the JPEG it received, not a second generation of it."""
+    data = encode_gated(gated())
+    received = decode_gated(data)
+    assert received.wire_image is not None and received.wire_image in data
+    probs = {name: 1 / len(BANK.class_names) for name in BANK.class_names}
+    sims = np.zeros(len(BANK.prompts), np.float32)
+    scored = encode_scored(ScoredFrame(received, probs, sims, BANK))
+    assert received.wire_image in scored
+    back = decode_scored(scored, lambda v: BANK)
+    assert np.array_equal(back.gated.frame.image, received.frame.image)  # no generation lost
 
 
 def test_a_scored_frame_round_trips_with_its_bank_version() -> None:

@@ -162,6 +162,10 @@ def test_competing_workers_score_every_frame_exactly_once(link: BrokerLink) -> N
     seqs = sorted(s.gated.frame.seq for s in scored)
     assert seqs == list(range(40))  # none lost, none twice
     assert all(w.stats.frames > 0 for w in workers)  # both took part
+    # The sink numbers each camera's frames 1, 2, … as it hands them to the broker.
+    for camera in ("north", "south"):
+        numbers = sorted(s.gated.handoff_seq for s in scored if s.gated.frame.camera == camera)
+        assert numbers == list(range(1, 21))
 
 
 def test_scores_are_deduplicated_by_frame_and_come_back_in_capture_order(

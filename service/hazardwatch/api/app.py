@@ -32,10 +32,10 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from hazardwatch import __version__
 from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.api.overlay import decode_upload, hazard_mask, hazard_overlay
-from hazardwatch.capture.reader import CameraReader, ReaderState
-from hazardwatch.capture.recorder import SegmentRecorder
+from hazardwatch.capture.reader import CameraReader, camera_problems
 from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import ConfigError
+from hazardwatch.handoff.status import STATUS_TTL_S, StatusBoard
 from hazardwatch.metrics import CONTENT_TYPE, Metrics
 from hazardwatch.outputs.alerts import event_json
 from hazardwatch.outputs.media_links import MediaSigner
@@ -62,8 +62,10 @@ class ApiState:
     media_dir: Path
     metrics: Metrics
     readers: list[CameraReader] = field(default_factory=list)
-    # The events role: cameras and scoring run on other nodes, not in this process.
+    # The events role: cameras and scoring run on other nodes, not in this process; what
+    # they report comes through the status bucket.
     scoring_elsewhere: bool = False
+    status: StatusBoard | None = None
     worker: ScoringWorker | None = None
     writer: EventWriter | None = None
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
@@ -377,7 +379,9 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             {"name": name, "kind": None, "state": "invalid", "last_error": redact_text(error)}
             for name, error in state.invalid_cameras.items()
         ]
-        return {"items": [_camera(r) for r in state.readers] + invalid}
+        if state.status is not None:  # the events role: what the capture nodes report
+            return {"items": state.status.cameras() + invalid}
+        return {"items": [r.status() for r in state.readers] + invalid}
 
     @app.post(
         "/api/v1/score",
@@ -509,22 +513,30 @@ def _readiness(state: ApiState) -> list[str]:
     writer = state.writer
     if writer is not None and writer.spooled:
         reasons.append(f"{writer.spooled} write(s) spooled, waiting for the database")
-    if state.scoring_elsewhere:
-        return reasons  # cameras and the model live on the capture and worker nodes
+    if state.scoring_elsewhere:  # cameras and the model live on the capture and worker nodes
+        return reasons + (_remote_readiness(state.status) if state.status is not None else [])
     if state.worker is None:
         reasons.append("model not loaded yet")
     elif not state.worker.is_alive():
         reasons.append("scoring worker is not running")
-    for reader in state.readers:
-        if reader.state in (ReaderState.CONNECTING, ReaderState.BACKING_OFF):
-            reasons.append(f"camera {reader.camera}: {reader.state.value}")
-        elif reader.stalled:
-            reasons.append(f"camera {reader.camera}: stalled")
+    reasons += camera_problems(r.status() for r in state.readers)
     for name in state.invalid_cameras:
         reasons.append(f"camera {name}: invalid source, not running (see /api/v1/cameras)")
     if state.worker is not None and not state.readers and not state.invalid_cameras:
         reasons.append("no camera configured: add cameras: to the configuration and restart")
     return reasons
+
+
+def _remote_readiness(board: StatusBoard) -> list[str]:
+    if not board.read_ok:
+        return ["the roles' status cannot be read from NATS"]
+    reasons = []
+    if not board.workers():
+        reasons.append(f"no scoring worker has reported in the last {STATUS_TTL_S:g} s")
+    cameras = board.cameras()
+    if not cameras:
+        reasons.append(f"no capture node has reported a camera in the last {STATUS_TTL_S:g} s")
+    return reasons + camera_problems(cameras)
 
 
 def _find(state: ApiState, uuid: str) -> EventRecord:
@@ -555,31 +567,3 @@ def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
     )
     data["clip_url"] = state.signer.link(f"{base}/clip.mp4") if event.clip_path else None
     return data
-
-
-def _camera(reader: CameraReader) -> dict[str, Any]:
-    stats = reader.stats
-    age = reader.frame_age_s()
-    return {
-        "name": reader.camera,
-        "kind": reader.spec.kind,
-        "state": "stalled" if reader.stalled else reader.state.value,
-        "fps": round(stats.fps, 2),
-        "last_frame_age_s": round(age, 3) if age is not None else None,
-        "frames_read": stats.frames_read,
-        "reconnects": stats.reconnects,
-        "last_error": redact_text(stats.last_error) if stats.last_error else None,
-        "recording": _recording(reader.recorder),
-    }
-
-
-def _recording(recorder: SegmentRecorder | None) -> dict[str, Any] | None:
-    """The full-rate recorder's state; None where the camera is not recorded."""
-    if recorder is None:
-        return None
-    stats = recorder.stats
-    return {
-        "state": stats.state,
-        "restarts": stats.restarts,
-        "last_error": redact_text(stats.last_error) if stats.last_error else None,
-    }

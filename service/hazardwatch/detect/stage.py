@@ -55,10 +55,18 @@ class DetectorStage:
         save_state: Callable[[str, CameraNormal], None] | None = None,
         state_interval_s: float = 60.0,
         max_references: int = 32,
+        scores_stored_until: dict[str, datetime] | None = None,
+        observe_latency: Callable[[float], None] | None = None,
     ) -> None:
         """`on_frame` sees each scored frame just before the events it decides (clips).
 
         `normals`: each camera's stored state; a camera without one starts from the prior.
+        `scores_stored_until`: each camera's newest stored score time. Frames up to one
+        sampling interval after it give no score rows: after a crash the broker delivers
+        again frames whose rows were already written, and the series goes on where it
+        stopped instead of gaining extra points.
+        `observe_latency` gets each live frame's seconds from its receipt by the camera
+        reader (not pre-roll frames, which the sampler holds back until motion starts).
         """
         self.params = params
         self._emit_event = emit_event
@@ -71,6 +79,8 @@ class DetectorStage:
         self._revisions: dict[str, int] = {}
         self._last_sample: dict[tuple[str, str], float] = {}
         self._last_t: dict[str, float] = {}
+        self._stored_until = dict(scores_stored_until or {})
+        self._observe_latency = observe_latency
         self._bank: PromptBank | None = None
         self.events_started = 0
         self._normals: dict[str, CameraNormal] = dict(normals or {})
@@ -181,8 +191,12 @@ class DetectorStage:
 
     def _on_scored(self, frames: list[ScoredFrame]) -> None:
         samples: list[ScoreSample] = []
+        now = time.time()
         for scored in frames:
             frame = scored.gated.frame
+            if self._observe_latency is not None and scored.gated.reason != "preroll":
+                # (Pre-roll frames are held back until motion starts: old by design.)
+                self._observe_latency(max(0.0, now - frame.received_at))
             if frame.camera in self._closed:
                 continue
             t = frame.timestamp
@@ -246,10 +260,18 @@ class DetectorStage:
     def _samples(self, scored: ScoredFrame, detector: TemporalDetector) -> list[ScoreSample]:
         frame = scored.gated.frame
         t = frame.timestamp
+        # Stored times have millisecond precision: an interval counts from 1 ms early, so
+        # a series resumed from a stored time samples the frames the first run would have.
+        interval = self.score_interval_s - 0.001
+        stored = self._stored_until.get(frame.camera)
+        if stored is not None:
+            if (frame.captured_at - stored).total_seconds() < interval:
+                return []
+            del self._stored_until[frame.camera]
         out = []
         for name, value in scored.probabilities.items():
             key = (frame.camera, name)
-            if t - self._last_sample.get(key, -1e18) >= self.score_interval_s:
+            if t - self._last_sample.get(key, -1e18) >= interval:
                 self._last_sample[key] = t
                 signal = detector.signal(name)  # None for classes it does not follow
                 out.append(ScoreSample(frame.camera, frame.captured_at, name, value, signal))

@@ -154,6 +154,7 @@ def _frame_header(gated: GatedFrame) -> dict[str, Any]:
         },
         "reason": gated.reason,
         "snippet": gated.snippet,
+        "handoff_seq": gated.handoff_seq,
     }
 
 
@@ -175,7 +176,14 @@ def _gated_from(header: dict[str, Any], payload: bytes) -> GatedFrame:
             datetime.fromisoformat(header["captured_at"]),
             decode_jpeg(payload),
         )
-        return GatedFrame(frame, motion, header["reason"], int(header["snippet"]))
+        return GatedFrame(
+            frame,
+            motion,
+            header["reason"],
+            int(header["snippet"]),
+            handoff_seq=int(header.get("handoff_seq", 0)),
+            wire_image=payload,
+        )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, CodecError):
             raise
@@ -183,8 +191,14 @@ def _gated_from(header: dict[str, Any], payload: bytes) -> GatedFrame:
 
 
 def encode_gated(gated: GatedFrame, options: WireOptions | None = None) -> bytes:
-    image = encode_jpeg(gated.frame.image, options or WireOptions())
-    return pack("gated", _frame_header(gated), image)
+    return pack("gated", _frame_header(gated), _image_of(gated, options))
+
+
+def _image_of(gated: GatedFrame, options: WireOptions | None) -> bytes:
+    """The frame's wire image: the one it arrived as, or the pixels encoded now."""
+    if gated.wire_image is not None:
+        return gated.wire_image
+    return encode_jpeg(gated.frame.image, options or WireOptions())
 
 
 def decode_gated(data: bytes) -> GatedFrame:
@@ -205,8 +219,7 @@ def encode_scored(scored: ScoredFrame, options: WireOptions | None = None) -> by
         prompt_similarities=_f16(scored.prompt_similarities),
         embedding=_f16(scored.embedding) if scored.embedding is not None else None,
     )
-    image = encode_jpeg(scored.gated.frame.image, options or WireOptions())
-    return pack("scored", header, image)
+    return pack("scored", header, _image_of(scored.gated, options))
 
 
 def decode_scored(data: bytes, bank_of: Callable[[str], PromptBank]) -> ScoredFrame:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import ssl
 import threading
@@ -37,6 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    DeliverPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -60,6 +62,11 @@ from hazardwatch.settings import BrokerSettings, Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# A broker that stops answering (a cut link, no RST) is noticed after a few missed pings,
+# not after the client's default two minutes: the connection is dropped and re-dialled.
+PING_INTERVAL_S = 2
+MAX_OUTSTANDING_PINGS = 3
 
 FRAMES_STREAM = "HAZARDWATCH_FRAMES"
 FRAMES_SUBJECT = "hazardwatch.frames"
@@ -133,6 +140,7 @@ class BrokerLink:
         return stopped
 
     async def _shutdown(self) -> None:
+        self.connected = False  # closing on purpose: no "disconnected; reconnecting" line
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
         current = asyncio.current_task()
@@ -169,6 +177,8 @@ class BrokerLink:
             connect_timeout=self.connect_timeout_s,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            ping_interval=PING_INTERVAL_S,
+            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
@@ -304,10 +314,14 @@ class JetStreamSink:
         self.failed = 0
         self.bytes_published = 0
         self._busy = False
+        self._numbers: dict[str, int] = {}  # per camera: the last hand-off number given
         self._task = asyncio.run_coroutine_threadsafe(self._publisher(), link.loop)
 
     def put(self, item: GatedFrame) -> None:
-        data = encode_gated(item, self.options)
+        camera = item.frame.camera
+        with self._lock:  # one reader thread per camera, but cameras share the sink
+            self._numbers[camera] = number = self._numbers.get(camera, 0) + 1
+        data = encode_gated(dataclasses.replace(item, handoff_seq=number), self.options)
         with self._lock:
             if len(self._pending) >= self._buffer:
                 self._pending.popleft()
@@ -393,10 +407,12 @@ class PullConsumer(Generic[T]):
         config: ConsumerConfig,
         decode: Callable[[bytes], T],
         what: str,
+        on_malformed: Callable[[], None] | None = None,
     ) -> None:
         self.link = link
         self.decode = decode
         self.what = what
+        self.on_malformed = on_malformed
         self.malformed = 0
         self._warned = False
         assert config.durable_name is not None
@@ -433,6 +449,8 @@ class PullConsumer(Generic[T]):
 
     def _malformed(self, msg: Msg, why: str) -> None:
         self.malformed += 1
+        if self.on_malformed is not None:
+            self.on_malformed()
         if not self._warned:
             self._warned = True
             log.error(
@@ -447,7 +465,12 @@ class PullConsumer(Generic[T]):
 class JetStreamSource(PullConsumer[GatedFrame]):
     """The worker's side: a durable pull consumer shared by every worker (competing)."""
 
-    def __init__(self, link: BrokerLink, layout: FramesLayout) -> None:
+    def __init__(
+        self,
+        link: BrokerLink,
+        layout: FramesLayout,
+        on_malformed: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(
             link,
             layout.stream,
@@ -455,6 +478,7 @@ class JetStreamSource(PullConsumer[GatedFrame]):
             scoring_consumer(layout),
             decode_gated,
             "a frame",
+            on_malformed,
         )
 
     def fetch(
@@ -490,9 +514,10 @@ class ScoresLayout:
 
 
 def message_id(frame: GatedFrame) -> str:
-    """The same frame gives the same id on every worker that scores it."""
+    """The same hand-off gives the same id on every worker that scores it. (The sampler
+    may hand one frame on twice — a heartbeat that becomes pre-roll — and both count.)"""
     f = frame.frame
-    return f"{f.camera}:{f.received_at:.6f}:{f.seq}"
+    return f"{f.camera}:{f.received_at:.6f}:{f.seq}:{frame.handoff_seq}"
 
 
 async def _ensure_scores(js: JetStreamContext, layout: ScoresLayout) -> None:
@@ -532,26 +557,57 @@ class ScoresPublisher:
         self.bytes_published = 0
 
     def publish(self, frames: list[ScoredFrame]) -> None:
-        """Raises Retry when the broker did not take them (the worker naks the frames;
-        the ones published already come again with the same id and are dropped)."""
-        for scored in frames:
-            data = encode_scored(scored, self.options)
-            try:
-                ack = self.link.call(self._publish(scored, data), timeout=10)
-            except Exception as exc:
-                raise Retry(f"scores not published: {type(exc).__name__}: {exc}") from None
+        """Publish a batch at once (one round trip, not one per frame) and wait for the
+        broker's acks. Raises Retry when it did not take them all (the worker naks the
+        frames; the ones published already come again with the same id and are dropped)."""
+        encoded = [(scored, encode_scored(scored, self.options)) for scored in frames]
+        try:
+            acks = self.link.call(self._publish_all(encoded), timeout=15)
+        except Exception as exc:
+            raise Retry(f"scores not published: {type(exc).__name__}: {exc}") from None
+        for (_, data), ack in zip(encoded, acks, strict=True):
             self.published += 1
             self.bytes_published += len(data)
             self.duplicates += bool(ack.duplicate)
 
-    async def _publish(self, scored: ScoredFrame, data: bytes) -> Any:
+    async def _publish_all(self, encoded: list[tuple[ScoredFrame, bytes]]) -> list[Any]:
         assert self.link.js is not None
-        return await self.link.js.publish(
-            self.layout.subject_for(scored.gated.frame.camera),
-            data,
-            timeout=5,
-            headers={"Nats-Msg-Id": message_id(scored.gated)},
+        js = self.link.js
+        return list(
+            await asyncio.gather(
+                *(
+                    js.publish(
+                        self.layout.subject_for(scored.gated.frame.camera),
+                        data,
+                        timeout=5,
+                        headers={"Nats-Msg-Id": message_id(scored.gated)},
+                    )
+                    for scored, data in encoded
+                )
+            )
         )
+
+
+async def _take_over(link: BrokerLink, stream: str, config: ConsumerConfig) -> int:
+    """The events service is one instance: at start it takes over its durable consumer.
+    What an instance that died held unacked would come back only after `ack_wait`, behind
+    newer frames, and the reorder window would drop it as late. So a consumer with
+    unacked messages is recreated at its ack floor: everything after the floor is
+    delivered again at once, in stream order (what was stored already is stored once).
+    Returns how many messages were held."""
+    assert link.js is not None and config.durable_name is not None
+    try:
+        info = await link.js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
+        return 0
+    held = int(info.num_ack_pending or 0)
+    if not held:
+        return 0
+    floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+    await link.js.delete_consumer(stream, config.durable_name)
+    config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+    config.opt_start_seq = floor + 1
+    return held
 
 
 class ScoresSource(PullConsumer[ScoredFrame]):
@@ -562,6 +618,7 @@ class ScoresSource(PullConsumer[ScoredFrame]):
         link: BrokerLink,
         layout: ScoresLayout,
         bank_of: Callable[[str], PromptBank],
+        on_malformed: Callable[[], None] | None = None,
     ) -> None:
         config = ConsumerConfig(
             durable_name=layout.consumer,
@@ -569,6 +626,13 @@ class ScoresSource(PullConsumer[ScoredFrame]):
             ack_wait=layout.ack_wait_s,
             max_ack_pending=layout.max_ack_pending,
         )
+        taken = link.call(_take_over(link, layout.stream, config), timeout=10)
+        if taken:
+            log.warning(
+                "%d scored frame(s) a previous events service held unacknowledged are "
+                "delivered again, in order",
+                taken,
+            )
         super().__init__(
             link,
             layout.stream,
@@ -576,6 +640,7 @@ class ScoresSource(PullConsumer[ScoredFrame]):
             config,
             lambda data: decode_scored(data, bank_of),
             "a scored frame",
+            on_malformed,
         )
 
     def fetch(self, max_items: int, timeout_s: float) -> list[Delivery[ScoredFrame]]:

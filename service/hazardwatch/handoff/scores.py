@@ -1,12 +1,18 @@
 """The events service's intake: scored frames from the broker, back in capture order per
-camera (`reorder.py`), into the detector stage; each acked once the stage has it."""
+camera (`reorder.py`), into the detector stage; each acked once what the stage made of it
+(events, score rows, camera states) is stored or spooled, so an events service killed at
+any point loses nothing the broker forgot: the unacked frames come again after a restart
+(and their score rows, already written or not, are stored once)."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from hazardwatch.handoff.jetstream import ScoresSource
 from hazardwatch.handoff.queue import Delivery
@@ -14,10 +20,21 @@ from hazardwatch.handoff.reorder import ReorderBuffer
 from hazardwatch.records import ScoredFrame
 
 log = logging.getLogger(__name__)
+LOST_LOG_INTERVAL_S = 60.0  # a line per camera at most this often; the metric counts all
+
+
+class Stored(Protocol):
+    """Where the stage's output goes (the event writer): a mark for what was put so far,
+    and whether everything up to a mark is stored."""
+
+    def mark(self) -> int: ...
+
+    def durable(self, mark: int) -> bool: ...
 
 
 class ScoresConsumer:
-    """One thread: fetch, hold in the reorder window, hand on in order, ack (start, stop)."""
+    """One thread: fetch, hold in the reorder window, hand on in order, ack once stored
+    (start, stop, then `settle` after the writer has drained)."""
 
     def __init__(
         self,
@@ -25,10 +42,14 @@ class ScoresConsumer:
         on_scored: Callable[[list[ScoredFrame]], None],
         reorder_window_s: float = 0.5,
         batch: int = 64,
+        *,
+        stored: Stored | None = None,
     ) -> None:
         self.source = source
         self.on_scored = on_scored
         self.batch = batch
+        self.stored = stored
+        self._unacked: deque[tuple[int, list[Delivery[ScoredFrame]]]] = deque()
         self._window: ReorderBuffer[Delivery[ScoredFrame]] = ReorderBuffer(
             reorder_window_s,
             lambda d: d.item.gated.frame.camera,
@@ -37,6 +58,12 @@ class ScoresConsumer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scores-consumer", daemon=True)
         self.frames = 0
+        # Per camera: the last hand-off number handed on, and the frames missing before
+        # it — expired in the broker unscored (no worker in time), dropped by a worker as
+        # stale or malformed, dropped by a full capture buffer, or too late for the window.
+        self._last_number: dict[str, int] = {}
+        self.lost_by_camera: collections.Counter[str] = collections.Counter()
+        self._warned_at: dict[str, float] = {}
 
     @property
     def late(self) -> int:
@@ -51,21 +78,56 @@ class ScoresConsumer:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def settle(self) -> int:
+        """Ack what is stored by now (after the writer drained, at shutdown); returns how
+        many deliveries stay unacked (the broker gives them to the next start)."""
+        self._ack_stored()
+        return sum(len(deliveries) for _, deliveries in self._unacked)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             for delivery in self.source.fetch(self.batch, 0.2):
                 if not self._window.push(delivery, time.monotonic()):
                     delivery.ack()  # too late for the detector: counted, never again
             self._hand_on(self._window.due(time.monotonic()))
+            self._ack_stored()
         self._hand_on(self._window.drain())
+        self._ack_stored()
 
     def _hand_on(self, deliveries: list[Delivery[ScoredFrame]]) -> None:
         if not deliveries:
             return
+        self._count_gaps(deliveries)
         try:
             self.on_scored([d.item for d in deliveries])
         except Exception:  # the detector's fault, not the frames': no second delivery
             log.exception("handling %d scored frames failed", len(deliveries))
-        for delivery in deliveries:
-            delivery.ack()
         self.frames += len(deliveries)
+        self._unacked.append((self.stored.mark() if self.stored else 0, deliveries))
+
+    def _count_gaps(self, deliveries: list[Delivery[ScoredFrame]]) -> None:
+        for delivery in deliveries:
+            gated = delivery.item.gated
+            camera, number = gated.frame.camera, gated.handoff_seq
+            if not number:
+                continue
+            last = self._last_number.get(camera)
+            if last is not None and number > last + 1:
+                self.lost_by_camera[camera] += number - last - 1
+                now = time.monotonic()
+                if now - self._warned_at.get(camera, -LOST_LOG_INTERVAL_S) >= LOST_LOG_INTERVAL_S:
+                    self._warned_at[camera] = now
+                    log.warning(
+                        "camera %s: %d frame(s) lost so far between capture and the events "
+                        "service (expired unscored, or dropped as stale); see "
+                        "hazardwatch_frames_lost_total",
+                        camera,
+                        self.lost_by_camera[camera],
+                    )
+            # A lower number: the capture node restarted and numbers from 1 again.
+            self._last_number[camera] = number
+
+    def _ack_stored(self) -> None:
+        while self._unacked and (self.stored is None or self.stored.durable(self._unacked[0][0])):
+            for delivery in self._unacked.popleft()[1]:
+                delivery.ack()

@@ -1,0 +1,163 @@
+"""The roles' status in a JetStream key-value bucket, read by the events service.
+
+In one process `/api/v1/cameras`, `/readyz` and the metrics read the readers and the
+worker directly. Distributed, those live on other machines, so each role publishes what
+it knows into the bucket `HAZARDWATCH_STATUS` every `PUBLISH_INTERVAL_S`:
+
+- a capture node: `camera.<name>` per camera (the fields of `/api/v1/cameras`, plus the
+  node) and `node.capture.<node>`;
+- a worker: `node.worker.<node>` (encoder, frames scored, whether it runs).
+
+Each value is JSON with `updated_at` (UTC epoch seconds). The bucket keeps values
+`STATUS_TTL_S` (memory storage: status, not data); a role stopped cleanly deletes its keys
+at once, and a dead one's age out — readers also ignore a value older than the TTL, so a
+node that died seconds ago does not count as alive. The events service polls the bucket
+on its own thread (`StatusBoard`); requests and scrapes read that copy and never wait
+on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from hazardwatch.handoff.jetstream import BrokerLink
+from hazardwatch.lifecycle import Periodic
+
+log = logging.getLogger(__name__)
+
+STATUS_BUCKET = "HAZARDWATCH_STATUS"
+STATUS_TTL_S = 15.0
+PUBLISH_INTERVAL_S = 2.0
+
+Entries = dict[str, dict[str, Any]]
+
+
+def node_id() -> str:
+    """This process among the roles: host and pid (key-safe)."""
+    host = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in socket.gethostname())
+    return f"{host or 'host'}-{os.getpid()}"
+
+
+async def _bucket(link: BrokerLink) -> KeyValue:
+    assert link.js is not None
+    try:
+        return await link.js.key_value(STATUS_BUCKET)
+    except BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=STATUS_BUCKET, ttl=STATUS_TTL_S, history=1, storage=StorageType.MEMORY
+        )
+        try:
+            return await link.js.create_key_value(config)
+        except Exception:  # another role created it meanwhile
+            return await link.js.key_value(STATUS_BUCKET)
+
+
+class StatusPublisher(Periodic):
+    """Puts this role's entries every interval (start, stop(timeout) deletes them)."""
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        entries: Callable[[], Entries],
+        interval_s: float = PUBLISH_INTERVAL_S,
+    ) -> None:
+        super().__init__(interval_s, "status-publisher")
+        self.link = link
+        self.entries = entries
+        self._keys: set[str] = set()
+
+    def tick(self) -> None:
+        try:
+            self.publish()
+        except Exception as exc:  # the broker is away: the next round tries again
+            log.debug("status not published: %s", exc)
+
+    def publish(self) -> None:
+        entries = self.entries()
+        now = time.time()
+        data = {key: json.dumps({**v, "updated_at": now}).encode() for key, v in entries.items()}
+        gone = self._keys - set(data)
+        self._keys = set(data)
+        self.link.call(self._put(data, gone), timeout=5)
+
+    async def _put(self, data: dict[str, bytes], gone: set[str]) -> None:
+        kv = await _bucket(self.link)
+        await asyncio.gather(
+            *(kv.put(key, value) for key, value in data.items()),
+            *(kv.delete(key) for key in gone),
+        )
+
+    def finish(self) -> None:
+        try:  # stopped cleanly: gone at once, not after the TTL
+            self.link.call(self._put({}, self._keys), timeout=5)
+        except Exception as exc:
+            log.debug("status keys not deleted (they age out): %s", exc)
+
+
+class StatusBoard(Periodic):
+    """The events service's copy of every role's status, polled on its own thread."""
+
+    def __init__(self, link: BrokerLink, interval_s: float = PUBLISH_INTERVAL_S) -> None:
+        super().__init__(interval_s, "status-board")
+        self.link = link
+        self._entries: Entries = {}
+        self.read_ok = False
+
+    def tick(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            self._entries = self.link.call(self._read(), timeout=5)
+            self.read_ok = True
+        except Exception as exc:
+            self.read_ok = False
+            log.debug("status not read: %s", exc)
+
+    async def _read(self) -> Entries:
+        kv = await _bucket(self.link)
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return {}
+        got = await asyncio.gather(*(kv.get(key) for key in keys), return_exceptions=True)
+        out: Entries = {}
+        for key, entry in zip(keys, got, strict=True):
+            if isinstance(entry, BaseException) or not entry.value:
+                continue  # deleted or aged out between keys() and get()
+            try:
+                value = json.loads(entry.value)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out[key] = value
+        return out
+
+    def _fresh(self, prefix: str) -> list[dict[str, Any]]:
+        oldest = time.time() - STATUS_TTL_S
+        return [
+            value
+            for key, value in sorted(self._entries.items())
+            if key.startswith(prefix) and float(value.get("updated_at", 0)) >= oldest
+        ]
+
+    def cameras(self) -> list[dict[str, Any]]:
+        """Every camera a capture node reported within the TTL, by name."""
+        return self._fresh("camera.")
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._fresh("node.worker.")
+
+    def capture_nodes(self) -> list[dict[str, Any]]:
+        return self._fresh("node.capture.")

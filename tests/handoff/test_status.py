@@ -1,0 +1,69 @@
+"""The roles' status bucket: what a role puts, the events service reads; a role stopped
+cleanly is gone at once, a silent one counts as gone after the TTL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hazardwatch.handoff.jetstream import BrokerLink
+from hazardwatch.handoff.status import STATUS_TTL_S, StatusBoard, StatusPublisher, _bucket
+from tests.conftest import NatsServer
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+def link(nats_server: NatsServer) -> Iterator[BrokerLink]:
+    link = BrokerLink(nats_server.url, "test")
+    link.start()
+    yield link
+    link.stop()
+
+
+def test_roles_status_is_read_back_and_removed_on_a_clean_stop(link: BrokerLink) -> None:
+    cameras = {"camera.gate": {"name": "gate", "state": "streaming", "node": "a-1"}}
+    capture = StatusPublisher(
+        link, lambda: {**cameras, "node.capture.a-1": {"role": "capture"}}, interval_s=0.1
+    )
+    worker = StatusPublisher(link, lambda: {"node.worker.b-2": {"role": "worker"}}, 0.1)
+    board = StatusBoard(link, interval_s=0.1)
+    for component in (capture, worker, board):
+        component.start()
+    try:
+        assert wait_for(lambda: len(board.workers()) == 1 and len(board.cameras()) == 1, 10)
+        (camera,) = board.cameras()
+        assert camera["name"] == "gate" and camera["node"] == "a-1"
+        assert time.time() - camera["updated_at"] < 5
+        assert [n["role"] for n in board.capture_nodes()] == ["capture"]
+        # A camera the node no longer runs (a reload removed it) goes with the next round.
+        cameras.clear()
+        assert wait_for(lambda: board.cameras() == [], 10)
+        assert worker.stop(5)
+        assert wait_for(lambda: board.workers() == [], 10)  # deleted, not left to age out
+        assert board.read_ok
+    finally:
+        for component in (capture, worker, board):
+            component.stop(5)
+
+
+def test_a_role_that_fell_silent_counts_as_gone_after_the_ttl(link: BrokerLink) -> None:
+    """A value older than the TTL (a node that died, its key not expired yet) is ignored."""
+
+    async def put_old() -> None:
+        kv = await _bucket(link)
+        old = time.time() - STATUS_TTL_S - 1
+        await kv.put(
+            "node.worker.dead-9", json.dumps({"role": "worker", "updated_at": old}).encode()
+        )
+        await kv.put(
+            "node.worker.live-1", json.dumps({"role": "worker", "updated_at": time.time()}).encode()
+        )
+
+    link.call(put_old(), timeout=10)
+    board = StatusBoard(link)
+    board.refresh()
+    assert board.read_ok and [w["role"] for w in board.workers()] == ["worker"]
+    assert len(board._entries) == 2  # both read; only the fresh one counts
