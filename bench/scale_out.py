@@ -1,0 +1,565 @@
+"""Benchmark: the distributed roles over NATS JetStream — throughput per worker count,
+capture → detector latency, broker bytes and CPU per frame.
+
+Every role runs as its own process, as in production: a private `nats-server -js` (with
+its monitoring port, for the bytes it moved), `hazardwatch capture` and `hazardwatch
+events` from the command line, and N workers. The workers score with a fake encoder that
+sleeps a fixed time per batch, standing in for a GPU (`--batch-seconds`, 0.4 s per batch
+of 8 in the throughput phase; `--live-batch-seconds`, 0.05 s, in the live phase): the
+model's compute is not what is measured, and 2 cores could not show scaling with a real
+one.
+
+Per worker count, two phases:
+
+1. **throughput** — `--frames-per-worker` × N frames of the shared footage wait in the
+   frames stream; N workers start and score them. frames/s is the rate between 20 % and
+   90 % of the scores published (start-up of the worker processes excluded);
+2. **live** — a capture node with `--cameras` cameras (the shared clip, looped at its frame
+   rate, each its own reader, gate and sampler), N workers and the events service, for
+   `--seconds`: capture → detector-stage latency (p50/p95, from the events service's
+   `hazardwatch_frame_latency_seconds`, which includes the reorder window), broker bytes
+   per frame (the server's in + out bytes), and CPU per frame of each role.
+
+Then `hazardwatch run` as one process on the same cameras with the same fake encoder:
+the broker's overhead is the CPU per frame of all distributed processes (nats-server
+included) minus that of the single process.
+
+    python bench/scale_out.py [--workers 1,2,4,8] [--cameras 8] [--seconds 20] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import SHARED_DIR
+from tests.fakes import FakeEncoder
+
+from hazardwatch.handoff.jetstream import (
+    BrokerLink,
+    FramesLayout,
+    JetStreamSink,
+    ScoresLayout,
+    ensure_frames_stream,
+    ensure_scores_stream,
+)
+from hazardwatch.records import Frame, GatedFrame, MotionResult
+from wire_size import frames
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEO = SHARED_DIR / "data" / "videos" / "car-detection.mp4"
+TICK = os.sysconf("SC_CLK_TCK")
+S = TypeVar("S")
+
+
+class BatchSleepEncoder(FakeEncoder):
+    """The tests' deterministic fake encoder, plus a fixed sleep per batch (a GPU's time)."""
+
+    name = "fake-sleep-per-batch"
+
+    def __init__(self, seconds_per_batch: float) -> None:
+        super().__init__()
+        self.seconds_per_batch = seconds_per_batch
+
+    def encode_images(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds_per_batch)
+        return super().encode_images(batch)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def get(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def wait_ready(port: int, path: str = "/healthz", timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            get(f"http://127.0.0.1:{port}{path}")
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port} within {timeout:g} s")
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(get(f"http://127.0.0.1:{port}/metrics")):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    return out
+
+
+def total(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
+    return sum(value for _, value in metrics.get(name, []))
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int | None = None
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.popen.pid)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+
+
+class Nats:
+    def __init__(self, directory: Path) -> None:
+        self.port, self.http = free_port(), free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        args = ["/usr/sbin/nats-server", "-js", "-sd", str(directory), "-a", "127.0.0.1",
+                "-p", str(self.port), "-m", str(self.http)]  # fmt: skip
+        popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = Process("nats", popen)
+        wait_ready(self.http, "/varz", timeout=10)
+
+    def traffic(self) -> float:
+        varz = json.loads(get(f"http://127.0.0.1:{self.http}/varz"))
+        return float(varz["in_bytes"] + varz["out_bytes"])
+
+
+def launch(name: str, args: list[str], port: int | None, log: Path) -> Process:
+    out = log.open("ab")
+    popen = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=out)
+    return Process(name, popen, port)
+
+
+def config(directory: Path, nats: Nats | None, cameras: int, *, backlog: bool) -> Path:
+    """A config file for every role of one run; `backlog`: frames wait for minutes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    api_port = free_port()
+    settings: dict[str, Any] = {
+        "cameras": [
+            {"name": f"cam{i}", "url": str(VIDEO), "loop": True} for i in range(1, cameras + 1)
+        ],
+        "storage": {
+            "database_url": f"sqlite:///{directory / 'hazardwatch.db'}",
+            "data_dir": str(directory / "data"),
+        },
+        "media": {"dir": str(directory / "media")},
+        "api": {"port": api_port},
+        "scoring": {"batch_size": ARGS.batch},
+        "log_level": "WARNING",
+    }
+    if backlog:
+        settings["scoring"]["max_frame_age_s"] = 600
+    if nats is not None:
+        settings["broker"] = {"url": nats.url}
+    path = directory / f"hw-{api_port}.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def start_workers(count: int, cfg: Path, log: Path, batch_seconds: float) -> list[Process]:
+    workers = []
+    for i in range(count):
+        port = free_port()
+        args = [sys.executable, __file__, "--role", "worker", "--config", str(cfg),
+                "--api-port", str(port), "--batch-seconds", str(batch_seconds)]  # fmt: skip
+        workers.append(launch(f"worker{i}", args, port, log))
+    for worker in workers:
+        assert worker.port is not None
+        wait_ready(worker.port)
+    return workers
+
+
+@contextmanager
+def stopping(processes: list[Process]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+# ---------------------------------------------------------------------------- phases
+
+
+def footage(count: int) -> list[np.ndarray]:
+    return frames(VIDEO, count)  # the wire-size bench's frames of the shared footage
+
+
+@dataclass
+class Throughput:
+    frames_per_s: float
+    # Saturated, so idle polling does not count: what one more frame costs.
+    cpu_ms_per_frame: dict[str, float]
+
+
+def throughput(workers: int, directory: Path, log: Path) -> Throughput:
+    """Frames/s of `workers` workers on a backlog (20 % → 90 % of it scored)."""
+    nats = Nats(directory / "nats")
+    want = ARGS.frames_per_worker * workers
+    link = BrokerLink(nats.url, "bench")
+    link.start()
+    try:
+        frames = FramesLayout(max_age_s=600, ack_wait_s=2.0)
+        ensure_frames_stream(link, frames)
+        ensure_scores_stream(link, ScoresLayout())
+        sink = JetStreamSink(link, frames, buffer=want + 1)
+        images = footage(60)
+        for i in range(want):
+            frame = Frame(f"cam{i % ARGS.cameras + 1}", i, time.time(), datetime.now(UTC),
+                          images[i % len(images)])  # fmt: skip
+            sink.put(GatedFrame(frame, MotionResult(True, 0.1, None), "motion", 1))
+        assert sink.flush(120) and sink.published == want, "frames not published"
+        cfg = config(directory, nats, ARGS.cameras, backlog=True)
+        scorers: list[Process] = []
+        with stopping(scorers):
+            scorers += start_workers(workers, cfg, log, ARGS.batch_seconds)
+            marks: dict[float, float] = {}
+            cpu: dict[float, dict[str, float]] = {}
+            deadline = time.monotonic() + 60 + 4 * want * ARGS.batch_seconds / ARGS.batch
+            while time.monotonic() < deadline:
+                assert link.js is not None
+                info = link.call(link.js.stream_info("HAZARDWATCH_SCORES"))
+                done = int(info.state.messages)
+                for share in (0.2, 0.9):
+                    if share not in marks and done >= share * want:
+                        marks[share] = time.monotonic()
+                        cpu[share] = {
+                            "workers": sum(p.cpu() for p in scorers),
+                            "nats": nats.process.cpu(),
+                        }
+                if done >= want:
+                    break
+                time.sleep(0.02)
+            if len(marks) < 2:
+                raise RuntimeError(f"{workers} worker(s) scored {done} of {want} frames in time")
+            frames = 0.7 * want
+            return Throughput(
+                frames / (marks[0.9] - marks[0.2]),
+                {k: 1000 * (cpu[0.9][k] - cpu[0.2][k]) / frames for k in cpu[0.9]},
+            )
+    finally:
+        link.stop()
+        nats.process.stop()
+
+
+@dataclass
+class Live:
+    frames: float = 0.0
+    frames_per_s: float = 0.0
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    broker_bytes_per_frame: float | None = None
+    cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
+    stale: float = 0.0
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Linear interpolation inside cumulative histogram buckets (as PromQL does)."""
+    buckets = sorted(buckets)
+    count = buckets[-1][1] if buckets else 0.0
+    if count <= 0:
+        return None
+    rank = q * count
+    lower, below = 0.0, 0.0
+    for upper, cumulative in buckets:
+        if cumulative >= rank:
+            if upper == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (upper - lower) * ((rank - below) / inside if inside else 0.0)
+        lower, below = upper, cumulative
+    return lower
+
+
+def latency_buckets(metrics: dict[str, list[tuple[dict[str, str], float]]]) -> dict[float, float]:
+    return {
+        float(labels["le"]): value
+        for labels, value in metrics.get("hazardwatch_frame_latency_seconds_bucket", [])
+    }
+
+
+def live(workers: int, directory: Path, log: Path) -> Live:
+    """Capture, `workers` workers and the events service on live (looped) cameras."""
+    nats = Nats(directory / "nats")
+    cfg = config(directory, nats, ARGS.cameras, backlog=False)
+    events_port = yaml.safe_load(cfg.read_text())["api"]["port"]
+    hw = [sys.executable, "-m", "hazardwatch"]
+    processes = [nats.process]
+    with stopping(processes):
+        processes.append(launch("events", [*hw, "events", "--config", str(cfg)], events_port, log))
+        wait_ready(events_port)
+        scorers = start_workers(workers, cfg, log, ARGS.live_batch_seconds)
+        processes += scorers
+        capture_port = free_port()
+        capture_args = [*hw, "capture", "--config", str(cfg), "--api-port", str(capture_port)]
+        capture = launch("capture", capture_args, capture_port, log)
+        processes.append(capture)
+        wait_ready(capture_port)
+        time.sleep(ARGS.warmup)
+        roles = {"capture": [capture], "workers": scorers, "events": [processes[1]],
+                 "nats": [nats.process]}  # fmt: skip
+
+        def snapshot() -> tuple[float, dict[str, float], float, dict[float, float], float]:
+            scored = sum(total(scrape(w.port or 0), "hazardwatch_frames_scored_total")
+                         for w in scorers)  # fmt: skip
+            cpu = {role: sum(p.cpu() for p in group) for role, group in roles.items()}
+            events = scrape(events_port)
+            stale = sum(
+                total(scrape(w.port or 0), "hazardwatch_frames_dropped_total") for w in scorers
+            )
+            return scored, cpu, nats.traffic(), latency_buckets(events), stale
+
+        before, after, elapsed = window(snapshot)
+    frames = after[0] - before[0]
+    result = Live(frames=frames, frames_per_s=frames / elapsed, stale=after[4] - before[4])
+    if frames:
+        result.broker_bytes_per_frame = (after[2] - before[2]) / frames
+        result.cpu_ms_per_frame = {
+            role: 1000 * (after[1][role] - before[1][role]) / frames for role in after[1]
+        }
+        latencies(result, before[3], after[3])
+    return result
+
+
+def window(snapshot: Callable[[], S]) -> tuple[S, S, float]:
+    """Snapshots at the start and the end of the measurement window, and its length."""
+    before = snapshot()
+    started = time.monotonic()
+    time.sleep(ARGS.seconds)
+    after = snapshot()
+    return before, after, time.monotonic() - started
+
+
+def latencies(result: Live, before: dict[float, float], after: dict[float, float]) -> None:
+    delta = [(le, after[le] - before.get(le, 0.0)) for le in after]
+    result.latency_p50_s = quantile(delta, 0.5)
+    result.latency_p95_s = quantile(delta, 0.95)
+
+
+def single(directory: Path, log: Path) -> Live:
+    """`hazardwatch run` in one process, same cameras and fake encoder."""
+    cfg = config(directory, None, ARGS.cameras, backlog=False)
+    port = yaml.safe_load(cfg.read_text())["api"]["port"]
+    args = [sys.executable, __file__, "--role", "single", "--config", str(cfg),
+            "--batch-seconds", str(ARGS.live_batch_seconds)]  # fmt: skip
+    process = launch("single", args, port, log)
+    with stopping([process]):
+        wait_ready(port)
+        time.sleep(ARGS.warmup)
+
+        def snapshot() -> tuple[float, float, dict[float, float]]:
+            metrics = scrape(port)
+            scored = total(metrics, "hazardwatch_frames_scored_total")
+            return scored, process.cpu(), latency_buckets(metrics)
+
+        before, after, elapsed = window(snapshot)
+    frames = after[0] - before[0]
+    result = Live(frames=frames, frames_per_s=frames / elapsed)
+    if frames:
+        result.cpu_ms_per_frame = {"single": 1000 * (after[1] - before[1]) / frames}
+        latencies(result, before[2], after[2])
+    return result
+
+
+# ---------------------------------------------------------------------------- roles
+
+
+def run_role() -> int:
+    from hazardwatch.app import Service, install_signal_handlers
+    from hazardwatch.redact import configure_logging
+    from hazardwatch.roles import WorkerNode
+    from hazardwatch.settings import load_settings
+
+    settings = load_settings(ARGS.config)
+    configure_logging(settings.log_level)
+
+    def encoder(_settings: Any) -> Any:
+        return BatchSleepEncoder(ARGS.batch_seconds)
+
+    node: Any
+    if ARGS.role == "worker":
+        node = WorkerNode(settings, encoder_factory=encoder, api_port=ARGS.api_port)
+    else:
+        node = Service(settings, encoder_factory=encoder)
+    install_signal_handlers(node)
+    node.run()
+    return 0
+
+
+def codec_costs(rounds: int = 200) -> dict[str, float]:
+    """CPU ms per frame of the wire format alone: capture's JPEG encode, the worker's
+    decode, the events service's decode (the worker passes the JPEG on as it came)."""
+    from hazardwatch.handoff.codec import decode_gated, decode_scored, encode_gated, encode_scored
+    from hazardwatch.records import ScoredFrame
+    from hazardwatch.scoring.bank import load_bank
+
+    bank = load_bank(None)
+    images = footage(20)
+    gated = [
+        GatedFrame(Frame("cam1", i, time.time(), datetime.now(UTC), image),
+                   MotionResult(True, 0.1, None), "motion", 1)
+        for i, image in enumerate(images)
+    ]  # fmt: skip
+    probs = dict.fromkeys(bank.class_names, 0.1)
+    sims = np.zeros(len(bank.prompts), np.float32)
+
+    def ms(step: Any, items: list[Any]) -> float:
+        started = time.process_time()
+        for i in range(rounds):
+            step(items[i % len(items)])
+        return 1000 * (time.process_time() - started) / rounds
+
+    wire = [encode_gated(g) for g in gated]
+    received = [decode_gated(w) for w in wire]
+    scored = [encode_scored(ScoredFrame(r, probs, sims, bank)) for r in received]
+    return {
+        "encode_gated": ms(encode_gated, gated),
+        "decode_gated": ms(decode_gated, wire),
+        "encode_scored": ms(lambda r: encode_scored(ScoredFrame(r, probs, sims, bank)), received),
+        "decode_scored": ms(lambda d: decode_scored(d, lambda v: bank), scored),
+    }
+
+
+def cpu_flags() -> str:
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            return " ".join(flag for flag in wanted if flag in have)
+    return ""
+
+
+def main() -> int:
+    if ARGS.role:
+        return run_role()
+    counts = [int(n) for n in ARGS.workers.split(",")]
+    report: dict[str, Any] = {
+        "cameras": ARGS.cameras,
+        "batch": ARGS.batch,
+        "batch_seconds": ARGS.batch_seconds,
+        "live_batch_seconds": ARGS.live_batch_seconds,
+        "fake_capacity_per_worker_fps": ARGS.batch / ARGS.batch_seconds,
+        "cpu": {"cores": os.cpu_count(), "flags": cpu_flags()},
+        "workers": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="hw-scale-") as tmp:
+        root = Path(tmp)
+        log = root / "roles.log"
+        report["codec_ms_per_frame"] = codec_costs()
+        for n in counts:
+            saturated = throughput(n, root / f"throughput-{n}", log)
+            result = live(n, root / f"live-{n}", log)
+            report["workers"][n] = {
+                "throughput_fps": saturated.frames_per_s,
+                "saturated_cpu_ms_per_frame": saturated.cpu_ms_per_frame,
+                **asdict(result),
+            }
+            if not ARGS.json:
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in saturated.cpu_ms_per_frame.items())
+                print(
+                    f"{n} worker(s): {saturated.frames_per_s:.1f} frames/s (CPU ms/frame "
+                    f"saturated: {cpu}); live: {_line(result)}",
+                    flush=True,
+                )
+        one = single(root / "single", log)
+        report["single_process"] = asdict(one)
+        base = report["workers"][counts[0]]["throughput_fps"]  # speed-up over the first count
+        for n in counts:
+            report["workers"][n]["speedup"] = report["workers"][n]["throughput_fps"] / base
+        overhead = {}
+        one_cpu = one.cpu_ms_per_frame.get("single")
+        for n in counts:
+            cpu = report["workers"][n]["cpu_ms_per_frame"]
+            if cpu and one_cpu is not None:
+                overhead[n] = sum(cpu.values()) - one_cpu
+        report["broker_overhead_cpu_ms_per_frame"] = overhead
+        if ARGS.keep_log:
+            report["log"] = log.read_text()[-4000:]
+    if ARGS.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"one process: {_line(one)}")
+        for n, ms in overhead.items():
+            print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end")
+        print(f"CPU: {report['cpu']}")
+    return 0
+
+
+def _line(r: Live) -> str:
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_frame.items())
+    p50 = f"{r.latency_p50_s:.2f}" if r.latency_p50_s is not None else "-"
+    p95 = f"{r.latency_p95_s:.2f}" if r.latency_p95_s is not None else "-"
+    size = f"{r.broker_bytes_per_frame / 1000:.1f} KB" if r.broker_bytes_per_frame else "-"
+    return (
+        f"{r.frames_per_s:.1f} frames/s, p50 {p50} s, p95 {p95} s, broker {size}/frame, "
+        f"CPU ms/frame: {cpu}"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,4,8", help="worker counts, comma-separated")
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="frames per batch")
+    parser.add_argument(
+        "--batch-seconds", type=float, default=0.4, help="the fake's sleep per batch (throughput)"
+    )
+    parser.add_argument(
+        "--live-batch-seconds", type=float, default=0.05,
+        help="the fake's sleep per batch in the live phase (a GPU's time for a batch)",
+    )  # fmt: skip
+    parser.add_argument("--frames-per-worker", type=int, default=400)
+    parser.add_argument("--seconds", type=float, default=20.0, help="live measurement window")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep-log", action="store_true", help="append the roles' log tail")
+    parser.add_argument("--role", choices=["worker", "single"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--api-port", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+
+if __name__ == "__main__":
+    sys.exit(main())
