@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,7 +46,22 @@ class Frame:
     seq: int
     received_at: float
     captured_at: datetime
-    image: Image = field(repr=False)
+    # The pixels, or a function that decodes them on first use: a frame that crossed a
+    # broker is decoded only where its pixels are needed (the events service needs them
+    # only for an event's snapshot and clip, not for every frame it scores).
+    pixels: Image | Callable[[], Image] = field(repr=False)
+
+    @property
+    def image(self) -> Image:
+        pixels = self.pixels
+        if callable(pixels):
+            pixels = pixels()
+            object.__setattr__(self, "pixels", pixels)  # decoded once, then kept
+        return pixels
+
+    @property
+    def decoded(self) -> bool:
+        return not callable(self.pixels)
 
     @property
     def timestamp(self) -> float:

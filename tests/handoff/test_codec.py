@@ -14,12 +14,14 @@ import pytest
 from hazardwatch.handoff.codec import (
     CodecError,
     WireOptions,
+    decode_at_least,
     decode_event,
     decode_gated,
     decode_scored,
     encode_event,
     encode_gated,
     encode_scored,
+    jpeg_size,
     pack,
     unpack,
 )
@@ -65,10 +67,52 @@ def test_a_gated_frame_round_trips() -> None:
 
 def test_frames_are_scaled_to_the_wire_width() -> None:
     big = dataclasses.replace(
-        gated(), frame=dataclasses.replace(gated().frame, image=image(1920, 1080))
+        gated(), frame=dataclasses.replace(gated().frame, pixels=image(1920, 1080))
     )
     back = decode_gated(encode_gated(big, WireOptions(jpeg_quality=70, max_width=640)))
     assert back.frame.image.shape == (360, 640, 3)
+    # The motion box is in the pixels of the image that travels: a third of (10, 20, 60, 80).
+    assert back.motion.box == (3, 7, 20, 27)
+    assert back.motion.score == gated().motion.score
+
+
+def test_a_received_frame_is_decoded_only_where_its_pixels_are_used() -> None:
+    back = decode_gated(encode_gated(gated()))
+    assert not back.frame.decoded
+    first = back.frame.image
+    assert back.frame.decoded and back.frame.image is first  # decoded once, then kept
+
+
+def test_the_wire_image_is_read_at_the_size_the_model_needs() -> None:
+    """1280×720 for a 224-pixel model: decoded at half size, as the preprocessing's first
+    halving would have made it; 320×240 (too small to shrink) and PNG in full."""
+    big = dataclasses.replace(
+        gated(), frame=dataclasses.replace(gated().frame, pixels=image(1280, 720))
+    )
+    data = decode_gated(encode_gated(big)).wire_image
+    assert data is not None and jpeg_size(data) == (1280, 720)
+    reduced, scale = decode_at_least(data, 224)
+    assert reduced.shape == (360, 640, 3) and scale == 0.5
+    halved = cv2.resize(image(1280, 720), (640, 360), interpolation=cv2.INTER_AREA)
+    assert close_image(reduced, halved)
+    assert decode_at_least(data, 400)[0].shape == (720, 1280, 3)
+    assert decode_at_least(data, 90)[1] == 0.125
+    small = encode_gated(gated())
+    assert decode_at_least(decode_gated(small).wire_image or b"", 224)[1] == 1.0
+    png = decode_gated(encode_gated(big, WireOptions(image_format="png"))).wire_image or b""
+    assert jpeg_size(png) is None
+    assert np.array_equal(decode_at_least(png, 224)[0], image(1280, 720))
+    assert jpeg_size(b"\xff\xd8\xff\xe0\x00") is None  # a header cut short
+
+
+def test_a_payload_that_is_no_image_is_refused_before_anything_decodes_it() -> None:
+    _, header, _ = unpack(encode_gated(gated()))
+    with pytest.raises(CodecError, match="not a JPEG"):
+        decode_gated(pack("gated", header, b"GIF89a not a frame"))
+    cut = pack("gated", header, b"\xff\xd8\xff\xe0 and then nothing")
+    frame = decode_gated(cut).frame  # starts like a JPEG: found out at first use
+    with pytest.raises(CodecError, match="not a JPEG"):
+        _ = frame.image
 
 
 def test_png_frames_are_exact() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -147,3 +148,33 @@ def test_a_cut_waits_for_the_segment_after_the_window(tmp_path: Path, segments: 
         time.sleep(0.05)
     assert links == [ClipLink("e1", "cam/e1.mp4")] and clips.clips_full_rate == 1
     assert clips.stop(10)
+
+
+def test_frames_from_a_broker_are_decoded_only_for_a_clip(tmp_path: Path) -> None:
+    """The events service gets every scored frame still encoded: only those a clip takes
+    (pre-roll and event) are decoded, each once; one that does not decode is left out."""
+    decoded: list[int] = []
+
+    def lazy(i: int) -> Callable[[], np.ndarray]:
+        def decode() -> np.ndarray:
+            decoded.append(i)
+            if i == 14:
+                raise ValueError("the payload is not a JPEG (or PNG) image")
+            return np.full((240, 320, 3), 90, np.uint8)
+
+        return decode
+
+    links: list[ClipLink] = []
+    clips = ClipRecorder(tmp_path / "media", links.append, preroll_s=1.0, fps=3.0)
+    clips.start()
+    for i, t in enumerate(np.arange(BASE, BASE + 8.0, 1 / 3)):  # 24 frames at 3 fps
+        clips.on_frame(Frame("cam", i, float(t), datetime.fromtimestamp(t, UTC), lazy(i)))
+        if i == 12:  # BASE + 4 s
+            clips.on_event(_event("started", BASE + 4.0, None))
+        if i == 17:
+            clips.on_event(_event("ended", BASE + 4.0, BASE + 5.67))
+    assert clips.stop(60)
+    assert links == [ClipLink("e1", "cam/e1.mp4")]
+    # Pre-roll 1 s before the start (frames 9-12) and the event's frames up to the end.
+    assert sorted(decoded) == list(range(9, 18))
+    assert probe(tmp_path / "media" / "cam" / "e1.mp4")["r_frame_rate"] == "3/1"

@@ -142,3 +142,31 @@ def test_bank_reload_on_change_and_bad_edit_keeps_old(tmp_path: Path) -> None:
     os.utime(path, (time.time() + 10, time.time() + 10))
     assert not worker.maybe_reload_bank(force=True)
     assert worker.bank.version == second and worker.stats.bank_errors == 1
+
+
+def test_a_frame_from_a_broker_is_decoded_only_as_large_as_the_model_needs() -> None:
+    """A 1280×720 JPEG for a 224-pixel model is decoded at half size (the motion box
+    scaled with it), never in full, and scores as the full-size frame does."""
+    from hazardwatch.handoff.codec import decode_gated, encode_gated
+
+    image = np.full((720, 1280, 3), 110, np.uint8)
+    image[200:560, 300:900] = (30, 30, 220)
+    moving = MotionResult(True, 0.2, (300, 200, 600, 360))
+    direct = GatedFrame(Frame("a", 1, time.time(), datetime.now(UTC), image), moving, "motion", 1)
+    received = decode_gated(encode_gated(direct))
+    queue: LocalQueue[GatedFrame] = LocalQueue(10)
+    scored: list[list[ScoredFrame]] = []
+    worker = ScoringWorker(
+        FakeEncoder(), load_bank(None), queue, scored.append, batch_size=2,
+        max_batch_wait_s=0.2, motion_crop=True,
+    )  # fmt: skip
+    queue.put(direct)
+    queue.put(received)
+    worker.start()
+    queue.close()
+    assert worker.wait_drained(10)
+    frames = [s for batch in scored for s in batch]
+    assert [s.gated is received for s in frames] == [False, True]
+    assert not received.frame.decoded  # passed on to the events side as it came
+    full, half = (s.probabilities for s in frames)
+    assert all(abs(full[name] - half[name]) < 0.02 for name in full), (full, half)

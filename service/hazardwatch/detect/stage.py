@@ -30,7 +30,14 @@ from hazardwatch.detect.normal import (
     ReferenceSet,
     encode_embedding,
 )
-from hazardwatch.records import EventRecord, EventUpdate, Frame, ScoredFrame, ScoreSample
+from hazardwatch.records import (
+    EventRecord,
+    EventUpdate,
+    Frame,
+    Image,
+    ScoredFrame,
+    ScoreSample,
+)
 from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
@@ -331,5 +338,17 @@ class DetectorStage:
                 else None
             ),
         )
-        snapshot = peak.gated.frame.image if peak is not None else None
-        return EventUpdate(event.kind, record, snapshot, latency_from)
+        return EventUpdate(event.kind, record, _snapshot(peak), latency_from)
+
+
+def _snapshot(peak: ScoredFrame | None) -> Image | None:
+    """The peak frame's pixels (a frame from a broker is decoded here, at its event only);
+    an image that does not decode costs the snapshot, never the event."""
+    if peak is None:
+        return None
+    try:
+        return peak.gated.frame.image
+    except ValueError as exc:
+        log.warning("camera %s: no snapshot, the peak frame does not decode: %s",
+                    peak.gated.frame.camera, exc)  # fmt: skip
+        return None

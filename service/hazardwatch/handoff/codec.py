@@ -16,6 +16,7 @@ counts, logs and terminates.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import struct
 from collections.abc import Callable
@@ -100,17 +101,38 @@ def _expect(data: bytes, kind: str) -> tuple[dict[str, Any], bytes]:
 
 
 def encode_jpeg(image: Image, options: WireOptions) -> bytes:
+    return encode_image(image, options)[0]
+
+
+def encode_image(image: Image, options: WireOptions) -> tuple[bytes, float]:
+    """The wire image and the scale it was resized by (1.0: full size)."""
     height, width = image.shape[:2]
+    scale = 1.0
     if width > options.max_width:
         size = (options.max_width, max(1, round(height * options.max_width / width)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        scale = options.max_width / width
     if options.image_format == "png":
         ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     else:
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality])
     if not ok:
         raise CodecError(f"the frame could not be encoded as {options.image_format}")
-    return bytes(data.tobytes())
+    return bytes(data.tobytes()), scale
+
+
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+# Start-of-frame markers (baseline, extended, progressive, lossless…): they carry the size.
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2))  # fmt: skip
+
+
+def check_image(data: bytes) -> bytes:
+    """The payload if it starts like a JPEG or a PNG, else CodecError (before any decode)."""
+    if not data.startswith((_JPEG, _PNG)):
+        raise CodecError("the payload is not a JPEG (or PNG) image")
+    return data
 
 
 def decode_jpeg(data: bytes) -> Image:
@@ -119,6 +141,53 @@ def decode_jpeg(data: bytes) -> Image:
         raise CodecError("the payload is not a JPEG (or PNG) image")
     decoded: Image = image
     return decoded
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment, without decoding it; None
+    for anything else (a PNG, a damaged header)."""
+    if not data.startswith(_JPEG):
+        return None
+    i, end = 2, len(data)
+    while i + 9 <= end:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in _SOF:
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return (width, height) if width and height else None
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def decode_at_least(data: bytes, min_side: int) -> tuple[Image, float]:
+    """The image decoded at the smallest of 1/8, 1/4, 1/2 or full size whose shorter side
+    is still at least `min_side`, and that scale.
+
+    For a worker that shrinks the frame to the model's resolution anyway: libjpeg scales
+    in the DCT domain while decoding, which costs a fraction of a full decode and does the
+    exact halvings `scoring/preprocess.resize_crop` would do next (an area average, up to
+    a grey level or two apart). A PNG, or a JPEG too small to shrink, is decoded in full.
+    """
+    size = jpeg_size(data)
+    flag, factor = cv2.IMREAD_COLOR, 1
+    if size is not None:
+        for k, reduced in _REDUCED:
+            if min(size) // k >= min_side:
+                flag, factor = reduced, k
+                break
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if image is None:
+        raise CodecError("the payload is not a JPEG (or PNG) image")
+    decoded: Image = image
+    return decoded, (decoded.shape[1] / size[0] if size is not None and factor > 1 else 1.0)
 
 
 def _f16(values: npt.NDArray[Any]) -> str:
@@ -174,7 +243,7 @@ def _gated_from(header: dict[str, Any], payload: bytes) -> GatedFrame:
             int(header["seq"]),
             float(header["received_at"]),
             datetime.fromisoformat(header["captured_at"]),
-            decode_jpeg(payload),
+            functools.partial(decode_jpeg, check_image(payload)),  # decoded where needed
         )
         return GatedFrame(
             frame,
@@ -191,14 +260,21 @@ def _gated_from(header: dict[str, Any], payload: bytes) -> GatedFrame:
 
 
 def encode_gated(gated: GatedFrame, options: WireOptions | None = None) -> bytes:
-    return pack("gated", _frame_header(gated), _image_of(gated, options))
+    header = _frame_header(gated)
+    return pack("gated", header, _image_of(gated, options, header))
 
 
-def _image_of(gated: GatedFrame, options: WireOptions | None) -> bytes:
-    """The frame's wire image: the one it arrived as, or the pixels encoded now."""
+def _image_of(gated: GatedFrame, options: WireOptions | None, header: dict[str, Any]) -> bytes:
+    """The frame's wire image: the one it arrived as, or the pixels encoded now. A frame
+    shrunk to `max_width` gets its motion box shrunk with it: the box is in the pixels of
+    the image that travels."""
     if gated.wire_image is not None:
         return gated.wire_image
-    return encode_jpeg(gated.frame.image, options or WireOptions())
+    data, scale = encode_image(gated.frame.image, options or WireOptions())
+    box = header["motion"]["box"]
+    if scale != 1.0 and box is not None:
+        header["motion"]["box"] = [round(v * scale) for v in box]
+    return data
 
 
 def decode_gated(data: bytes) -> GatedFrame:
@@ -219,7 +295,8 @@ def encode_scored(scored: ScoredFrame, options: WireOptions | None = None) -> by
         prompt_similarities=_f16(scored.prompt_similarities),
         embedding=_f16(scored.embedding) if scored.embedding is not None else None,
     )
-    return pack("scored", header, _image_of(scored.gated, options))
+    image = _image_of(scored.gated, options, header)
+    return pack("scored", header, image)
 
 
 def decode_scored(data: bytes, bank_of: Callable[[str], PromptBank]) -> ScoredFrame:

@@ -155,7 +155,9 @@ class _Cut:
 
 @dataclass
 class _Camera:
-    history: deque[tuple[float, Image]] = field(default_factory=deque)
+    # Frames, not pixels: a frame that came over a broker is decoded only if a clip
+    # takes it (most never are).
+    history: deque[Frame] = field(default_factory=deque)
     clips: dict[str, _Clip] = field(default_factory=dict)
 
 
@@ -247,12 +249,11 @@ class ClipRecorder:
     def _frame(self, frame: Frame) -> None:
         cam = self._cameras.setdefault(frame.camera, _Camera())
         t = frame.timestamp
-        image = self._fit(frame.image)
-        cam.history.append((t, image))
-        while cam.history and cam.history[0][0] < t - self.preroll_s:
+        cam.history.append(frame)
+        while cam.history and cam.history[0].timestamp < t - self.preroll_s:
             cam.history.popleft()
         for clip in cam.clips.values():
-            self._write(clip, t, image)
+            self._write(clip, frame)
 
     def _event(self, update: EventUpdate) -> None:
         record = update.record
@@ -263,8 +264,8 @@ class ClipRecorder:
             clip = self._open(record.camera, record.uuid, cam)
             if clip is not None:
                 cam.clips[record.uuid] = clip
-                for t, image in cam.history:
-                    self._write(clip, t, image)
+                for frame in cam.history:
+                    self._write(clip, frame)
         elif update.kind == "ended":
             clip = cam.clips.get(record.uuid)
             has_fallback = clip is not None and self._finish(cam, clip, publish=False)
@@ -320,9 +321,10 @@ class ClipRecorder:
             log.error("event %s: no clip: %s", cut.uuid, why)
 
     def _open(self, camera: str, uuid: str, cam: _Camera) -> _Clip | None:
-        if not cam.history:
+        newest = self._pixels(cam.history[-1]) if cam.history else None
+        if newest is None:
             return None
-        height, width = cam.history[-1][1].shape[:2]
+        height, width = newest.shape[:2]
         relative = Path(camera) / f"{uuid}.mp4"
         target = self.media_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -336,8 +338,12 @@ class ClipRecorder:
             return None
         return _Clip(uuid, relative, tmp, writer, (width, height))
 
-    def _write(self, clip: _Clip, t: float, image: Image) -> None:
+    def _write(self, clip: _Clip, frame: Frame) -> None:
+        t = frame.timestamp
         if clip.last_t is not None and t <= clip.last_t:
+            return
+        image = self._pixels(frame)
+        if image is None:
             return
         if (image.shape[1], image.shape[0]) != clip.size:
             image = cv2.resize(image, clip.size, interpolation=cv2.INTER_AREA)
@@ -376,6 +382,15 @@ class ClipRecorder:
     def _publish(self, uuid: str, relative: Path) -> None:
         self.clips_written += 1
         self.on_clip(ClipLink(uuid, relative.as_posix()))
+
+    def _pixels(self, frame: Frame) -> Image | None:
+        """The frame fitted to `max_width`; None (logged) for one whose image does not
+        decode (a damaged JPEG from a broker): the clip goes on without it."""
+        try:
+            return self._fit(frame.image)
+        except ValueError as exc:
+            log.warning("camera %s frame %d left out of a clip: %s", frame.camera, frame.seq, exc)
+            return None
 
     def _fit(self, image: Image) -> Image:
         height, width = image.shape[:2]

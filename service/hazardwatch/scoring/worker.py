@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.errors import ConfigError
+from hazardwatch.handoff.codec import decode_at_least
 from hazardwatch.handoff.queue import Delivery, FrameSource, Retry
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import GatedFrame, Image, ScoredFrame
@@ -205,13 +206,15 @@ class ScoringWorker:
         views = []
         for item in batch:
             try:
-                image = item.frame.image
+                image, scale = model_pixels(item, resolution)
                 view = [preprocess_batch([image], resolution)[0]]
                 if self.motion_crop and item.motion.box is not None:
-                    view.append(
-                        preprocess_batch([crop_around(image, item.motion.box)], resolution)[0]
-                    )
-            except ValueError as exc:
+                    box = item.motion.box
+                    if scale != 1.0:
+                        box = (round(box[0] * scale), round(box[1] * scale),
+                               round(box[2] * scale), round(box[3] * scale))  # fmt: skip
+                    view.append(preprocess_batch([crop_around(image, box)], resolution)[0])
+            except ValueError as exc:  # CodecError included: a JPEG that does not decode
                 self.stats.bad_frames += 1
                 if self.metrics is not None:
                     self.metrics.frames_rejected.inc()
@@ -294,6 +297,15 @@ class ScoringWorker:
         self.stats.bank_reloads += 1
         log.info("prompt bank reloaded: version %s, %d classes", bank.version, len(bank.classes))
         return True
+
+
+def model_pixels(item: GatedFrame, resolution: int) -> tuple[Image, float]:
+    """The pixels the model sees, and their scale to the frame's (for the motion box). A
+    frame that crossed a broker and was not decoded yet is decoded only as large as the
+    model needs: DCT scaling, a fraction of a full decode."""
+    if not item.frame.decoded and item.wire_image is not None:
+        return decode_at_least(item.wire_image, resolution)
+    return item.frame.image, 1.0
 
 
 def _mtime(path: Path | None) -> float | None:
