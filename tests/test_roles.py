@@ -179,3 +179,27 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
         events.stop()
         for thread in threads:
             thread.join(60)
+
+
+def test_the_capture_and_worker_roles_keep_opencv_to_one_thread(
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer
+) -> None:
+    """As `hazardwatch run` does: cameras are the parallelism, and OpenCV's own pool of a
+    thread per core spins between frames (it cost the capture node more CPU than the whole
+    single process in bench/scale_out.py)."""
+    import cv2
+
+    settings, _ = settings_for(tmp_path, "threads", red_clip, broker={"url": nats_server.url})
+    cv2.setNumThreads(4)
+    CaptureNode(settings, api_port=0).run()
+    assert cv2.getNumThreads() == 1
+    cv2.setNumThreads(4)
+    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: worker.worker is not None, 30)
+        assert cv2.getNumThreads() == 1
+    finally:
+        worker.stop()
+        thread.join(30)

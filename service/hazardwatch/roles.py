@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
@@ -122,6 +123,7 @@ class CaptureNode:
     def run(self) -> RoleSummary:
         started = time.monotonic()
         settings = self.settings
+        cv2.setNumThreads(1)  # as in one process: cameras are the parallelism, the pool spins
         frames, _ = layouts_from_settings(settings)
         link = link_from_settings(settings.broker, "capture")
         link.start()
@@ -207,6 +209,7 @@ class WorkerNode:
     def run(self) -> RoleSummary:
         started = time.monotonic()
         settings = self.settings
+        cv2.setNumThreads(1)  # frames are decoded one by one; OpenCV's own pool only spins
         frames, scores = layouts_from_settings(settings)
         link = link_from_settings(settings.broker, "worker")
         link.start()
