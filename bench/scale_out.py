@@ -291,6 +291,10 @@ class Live:
     broker_bytes_per_frame: float | None = None
     cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
     stale: float = 0.0
+    # CPU ms per second of the roles with nothing to do (before capture starts): what the
+    # processes cost whatever the frame rate (the events service's stands against the
+    # single process's own; the workers' and nats-server's are the distributed mode's).
+    idle_cpu_ms_per_s: dict[str, float] = field(default_factory=dict)
 
 
 def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -330,6 +334,7 @@ def live(workers: int, directory: Path, log: Path) -> Live:
         wait_ready(events_port)
         scorers = start_workers(workers, cfg, log, ARGS.live_batch_seconds)
         processes += scorers
+        idle = idle_cpu({"workers": scorers, "events": [processes[1]], "nats": [nats.process]})
         capture_port = free_port()
         capture_args = [*hw, "capture", "--config", str(cfg), "--api-port", str(capture_port)]
         capture = launch("capture", capture_args, capture_port, log)
@@ -352,6 +357,7 @@ def live(workers: int, directory: Path, log: Path) -> Live:
         before, after, elapsed = window(snapshot)
     frames = after[0] - before[0]
     result = Live(frames=frames, frames_per_s=frames / elapsed, stale=after[4] - before[4])
+    result.idle_cpu_ms_per_s = idle
     if frames:
         result.broker_bytes_per_frame = (after[2] - before[2]) / frames
         result.cpu_ms_per_frame = {
@@ -359,6 +365,19 @@ def live(workers: int, directory: Path, log: Path) -> Live:
         }
         latencies(result, before[3], after[3])
     return result
+
+
+def idle_cpu(roles: dict[str, list[Process]]) -> dict[str, float]:
+    """CPU ms per second of each role over `--idle-seconds` with no frames coming."""
+    time.sleep(2.0)  # past start-up
+    before = {role: sum(p.cpu() for p in group) for role, group in roles.items()}
+    started = time.monotonic()
+    time.sleep(ARGS.idle_seconds)
+    elapsed = time.monotonic() - started
+    return {
+        role: 1000 * (sum(p.cpu() for p in group) - before[role]) / elapsed
+        for role, group in roles.items()
+    }
 
 
 def window(snapshot: Callable[[], S]) -> tuple[S, S, float]:
@@ -428,8 +447,16 @@ def run_role() -> int:
 
 def codec_costs(rounds: int = 200) -> dict[str, float]:
     """CPU ms per frame of the wire format alone: capture's JPEG encode, the worker's
-    decode, the events service's decode (the worker passes the JPEG on as it came)."""
-    from hazardwatch.handoff.codec import decode_gated, decode_scored, encode_gated, encode_scored
+    envelope and its pixels (decoded at the size a 224-pixel model needs), its scores
+    message (the JPEG passed on as it came), and the events service's envelope (its
+    pixels are decoded only for an event's snapshot and clip)."""
+    from hazardwatch.handoff.codec import (
+        decode_at_least,
+        decode_gated,
+        decode_scored,
+        encode_gated,
+        encode_scored,
+    )
     from hazardwatch.records import ScoredFrame
     from hazardwatch.scoring.bank import load_bank
 
@@ -455,6 +482,7 @@ def codec_costs(rounds: int = 200) -> dict[str, float]:
     return {
         "encode_gated": ms(encode_gated, gated),
         "decode_gated": ms(decode_gated, wire),
+        "worker_pixels": ms(lambda r: decode_at_least(r.wire_image, 224), received),
         "encode_scored": ms(lambda r: encode_scored(ScoredFrame(r, probs, sims, bank)), received),
         "decode_scored": ms(lambda d: decode_scored(d, lambda v: bank), scored),
     }
@@ -506,21 +534,31 @@ def main() -> int:
         base = report["workers"][counts[0]]["throughput_fps"]  # speed-up over the first count
         for n in counts:
             report["workers"][n]["speedup"] = report["workers"][n]["throughput_fps"] / base
-        overhead = {}
+        overhead, fixed = {}, {}
         one_cpu = one.cpu_ms_per_frame.get("single")
         for n in counts:
-            cpu = report["workers"][n]["cpu_ms_per_frame"]
-            if cpu and one_cpu is not None:
-                overhead[n] = sum(cpu.values()) - one_cpu
+            row = report["workers"][n]
+            if row["cpu_ms_per_frame"] and one_cpu is not None:
+                overhead[n] = sum(row["cpu_ms_per_frame"].values()) - one_cpu
+                idle = row["idle_cpu_ms_per_s"]
+                fixed[n] = (idle.get("workers", 0.0) + idle.get("nats", 0.0)) / row["frames_per_s"]
         report["broker_overhead_cpu_ms_per_frame"] = overhead
+        # Of it, the extra processes' idle cost spread over the frame rate, and the rest:
+        # what each frame costs on top (encode, publish, fetch, acks, the server's work).
+        report["broker_overhead_fixed_ms_per_frame"] = fixed
+        report["broker_overhead_per_frame_ms"] = {n: overhead[n] - fixed[n] for n in overhead}
         if ARGS.keep_log:
             report["log"] = log.read_text()[-4000:]
     if ARGS.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"one process: {_line(one)}")
+        codec = ", ".join(f"{k} {v:.2f}" for k, v in report["codec_ms_per_frame"].items())
+        print(f"wire format alone, CPU ms per frame: {codec}")
         for n, ms in overhead.items():
-            print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end")
+            print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end; "
+                  f"{fixed[n]:.2f} of it the idle workers and nats-server spread over the "
+                  f"frames, {ms - fixed[n]:.2f} per frame on top")  # fmt: skip
         print(f"CPU: {report['cpu']}")
     return 0
 
@@ -551,6 +589,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames-per-worker", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=20.0, help="live measurement window")
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0,
+        help="how long the roles' idle CPU is measured before capture starts",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-log", action="store_true", help="append the roles' log tail")
     parser.add_argument("--role", choices=["worker", "single"], help=argparse.SUPPRESS)
