@@ -22,7 +22,10 @@ Per worker count, two phases:
 
 Then `hazardwatch run` as one process on the same cameras with the same fake encoder:
 the broker's overhead is the CPU per frame of all distributed processes (nats-server
-included) minus that of the single process.
+included) minus that of the single process. The roles' idle CPU (measured before capture
+starts) splits it into a fixed part and what each frame adds; and the capture side alone,
+with a sink that drops frames, one that only encodes them, and the JetStream sink, shows
+what a capture node spends beyond the readers and gates one process runs too.
 
     python bench/scale_out.py [--workers 1,2,4,8] [--cameras 8] [--seconds 20] [--json]
 """
@@ -423,6 +426,82 @@ def single(directory: Path, log: Path) -> Live:
 # ---------------------------------------------------------------------------- roles
 
 
+def capture_costs(directory: Path, log: Path) -> dict[str, float]:
+    """CPU ms per gated frame of the capture side alone, each in its own process on the
+    same cameras: readers, gates and samplers with a sink that drops the frames (what one
+    process also does), plus the JPEG encode, plus publishing to a nats-server."""
+    nats = Nats(directory / "nats")
+    out = {}
+    try:
+        for sink in ("none", "encode", "publish"):
+            args = [sys.executable, __file__, "--role", "capture-cost", "--sink", sink,
+                    "--nats-url", nats.url]  # fmt: skip
+            done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+            out[sink] = float(done.stdout.strip().splitlines()[-1])
+    finally:
+        nats.process.stop()
+    return out
+
+
+def run_capture_cost() -> int:
+    """One `capture_costs` measurement: prints CPU ms per gated frame."""
+    import resource
+
+    import cv2
+
+    from hazardwatch.app import build_readers
+    from hazardwatch.handoff.codec import encode_gated
+    from hazardwatch.settings import Settings
+
+    cv2.setNumThreads(1)  # as every role does
+    cameras = [{"name": f"cam{i}", "url": str(VIDEO), "loop": True}
+               for i in range(1, ARGS.cameras + 1)]  # fmt: skip
+    settings = Settings.model_validate({"cameras": cameras})
+    link = None
+
+    def publish(item: GatedFrame) -> None:  # --sink none: dropped
+        pass
+
+    if ARGS.sink == "encode":
+
+        def publish(item: GatedFrame) -> None:
+            encode_gated(item)
+
+    elif ARGS.sink == "publish":
+        link = BrokerLink(ARGS.nats_url, "bench-capture")
+        link.start()
+        layout = FramesLayout(max_age_s=10, ack_wait_s=2.0)
+        ensure_frames_stream(link, layout)
+        publish = JetStreamSink(link, layout).put  # type: ignore[assignment]
+    count = [0]
+
+    class Sink:
+        def put(self, item: GatedFrame) -> None:
+            count[0] += 1
+            publish(item)
+
+    readers = build_readers(settings, Sink(), {})
+    for reader in readers:
+        reader.start()
+    time.sleep(ARGS.warmup)
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    before, frames = cpu(), count[0]
+    time.sleep(ARGS.seconds)
+    used, frames = cpu() - before, count[0] - frames
+    for reader in readers:
+        reader.request_stop()
+    for reader in readers:
+        reader.stop(10)
+    if link is not None:
+        link.stop()
+    print(1000 * used / max(frames, 1))
+    return 0
+
+
 def run_role() -> int:
     from hazardwatch.app import Service, install_signal_handlers
     from hazardwatch.redact import configure_logging
@@ -498,6 +577,8 @@ def cpu_flags() -> str:
 
 
 def main() -> int:
+    if ARGS.role == "capture-cost":
+        return run_capture_cost()
     if ARGS.role:
         return run_role()
     counts = [int(n) for n in ARGS.workers.split(",")]
@@ -514,6 +595,7 @@ def main() -> int:
         root = Path(tmp)
         log = root / "roles.log"
         report["codec_ms_per_frame"] = codec_costs()
+        report["capture_ms_per_gated_frame"] = capture_costs(root / "capture-cost", log)
         for n in counts:
             saturated = throughput(n, root / f"throughput-{n}", log)
             result = live(n, root / f"live-{n}", log)
@@ -555,6 +637,8 @@ def main() -> int:
         print(f"one process: {_line(one)}")
         codec = ", ".join(f"{k} {v:.2f}" for k, v in report["codec_ms_per_frame"].items())
         print(f"wire format alone, CPU ms per frame: {codec}")
+        capture = ", ".join(f"{k} {v:.2f}" for k, v in report["capture_ms_per_gated_frame"].items())
+        print(f"capture side alone, CPU ms per gated frame, by sink: {capture}")
         for n, ms in overhead.items():
             print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end; "
                   f"{fixed[n]:.2f} of it the idle workers and nats-server spread over the "
@@ -595,7 +679,11 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-log", action="store_true", help="append the roles' log tail")
-    parser.add_argument("--role", choices=["worker", "single"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", choices=["worker", "single", "capture-cost"], help=argparse.SUPPRESS
+    )
+    parser.add_argument("--sink", choices=["none", "encode", "publish"], help=argparse.SUPPRESS)
+    parser.add_argument("--nats-url", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--api-port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
