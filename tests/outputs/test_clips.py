@@ -178,3 +178,15 @@ def test_frames_from_a_broker_are_decoded_only_for_a_clip(tmp_path: Path) -> Non
     # Pre-roll 1 s before the start (frames 9-12) and the event's frames up to the end.
     assert sorted(decoded) == list(range(9, 18))
     assert probe(tmp_path / "media" / "cam" / "e1.mp4")["r_frame_rate"] == "3/1"
+
+
+def test_the_pre_roll_keeps_frames_in_memory_at_the_clips_size(tmp_path: Path) -> None:
+    """One process hands over decoded frames: the history keeps them shrunk to
+    `max_width`, not at the camera's size (a 4K camera's pre-roll would be 25 MB a frame)."""
+    clips = ClipRecorder(tmp_path / "media", lambda link: None, preroll_s=5.0, max_width=320)
+    clips.start()
+    big = np.full((480, 640, 3), 90, np.uint8)
+    clips.on_frame(Frame("cam", 1, float(BASE), datetime.fromtimestamp(BASE, UTC), big))
+    assert clips.stop(30)
+    kept = clips._cameras["cam"].history[0]
+    assert kept.decoded and kept.image.shape == (240, 320, 3)

@@ -17,6 +17,7 @@ recorder was down, ffmpeg failed) the sampled-frame clip stays.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import shutil
@@ -249,6 +250,8 @@ class ClipRecorder:
     def _frame(self, frame: Frame) -> None:
         cam = self._cameras.setdefault(frame.camera, _Camera())
         t = frame.timestamp
+        if frame.decoded:  # pixels in memory (one process): keep them at the clip's size
+            frame = dataclasses.replace(frame, pixels=self._fit(frame.image))
         cam.history.append(frame)
         while cam.history and cam.history[0].timestamp < t - self.preroll_s:
             cam.history.popleft()
