@@ -426,7 +426,7 @@ def single(directory: Path, log: Path) -> Live:
 # ---------------------------------------------------------------------------- roles
 
 
-def capture_costs(directory: Path, log: Path) -> dict[str, float]:
+def capture_costs(directory: Path) -> dict[str, float]:
     """CPU ms per gated frame of the capture side alone, each in its own process on the
     same cameras: readers, gates and samplers with a sink that drops the frames (what one
     process also does), plus the JPEG encode, plus publishing to a nats-server."""
@@ -595,7 +595,7 @@ def main() -> int:
         root = Path(tmp)
         log = root / "roles.log"
         report["codec_ms_per_frame"] = codec_costs()
-        report["capture_ms_per_gated_frame"] = capture_costs(root / "capture-cost", log)
+        report["capture_ms_per_gated_frame"] = capture_costs(root / "capture-cost")
         for n in counts:
             saturated = throughput(n, root / f"throughput-{n}", log)
             result = live(n, root / f"live-{n}", log)
