@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from hazardwatch.handoff.jetstream import BrokerLink
-from hazardwatch.handoff.status import STATUS_TTL_S, StatusBoard, StatusPublisher, _bucket
+from hazardwatch.handoff.status import (
+    STATUS_BUCKET,
+    STATUS_TTL_S,
+    StatusBoard,
+    StatusPublisher,
+    _Bucket,
+)
 from tests.conftest import NatsServer
 from tests.helpers import wait_for
 
@@ -53,7 +59,7 @@ def test_a_role_that_fell_silent_counts_as_gone_after_the_ttl(link: BrokerLink) 
     """A value older than the TTL (a node that died, its key not expired yet) is ignored."""
 
     async def put_old() -> None:
-        kv = await _bucket(link)
+        kv = await _Bucket(link).get()
         old = time.time() - STATUS_TTL_S - 1
         await kv.put(
             "node.worker.dead-9", json.dumps({"role": "worker", "updated_at": old}).encode()
@@ -67,3 +73,25 @@ def test_a_role_that_fell_silent_counts_as_gone_after_the_ttl(link: BrokerLink) 
     board.refresh()
     assert board.read_ok and [w["role"] for w in board.workers()] == ["worker"]
     assert len(board._entries) == 2  # both read; only the fresh one counts
+
+
+def test_a_lost_bucket_is_made_again(link: BrokerLink) -> None:
+    """The bucket's handle is kept between rounds; when the bucket is gone (a restarted
+    nats-server loses memory storage) a round fails, and the next one makes it again."""
+    publisher = StatusPublisher(link, lambda: {"node.worker.b-2": {"role": "worker"}}, 0.1)
+    board = StatusBoard(link, interval_s=0.1)
+    publisher.start()
+    board.start()
+    try:
+        assert wait_for(lambda: len(board.workers()) == 1, 10)
+
+        async def lose() -> None:
+            assert link.js is not None
+            await link.js.delete_key_value(STATUS_BUCKET)
+
+        link.call(lose(), timeout=10)
+        assert wait_for(lambda: not board.read_ok or board.workers() == [], 10)
+        assert wait_for(lambda: board.read_ok and len(board.workers()) == 1, 10)
+    finally:
+        publisher.stop(5)
+        board.stop(5)

@@ -49,18 +49,35 @@ def node_id() -> str:
     return f"{host or 'host'}-{os.getpid()}"
 
 
-async def _bucket(link: BrokerLink) -> KeyValue:
-    assert link.js is not None
-    try:
-        return await link.js.key_value(STATUS_BUCKET)
-    except BucketNotFoundError:
-        config = KeyValueConfig(
-            bucket=STATUS_BUCKET, ttl=STATUS_TTL_S, history=1, storage=StorageType.MEMORY
-        )
+class _Bucket:
+    """The bucket's handle, looked up (or created) once rather than every round, and
+    again after a round failed: a restarted nats-server has lost the memory bucket."""
+
+    def __init__(self, link: BrokerLink) -> None:
+        self.link = link
+        self._kv: KeyValue | None = None
+
+    async def get(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self._open()
+        return self._kv
+
+    def forget(self) -> None:
+        self._kv = None
+
+    async def _open(self) -> KeyValue:
+        js = self.link.js
+        assert js is not None
         try:
-            return await link.js.create_key_value(config)
-        except Exception:  # another role created it meanwhile
-            return await link.js.key_value(STATUS_BUCKET)
+            return await js.key_value(STATUS_BUCKET)
+        except BucketNotFoundError:
+            config = KeyValueConfig(
+                bucket=STATUS_BUCKET, ttl=STATUS_TTL_S, history=1, storage=StorageType.MEMORY
+            )
+            try:
+                return await js.create_key_value(config)
+            except Exception:  # another role created it meanwhile
+                return await js.key_value(STATUS_BUCKET)
 
 
 class StatusPublisher(Periodic):
@@ -76,11 +93,13 @@ class StatusPublisher(Periodic):
         self.link = link
         self.entries = entries
         self._keys: set[str] = set()
+        self._bucket = _Bucket(link)
 
     def tick(self) -> None:
         try:
             self.publish()
         except Exception as exc:  # the broker is away: the next round tries again
+            self._bucket.forget()
             log.debug("status not published: %s", exc)
 
     def publish(self) -> None:
@@ -92,7 +111,7 @@ class StatusPublisher(Periodic):
         self.link.call(self._put(data, gone), timeout=5)
 
     async def _put(self, data: dict[str, bytes], gone: set[str]) -> None:
-        kv = await _bucket(self.link)
+        kv = await self._bucket.get()
         await asyncio.gather(
             *(kv.put(key, value) for key, value in data.items()),
             *(kv.delete(key) for key in gone),
@@ -113,6 +132,7 @@ class StatusBoard(Periodic):
         self.link = link
         self._entries: Entries = {}
         self.read_ok = False
+        self._bucket = _Bucket(link)
 
     def tick(self) -> None:
         self.refresh()
@@ -123,10 +143,11 @@ class StatusBoard(Periodic):
             self.read_ok = True
         except Exception as exc:
             self.read_ok = False
+            self._bucket.forget()
             log.debug("status not read: %s", exc)
 
     async def _read(self) -> Entries:
-        kv = await _bucket(self.link)
+        kv = await self._bucket.get()
         try:
             keys = await kv.keys()
         except NoKeysError:
