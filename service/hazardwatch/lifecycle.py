@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 log = logging.getLogger(__name__)
+FAILED_TICK_PAUSE_S = 1.0
 
 
 class Component(Protocol):
@@ -26,8 +27,9 @@ class Component(Protocol):
 
 class Periodic:
     """A component that runs `tick()` on its own thread at once and then every
-    `interval_s`, and `finish()` once when stopped. A tick that raises is logged and the
-    next one runs on time."""
+    `interval_s` (0: back to back, for a tick that waits on its own), and `finish()` once
+    when stopped. A tick that raises is logged and the next one runs on time, or after
+    `FAILED_TICK_PAUSE_S` when that is later."""
 
     def __init__(self, interval_s: float, name: str) -> None:
         self.interval_s = interval_s
@@ -50,12 +52,14 @@ class Periodic:
 
     def _run(self) -> None:
         while True:
+            wait = self.interval_s
             try:
                 self.tick()
             except Exception:
+                wait = max(wait, FAILED_TICK_PAUSE_S)  # a tick that keeps failing: no log flood
                 log.exception("%s: periodic work failed; trying again in %g s",
-                              self._thread.name, self.interval_s)  # fmt: skip
-            if self._stop.wait(self.interval_s):
+                              self._thread.name, wait)  # fmt: skip
+            if self._stop.wait(wait):
                 break
         self.finish()
 
@@ -66,6 +70,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.capture.reader import CameraReader
     from hazardwatch.capture.recorder import SegmentRecorder
     from hazardwatch.handoff.jetstream import BrokerLink
+    from hazardwatch.handoff.scores import ScoresConsumer
     from hazardwatch.handoff.status import StatusBoard, StatusPublisher
     from hazardwatch.outputs.clips import ClipRecorder
     from hazardwatch.outputs.mqtt import MqttPublisher
@@ -81,6 +86,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         CameraReader,
         SegmentRecorder,
         BrokerLink,
+        ScoresConsumer,
         StatusBoard,
         StatusPublisher,
         ClipRecorder,

@@ -105,3 +105,32 @@ def test_frames_missing_between_capture_and_the_detector_are_counted_per_camera(
     finally:
         assert consumer.stop(5)
     assert dict(consumer.lost_by_camera) == {"gate": 3}
+
+
+class BrokenOnceSource(FakeSource):
+    """A source whose first fetch fails in a way nobody foresaw."""
+
+    def __init__(self, pending: list[FakeDelivery]) -> None:
+        super().__init__(pending)
+        self.failed = False
+
+    def fetch(self, max_items: int, timeout_s: float) -> list[FakeDelivery]:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("unforeseen")
+        return super().fetch(max_items, timeout_s)
+
+
+def test_an_unforeseen_failure_does_not_end_the_intake() -> None:
+    """Logged, a pause, and the next round fetches again: the events service keeps taking
+    scores instead of a dead thread leaving them all with the broker."""
+    writer = Writer()
+    deliveries = [delivery(seq) for seq in range(3)]
+    source = BrokenOnceSource(list(deliveries))
+    consumer = ScoresConsumer(cast(Any, source), writer.on_scored, reorder_window_s=0.0)
+    consumer.start()
+    try:
+        assert wait_for(lambda: writer.put == 3, 5)
+        assert source.failed and all(d.acked for d in deliveries)
+    finally:
+        assert consumer.stop(5)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Protocol
 from hazardwatch.handoff.jetstream import ScoresSource
 from hazardwatch.handoff.queue import Delivery
 from hazardwatch.handoff.reorder import ReorderBuffer
+from hazardwatch.lifecycle import Periodic
 from hazardwatch.records import ScoredFrame
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Stored(Protocol):
     def durable(self, mark: int) -> bool: ...
 
 
-class ScoresConsumer:
+class ScoresConsumer(Periodic):
     """One thread: fetch, hold in the reorder window, hand on in order, ack once stored
     (start, stop, then `settle` after the writer has drained)."""
 
@@ -55,8 +55,7 @@ class ScoresConsumer:
             lambda d: d.item.gated.frame.camera,
             lambda d: (d.item.gated.frame.timestamp, d.item.gated.frame.seq),
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scores-consumer", daemon=True)
+        super().__init__(0.0, "scores-consumer")  # back to back: the fetch waits
         self.frames = 0
         # Per camera: the last hand-off number handed on, and the frames missing before
         # it — expired in the broker unscored (no worker in time), dropped by a worker as
@@ -69,28 +68,21 @@ class ScoresConsumer:
     def late(self) -> int:
         return self._window.late
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Stop fetching, hand on what the window holds, ack it."""
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
     def settle(self) -> int:
         """Ack what is stored by now (after the writer drained, at shutdown); returns how
         many deliveries stay unacked (the broker gives them to the next start)."""
         self._ack_stored()
         return sum(len(deliveries) for _, deliveries in self._unacked)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for delivery in self.source.fetch(self.batch, 0.2):
-                if not self._window.push(delivery, time.monotonic()):
-                    delivery.ack()  # too late for the detector: counted, never again
-            self._hand_on(self._window.due(time.monotonic()))
-            self._ack_stored()
+    def tick(self) -> None:
+        for delivery in self.source.fetch(self.batch, 0.2):
+            if not self._window.push(delivery, time.monotonic()):
+                delivery.ack()  # too late for the detector: counted, never again
+        self._hand_on(self._window.due(time.monotonic()))
+        self._ack_stored()
+
+    def finish(self) -> None:
+        """Stopped: hand on what the window holds, ack what is stored."""
         self._hand_on(self._window.drain())
         self._ack_stored()
 
