@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -69,8 +69,11 @@ class Repository:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    def _insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]]) -> Any:
-        stmt = self._insert(table).values(rows)
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        """An INSERT that skips rows whose key exists, executed with a list of rows (one
+        compiled statement, cached, and the driver's executemany: not a VALUES clause of
+        every row compiled again on each call)."""
+        stmt = self._insert(table)
         if self._dialect in ("mysql", "mariadb"):
             return stmt.prefix_with("IGNORE")
         return stmt.on_conflict_do_nothing()
@@ -87,7 +90,7 @@ class Repository:
         if not rows:
             return
         with self._engine.begin() as conn:
-            conn.execute(self._insert_ignore(Camera.__table__, rows))  # type: ignore[arg-type]
+            conn.execute(self._insert_ignore(Camera.__table__), rows)  # type: ignore[arg-type]
         self._known_cameras.update(str(row["name"]) for row in rows)
 
     def list_cameras(self) -> list[dict[str, Any]]:
@@ -344,21 +347,15 @@ class Repository:
                 latest[sample.camera] = sample.ts
         with self._engine.begin() as conn:
             # A frame delivered again after a crash is stored once (unique key).
-            conn.execute(self._insert_ignore(ScoreRow.__table__, rows))  # type: ignore[arg-type]
+            conn.execute(self._insert_ignore(ScoreRow.__table__), rows)  # type: ignore[arg-type]
             self._seen(conn, latest)
 
     @staticmethod
     def _seen(conn: Any, latest: dict[str, datetime]) -> None:
-        """cameras.last_seen_at: the newest frame time written for each camera (never back)."""
-        for camera, ts in latest.items():
-            conn.execute(
-                sa.update(Camera)
-                .where(
-                    Camera.name == camera,
-                    sa.or_(Camera.last_seen_at.is_(None), Camera.last_seen_at < ts),
-                )
-                .values(last_seen_at=ts)
-            )
+        """cameras.last_seen_at: the newest frame time written for each camera (never back);
+        one statement for all of them (executemany)."""
+        if latest:
+            conn.execute(_SEEN, [{"camera": c, "ts": ts} for c, ts in latest.items()])
 
     def list_scores(
         self, camera: str, since: datetime, until: datetime, class_name: str | None = None
@@ -375,6 +372,18 @@ class Repository:
                 ScoreSample(r.camera, r.ts, r.class_name, r.score, r.signal)
                 for r in conn.execute(query)
             ]
+
+
+_CAMERAS = cast(sa.Table, Camera.__table__)
+_cameras = _CAMERAS.c
+_SEEN = (
+    sa.update(_CAMERAS)
+    .where(
+        _cameras.name == sa.bindparam("camera"),
+        sa.or_(_cameras.last_seen_at.is_(None), _cameras.last_seen_at < sa.bindparam("ts")),
+    )
+    .values(last_seen_at=sa.bindparam("ts"))
+)
 
 
 def _calibrated_at(state: str) -> float:
