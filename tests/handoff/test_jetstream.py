@@ -53,12 +53,46 @@ def test_frames_put_on_one_side_are_fetched_and_acked_on_the_other(link: BrokerL
         sink.put(gated("north" if seq % 2 else "south", seq))
     assert sink.flush(10) and sink.published == 20
     deliveries = fetch_all(source, 20)
-    assert sorted(d.item.frame.seq for d in deliveries) == list(range(20))
+    # Published many at a time, stored in the order put (one connection keeps it).
+    assert [d.item.frame.seq for d in deliveries] == list(range(20))
     assert {d.attempt for d in deliveries} == {1}
     assert deliveries[3].item.motion.box == (1, 2, 30, 40)
     for d in deliveries:
         d.ack()
     assert source.fetch(5, 0.3) == []  # acked: gone from the work queue
+
+
+def test_acks_made_just_before_a_stop_reach_the_broker(nats_server: NatsServer) -> None:
+    """Acks are sent without waiting, many in one hop to the link's loop; a stop right
+    after them still sends every one before the connection closes."""
+    link = BrokerLink(nats_server.url, "acks")
+    link.start()
+    ensure_frames_stream(link, LAYOUT)
+    sink = JetStreamSink(link, LAYOUT)
+    source = JetStreamSource(link, LAYOUT)
+    for seq in range(40):
+        sink.put(gated("north", seq))
+    assert sink.flush(10) and sink.published == 40
+    deliveries = fetch_all(source, 40)
+    assert len(deliveries) == 40
+    hops = []
+    original = link.loop.call_soon_threadsafe
+    link.loop.call_soon_threadsafe = lambda *a, **k: hops.append(a) or original(*a, **k)  # type: ignore[method-assign]
+    for d in deliveries:
+        d.ack()
+    link.loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+    assert 1 <= len(hops) < 10  # not one per ack
+    assert link.stop(10)
+
+    check = BrokerLink(nats_server.url, "check")
+    check.start()
+    try:
+        assert check.js is not None
+        info = check.call(check.js.consumer_info(LAYOUT.stream, LAYOUT.consumer))
+        stream = check.call(check.js.stream_info(LAYOUT.stream))
+        assert (info.num_ack_pending, stream.state.messages) == (0, 0)
+    finally:
+        check.stop()
 
 
 def test_nak_redelivers_and_term_never_does(link: BrokerLink) -> None:
