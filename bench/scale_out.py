@@ -20,12 +20,14 @@ Per worker count, two phases:
    `hazardwatch_frame_latency_seconds`, which includes the reorder window), broker bytes
    per frame (the server's in + out bytes), and CPU per frame of each role.
 
-Then `hazardwatch run` as one process on the same cameras with the same fake encoder:
-the broker's overhead is the CPU per frame of all distributed processes (nats-server
-included) minus that of the single process. The roles' idle CPU (measured before capture
-starts) splits it into a fixed part and what each frame adds; and the capture side alone,
-with a sink that drops frames, one that only encodes them, and the JetStream sink, shows
-what a capture node spends beyond the readers and gates one process runs too.
+Right after each live phase, `hazardwatch run` as one process on the same cameras with
+the same fake encoder: the broker's overhead is the CPU per frame of all distributed
+processes (nats-server included) minus that of the single process. The roles' idle CPU
+(measured before capture starts) splits it into a fixed part and what each frame adds,
+and the JPEG in every message (its encode and the worker's decode, timed alone) from the
+messaging. The capture side alone, with a sink that drops frames, one that only encodes
+them, and the JetStream sink, shows what a capture node spends beyond the readers and
+gates one process runs too.
 
     python bench/scale_out.py [--workers 1,2,4,8] [--cameras 8] [--seconds 20] [--json]
 """
@@ -596,13 +598,18 @@ def main() -> int:
         log = root / "roles.log"
         report["codec_ms_per_frame"] = codec_costs()
         report["capture_ms_per_gated_frame"] = capture_costs(root / "capture-cost")
+        singles: dict[int, Live] = {}
         for n in counts:
             saturated = throughput(n, root / f"throughput-{n}", log)
             result = live(n, root / f"live-{n}", log)
+            # The single process right after, so that the machine's drift (its CPU times
+            # move by ±10 % over minutes) hits both sides of the difference alike.
+            singles[n] = single(root / f"single-{n}", log)
             report["workers"][n] = {
                 "throughput_fps": saturated.frames_per_s,
                 "saturated_cpu_ms_per_frame": saturated.cpu_ms_per_frame,
                 **asdict(result),
+                "single_process_cpu_ms_per_frame": singles[n].cpu_ms_per_frame.get("single"),
             }
             if not ARGS.json:
                 cpu = ", ".join(f"{k} {v:.2f}" for k, v in saturated.cpu_ms_per_frame.items())
@@ -611,15 +618,15 @@ def main() -> int:
                     f"saturated: {cpu}); live: {_line(result)}",
                     flush=True,
                 )
-        one = single(root / "single", log)
+        one = singles[counts[0]]
         report["single_process"] = asdict(one)
         base = report["workers"][counts[0]]["throughput_fps"]  # speed-up over the first count
         for n in counts:
             report["workers"][n]["speedup"] = report["workers"][n]["throughput_fps"] / base
         overhead, fixed = {}, {}
-        one_cpu = one.cpu_ms_per_frame.get("single")
         for n in counts:
             row = report["workers"][n]
+            one_cpu = row["single_process_cpu_ms_per_frame"]
             if row["cpu_ms_per_frame"] and one_cpu is not None:
                 overhead[n] = sum(row["cpu_ms_per_frame"].values()) - one_cpu
                 idle = row["idle_cpu_ms_per_s"]
@@ -629,6 +636,15 @@ def main() -> int:
         # what each frame costs on top (encode, publish, fetch, acks, the server's work).
         report["broker_overhead_fixed_ms_per_frame"] = fixed
         report["broker_overhead_per_frame_ms"] = {n: overhead[n] - fixed[n] for n in overhead}
+        # Of what each frame costs on top, the JPEG the design puts in every message: its
+        # encode on the capture node and its decode on the worker (the wire format alone,
+        # timed in this process); the rest is messaging: publish, fetch, acks, nats-server.
+        codec = report["codec_ms_per_frame"]
+        jpeg = codec["encode_gated"] + codec["worker_pixels"]
+        report["broker_overhead_jpeg_ms_per_frame"] = jpeg
+        report["broker_overhead_messaging_ms_per_frame"] = {
+            n: overhead[n] - fixed[n] - jpeg for n in overhead
+        }
         if ARGS.keep_log:
             report["log"] = log.read_text()[-4000:]
     if ARGS.json:
@@ -640,9 +656,12 @@ def main() -> int:
         capture = ", ".join(f"{k} {v:.2f}" for k, v in report["capture_ms_per_gated_frame"].items())
         print(f"capture side alone, CPU ms per gated frame, by sink: {capture}")
         for n, ms in overhead.items():
-            print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end; "
+            one_cpu = report["workers"][n]["single_process_cpu_ms_per_frame"]
+            print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end "
+                  f"(one process right after: {one_cpu:.2f}); "
                   f"{fixed[n]:.2f} of it the idle workers and nats-server spread over the "
-                  f"frames, {ms - fixed[n]:.2f} per frame on top")  # fmt: skip
+                  f"frames, {ms - fixed[n]:.2f} per frame on top: the JPEG {jpeg:.2f}, "
+                  f"messaging {ms - fixed[n] - jpeg:.2f}")  # fmt: skip
         print(f"CPU: {report['cpu']}")
     return 0
 
