@@ -20,9 +20,10 @@ Per worker count, two phases:
    `hazardwatch_frame_latency_seconds`, which includes the reorder window), broker bytes
    per frame (the server's in + out bytes), and CPU per frame of each role.
 
-Right after each live phase, `hazardwatch run` as one process on the same cameras with
-the same fake encoder: the broker's overhead is the CPU per frame of all distributed
-processes (nats-server included) minus that of the single process. The roles' idle CPU
+During each live phase, `hazardwatch run` as one process on the same cameras with the
+same fake encoder runs beside the roles (so that the machine's drift hits both alike):
+the broker's overhead is the CPU per frame of all distributed processes (nats-server
+included) minus that of the single process. The roles' idle CPU
 (measured before capture starts) splits it into a fixed part and what each frame adds,
 and the JPEG in every message (its encode and the worker's decode, timed alone) from the
 messaging. The capture side alone, with a sink that drops frames, one that only encodes
@@ -327,8 +328,11 @@ def latency_buckets(metrics: dict[str, list[tuple[dict[str, str], float]]]) -> d
     }
 
 
-def live(workers: int, directory: Path, log: Path) -> Live:
-    """Capture, `workers` workers and the events service on live (looped) cameras."""
+def live(workers: int, directory: Path, log: Path) -> tuple[Live, Live]:
+    """Capture, `workers` workers and the events service on live (looped) cameras, and
+    `hazardwatch run` on the same cameras at the same time: the machine's drift (CPU
+    times here move by 10-20 % over minutes) then hits both sides of the comparison alike.
+    Returns the distributed roles' figures and the single process's."""
     nats = Nats(directory / "nats")
     cfg = config(directory, nats, ARGS.cameras, backlog=False)
     events_port = yaml.safe_load(cfg.read_text())["api"]["port"]
@@ -344,12 +348,15 @@ def live(workers: int, directory: Path, log: Path) -> Live:
         capture_args = [*hw, "capture", "--config", str(cfg), "--api-port", str(capture_port)]
         capture = launch("capture", capture_args, capture_port, log)
         processes.append(capture)
+        one = start_single(directory / "single", log)
+        processes.append(one)
         wait_ready(capture_port)
+        wait_ready(one.port or 0)
         time.sleep(ARGS.warmup)
         roles = {"capture": [capture], "workers": scorers, "events": [processes[1]],
                  "nats": [nats.process]}  # fmt: skip
 
-        def snapshot() -> tuple[float, dict[str, float], float, dict[float, float], float]:
+        def snapshot() -> tuple[float, dict[str, float], float, dict[float, float], float, Any]:
             scored = sum(total(scrape(w.port or 0), "hazardwatch_frames_scored_total")
                          for w in scorers)  # fmt: skip
             cpu = {role: sum(p.cpu() for p in group) for role, group in roles.items()}
@@ -357,7 +364,13 @@ def live(workers: int, directory: Path, log: Path) -> Live:
             stale = sum(
                 total(scrape(w.port or 0), "hazardwatch_frames_dropped_total") for w in scorers
             )
-            return scored, cpu, nats.traffic(), latency_buckets(events), stale
+            alone = scrape(one.port or 0)
+            single_side = (
+                total(alone, "hazardwatch_frames_scored_total"),
+                one.cpu(),
+                latency_buckets(alone),
+            )
+            return scored, cpu, nats.traffic(), latency_buckets(events), stale, single_side
 
         before, after, elapsed = window(snapshot)
     frames = after[0] - before[0]
@@ -369,7 +382,7 @@ def live(workers: int, directory: Path, log: Path) -> Live:
             role: 1000 * (after[1][role] - before[1][role]) / frames for role in after[1]
         }
         latencies(result, before[3], after[3])
-    return result
+    return result, single_result(before[5], after[5], elapsed)
 
 
 def idle_cpu(roles: dict[str, list[Process]]) -> dict[str, float]:
@@ -400,23 +413,17 @@ def latencies(result: Live, before: dict[float, float], after: dict[float, float
     result.latency_p95_s = quantile(delta, 0.95)
 
 
-def single(directory: Path, log: Path) -> Live:
+def start_single(directory: Path, log: Path) -> Process:
     """`hazardwatch run` in one process, same cameras and fake encoder."""
     cfg = config(directory, None, ARGS.cameras, backlog=False)
     port = yaml.safe_load(cfg.read_text())["api"]["port"]
     args = [sys.executable, __file__, "--role", "single", "--config", str(cfg),
             "--batch-seconds", str(ARGS.live_batch_seconds)]  # fmt: skip
-    process = launch("single", args, port, log)
-    with stopping([process]):
-        wait_ready(port)
-        time.sleep(ARGS.warmup)
+    return launch("single", args, port, log)
 
-        def snapshot() -> tuple[float, float, dict[float, float]]:
-            metrics = scrape(port)
-            scored = total(metrics, "hazardwatch_frames_scored_total")
-            return scored, process.cpu(), latency_buckets(metrics)
 
-        before, after, elapsed = window(snapshot)
+def single_result(before: Any, after: Any, elapsed: float) -> Live:
+    """The single process's figures from two (scored, cpu, latency buckets) snapshots."""
     frames = after[0] - before[0]
     result = Live(frames=frames, frames_per_s=frames / elapsed)
     if frames:
@@ -601,10 +608,7 @@ def main() -> int:
         singles: dict[int, Live] = {}
         for n in counts:
             saturated = throughput(n, root / f"throughput-{n}", log)
-            result = live(n, root / f"live-{n}", log)
-            # The single process right after, so that the machine's drift (its CPU times
-            # move by ±10 % over minutes) hits both sides of the difference alike.
-            singles[n] = single(root / f"single-{n}", log)
+            result, singles[n] = live(n, root / f"live-{n}", log)
             report["workers"][n] = {
                 "throughput_fps": saturated.frames_per_s,
                 "saturated_cpu_ms_per_frame": saturated.cpu_ms_per_frame,
@@ -658,7 +662,7 @@ def main() -> int:
         for n, ms in overhead.items():
             one_cpu = report["workers"][n]["single_process_cpu_ms_per_frame"]
             print(f"broker overhead with {n} worker(s): {ms:.2f} ms CPU per frame end to end "
-                  f"(one process right after: {one_cpu:.2f}); "
+                  f"(one process beside them: {one_cpu:.2f}); "
                   f"{fixed[n]:.2f} of it the idle workers and nats-server spread over the "
                   f"frames, {ms - fixed[n]:.2f} per frame on top: the JPEG {jpeg:.2f}, "
                   f"messaging {ms - fixed[n] - jpeg:.2f}")  # fmt: skip
