@@ -29,24 +29,7 @@ from tests.conftest import SHARED_DIR, RtspServer, free_port, make_h264_clip
 from hazardwatch.capture.recorder import RecorderOptions, SegmentRecorder
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.outputs.clips import list_segments
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def cpu_flags() -> str:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
+from procs import cpu_flags, cpu_seconds
 
 
 def measure_recording(url: str, cameras: int, seconds: float, root: Path) -> dict[str, Any]:

@@ -39,12 +39,10 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -70,11 +68,11 @@ from hazardwatch.handoff.jetstream import (
     ensure_scores_stream,
 )
 from hazardwatch.records import Frame, GatedFrame, MotionResult
+from procs import cpu_flags, cpu_seconds, free_port, get, wait_ready
 from wire_size import frames
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO = SHARED_DIR / "data" / "videos" / "car-detection.mp4"
-TICK = os.sysconf("SC_CLK_TCK")
 S = TypeVar("S")
 
 
@@ -93,35 +91,6 @@ class BatchSleepEncoder(FakeEncoder):
 
 
 # ---------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def get(url: str, timeout: float = 2.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return str(response.read().decode())
-
-
-def wait_ready(port: int, path: str = "/healthz", timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            get(f"http://127.0.0.1:{port}{path}")
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing answered on port {port} within {timeout:g} s")
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -574,15 +543,6 @@ def codec_costs(rounds: int = 200) -> dict[str, float]:
         "encode_scored": ms(lambda r: encode_scored(ScoredFrame(r, probs, sims, bank)), received),
         "decode_scored": ms(lambda d: decode_scored(d, lambda v: bank), scored),
     }
-
-
-def cpu_flags() -> str:
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return " ".join(flag for flag in wanted if flag in have)
-    return ""
 
 
 def main() -> int:

@@ -1,0 +1,105 @@
+"""Benchmark: what one hop through a JetStream stream costs, by message size.
+
+A private `nats-server -js` and one nats-py client that publishes batches of messages
+(each awaiting its PubAck, with a message id as the scores carry) into a file-stored
+work-queue stream, fetches them back through a durable pull consumer and acks them: the
+hop every frame makes twice (frames, then scores). Reports CPU per message of the server
+and of the client, so the broker's share of `scale_out.py`'s overhead can be told from
+the bytes it moves.
+
+    python bench/broker_hop.py [--sizes 1000,20000,90000] [--batches 1,8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+
+from procs import cpu_flags, cpu_seconds, free_port, wait_ready
+
+MESSAGES = 1600
+
+
+async def hop(url: str, size: int, batch: int, storage: StorageType) -> float:
+    """Publish, fetch and ack MESSAGES messages of `size` bytes; returns client CPU s."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(
+        StreamConfig(
+            name="HOP", subjects=["hop.>"], retention=RetentionPolicy.WORK_QUEUE, storage=storage
+        )
+    )
+    config = ConsumerConfig(durable_name="hop", ack_policy=AckPolicy.EXPLICIT)
+    sub = await js.pull_subscribe("hop.>", durable="hop", stream="HOP", config=config)
+    data = os.urandom(size)
+    started = time.process_time()
+    for first in range(0, MESSAGES, batch):
+        await asyncio.gather(
+            *(
+                js.publish(f"hop.cam{i % 8}", data, headers={"Nats-Msg-Id": f"m{i}"})
+                for i in range(first, first + batch)
+            )
+        )
+        for msg in await sub.fetch(batch, timeout=2):
+            await msg.ack()
+    await nc.flush()
+    used = time.process_time() - started
+    await nc.close()
+    return used
+
+
+def measure(size: int, batch: int, storage: StorageType) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hw-hop-") as tmp:
+        port, http = free_port(), free_port()
+        args = ["/usr/sbin/nats-server", "-js", "-sd", tmp, "-a", "127.0.0.1", "-p", str(port),
+                "-m", str(http)]  # fmt: skip
+        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(http, "/varz", timeout=10)
+            before = cpu_seconds(server.pid)
+            client = asyncio.run(hop(f"nats://127.0.0.1:{port}", size, batch, storage))
+            used = cpu_seconds(server.pid) - before
+        finally:
+            server.terminate()
+            server.wait(10)
+    return {"server_ms": 1000 * used / MESSAGES, "client_ms": 1000 * client / MESSAGES}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,20000,90000", help="message bytes")
+    parser.add_argument("--batches", default="1,8", help="messages per publish/fetch round")
+    parser.add_argument("--memory", action="store_true", help="memory storage, not file")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    storage = StorageType.MEMORY if args.memory else StorageType.FILE
+    rows: list[dict[str, Any]] = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for batch in (int(b) for b in args.batches.split(",")):
+            rows.append({"bytes": size, "batch": batch, **measure(size, batch, storage)})
+            if not args.json:
+                row = rows[-1]
+                print(
+                    f"{size:>7} B, batches of {batch}: nats-server {row['server_ms']:.3f} ms, "
+                    f"client {row['client_ms']:.3f} ms of CPU per message ({storage.value})",
+                    flush=True,
+                )
+    if args.json:
+        print(json.dumps({"storage": storage.value, "cpu_flags": cpu_flags(), "rows": rows}))
+    else:
+        print(f"CPU flags: {cpu_flags()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""What the benchmarks share for measuring processes: free ports, CPU time from /proc,
+waiting for an HTTP port, and the CPU flags every benchmark figure is quoted with."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def get(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def wait_ready(port: int, path: str = "/healthz", timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            get(f"http://127.0.0.1:{port}{path}")
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port} within {timeout:g} s")
+
+
+def cpu_flags() -> str:
+    """The vector extensions that decide the model's speed, as /proc/cpuinfo lists them."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+            return " ".join(flag for flag in wanted if flag in have) or "none of avx2/avx512"
+    return ""
