@@ -17,6 +17,7 @@ from hazardwatch.handoff.codec import (
     decode_at_least,
     decode_event,
     decode_gated,
+    decode_jpeg,
     decode_scored,
     encode_event,
     encode_gated,
@@ -103,6 +104,37 @@ def test_the_wire_image_is_read_at_the_size_the_model_needs() -> None:
     assert jpeg_size(png) is None
     assert np.array_equal(decode_at_least(png, 224)[0], image(1280, 720))
     assert jpeg_size(b"\xff\xd8\xff\xe0\x00") is None  # a header cut short
+
+
+@pytest.mark.parametrize(
+    ("min_side", "flag"),
+    [
+        (720, cv2.IMREAD_COLOR),
+        (224, cv2.IMREAD_REDUCED_COLOR_2),
+        (150, cv2.IMREAD_REDUCED_COLOR_4),
+        (90, cv2.IMREAD_REDUCED_COLOR_8),
+    ],
+)
+def test_wire_jpegs_decode_to_the_pixels_opencv_reads(min_side: int, flag: int) -> None:
+    """The decoder changed from OpenCV's to simplejpeg's for speed; both are libjpeg-turbo
+    with the same settings, so every pixel is the same, at full size and scaled."""
+    noisy = np.random.default_rng(5).integers(0, 256, (720, 1280, 3), np.uint8)
+    scene = cv2.GaussianBlur(noisy, (9, 9), 0)  # texture, so every DCT coefficient counts
+    _, jpeg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    data = jpeg.tobytes()
+    expected = cv2.imdecode(jpeg, flag)
+    assert np.array_equal(decode_at_least(data, min_side)[0], expected)
+    if flag == cv2.IMREAD_COLOR:
+        assert np.array_equal(decode_jpeg(data), expected)
+
+
+def test_a_damaged_jpeg_is_a_codec_error_in_libjpegs_words() -> None:
+    _, jpeg = cv2.imencode(".jpg", image(320, 240))
+    data = jpeg.tobytes()
+    with pytest.raises(CodecError, match="not a JPEG .*: .+"):
+        decode_jpeg(data[: len(data) // 2])
+    with pytest.raises(CodecError, match="not a JPEG"):
+        decode_at_least(data[:40], 90)
 
 
 def test_a_payload_that_is_no_image_is_refused_before_anything_decodes_it() -> None:
