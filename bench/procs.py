@@ -25,6 +25,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of one process so far: memory the kernel had to map in, each a
+    trap; a per-frame buffer freed back to the system and allocated again pays them anew."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
 def get(url: str, timeout: float = 2.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return str(response.read().decode())

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import cv2
 import numpy as np
 import yaml
 
@@ -68,7 +70,7 @@ from hazardwatch.handoff.jetstream import (
     ensure_scores_stream,
 )
 from hazardwatch.records import Frame, GatedFrame, MotionResult
-from procs import cpu_flags, cpu_seconds, free_port, get, wait_ready
+from procs import cpu_flags, cpu_seconds, free_port, get, minor_faults, wait_ready
 from wire_size import frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,6 +115,9 @@ class Process:
 
     def cpu(self) -> float:
         return cpu_seconds(self.popen.pid)
+
+    def faults(self) -> int:
+        return minor_faults(self.popen.pid)
 
     def stop(self, timeout: float = 60.0) -> None:
         if self.popen.poll() is None:
@@ -265,6 +270,8 @@ class Live:
     latency_p95_s: float | None = None
     broker_bytes_per_frame: float | None = None
     cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
+    # Minor page faults per frame: a role that maps its per-frame buffers in afresh.
+    faults_per_frame: dict[str, float] = field(default_factory=dict)
     stale: float = 0.0
     # CPU ms per second of the roles with nothing to do (before capture starts): what the
     # processes cost whatever the frame rate (the events service's stands against the
@@ -325,10 +332,12 @@ def live(workers: int, directory: Path, log: Path) -> tuple[Live, Live]:
         roles = {"capture": [capture], "workers": scorers, "events": [processes[1]],
                  "nats": [nats.process]}  # fmt: skip
 
-        def snapshot() -> tuple[float, dict[str, float], float, dict[float, float], float, Any]:
+        def snapshot() -> tuple[float, dict[str, tuple[float, int]], float, dict[float, float],
+                                float, Any]:  # fmt: skip
             scored = sum(total(scrape(w.port or 0), "hazardwatch_frames_scored_total")
                          for w in scorers)  # fmt: skip
-            cpu = {role: sum(p.cpu() for p in group) for role, group in roles.items()}
+            cpu = {role: (sum(p.cpu() for p in group), sum(p.faults() for p in group))
+                   for role, group in roles.items()}  # fmt: skip
             events = scrape(events_port)
             stale = sum(
                 total(scrape(w.port or 0), "hazardwatch_frames_dropped_total") for w in scorers
@@ -336,7 +345,7 @@ def live(workers: int, directory: Path, log: Path) -> tuple[Live, Live]:
             alone = scrape(one.port or 0)
             single_side = (
                 total(alone, "hazardwatch_frames_scored_total"),
-                one.cpu(),
+                (one.cpu(), one.faults()),
                 latency_buckets(alone),
             )
             return scored, cpu, nats.traffic(), latency_buckets(events), stale, single_side
@@ -348,7 +357,10 @@ def live(workers: int, directory: Path, log: Path) -> tuple[Live, Live]:
     if frames:
         result.broker_bytes_per_frame = (after[2] - before[2]) / frames
         result.cpu_ms_per_frame = {
-            role: 1000 * (after[1][role] - before[1][role]) / frames for role in after[1]
+            role: 1000 * (after[1][role][0] - before[1][role][0]) / frames for role in after[1]
+        }
+        result.faults_per_frame = {
+            role: (after[1][role][1] - before[1][role][1]) / frames for role in after[1]
         }
         latencies(result, before[3], after[3])
     return result, single_result(before[5], after[5], elapsed)
@@ -396,7 +408,8 @@ def single_result(before: Any, after: Any, elapsed: float) -> Live:
     frames = after[0] - before[0]
     result = Live(frames=frames, frames_per_s=frames / elapsed)
     if frames:
-        result.cpu_ms_per_frame = {"single": 1000 * (after[1] - before[1]) / frames}
+        result.cpu_ms_per_frame = {"single": 1000 * (after[1][0] - before[1][0]) / frames}
+        result.faults_per_frame = {"single": (after[1][1] - before[1][1]) / frames}
         latencies(result, before[2], after[2])
     return result
 
@@ -502,11 +515,12 @@ def run_role() -> int:
     return 0
 
 
-def codec_costs(rounds: int = 200) -> dict[str, float]:
-    """CPU ms per frame of the wire format alone: capture's JPEG encode, the worker's
-    envelope and its pixels (decoded at the size a 224-pixel model needs), its scores
-    message (the JPEG passed on as it came), and the events service's envelope (its
-    pixels are decoded only for an event's snapshot and clip)."""
+def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
+    """CPU ms and minor page faults per frame of the wire format alone: capture's JPEG
+    encode, the worker's envelope and its pixels (decoded at the size a 224-pixel model
+    needs; and through OpenCV's reader, for comparison), its scores message (the JPEG
+    passed on as it came), and the events service's envelope (its pixels are decoded
+    only for an event's snapshot and clip)."""
     from hazardwatch.handoff.codec import (
         decode_at_least,
         decode_gated,
@@ -527,22 +541,29 @@ def codec_costs(rounds: int = 200) -> dict[str, float]:
     probs = dict.fromkeys(bank.class_names, 0.1)
     sims = np.zeros(len(bank.prompts), np.float32)
 
-    def ms(step: Any, items: list[Any]) -> float:
-        started = time.process_time()
-        for i in range(rounds):
-            step(items[i % len(items)])
-        return 1000 * (time.process_time() - started) / rounds
-
     wire = [encode_gated(g) for g in gated]
     received = [decode_gated(w) for w in wire]
     scored = [encode_scored(ScoredFrame(r, probs, sims, bank)) for r in received]
-    return {
-        "encode_gated": ms(encode_gated, gated),
-        "decode_gated": ms(decode_gated, wire),
-        "worker_pixels": ms(lambda r: decode_at_least(r.wire_image, 224), received),
-        "encode_scored": ms(lambda r: encode_scored(ScoredFrame(r, probs, sims, bank)), received),
-        "decode_scored": ms(lambda d: decode_scored(d, lambda v: bank), scored),
+    steps: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
+        "encode_gated": (encode_gated, gated),
+        "decode_gated": (decode_gated, wire),
+        "worker_pixels": (lambda r: decode_at_least(r.wire_image, 224), received),
+        # The same pixels through OpenCV's reader, which the codec used before.
+        "worker_pixels_opencv": (
+            lambda r: cv2.imdecode(np.frombuffer(r.wire_image, np.uint8), cv2.IMREAD_COLOR),
+            received,
+        ),
+        "encode_scored": (lambda r: encode_scored(ScoredFrame(r, probs, sims, bank)), received),
+        "decode_scored": (lambda d: decode_scored(d, lambda v: bank), scored),
     }
+    out: dict[str, dict[str, float]] = {"ms": {}, "faults": {}}
+    for name, (step, items) in steps.items():
+        started, mapped = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for i in range(rounds):
+            step(items[i % len(items)])
+        out["ms"][name] = 1000 * (time.process_time() - started) / rounds
+        out["faults"][name] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - mapped) / rounds
+    return out
 
 
 def main() -> int:
@@ -563,7 +584,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hw-scale-") as tmp:
         root = Path(tmp)
         log = root / "roles.log"
-        report["codec_ms_per_frame"] = codec_costs()
+        codec_report = codec_costs()
+        report["codec_ms_per_frame"] = codec_report["ms"]
+        report["codec_faults_per_frame"] = codec_report["faults"]
         report["capture_ms_per_gated_frame"] = capture_costs(root / "capture-cost")
         singles: dict[int, Live] = {}
         for n in counts:
