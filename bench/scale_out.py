@@ -135,7 +135,10 @@ class Nats:
         self.url = f"nats://127.0.0.1:{self.port}"
         args = ["/usr/sbin/nats-server", "-js", "-sd", str(directory), "-a", "127.0.0.1",
                 "-p", str(self.port), "-m", str(self.http)]  # fmt: skip
-        popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {**os.environ, "GOGC": str(ARGS.nats_gogc)}  # as docker-compose.yml runs it
+        popen = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         self.process = Process("nats", popen)
         wait_ready(self.http, "/varz", timeout=10)
 
@@ -518,9 +521,11 @@ def run_role() -> int:
 def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
     """CPU ms and minor page faults per frame of the wire format alone: capture's JPEG
     encode, the worker's envelope and its pixels (decoded at the size a 224-pixel model
-    needs; and through OpenCV's reader, for comparison), its scores message (the JPEG
-    passed on as it came), and the events service's envelope (its pixels are decoded
-    only for an event's snapshot and clip)."""
+    needs), its scores message (the JPEG passed on as it came), and the events service's
+    envelope (its pixels are decoded only for an event's snapshot and clip). Then the
+    worker's decode and OpenCV's reader, which the codec used before, each in a fresh
+    process as a worker is (in this one, what was allocated so far decides whether
+    OpenCV's buffers are mapped in afresh)."""
     from hazardwatch.handoff.codec import (
         decode_at_least,
         decode_gated,
@@ -548,11 +553,6 @@ def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
         "encode_gated": (encode_gated, gated),
         "decode_gated": (decode_gated, wire),
         "worker_pixels": (lambda r: decode_at_least(r.wire_image, 224), received),
-        # The same pixels through OpenCV's reader, which the codec used before.
-        "worker_pixels_opencv": (
-            lambda r: cv2.imdecode(np.frombuffer(r.wire_image, np.uint8), cv2.IMREAD_COLOR),
-            received,
-        ),
         "encode_scored": (lambda r: encode_scored(ScoredFrame(r, probs, sims, bank)), received),
         "decode_scored": (lambda d: decode_scored(d, lambda v: bank), scored),
     }
@@ -563,12 +563,44 @@ def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
             step(items[i % len(items)])
         out["ms"][name] = 1000 * (time.process_time() - started) / rounds
         out["faults"][name] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - mapped) / rounds
+    for decoder in ("simplejpeg", "opencv"):
+        args = [sys.executable, __file__, "--role", "decode-cost", "--decoder", decoder]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+        spent, faults = done.stdout.split()
+        out["ms"][f"fresh_process_decode_{decoder}"] = float(spent)
+        out["faults"][f"fresh_process_decode_{decoder}"] = float(faults)
     return out
+
+
+def run_decode_cost(rounds: int = 200) -> int:
+    """One fresh-process decode measurement: prints CPU ms and minor faults per frame."""
+    from hazardwatch.handoff.codec import decode_at_least
+
+    wire = [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+            for image in footage(20)]  # fmt: skip
+    if ARGS.decoder == "opencv":
+
+        def decode(data: bytes) -> Any:
+            return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    else:
+
+        def decode(data: bytes) -> Any:
+            return decode_at_least(data, 224)
+
+    decode(wire[0])
+    started, mapped = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(rounds):
+        decode(wire[i % len(wire)])
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - mapped
+    print(f"{1000 * (time.process_time() - started) / rounds} {faults / rounds}")
+    return 0
 
 
 def main() -> int:
     if ARGS.role == "capture-cost":
         return run_capture_cost()
+    if ARGS.role == "decode-cost":
+        return run_decode_cost()
     if ARGS.role:
         return run_role()
     counts = [int(n) for n in ARGS.workers.split(",")]
@@ -579,6 +611,7 @@ def main() -> int:
         "live_batch_seconds": ARGS.live_batch_seconds,
         "fake_capacity_per_worker_fps": ARGS.batch / ARGS.batch_seconds,
         "cpu": {"cores": os.cpu_count(), "flags": cpu_flags()},
+        "nats_gogc": ARGS.nats_gogc,
         "workers": {},
     }
     with tempfile.TemporaryDirectory(prefix="hw-scale-") as tmp:
@@ -683,11 +716,17 @@ def parse_args() -> argparse.Namespace:
         "--idle-seconds", type=float, default=10.0,
         help="how long the roles' idle CPU is measured before capture starts",
     )  # fmt: skip
+    parser.add_argument(
+        "--nats-gogc", type=int, default=400,
+        help="GOGC of the private nats-server (docker-compose.yml's; Go's default is 100)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-log", action="store_true", help="append the roles' log tail")
     parser.add_argument(
-        "--role", choices=["worker", "single", "capture-cost"], help=argparse.SUPPRESS
-    )
+        "--role", choices=["worker", "single", "capture-cost", "decode-cost"],
+        help=argparse.SUPPRESS,
+    )  # fmt: skip
+    parser.add_argument("--decoder", choices=["simplejpeg", "opencv"], help=argparse.SUPPRESS)
     parser.add_argument("--sink", choices=["none", "encode", "publish"], help=argparse.SUPPRESS)
     parser.add_argument("--nats-url", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
