@@ -144,9 +144,10 @@ def _decode(data: bytes, factor: int, size: tuple[int, int] | None) -> Image:
     scaling); a PNG, or anything else, through OpenCV.
 
     The same library and settings as OpenCV's JPEG reader — the pixels are identical —, but
-    OpenCV's `imdecode` page-faults its output and a working buffer in afresh every call
-    (about 450 minor faults for a 768×432 frame, which made its decode cost 1.7 ms where
-    simplejpeg's costs 0.6; `bench/scale_out.py` times both)."""
+    OpenCV's `imdecode` can map its output and a working buffer in afresh on every call,
+    by what the process allocated before (in a bare process about 450 minor faults for a
+    768×432 frame: 1.7 ms against 0.6–0.8 here); simplejpeg's decode takes none.
+    `bench/scale_out.py` times both in fresh processes."""
     if data.startswith(_JPEG):
         scaled = {} if size is None or factor == 1 else {
             "min_factor": factor,
