@@ -131,7 +131,7 @@ def test_wire_jpegs_decode_to_the_pixels_opencv_reads(min_side: int, flag: int) 
 def test_a_damaged_jpeg_is_a_codec_error_in_libjpegs_words() -> None:
     _, jpeg = cv2.imencode(".jpg", image(320, 240))
     data = jpeg.tobytes()
-    with pytest.raises(CodecError, match="not a JPEG .*: .+"):
+    with pytest.raises(CodecError, match=r"not a JPEG .*: .+"):
         decode_jpeg(data[: len(data) // 2])
     with pytest.raises(CodecError, match="not a JPEG"):
         decode_at_least(data[:40], 90)
