@@ -20,16 +20,16 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
-from procs import cpu_flags, cpu_seconds, free_port, wait_ready
+from procs import cpu_flags, cpu_seconds, free_port, nats_server, wait_ready
 
 MESSAGES = 1600
 
@@ -65,12 +65,7 @@ async def hop(url: str, size: int, batch: int, storage: StorageType) -> float:
 def measure(size: int, batch: int, storage: StorageType, gogc: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hw-hop-") as tmp:
         port, http = free_port(), free_port()
-        args = ["/usr/sbin/nats-server", "-js", "-sd", tmp, "-a", "127.0.0.1", "-p", str(port),
-                "-m", str(http)]  # fmt: skip
-        env = {**os.environ, "GOGC": str(gogc)}
-        server = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
+        server = nats_server(Path(tmp), port, http, gogc)
         try:
             wait_ready(http, "/varz", timeout=10)
             before = cpu_seconds(server.pid)

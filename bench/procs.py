@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +31,15 @@ def minor_faults(pid: int) -> int:
     trap; a per-frame buffer freed back to the system and allocated again pays them anew."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[7])
+
+
+def nats_server(store: Path, port: int, http: int, gogc: int) -> subprocess.Popen[bytes]:
+    """A private `nats-server -js` on loopback, file storage under `store`, monitoring on
+    `http`, Go's collector at `gogc` (docker-compose.yml runs it at 400; Go's default 100)."""
+    args = ["/usr/sbin/nats-server", "-js", "-sd", str(store), "-a", "127.0.0.1",
+            "-p", str(port), "-m", str(http)]  # fmt: skip
+    env = {**os.environ, "GOGC": str(gogc)}
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def get(url: str, timeout: float = 2.0) -> str:

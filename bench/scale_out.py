@@ -70,7 +70,7 @@ from hazardwatch.handoff.jetstream import (
     ensure_scores_stream,
 )
 from hazardwatch.records import Frame, GatedFrame, MotionResult
-from procs import cpu_flags, cpu_seconds, free_port, get, minor_faults, wait_ready
+from procs import cpu_flags, cpu_seconds, free_port, get, minor_faults, nats_server, wait_ready
 from wire_size import frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,12 +133,7 @@ class Nats:
     def __init__(self, directory: Path) -> None:
         self.port, self.http = free_port(), free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
-        args = ["/usr/sbin/nats-server", "-js", "-sd", str(directory), "-a", "127.0.0.1",
-                "-p", str(self.port), "-m", str(self.http)]  # fmt: skip
-        env = {**os.environ, "GOGC": str(ARGS.nats_gogc)}  # as docker-compose.yml runs it
-        popen = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
+        popen = nats_server(directory, self.port, self.http, ARGS.nats_gogc)
         self.process = Process("nats", popen)
         wait_ready(self.http, "/varz", timeout=10)
 
@@ -439,10 +434,6 @@ def capture_costs(directory: Path) -> dict[str, float]:
 
 def run_capture_cost() -> int:
     """One `capture_costs` measurement: prints CPU ms per gated frame."""
-    import resource
-
-    import cv2
-
     from hazardwatch.app import build_readers
     from hazardwatch.handoff.codec import encode_gated
     from hazardwatch.settings import Settings
@@ -558,11 +549,7 @@ def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
     }
     out: dict[str, dict[str, float]] = {"ms": {}, "faults": {}}
     for name, (step, items) in steps.items():
-        started, mapped = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for i in range(rounds):
-            step(items[i % len(items)])
-        out["ms"][name] = 1000 * (time.process_time() - started) / rounds
-        out["faults"][name] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - mapped) / rounds
+        out["ms"][name], out["faults"][name] = per_call(step, items, rounds)
     for decoder in ("simplejpeg", "opencv"):
         args = [sys.executable, __file__, "--role", "decode-cost", "--decoder", decoder]
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
@@ -588,12 +575,19 @@ def run_decode_cost(rounds: int = 200) -> int:
             return decode_at_least(data, 224)
 
     decode(wire[0])
+    spent, faults = per_call(decode, wire, rounds)
+    print(f"{spent} {faults}")
+    return 0
+
+
+def per_call(step: Callable[[Any], Any], items: list[Any], rounds: int) -> tuple[float, float]:
+    """CPU ms and minor page faults of this process per call of `step`, over `rounds`
+    calls cycling through `items`."""
     started, mapped = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for i in range(rounds):
-        decode(wire[i % len(wire)])
+        step(items[i % len(items)])
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - mapped
-    print(f"{1000 * (time.process_time() - started) / rounds} {faults / rounds}")
-    return 0
+    return 1000 * (time.process_time() - started) / rounds, faults / rounds
 
 
 def main() -> int:
