@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from hazardwatch.app import RunSummary, Service
-from hazardwatch.detect.normal import decode_embedding
+from hazardwatch.detect.normal import CameraNormal, decode_embedding
 from hazardwatch.outputs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -546,3 +546,91 @@ def test_queue_capacity_is_reported_when_the_queue_is_empty() -> None:
     text = metrics.render().decode()
     assert "hazardwatch_queue_capacity 64.0" in text
     assert "hazardwatch_queue_depth 0.0" in text
+
+
+def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never_overwritten(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 29.1: calibrate, run, a false-alarm verdict, stop: the stored state holds the
+    verdict's reference (a restart loads it). A calibration made while a second run is
+    going is what stays stored after that run's saves and its shutdown."""
+    from hazardwatch import app
+    from hazardwatch.app import calibrate_camera
+    from tests.fakes import write_red_square_clip
+
+    monkeypatch.setattr(app, "load_encoder", lambda settings: FakeEncoder())
+    quiet = tmp_path / "quiet.mp4"
+    write_red_square_clip(str(quiet), seconds=4, busy=True, on=(99.0, 99.0))
+    clip = tmp_path / "gate.mp4"
+    write_red_square_clip(str(clip), seconds=8, busy=True, parked={60: (2.0, 6.0)})
+    settings = service_settings(tmp_path, database_url, [str(clip)], loop=True)
+    calibrate_camera(settings, "gate", quiet)
+    engine = create_engine(database_url)
+    repository = Repository(engine)
+
+    def stored() -> dict[str, Any]:
+        return dict(json.loads(repository.load_camera_states()["gate"]))
+
+    def references() -> int:
+        return len(CameraNormal.from_json(stored()).references)
+
+    def updated_at() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT updated_at FROM camera_states WHERE camera = 'gate'")
+            ).scalar_one()
+
+    calibration = stored()
+    assert calibration["source"] == "calibrated" and references() == 1
+    calibrated_row_at = updated_at()
+
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        events: list[dict[str, Any]] = []
+
+        def has_event() -> bool:
+            if _get(base + "/healthz") != 200:
+                return False
+            events[:] = httpx.get(base + "/api/v1/events", timeout=5).json()["items"]
+            return bool(events)
+
+        assert wait_for(has_event, 60, interval=0.2)
+        answer = httpx.post(
+            f"{base}/api/v1/events/{events[0]['uuid']}/feedback",
+            json={"verdict": "false_alarm"},
+            timeout=5,
+        ).json()
+        assert answer["normal_references"] == 2
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    after = stored()
+    assert references() == 2, "the verdict was lost at shutdown"
+    assert after["calibrated_at"] == calibration["calibrated_at"]
+    assert updated_at() != calibrated_row_at
+
+    # A second run; while it goes, the operator calibrates the camera again. The run's
+    # later saves (a verdict's, the shutdown's) must not overwrite that calibration.
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: _get(base + "/healthz") == 200, 30)
+        time.sleep(0.5)
+        recalibrated = calibrate_camera(settings, "gate", quiet)
+        assert wait_for(has_event, 60, interval=0.2)
+        httpx.post(
+            f"{base}/api/v1/events/{events[0]['uuid']}/feedback",
+            json={"verdict": "false_alarm"},
+            timeout=5,
+        )
+    finally:
+        service.stop()
+        thread.join(30)
+    final, kept = stored(), references()
+    engine.dispose()
+    assert final["calibrated_at"] == recalibrated.calibrated_at and kept == 1

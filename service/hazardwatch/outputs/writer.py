@@ -90,6 +90,7 @@ class EventWriter:
         self.latencies_s: deque[float] = deque(maxlen=10_000)
         self._snapshots: dict[str, str] = {}
         self._open: set[str] = set()
+        self._states_refused: set[str] = set()  # warned once per camera, not every minute
         self._next_replay = 0.0
         # Items taken and items finished (stored, spooled, or failed and logged): the
         # queue is FIFO with one consumer, so finished >= a mark means done up to it.
@@ -249,7 +250,19 @@ class EventWriter:
             with contextlib.suppress(OSError):
                 self._media_written((self.media_dir / item.clip_path).stat().st_size)
         elif isinstance(item, CameraStateRecord):
-            self.repository.save_camera_state(item.camera, item.state, item.source, item.references)
+            # Its calibration time goes with it: the repository keeps a state calibrated later
+            # (beside the running service), and without this every save of a calibrated
+            # camera looked older than what it had loaded and was refused.
+            stored = self.repository.save_camera_state(
+                item.camera, item.state, item.source, item.references, item.calibrated_at
+            )
+            if not stored and item.camera not in self._states_refused:
+                self._states_refused.add(item.camera)
+                log.warning(
+                    "camera %s: learned state not saved: a newer calibration is stored; "
+                    "restart to load it",
+                    item.camera,
+                )
         elif isinstance(item, WeatherLink):
             if not self.repository.set_weather(item.uuid, item.weather):
                 log.warning("weather for event %s: no such stored event; dropped", item.uuid)
