@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hazardwatch.outputs.alerts import Alert
 from hazardwatch.outputs.mqtt import MqttPublisher
-from hazardwatch.records import EventRecord
+from hazardwatch.records import EventRecord, EventUpdate
 from tests.conftest import skip_or_fail
 from tests.helpers import wait_for
 
@@ -57,12 +57,19 @@ class Listener:
         self.client.disconnect()
 
 
-def alert(kind: str, before: EventRecord | None, snapshot: str | None) -> Alert:
+def record(kind: str, snapshot: str | None, uuid: str = "e1") -> EventRecord:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    status = "closed" if kind == "end" else "open"
-    record = EventRecord("e1", "gate-1", "fire_smoke", "critical", status, now, now, 0.8, 0.7,
-                         snapshot_path=snapshot)  # fmt: skip
-    return Alert(kind, before, record, None, None, None)  # type: ignore[arg-type]
+    status = "closed" if kind in ("end", "ended") else "open"
+    return EventRecord(uuid, "gate-1", "fire_smoke", "critical", status, now, now, 0.8, 0.7,
+                       snapshot_path=snapshot)  # fmt: skip
+
+
+def alert(kind: str, before: EventRecord | None, snapshot: str | None) -> Alert:
+    return Alert(kind, before, record(kind, snapshot), None, None, None)  # type: ignore[arg-type]
+
+
+def update(kind: str, uuid: str, snapshot: str | None = None) -> EventUpdate:
+    return EventUpdate(kind, record(kind, snapshot, uuid), None, None)
 
 
 def test_events_state_snapshot_and_availability(tmp_path: Path) -> None:
@@ -78,7 +85,9 @@ def test_events_state_snapshot_and_availability(tmp_path: Path) -> None:
         assert listener.on(f"{prefix}/available")[-1].payload == b"online"
         new = alert("new", None, "gate-1/e1.jpg")
         publisher.send(new)
+        publisher.observe(update("started", "e1", "gate-1/e1.jpg"))
         publisher.send(alert("end", new.after, "gate-1/e1.jpg"))
+        publisher.observe(update("ended", "e1", "gate-1/e1.jpg"))
         assert wait_for(lambda: len(listener.on(f"{prefix}/events")) == 2, 5)
         events = [json.loads(m.payload) for m in listener.on(f"{prefix}/events")]
         assert [e["type"] for e in events] == ["new", "end"]
@@ -136,6 +145,45 @@ def test_publishes_while_the_broker_is_unreachable_are_queued_not_raised() -> No
     publisher.start()
     try:
         publisher.send(alert("new", None, None))
+        publisher.observe(update("started", "e1"))
         assert publisher.published == 2 and not publisher.connected
     finally:
         publisher.stop(timeout=0.5)
+
+
+def test_the_state_follows_the_events_not_the_alert_cooldown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 29.4: one event ends; two later ones overlap, and the cooldown holds back
+    their alerts. The retained state is ON while either is open and OFF after both. A
+    clean stop logs no "disconnected; reconnecting" warning."""
+    from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
+
+    prefix = f"hwtest-{uuid.uuid4().hex[:8]}"
+    listener = Listener(f"{prefix}/#")
+    publisher = MqttPublisher(HOST, PORT, prefix=prefix, media_dir=tmp_path)
+    dispatcher = AlertDispatcher(AlertPolicy(cooldown_s=3600), [publisher])
+    hear = [dispatcher, publisher.observe]  # as the service wires them
+    publisher.start()
+    try:
+        assert wait_for(lambda: publisher.connected, 10)
+        for step in [("started", "a"), ("ended", "a"), ("started", "b"), ("started", "c"),
+                     ("ended", "b")]:  # fmt: skip
+            for listen in hear:
+                listen(update(*step))
+        topic = f"{prefix}/gate-1/fire_smoke"
+        assert wait_for(lambda: len(listener.on(topic)) == 3, 5)
+        assert [m.payload for m in listener.on(topic)] == [b"ON", b"OFF", b"ON"]
+        assert dispatcher.suppressed == 2  # b and c were not alerted
+        for listen in hear:
+            listen(update("ended", "c"))
+        assert wait_for(lambda: len(listener.on(topic)) == 4, 5)
+        assert listener.on(topic)[-1].payload == b"OFF"
+        events = [json.loads(m.payload)["type"] for m in listener.on(f"{prefix}/events")]
+        assert events == ["new", "end"]
+    finally:
+        with caplog.at_level("INFO", logger="hazardwatch.outputs.mqtt"):
+            publisher.stop()
+            time.sleep(0.2)
+        listener.close()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text

@@ -4,8 +4,10 @@ Topics under the configured prefix:
 - `<prefix>/available`: "online" (retained) while connected; the broker publishes the
   last will "offline" when the connection dies.
 - `<prefix>/events`: {"type": "new|update|end", "before": …, "after": …} per alert.
-- `<prefix>/<camera>/<class>`: "ON" while an alerted event is open, "OFF" after (retained).
-- `<prefix>/<camera>/<class>/snapshot`: the latest alerted peak frame as JPEG (retained).
+- `<prefix>/<camera>/<class>`: "ON" while an event of that camera and class is open, "OFF"
+  once none is (retained). It follows the events (`observe`), not the alert policy: an
+  event whose alert the cooldown or `min_severity` held back still turns it ON.
+- `<prefix>/<camera>/<class>/snapshot`: the latest event's peak frame as JPEG (retained).
 
 paho's network loop runs on its own thread and reconnects by itself; publishes made while
 disconnected are queued (bounded) and go out on reconnect.
@@ -27,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import Alert, event_json
+from hazardwatch.records import EventUpdate
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class MqttPublisher:
         self._client.will_set(self.topic("available"), "offline", qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._stopping = False
+        self._open: dict[tuple[str, str], set[str]] = {}  # (camera, class) -> open event uuids
+        self._snapshots: dict[tuple[str, str], str] = {}  # the last snapshot published
 
     def topic(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts))
@@ -76,6 +82,7 @@ class MqttPublisher:
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Say "offline" (retained), disconnect, stop the network thread."""
+        self._stopping = True
         info = self._client.publish(self.topic("available"), "offline", qos=1, retain=True)
         if self.connected:
             with contextlib.suppress(RuntimeError, ValueError):
@@ -93,31 +100,54 @@ class MqttPublisher:
         client.publish(self.topic("available"), "online", qos=1, retain=True)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stopping:
             log.warning("MQTT disconnected (%s); reconnecting", reason)
+        elif self._stopping:
+            log.info("MQTT disconnected from %s:%d", self.host, self.port)
         self.connected = False
 
     def send(self, alert: Alert) -> None:
-        after = alert.after
+        """An alert on `<prefix>/events` (the state topics follow `observe`)."""
         payload = {
             "type": alert.type,
             "before": event_json(alert.before) if alert.before is not None else None,
-            "after": event_json(after),
+            "after": event_json(alert.after),
             "snapshot_url": alert.snapshot_url,
             "clip_url": alert.clip_url,
         }
         self._publish(self.topic("events"), json.dumps(payload), retain=False)
-        state = "OFF" if alert.type == "end" else "ON"
-        self._publish(self.topic(after.camera, after.class_name), state, retain=True)
-        if alert.type != "end" and after.snapshot_path and self.media_dir is not None:
+
+    def observe(self, update: EventUpdate) -> None:
+        """Every stored event change, alerted or not: the retained ON/OFF state of its
+        camera and class, and its snapshot (writer thread; publishes are queued)."""
+        record = update.record
+        key = (record.camera, record.class_name)
+        if update.kind not in ("started", "updated", "ended"):
+            return
+        events = self._open.setdefault(key, set())
+        was_on = bool(events)
+        if update.kind == "ended":
+            events.discard(record.uuid)
+        else:
+            events.add(record.uuid)
+        if bool(events) != was_on:
+            self._publish(self.topic(*key), "ON" if events else "OFF", retain=True)
+        if not events:
+            del self._open[key]
+        snapshot = record.snapshot_path
+        if (
+            update.kind != "ended"
+            and snapshot
+            and self.media_dir is not None
+            and self._snapshots.get(key) != snapshot
+        ):
             try:
-                jpeg = (self.media_dir / after.snapshot_path).read_bytes()
+                jpeg = (self.media_dir / snapshot).read_bytes()
             except OSError as exc:
-                log.warning("MQTT snapshot of event %s not sent: %s", after.uuid, exc)
+                log.warning("MQTT snapshot of event %s not sent: %s", record.uuid, exc)
             else:
-                self._publish(
-                    self.topic(after.camera, after.class_name, "snapshot"), jpeg, retain=True
-                )
+                self._snapshots[key] = snapshot
+                self._publish(self.topic(*key, "snapshot"), jpeg, retain=True)
 
     def deliver_now(self, alert: Alert, timeout_s: float) -> str | None:
         """Publish one alert to `<prefix>/events` now over a connection of its own (a
