@@ -68,10 +68,19 @@ class WebhookReceiver:
     `stop()` then `start()` brings it back on the same port (a receiver that was down).
     """
 
-    def __init__(self, port: int, status: int = 200, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        status: int = 200,
+        delay_s: float = 0.0,
+        on_receive: Callable[[Received], None] | None = None,
+    ) -> None:
+        """`on_receive` runs on each accepted POST before the answer (a receiver that
+        fetches the alert's links as it arrives)."""
         self.port = port
         self.status = status
         self.delay_s = delay_s
+        self.on_receive = on_receive
         self.received: list[Received] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -89,7 +98,10 @@ class WebhookReceiver:
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 if receiver.status < 300:
-                    receiver.received.append(Received(self.path, dict(self.headers), body, at))
+                    got = Received(self.path, dict(self.headers), body, at)
+                    if receiver.on_receive is not None:
+                        receiver.on_receive(got)
+                    receiver.received.append(got)
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -143,12 +143,12 @@ def test_run_sends_signed_webhooks_mqtt_and_writes_a_clip(
                     "mqtt": {"host": HOST, "port": PORT, "topic_prefix": prefix}},
             api={"public_url": "http://hw.local:8080"},
         )  # fmt: skip
-        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 2, 5)
+        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 3, 5)
     finally:
         receiver.stop()
         listener.close()
     types = [r.json()["type"] for r in receiver.received]
-    assert types[0] == "new" and types[-1] == "end"
+    assert types[0] == "new" and types[-2:] == ["end", "clip_ready"]
     for got in receiver.received:
         headers = {k.lower(): v for k, v in got.headers.items()}
         assert verify_signature(
@@ -158,7 +158,10 @@ def test_run_sends_signed_webhooks_mqtt_and_writes_a_clip(
     assert new["class_name"] == "traffic_accident" and new["camera"] == "crash"
     assert new["snapshot_url"].startswith("http://hw.local:8080/api/v1/events/")
     mqtt_types = [json.loads(m.payload)["type"] for m in listener.on(f"{prefix}/events")]
-    assert mqtt_types[0] == "new" and mqtt_types[-1] == "end"
+    assert mqtt_types[0] == "new" and mqtt_types[-2:] == ["end", "clip_ready"]
+    ready = receiver.received[-1].json()
+    assert ready["clip_url"].endswith(f"/api/v1/events/{ready['event']['uuid']}/clip.mp4")
+    assert ready["event"]["clip_path"] == f"crash/{ready['event']['uuid']}.mp4"
     assert listener.on(f"{prefix}/crash/traffic_accident")[-1].payload == b"OFF"
     # The clip: pre-roll + event frames, linked on the event, playable.
     event = Repository(create_engine(sqlite_url)).list_events()[0]
@@ -209,7 +212,11 @@ def test_a_recorded_rtsp_camera_gets_full_rate_clips(
 ) -> None:
     """A real RTSP camera with `record: true`: the service reads it for scoring and records
     it on a second session; the event's clip is the camera's own H.264 at its 10 fps,
-    cut from the segments, where the sampled clip would be 3 fps."""
+    cut from the segments, where the sampled clip would be 3 fps.
+
+    A webhook receiver fetches every link as its alert arrives (issue 29.2): the `end`
+    alert's clip link answers 202 with Retry-After while the clip is cut, never 404, and a
+    `clip_ready` alert follows whose link answers the clip."""
     from tests.capture.test_recorder import probe
     from tests.conftest import RtspServer, make_h264_clip
 
@@ -217,9 +224,24 @@ def test_a_recorded_rtsp_camera_gets_full_rate_clips(
     server = RtspServer(source, free_port())
     server.start()
     camera = {"name": "gate", "url": server.url, "record": True}
+    port = free_port()
+    fetched: list[tuple[str, str, int, str | None]] = []  # (alert, link, status, Retry-After)
+
+    def fetch_links(got: Any) -> None:
+        body = got.json()
+        for link in ("snapshot_url", "clip_url"):
+            if body[link]:
+                answer = httpx.get(body[link], timeout=5)
+                fetched.append(
+                    (body["type"], link, answer.status_code, answer.headers.get("retry-after"))
+                )
+
+    receiver = WebhookReceiver(free_port(), on_receive=fetch_links).start()
     settings = service_settings(
         tmp_path, sqlite_url, [], cameras=[camera],
         recording={"segment_s": 1, "postroll_s": 1},
+        alerts={"webhook": {"url": receiver.url}},
+        api={"port": port, "public_url": f"http://127.0.0.1:{port}"},
     )  # fmt: skip
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())
     thread = threading.Thread(target=service.run, daemon=True)
@@ -238,10 +260,17 @@ def test_a_recorded_rtsp_camera_gets_full_rate_clips(
             return any(e["clip_url"] for e in items)
 
         assert wait_for(clip_linked, 60, interval=0.5)
+        assert wait_for(lambda: any(f[0] == "clip_ready" for f in fetched), 10, interval=0.2)
     finally:
         service.stop()
         thread.join(30)
         server.stop()
+        receiver.stop()
+    assert all(status in (200, 202) for _, _, status, _ in fetched), fetched
+    ends = [f for f in fetched if f[0] == "end" and f[1] == "clip_url"]
+    assert ends and all(status == 202 and int(str(wait)) >= 1 for _, _, status, wait in ends)
+    ready = [f for f in fetched if f[0] == "clip_ready" and f[1] == "clip_url"]
+    assert ready and all(status == 200 for _, _, status, _ in ready)
     event = next(e for e in Repository(create_engine(sqlite_url)).list_events() if e.clip_path)
     info = probe(tmp_path / "media" / str(event.clip_path))
     assert info["codec_name"] == "h264" and info["r_frame_rate"] == "10/1"

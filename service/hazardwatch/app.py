@@ -417,21 +417,27 @@ class Service:
             channel.start()
             stack.callback(channel.stop)  # after the writer: its last alerts go out
         a = settings.alerts
-        writer.listeners.append(
-            AlertDispatcher(
-                AlertPolicy(
-                    min_severity=a.min_severity,
-                    cooldown_s=a.cooldown_s,
-                    update_interval_s=a.update_interval_s,
-                ),
-                list(channels),
-                public_url=settings.api.public_url,
-                signer=api_state.signer,
-                metrics=metrics,
-            )
+        dispatcher = AlertDispatcher(
+            AlertPolicy(
+                min_severity=a.min_severity,
+                cooldown_s=a.cooldown_s,
+                update_interval_s=a.update_interval_s,
+            ),
+            list(channels),
+            public_url=settings.api.public_url,
+            signer=api_state.signer,
+            metrics=metrics,
         )
+        writer.listeners.append(dispatcher)
+        # MQTT's retained state follows every event, whatever the alert policy held back.
+        writer.listeners.extend(c.observe for c in channels if isinstance(c, MqttPublisher))
         writer.listeners.extend(self._event_listeners)
         clips = build_clip_recorder(settings, writer, lambda cam: _segments_of(readers, cam))
+        dispatcher.clips = clips is not None
+        writer.clip_listeners.append(dispatcher.clip_ready)
+        if clips is not None:
+            writer.clip_listeners.append(clips.clip_stored)
+            api_state.clip_pending = clips.pending
         emit_event = self._event_sink(stack, writer, clips, metrics)
         stage = DetectorStage(
             DetectorParams.from_settings(settings.detector),

@@ -138,3 +138,28 @@ def test_with_a_token_alert_links_are_signed_for_their_own_path() -> None:
     query = parse_qs(parts.query)
     assert signer.verify(parts.path, query["exp"][0], query["sig"][0])
     assert not signer.verify("/api/v1/events/e2/snapshot.jpg", query["exp"][0], query["sig"][0])
+
+
+def test_clip_ready_follows_an_alerted_end_once_and_no_clip_link_without_clips() -> None:
+    dispatcher, sink, _ = make(cooldown_s=3600)
+    for step in ("started", "ended"):
+        dispatcher(update(step, "e1"))
+    dispatcher(update("started", "e2"))  # held back by the cooldown
+    dispatcher(update("ended", "e2"))
+    with_clip = update("ended", "e1").record
+    dispatcher.clip_ready(with_clip)
+    dispatcher.clip_ready(with_clip)  # a second link of the same clip: no second alert
+    dispatcher.clip_ready(update("ended", "e2").record)  # its end was never alerted
+    assert [(a.type, a.after.uuid) for a in sink.alerts] == [
+        ("new", "e1"), ("end", "e1"), ("clip_ready", "e1"),
+    ]  # fmt: skip
+    end, ready = sink.alerts[1], sink.alerts[2]
+    assert end.clip_url == ready.clip_url == "https://hw.example.com/api/v1/events/e1/clip.mp4"
+    assert ready.payload()["type"] == "clip_ready"
+
+    dispatcher.clips = False  # media.clips off: no link that could never answer
+    dispatcher(update("started", "e3", cls="fire_smoke"))
+    dispatcher(update("ended", "e3", cls="fire_smoke"))
+    assert sink.alerts[-1].type == "end" and sink.alerts[-1].clip_url is None
+    dispatcher.clip_ready(update("ended", "e3").record)
+    assert sink.alerts[-1].type == "end"

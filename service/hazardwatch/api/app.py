@@ -9,6 +9,7 @@ media directory and can never escape it.
 from __future__ import annotations
 
 import hmac
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class ApiState:
     learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
     # Signs media links when a token is set (alerts and the events list carry them).
     signer: MediaSigner = field(default_factory=lambda: MediaSigner(None))
+    # Seconds until an event's clip should be stored; None when none is coming.
+    clip_pending: Callable[[str], float | None] = lambda uuid: None
 
 
 class ErrorBody(BaseModel):
@@ -366,11 +369,26 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         responses={
             **auth,
             200: {"content": {"video/mp4": {}}, "description": "The event's clip"},
+            202: {
+                "model": ErrorBody,
+                "description": "The clip is still being cut (the event is open, or just "
+                "ended): ask again after the Retry-After seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            },
             **_errors(e404="No such event, or it has no clip (any more)"),
         },
     )
-    def clip(uuid: str, exp: LinkExpiry = None, sig: LinkSignature = None) -> FileResponse:
+    def clip(uuid: str, exp: LinkExpiry = None, sig: LinkSignature = None) -> Response:
         event = _find(state, uuid)
+        if not event.clip_path:
+            wait_s = state.clip_pending(event.uuid)
+            if wait_s is not None:
+                retry = str(max(1, math.ceil(wait_s)))
+                return JSONResponse(
+                    {"detail": f"the clip of event {event.uuid} is being cut; retry in {retry} s"},
+                    status_code=202,
+                    headers={"Retry-After": retry},
+                )
         return FileResponse(_media(state, event.clip_path, "clip"), media_type="video/mp4")
 
     @app.get("/api/v1/cameras", tags=["cameras"], responses=auth)

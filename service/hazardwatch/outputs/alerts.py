@@ -2,7 +2,9 @@
 
 An event is alerted when its class severity reaches `min_severity` and no alert for the
 same camera and class started within the cooldown; its updates (new peaks) are throttled;
-its end is always sent when its start was. The dispatcher runs on the writer thread (so an
+its end is always sent when its start was, and so is `clip_ready` once the event's clip is
+stored (the `end` alert's `clip_url` answers 202 with Retry-After until then). The
+dispatcher runs on the writer thread (so an
 event is durable before anyone hears of it) and only hands alerts to the channels' own
 queues: a slow or dead receiver never reaches back into the pipeline.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,9 +25,10 @@ from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.records import SEVERITIES, EventRecord, EventUpdate, Severity
 
 log = logging.getLogger(__name__)
-AlertType = Literal["new", "update", "end", "test"]
+AlertType = Literal["new", "update", "end", "clip_ready", "test"]
 TEST_CLASS = "hazardwatch_test_alert"
 _TYPES: dict[str, AlertType] = {"started": "new", "updated": "update", "ended": "end"}
+MAX_AWAITING_CLIPS = 10_000  # ended events a clip_ready may still follow
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +128,10 @@ class AlertDispatcher:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         signer: MediaSigner | None = None,
+        clips: bool = True,
     ) -> None:
-        """`signer`: signs media links when the API needs a token (receivers have none)."""
+        """`signer`: signs media links when the API needs a token (receivers have none);
+        `clips`: whether events get clips (else an `end` alert carries no clip link)."""
         self.policy = policy
         self.channels = channels
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -135,6 +141,9 @@ class AlertDispatcher:
         self._last_new: dict[tuple[str, str], float] = {}
         self._alerted: dict[str, EventRecord] = {}  # open events whose start was alerted
         self._last_update: dict[str, float] = {}
+        # Ended events whose start was alerted and whose clip is still to come.
+        self._awaiting_clip: OrderedDict[str, None] = OrderedDict()
+        self.clips = clips
         self.suppressed = 0
 
     def __call__(self, update: EventUpdate) -> None:
@@ -173,6 +182,10 @@ class AlertDispatcher:
         if kind == "end":
             self._alerted.pop(record.uuid, None)
             self._last_update.pop(record.uuid, None)
+            if self.clips and not record.clip_path:
+                self._awaiting_clip[record.uuid] = None
+                while len(self._awaiting_clip) > MAX_AWAITING_CLIPS:
+                    self._awaiting_clip.popitem(last=False)
         else:
             self._alerted[record.uuid] = record
         return Alert(
@@ -181,8 +194,28 @@ class AlertDispatcher:
             record,
             update.latency_from,
             self._url(record, "snapshot.jpg") if record.snapshot_path else None,
-            self._url(record, "clip.mp4") if kind == "end" else None,  # made at the end
+            # Cut at the end: until it is stored the link answers 202 with Retry-After.
+            self._url(record, "clip.mp4") if kind == "end" and self.clips else None,
         )
+
+    def clip_ready(self, record: EventRecord) -> None:
+        """The event's clip is stored: `clip_ready` to every channel that heard its end."""
+        if record.uuid not in self._awaiting_clip:
+            return
+        del self._awaiting_clip[record.uuid]
+        alert = Alert(
+            "clip_ready",
+            None,
+            record,
+            None,
+            self._url(record, "snapshot.jpg") if record.snapshot_path else None,
+            self._url(record, "clip.mp4"),
+        )
+        for channel in self.channels:
+            try:
+                channel.send(alert)
+            except Exception:
+                log.exception("alert channel %s refused an alert", channel.name)
 
     def _url(self, record: EventRecord, leaf: str) -> str | None:
         if self.public_url is None:

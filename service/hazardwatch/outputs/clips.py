@@ -13,6 +13,9 @@ the pre-roll and post-roll, are joined into one MP4 once the segment after the w
 begun. Segments are cut at the camera's keyframes, so a clip starts up to one segment
 earlier and ends up to one later than the window. When no segment covers the event (the
 recorder was down, ffmpeg failed) the sampled-frame clip stays.
+
+From an event's start until its clip is stored (or has failed), `pending` says when to ask
+again: the API answers the clip link with 202 and Retry-After meanwhile, never 404.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from pathlib import Path
 import cv2
 
 from hazardwatch.capture.recorder import SEGMENT_SUFFIX
-from hazardwatch.records import ClipLink, EventUpdate, Frame, Image
+from hazardwatch.records import ClipLink, EventRecord, EventUpdate, Frame, Image
 from hazardwatch.redact import redact_text
 
 log = logging.getLogger(__name__)
 _STOP = object()
 MAX_GAP_S = 2.0  # a longer pause (no motion) is shown as this long, not as a frozen minute
+STORE_GRACE_S = 60.0  # a published clip not stored by then (database down) stops being "coming"
 
 
 TRANSCODE_TIMEOUT_S = 300.0
@@ -203,6 +207,10 @@ class ClipRecorder:
         self.frames_dropped = 0
         self.clips_written = 0
         self.clips_failed = 0
+        # Events whose clip is coming -> when it should be ready (wall clock, None: at the
+        # event's end, not yet known). Read by the API's threads.
+        self._pending: dict[str, float | None] = {}
+        self._pending_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -213,6 +221,33 @@ class ClipRecorder:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def pending(self, uuid: str) -> float | None:
+        """Seconds to wait before asking for the event's clip again; None when no clip is
+        coming (never made, failed, or stored: the event's row then says where it is)."""
+        with self._pending_lock:
+            if uuid not in self._pending:
+                return None
+            ready_at = self._pending[uuid]
+            if ready_at is None:  # still open: its clip is cut after its end
+                return 5.0
+            now = self._clock()
+            if now > ready_at + STORE_GRACE_S:
+                del self._pending[uuid]
+                return None
+            return max(1.0, ready_at - now)
+
+    def clip_stored(self, record: EventRecord) -> None:
+        """The writer linked the event's clip (writer thread)."""
+        self._settled(record.uuid)
+
+    def _expect(self, uuid: str, ready_at: float | None) -> None:
+        with self._pending_lock:
+            self._pending[uuid] = ready_at
+
+    def _settled(self, uuid: str) -> None:
+        with self._pending_lock:
+            self._pending.pop(uuid, None)
+
     # Called from the scoring thread: never block.
     def on_frame(self, frame: Frame) -> None:
         if self._queue.qsize() >= self.queue_size:
@@ -221,6 +256,10 @@ class ClipRecorder:
         self._queue.put(frame)
 
     def on_event(self, update: EventUpdate) -> None:
+        if update.kind == "started":
+            self._expect(update.record.uuid, None)
+        elif update.kind == "ended":
+            self._expect(update.record.uuid, self._clock() + 2.0)  # refined when cut
         if update.kind in ("started", "ended"):
             self._queue.put(update)
 
@@ -276,12 +315,16 @@ class ClipRecorder:
             if segments is None:
                 if has_fallback:
                     self._publish(record.uuid, Path(record.camera) / f"{record.uuid}.mp4")
+                else:
+                    self._settled(record.uuid)  # no clip is coming
                 return
             end = record.ended_at or record.peak_at
             start = record.started_at.timestamp() - self.preroll_s
             stop = min(end.timestamp() + self.postroll_s, start + self.max_clip_s)
             relative = Path(record.camera) / f"{record.uuid}.mp4"
             give_up = stop + 3 * self.segment_s + 10.0
+            # Cut once the segment after the window begins: a segment after `stop`.
+            self._expect(record.uuid, stop + self.segment_s + 1.0)
             self._cuts.append(
                 _Cut(record.uuid, relative, segments, start, stop, give_up, has_fallback)
             )
@@ -321,6 +364,7 @@ class ClipRecorder:
             self._publish(cut.uuid, cut.relative)
         else:
             self.clips_failed += 1
+            self._settled(cut.uuid)
             log.error("event %s: no clip: %s", cut.uuid, why)
 
     def _open(self, camera: str, uuid: str, cam: _Camera) -> _Clip | None:

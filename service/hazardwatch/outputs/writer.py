@@ -80,6 +80,9 @@ class EventWriter:
         self.metrics = metrics
         self.retry_interval_s = retry_interval_s
         self.listeners: list[EventListener] = []
+        # Hear each event whose clip was just linked (the `clip_ready` alert; the clip
+        # recorder stops answering "still being cut" for it).
+        self.clip_listeners: list[Callable[[EventRecord], None]] = []
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self.events_written = 0
@@ -247,6 +250,8 @@ class EventWriter:
         elif isinstance(item, ClipLink):
             if not self.repository.set_clip_path(item.uuid, item.clip_path):
                 log.warning("clip %s has no stored event %s; not linked", item.clip_path, item.uuid)
+            else:
+                self._clip_linked(item.uuid)
             with contextlib.suppress(OSError):
                 self._media_written((self.media_dir / item.clip_path).stat().st_size)
         elif isinstance(item, CameraStateRecord):
@@ -272,6 +277,18 @@ class EventWriter:
         if self.metrics is not None:
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
         self.database_up = True
+
+    def _clip_linked(self, uuid: str) -> None:
+        if not self.clip_listeners:
+            return
+        record = self.repository.get_event(uuid)
+        if record is None:
+            return
+        for listener in self.clip_listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("clip listener %r failed", listener)
 
     def _media_written(self, size: int) -> None:
         """hazardwatch_media_bytes grows as media is written; each retention sweep resets it
