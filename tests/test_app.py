@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -300,17 +301,19 @@ def test_events_carry_the_weather_at_their_camera(
             alerts={"webhook": {"url": receiver.url},
                     "mqtt": {"host": HOST, "port": PORT, "topic_prefix": prefix}},
         )  # fmt: skip
-        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 2, 5)
+        assert wait_for(lambda: len(listener.on(f"{prefix}/events")) >= 3, 5)
     finally:
         meteo.stop()
         receiver.stop()
         listener.close()
-    mqtt_end = json.loads(listener.on(f"{prefix}/events")[-1].payload)
-    assert mqtt_end["type"] == "end" and mqtt_end["after"]["weather"]["text"] == "slight rain"
+    messages = [json.loads(m.payload) for m in listener.on(f"{prefix}/events")]
+    assert [m["type"] for m in messages][-2:] == ["end", "clip_ready"]
+    for message in messages[-2:]:
+        assert message["after"]["weather"]["text"] == "slight rain"
     event = Repository(create_engine(sqlite_url)).list_events()[0]
     assert event.weather is not None and event.weather.text == "slight rain"
     assert event.weather.visibility_m == 8400.0
-    end = receiver.received[-1].json()
+    end = receiver.received[-2].json()
     assert end["type"] == "end" and end["weather"]["text"] == "slight rain"
     assert end["weather"]["code"] == 61 and end["weather"]["observed_at"] == "2026-11-22T17:45:00Z"
 
@@ -663,3 +666,60 @@ def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never
     final, kept = stored(), references()
     engine.dispose()
     assert final["calibrated_at"] == recalibrated.calibrated_at and kept == 1
+
+
+def test_a_file_camera_that_ends_closes_its_events_at_once_and_stamps_nothing_ahead(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """Issue 29.3: a file without `loop` beside a looping camera. It decodes in well under
+    its 8 s and ends in the middle of an event; that event is closed as soon as its last
+    frame is through, while the run goes on, and no stored time (event or score row) is
+    ahead of the wall clock."""
+    from tests.fakes import write_red_square_clip
+
+    quiet = tmp_path / "quiet.mp4"
+    write_red_square_clip(str(quiet), seconds=4, on=(99.0, 99.0))
+    crash = tmp_path / "crash.mp4"
+    write_red_square_clip(str(crash), seconds=8, on=(2.0, 99.0))  # in view to the end
+    cameras = [
+        {"name": "yard", "url": str(quiet), "loop": True},
+        {"name": "crash", "url": str(crash)},
+    ]
+    settings = service_settings(tmp_path, sqlite_url, [], cameras=cameras)
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    engine = create_engine(sqlite_url)
+    repository = Repository(engine)
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+
+        def crash_ended() -> bool:
+            if _get(base + "/healthz") != 200:
+                return False
+            items = httpx.get(base + "/api/v1/cameras", timeout=5).json()["items"]
+            return any(c["name"] == "crash" and c["state"] == "ended" for c in items)
+
+        assert wait_for(crash_ended, 30, interval=0.1)
+        ended_at = time.time()
+
+        def closed() -> bool:
+            events = repository.list_events()
+            return bool(events) and all(e.status == "closed" for e in events)
+
+        assert wait_for(closed, 5, interval=0.1), repository.list_events()
+        assert time.time() - ended_at < 5
+        assert thread.is_alive()  # the looping camera keeps the run going
+        now = datetime.now(UTC)
+        events = repository.list_events()
+        for event in events:
+            assert event.started_at <= now and event.ended_at is not None
+            assert event.ended_at <= now and event.peak_at <= now
+        with engine.connect() as conn:
+            newest = conn.execute(sa.text("SELECT MAX(ts) FROM scores")).scalar_one()
+        newest = newest if isinstance(newest, datetime) else datetime.fromisoformat(newest)
+        assert newest.replace(tzinfo=UTC) <= now
+    finally:
+        service.stop()
+        thread.join(30)
+        engine.dispose()

@@ -12,7 +12,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ import numpy as np
 from hazardwatch import __version__
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.api.server import ApiServer
-from hazardwatch.capture.reader import CameraReader, ReaderOptions
+from hazardwatch.capture.reader import CameraReader, ReaderOptions, ReaderState
 from hazardwatch.capture.recorder import (
     RecorderOptions,
     SegmentRecorder,
@@ -306,6 +306,7 @@ class Service:
         for reader in readers:
             reader.start()
         log.info("running %d camera(s) with %s", len(readers), encoder.name)
+        ended: set[str] = set()
         try:
             # File sources end; with no camera at all only a signal ends the run.
             while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
@@ -313,6 +314,7 @@ class Service:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._apply_reload(readers, queue, stage, repository)
+                _close_ended_cameras(readers, queue, stage, ended)
         finally:
             self._drain(readers, queue, worker, stage, clips, writer)
         return RunSummary(
@@ -446,13 +448,19 @@ class Service:
             model_name=model_name,
             score_interval_s=settings.storage.score_interval_s,
             on_frame=clips.on_frame if clips else None,
-            normals=load_camera_states(repository, settings.detector.max_references),
+            normals=load_camera_states(
+                repository,
+                settings.detector.max_references,
+                # The events role has no cameras of its own: every stored state is logged.
+                [c.name for c in settings.cameras if c.enabled] or None,
+            ),
             save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
             max_references=settings.detector.max_references,
             scores_stored_until=repository.scores_stored_until(),
             observe_latency=metrics.frame_latency_seconds.observe,
         )
         api_state.learn_normal = stage.learn_normal
+        api_state.calibration = stage.calibration
         return stage, clips
 
     def _watch(self, view: PipelineView, api_state: ApiState, writer: EventWriter) -> None:
@@ -608,6 +616,24 @@ class Service:
         return build_readers(self.settings, queue, self.invalid_cameras)
 
 
+def _close_ended_cameras(
+    readers: list[CameraReader],
+    queue: LocalQueue[GatedFrame],
+    stage: DetectorStage,
+    closed: set[str],
+) -> None:
+    """A camera whose source ended (a file without `loop`) has its open events closed as
+    soon as its last frame is through the detector, not when the run or a reload ends."""
+    for reader in readers:
+        if reader.camera in closed or reader.state != ReaderState.ENDED:
+            continue
+        if queue.outstanding(reader.camera) == 0:
+            closed.add(reader.camera)
+            stage.close_camera(reader.camera)
+            log.info("camera %s: its source ended; its open events are closed", reader.camera)
+    closed &= {r.camera for r in readers if r.state == ReaderState.ENDED}  # (re)started: again
+
+
 def build_readers(
     settings: Settings, queue: FrameSink[GatedFrame], invalid: dict[str, str]
 ) -> list[CameraReader]:
@@ -625,17 +651,34 @@ def build_readers(
     return readers
 
 
-def load_camera_states(repository: Repository, max_references: int = 32) -> dict[str, CameraNormal]:
+def load_camera_states(
+    repository: Repository, max_references: int = 32, configured: Iterable[str] | None = None
+) -> dict[str, CameraNormal]:
     """Every camera's stored normal; a state that cannot be read is logged and skipped
-    (the camera then starts from the prior), never fatal."""
+    (the camera then starts from the prior), never fatal. Each `configured` camera's
+    state is logged (calibrated when, on how much footage; or not); stored states of other
+    cameras are kept and only counted."""
     out = {}
     for camera, text in repository.load_camera_states().items():
         try:
             out[camera] = CameraNormal.from_json(json.loads(text), max_references)
         except (ValueError, ConfigError) as exc:
             log.warning("camera %s: stored normal state ignored (%s); recalibrate it", camera, exc)
-    if out:
-        log.info("restored the learned normal of %d camera(s)", len(out))
+    names = sorted(out) if configured is None else sorted(set(configured))
+    for camera in names:
+        normal = out.get(camera)
+        log.info(
+            "camera %s: %s",
+            camera,
+            normal.describe() if normal is not None else CameraNormal().describe(),
+        )
+    others = sorted(out.keys() - set(names))
+    if others:
+        log.info(
+            "stored normal state of %d camera(s) not in the configuration kept: %s",
+            len(others),
+            ", ".join(others),
+        )
     return out
 
 
@@ -649,21 +692,40 @@ def state_record(camera: str, normal: CameraNormal) -> CameraStateRecord:
     )
 
 
-def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNormal:
+def calibrate_camera(
+    settings: Settings, camera: str, video: Path, *, force: bool = False
+) -> CameraNormal:
     """Learn a camera's normal from a clip of its normal footage and store it.
 
     Every frame is scored with the live model and bank; each hazard class's smoothed
     probability gives its band, and evenly spaced frames become normal references. The
-    database is checked (and migrated) first, so a bad URL fails before the scoring.
+    camera name, the video and the database are checked first (a typo, a file that is not
+    a video or a bad URL fails before the model loads). A camera that is not configured is
+    refused unless `force` (its state would never be used).
     """
+    from hazardwatch.capture.sources import open_capture
     from hazardwatch.evaluation.video import frame_rate, score_video
 
-    configured = [c.name for c in settings.cameras]
-    if configured and camera not in configured:
-        log.warning(
-            "camera %r is not in the configuration (%s); its state is stored all the same",
-            camera,
-            ", ".join(configured),
+    configured = {c.name: c for c in settings.cameras}
+    if camera not in configured and not force:
+        known = ", ".join(sorted(configured)) or "none: the configuration has no cameras"
+        raise ConfigError(
+            f"camera {camera!r} is not in the configuration (configured: {known}); check "
+            "the name, or pass --force to store a state for it all the same"
+        )
+    kind = "unknown"
+    if camera in configured:
+        with contextlib.suppress(SourceError):
+            kind = SourceSpec.parse(configured[camera].url.get_secret_value()).kind
+    try:
+        opened = open_capture(SourceSpec("file", str(video)), 30.0, 30.0)
+        readable = opened.grab()
+        opened.release()
+    except SourceError as exc:
+        raise ConfigError(f"calibrate: {exc}; pass a video file of normal footage") from None
+    if not readable:
+        raise ConfigError(
+            f"calibrate: {video} holds no decodable frame; pass a video file of normal footage"
         )
     engine = create_engine(settings.storage.resolved_url())
     try:
@@ -694,7 +756,7 @@ def calibrate_camera(settings: Settings, camera: str, video: Path) -> CameraNorm
             calibrated_at=time.time(),
         )
         repository = Repository(engine)
-        repository.ensure_cameras([(camera, "unknown")])
+        repository.ensure_cameras([(camera, kind)])
         record = state_record(camera, state)
         repository.save_camera_state(
             camera, record.state, record.source, record.references, replace_newer=True

@@ -217,3 +217,64 @@ def test_the_fps_gauge_is_the_reciprocal_of_the_mean_interval() -> None:
         mean = mean_interval(mean, 0.05 if i % 2 else 0.15)
     assert mean is not None and 1.0 / mean == pytest.approx(10.0, rel=0.06)
     assert mean_interval(None, 0.2) == 0.2
+
+
+class JitteryStream:
+    """A live source at 10 fps whose frames arrive up to ±30 ms off their schedule (the
+    reader's clock is the arrival time), `frames` of them, then a lost connection."""
+
+    def __init__(self, frames: int, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.arrivals = [100.0 + 0.1 * k + rng.uniform(-0.03, 0.03) for k in range(frames)]
+        self.now = 100.0
+        self.index = -1
+
+    def clock(self) -> float:
+        return self.now
+
+    def grab(self) -> bool:
+        self.index += 1
+        if self.index >= len(self.arrivals):
+            return False
+        self.now = self.arrivals[self.index]
+        return True
+
+    def retrieve(self) -> tuple[bool, Any]:
+        import numpy as np
+
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(10.0, 300), (20.0, 300), (5.0, 150)])
+def test_a_limit_at_or_above_the_source_rate_keeps_every_frame_of_a_jittery_stream(
+    readers: list[CameraReader], limit: float, kept: int
+) -> None:
+    """Issue 29.7: `fps_limit: 10` on a 10 fps stream dropped one frame in fifteen."""
+    stream = JitteryStream(300)
+    sink = Collector()
+    options = ReaderOptions(fps_limit=limit, backoff_initial_s=30.0, backoff_max_s=30.0)
+    spec = SourceSpec.parse("rtsp://cam.local/live")
+    reader = start(readers, "jitter", spec, sink, options, opener=lambda *a: stream,
+                   clock=stream.clock)  # fmt: skip
+    assert wait_for(lambda: reader.stats.reconnects >= 1, 10)
+    assert abs(len(sink) - kept) <= 1, (len(sink), reader.stats.frames_dropped_fps)
+
+
+def test_a_looping_file_logs_no_state_change_at_each_loop(
+    readers: list[CameraReader], short_clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="hazardwatch.capture.reader"):
+        sink = Collector()
+        options = ReaderOptions(loop=True)
+        reader = start(readers, "loop", SourceSpec("file", str(short_clip)), sink, options)
+        assert wait_for(lambda: len(sink) > 45, 8)  # two loops and more
+        reader.request_stop()
+        assert reader.stop(5)
+    changes = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
+    assert changes == ["camera loop: connecting -> streaming"], changes

@@ -213,8 +213,10 @@ class CameraReader:
 
     def _run(self) -> None:
         try:
+            outcome = ""
             while not self._stop.is_set():
-                self._set_state(ReaderState.CONNECTING)
+                if outcome != "restart":  # a loop's restart is no change a person follows
+                    self._set_state(ReaderState.CONNECTING)
                 outcome = self._connect_and_stream()
                 if outcome == "ended":
                     self._set_state(ReaderState.ENDED)
@@ -266,12 +268,14 @@ class CameraReader:
 
     def _stream(self, capture: Any) -> str:
         is_file = self.spec.kind == "file"
-        pace = is_file and self.options.loop
+        pace = is_file and self._paced(capture)
         period = 1.0 / self.options.fps_limit if self.options.fps_limit else 0.0
         next_due = float("-inf")
         opened = self._clock()
         last_good = opened
         media_t = 0.0
+        source_interval: float | None = None  # between the source's frames, kept or not
+        last_t: float | None = None
         while not self._stop.is_set():
             grabbed = capture.grab()
             now = self._clock()
@@ -291,8 +295,14 @@ class CameraReader:
                 )
                 return "lost"
             media_t = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if is_file else now - opened
+            if last_t is not None and media_t > last_t:
+                source_interval = mean_interval(source_interval, media_t - last_t)
+            last_t = media_t
             if period:
-                if media_t < next_due - 0.001:
+                # A frame may come up to half a source interval early: a live stream's
+                # arrival jitters, and a limit equal to the source's rate keeps every frame.
+                early = 0.5 * source_interval if source_interval else 0.001
+                if media_t < next_due - early:
                     self.stats.frames_dropped_fps += 1
                     continue
                 # Keep a steady rate; after a gap longer than a period, start afresh.
@@ -315,6 +325,20 @@ class CameraReader:
             self._deliver(image, now, media_t if is_file else None)
         return "stopped"
 
+    def _paced(self, capture: Any) -> bool:
+        """Whether a file plays at its own frame rate (a looping one does). Read as fast as
+        it decodes, a file is footage already recorded: its frames are stamped so that its
+        last one is the moment it was opened, never ahead of the clock; one whose length
+        is unknown plays at its own rate instead."""
+        if self.options.loop:
+            return True
+        if self._seq == 0:
+            length = _file_length_s(capture)
+            if length is None:
+                return True
+            self._started_at = datetime.now(UTC) - timedelta(seconds=length)
+        return False
+
     def _deliver(self, image: Any, now: float, media_t: float | None) -> None:
         if self._state != ReaderState.STREAMING:
             self._set_state(ReaderState.STREAMING)
@@ -324,6 +348,7 @@ class CameraReader:
             captured_at = datetime.now(UTC)
         else:
             captured_at = self._started_at + timedelta(seconds=self._media_offset_s + media_t)
+            captured_at = min(captured_at, datetime.now(UTC))  # a frame count read a bit short
         last = self.stats.last_frame_monotonic
         if last is not None and now > last:
             self._mean_interval = mean_interval(self._mean_interval, now - last)
@@ -355,6 +380,15 @@ def mean_interval(mean: float | None, dt: float, weight: float = 0.1) -> float:
     """Exponential average of frame intervals; the rate is its reciprocal. (An average of
     instantaneous rates 1/dt reads high whenever frames jitter: 11.2 at a steady 10.)"""
     return dt if mean is None else mean + weight * (dt - mean)
+
+
+def _file_length_s(capture: Any) -> float | None:
+    """A file's playing time from its frame count and rate; None when either is unknown."""
+    frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    if not frames or frames <= 0 or not fps or fps <= 0:
+        return None
+    return float(frames) / float(fps)
 
 
 def _frame_period(capture: Any) -> float:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy.typing as npt
 
@@ -108,6 +109,12 @@ class DetectorStage:
         """The camera's state (None until it is first seen and no state was stored)."""
         return self._normals.get(camera)
 
+    def calibration(self, camera: str) -> dict[str, Any]:
+        """The camera's calibration as the API shows it (`CameraNormal.summary`)."""
+        with self._lock:
+            normal = self._normals.get(camera)
+            return (normal or CameraNormal()).summary()
+
     def references(self, camera: str) -> ReferenceSet | None:
         normal = self._normals.get(camera)
         return normal.references if normal is not None else None
@@ -176,8 +183,9 @@ class DetectorStage:
         return detector
 
     def close_camera(self, camera: str) -> None:
-        """A camera removed from the configuration (reload): its open events end now
-        (reason flushed), its state is saved, and frames of it still queued are ignored."""
+        """A camera removed from the configuration (reload) or whose source ended: its open
+        events end now at its last frame's time (reason "flushed"), its state is saved,
+        and frames of it still queued are ignored until `open_camera`."""
         with self._frames_lock:
             self._closed.add(camera)
             detector = self._detectors.pop(camera, None)

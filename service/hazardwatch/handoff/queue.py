@@ -88,6 +88,8 @@ class LocalDelivery(Generic[T]):
         if self.settled is not None:
             return False  # settled once: a second settle is a no-op, as on a broker
         self.settled = how
+        if how != "nak":
+            self._queue.finished(self.item)
         return True
 
 
@@ -113,6 +115,8 @@ class LocalQueue(Generic[T]):
         self.put_count = 0
         self.redelivered = 0
         self.terminated = 0  # termed by a consumer, or out of delivery attempts
+        # Per key: items put and not yet acked, termed or dropped (queued or in flight).
+        self._outstanding: Counter[Hashable] = Counter()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -130,9 +134,30 @@ class LocalQueue(Generic[T]):
                 self.dropped += 1
                 if self._key is not None:
                     self.dropped_by_key[self._key(oldest)] += 1
+                    self._done_with(oldest)
             self._items.append((item, 1))
             self.put_count += 1
+            if self._key is not None:
+                self._outstanding[self._key(item)] += 1
             self._cond.notify()
+
+    def outstanding(self, key: Hashable) -> int:
+        """Items of `key` not yet done with: queued, or taken and not acked or termed. Zero
+        after a camera's last put means every frame of it has been handled."""
+        with self._cond:
+            return self._outstanding[key]
+
+    def finished(self, item: T) -> None:
+        """An item acked or termed (its delivery calls this)."""
+        with self._cond:
+            self._done_with(item)
+
+    def _done_with(self, item: T) -> None:
+        if self._key is not None:
+            key = self._key(item)
+            self._outstanding[key] -= 1
+            if self._outstanding[key] <= 0:
+                del self._outstanding[key]
 
     def fetch(
         self, max_items: int, timeout_s: float, fill_wait_s: float = 0.0
@@ -162,6 +187,7 @@ class LocalQueue(Generic[T]):
         with self._cond:
             if delivery.attempt >= self.max_deliver:
                 self.terminated += 1
+                self._done_with(delivery.item)
                 return
             self._items.appendleft((delivery.item, delivery.attempt + 1))
             self.redelivered += 1
