@@ -146,6 +146,22 @@ def test_secrets_never_printed(tmp_path: Path) -> None:
     assert settings.redacted()["cameras"][0]["url"] == "rtsp://admin:***@10.0.0.5/s"
 
 
+def test_a_raw_at_or_slash_in_a_camera_password_fails_config_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29.5: `config check` said OK and the probe then reached a host made of a piece
+    of the password. (`run` skips such a camera and reports why, as for any unusable URL.)"""
+    from hazardwatch.cli import main
+
+    url = "rtsp://viewer:p@ss/w#rd?x@127.0.0.1:18554/yard"
+    config = write(tmp_path, {"cameras": [{"name": "yard", "url": url}]})
+    assert main(["config", "check", "--config", str(config)]) == 2
+    printed = capsys.readouterr()
+    assert "percent-encode" in printed.err and "viewer:***@127.0.0.1:18554/yard" in printed.err
+    for piece in ("p@ss", "ss/w", "rd?x"):
+        assert piece not in printed.out + printed.err
+
+
 def test_invalid_secret_value_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, {"cameras": [{"name": "a", "url": "ftp://u:hunter2@h"}]}))

@@ -51,6 +51,25 @@ def redact_text(text: str) -> str:
     return _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, text)
 
 
+def ambiguous_credentials(url: str) -> str | None:
+    """Why a camera URL's user name or password cannot be told from its host and path, or
+    None. A raw '/', '?' or '#' in a password ends the authority early
+    (rtsp://viewer:p@ss/w#rd@host/… reads as host "ss"), so the rest of the password would
+    become a host name in logs and the probe: such a URL is refused, never guessed at."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("rtsp", "rtsps", "http", "https"):
+        return None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, after = rest[:end], rest[end:]
+    if "#" in rest or authority.count("@") > 1 or "@" in after:
+        return (
+            "the credentials before the host hold a raw '@', '/', ':', "
+            "'#' or '?'; percent-encode those characters in the URL ('@' as %40, '/' as "
+            "%2F, ':' as %3A, '#' as %23, '?' as %3F)"
+        )
+    return None
+
+
 def _mask_userinfo(scheme: str, rest: str) -> str:
     if "@" not in rest:
         return scheme + rest

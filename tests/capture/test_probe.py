@@ -82,3 +82,19 @@ def test_cameras_command_masks_urls_and_exits_1_on_a_failed_probe(
     assert lines[1].startswith("  probe: ok: h264, ")  # gate: no auth needed, still fine
     assert lines[3].startswith("  probe: FAILED: connection refused")
     assert lines[4].startswith("broken  invalid") and "FAILED" in lines[5]
+
+
+def test_a_camera_that_does_not_open_says_what_the_probe_says(rtsp_server: RtspServer) -> None:
+    """Issue 29.7: `run` worded a wrong path as "check the host, port, path and
+    credentials"; its last_error now names the path, as `cameras --probe` does."""
+    from hazardwatch.capture.sources import open_capture
+    from hazardwatch.errors import SourceError
+
+    with pytest.raises(SourceError) as caught:
+        open_capture(SourceSpec.parse(rtsp_server.url.replace("/cam", "/nosuch")), 5, 5)
+    assert "stream path '/nosuch' not found on 127.0.0.1:" in str(caught.value)
+    dead = SourceSpec.parse(f"rtsp://op:hunter2@127.0.0.1:{free_port()}/cam")
+    with pytest.raises(SourceError) as caught:
+        open_capture(dead, 5, 5)
+    assert "connection refused by 127.0.0.1:" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

@@ -38,12 +38,23 @@ def test_parse_kinds(url: str, kind: str, target: str) -> None:
         ("rtsp://admin:secret@cam:notaport/x", "not a valid URL"),
         ("ftp://cam/x", "unsupported scheme 'ftp'"),
         ("webcam:front", "webcam:N"),
+        # Issue 29.5: raw '@', '/', '#', '?' in a password read as a host named "ss" before.
+        ("rtsp://viewer:p@ss/w#rd?x@127.0.0.1:18554/yard", "percent-encode"),
+        ("rtsp://viewer:secret@ss@cam/x", "percent-encode"),
+        ("rtsp://viewer:secret/w@cam/x", "not a valid URL|percent-encode"),
+        ("http://viewer:se#cret@cam/mjpg", "percent-encode"),
     ],
 )
 def test_malformed_urls_are_clear_errors(url: str, fragment: str) -> None:
     with pytest.raises(SourceError, match=fragment) as caught:
         SourceSpec.parse(url)
-    assert "secret" not in str(caught.value)
+    for piece in ("secret", "ss/w", "rd?x", "ss@", "se#"):
+        assert piece not in str(caught.value)
+
+
+def test_a_percent_encoded_password_is_fine() -> None:
+    spec = SourceSpec.parse("rtsp://viewer:p%40ss%2Fw%23rd%3Fx@127.0.0.1:18554/yard")
+    assert spec.kind == "rtsp" and spec.display == "rtsp://viewer:***@127.0.0.1:18554/yard"
 
 
 def test_display_masks_credentials() -> None:

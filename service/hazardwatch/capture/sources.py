@@ -14,7 +14,7 @@ import cv2
 
 from hazardwatch.capture.native_log import NATIVE_STDERR
 from hazardwatch.errors import SourceError
-from hazardwatch.redact import redact_text, redact_url
+from hazardwatch.redact import ambiguous_credentials, redact_text, redact_url
 
 SourceKind = Literal["rtsp", "http", "file", "webcam"]
 
@@ -54,6 +54,9 @@ class SourceSpec:
             return cls("webcam", index)
         if "://" not in raw:
             return cls("file", raw)
+        problem = ambiguous_credentials(raw)
+        if problem is not None:
+            raise SourceError(f"source {redact_url(raw)!r} is not usable: {problem}")
         try:
             parts = urlsplit(raw)
             port = parts.port  # raises ValueError on a non-numeric port
@@ -107,15 +110,30 @@ def open_capture(spec: SourceSpec, open_timeout_s: float, read_timeout_s: float)
                 _set_env(_FFMPEG_OPTIONS_ENV, previous)
     if not capture.isOpened():
         capture.release()
-        raise SourceError(open_failure(spec, said))
+        raise SourceError(open_failure(spec, said, _rtsp_diagnosis(spec, open_timeout_s)))
     return capture
 
 
-def open_failure(spec: SourceSpec, said: list[str]) -> str:
-    """Why `spec` did not open, with what FFmpeg said about it (when it was captured)."""
+def _rtsp_diagnosis(spec: SourceSpec, timeout_s: float) -> str | None:
+    """What an RTSP DESCRIBE of its own says of a camera OpenCV could not open (the
+    probe's words: "stream path '/x' not found on host:port", "connection refused by …");
+    None when it answers well or is not plain RTSP."""
+    if spec.kind != "rtsp" or spec.target.lower().startswith("rtsps"):
+        return None
+    from hazardwatch.capture.probe import describe  # the probe builds on this module
+
+    outcome = describe(spec.target, min(timeout_s, 5.0))
+    return None if outcome.ok else outcome.detail
+
+
+def open_failure(spec: SourceSpec, said: list[str], diagnosis: str | None = None) -> str:
+    """Why `spec` did not open, with what FFmpeg said about it (when it was captured) and,
+    for RTSP, what the camera answered a DESCRIBE (`diagnosis`)."""
     ffmpeg = [line for line in said if "VIDEOIO" not in line and "cap.cpp" not in line]
     detail = f" (ffmpeg: {'; '.join(ffmpeg[-3:])})" if ffmpeg else ""
-    if any(re.search(r"\b401\b|Unauthorized", line) for line in ffmpeg):
+    if diagnosis is not None:
+        hint = diagnosis
+    elif any(re.search(r"\b401\b|Unauthorized", line) for line in ffmpeg):
         hint = "authentication failed: check the user name and password in the URL"
     else:
         hint = {
