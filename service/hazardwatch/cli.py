@@ -336,7 +336,15 @@ def _calibrate_video(args: argparse.Namespace) -> int:
     settings = _settings(args, **overrides)
     if not args.video.is_file():
         raise ConfigError(f"video {args.video} does not exist")
-    state = calibrate_camera(settings, args.camera, args.video)
+    from hazardwatch.capture.native_log import NATIVE_STDERR
+
+    # OpenCV's own "[ WARN:0@…] global cap.cpp…" for a file that is not a video: into the
+    # clear error, not raw onto the terminal.
+    NATIVE_STDERR.start()
+    try:
+        state = calibrate_camera(settings, args.camera, args.video, force=args.force)
+    finally:
+        NATIVE_STDERR.stop()
     print(
         f"camera {args.camera}: {len(state.classes)} class band(s) from "
         f"{state.calibrated_s:.0f} s of footage, {len(state.references)} normal reference(s) "
@@ -566,7 +574,7 @@ def cmd_eval_masks(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
     for problem in report["problems"]:
-        print(f"  skipped: {problem['error']}", file=sys.stderr)
+        print(f"  skipped {problem['file']}: {problem['error']}", file=sys.stderr)
     print(
         f"{report['pairs_scored']} pair(s) scored, {report['skipped']} skipped "
         f"({model}): mean IoU {_fmt(report['mean_iou'])}, mean Dice "
@@ -765,6 +773,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     config_option(calibrate)
     calibrate.add_argument("video", type=Path, nargs="?", metavar="VIDEO", help="normal footage")
     calibrate.add_argument("--camera", metavar="NAME", help="store the state for this camera")
+    calibrate.add_argument(
+        "--force",
+        action="store_true",
+        help="store the state even when --camera names no configured camera",
+    )
     calibrate.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
     calibrate.add_argument(
         "--scores", type=Path, metavar="FILE.npy", help="a [prompts, frames] score matrix instead"
@@ -844,9 +857,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         "--grid", type=int, default=4, help="crop grid cells per side (default 4)"
     )
     masks_cmd.add_argument(
-        "--output", type=Path, default=Path("eval-masks.json"), metavar="OUT.json"
+        "--output",
+        type=Path,
+        default=Path("eval-masks.json"),
+        metavar="OUT.json",
+        help="the JSON report (default: eval-masks.json in the current directory)",
     )
-    masks_cmd.add_argument("--plots", type=Path, metavar="DIR", help="write masks.png here")
+    masks_cmd.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="write masks.png here: a row per pair (image with its file name, ground truth, "
+        "prediction) under column titles",
+    )
 
     video_cmd = eval_sub.add_parser(
         "video", help="score every frame of a clip into a score matrix (+ metrics with labels)"

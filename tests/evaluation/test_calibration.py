@@ -166,6 +166,7 @@ def test_calibrate_a_camera_from_video_stores_bands_and_references(
     config.write_text(
         f"storage: {{database_url: '{url}', data_dir: '{tmp_path / 'data'}'}}\n"
         "detector: {max_references: 4}\n"
+        f"cameras: [{{name: gate, url: '{clip}'}}]\n"
     )
     code = main(
         ["calibrate", "--camera", "gate", str(clip), "--config", str(config),
@@ -177,6 +178,8 @@ def test_calibrate_a_camera_from_video_stores_bands_and_references(
     stored = Repository(engine).load_camera_states()
     with engine.connect() as conn:
         row = conn.execute(sa.text('SELECT source, "references" FROM camera_states')).one()
+        kind = conn.execute(sa.text("SELECT source_kind FROM cameras")).scalar_one()
+    assert kind == "file"  # the configured camera's kind, not "unknown" forever
     engine.dispose()
     state = CameraNormal.from_json(json.loads(stored["gate"]))
     bank = PromptBank.from_file(Path("config/prompts.yaml"))
@@ -185,6 +188,39 @@ def test_calibrate_a_camera_from_video_stores_bands_and_references(
     assert 1 <= len(state.references) <= 4 and tuple(row) == ("calibrated", len(state.references))
     # The clip never changes: its frames are one sight, merged into few references.
     assert state.references.similarity(state.references.embeddings[0]) == pytest.approx(1.0)
+
+
+def test_calibrate_refuses_an_unknown_camera_and_a_file_that_is_not_a_video_before_the_model(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29.6/29.7: `--camera typo` fails unless --force; a file that is not a video
+    fails with our message before the model loads (a missing weights file is never
+    reached), and OpenCV's raw warning does not reach the terminal."""
+    from tests.fakes import write_red_square_clip
+
+    clip = tmp_path / "normal.mp4"
+    write_red_square_clip(str(clip), seconds=2.0, on=(99.0, 99.0))
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("not a video at all\n" * 100)
+    url = f"sqlite:///{tmp_path / 'hw.db'}"
+    config = tmp_path / "hw.yaml"
+    config.write_text(
+        f"storage: {{database_url: '{url}', data_dir: '{tmp_path / 'data'}'}}\n"
+        f"cameras: [{{name: gate, url: '{clip}'}}]\n"
+    )
+    missing_model = str(tmp_path / "no-such-weights.pt")
+    base = ["calibrate", "--config", str(config), "--model", missing_model]
+    assert main([*base, "--camera", "gaet", str(clip)]) == 2
+    err = capfd.readouterr().err
+    assert "camera 'gaet' is not in the configuration (configured: gate)" in err
+    assert "--force" in err and "weights" not in err
+    assert main([*base, "--camera", "gate", str(junk)]) == 2
+    err = capfd.readouterr().err
+    assert "calibrate:" in err and "video file of normal footage" in err
+    assert "WARN" not in err and "cap.cpp" not in err and "weights" not in err
+    # --force passes the name check (the missing weights then fail, as they should).
+    assert main([*base, "--camera", "gaet", "--force", str(clip)]) != 0
+    assert "weights" in capfd.readouterr().err.lower()
 
 
 # ---------------------------------------------------------------------------- cross-validation

@@ -174,7 +174,7 @@ def test_another_models_masks_are_scored_with_known_answers(tmp_path: Path) -> N
     assert report["per_class"]["background"]["iou"] == 1.0
     assert report["pixel_accuracy"] == pytest.approx(1 - 256 / (2 * 64 * 64))
     grid = cv2.imread(report["plot"])
-    assert grid.shape == (2 * (256 + 4), 3 * 256 + 8, 3)  # two rows: image | truth | prediction
+    assert grid.shape == (28 + 2 * (256 + 4), 3 * 256 + 8, 3)  # titles, then two rows
 
 
 class FakeScorer:
@@ -247,3 +247,23 @@ def test_eval_masks_command_with_the_real_loader(
     assert "corrosion, asset, background of --colors are not in the prompt bank" in (
         capsys.readouterr().err
     )
+
+
+def test_eval_masks_names_skipped_files_and_titles_the_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29.7: a skipped pair is named by its file on stderr, not by its number; the
+    plot has column titles above its rows."""
+    root = seed_004_folder(tmp_path, pairs=3)
+    (root / "ground_truth" / "GT_002.png").unlink()
+    args = ["eval", "masks", "--images", str(root / "original"),
+            "--masks", str(root / "ground_truth"), "--colors", *SEED_004,
+            "--predictions", str(root / "ground_truth"),
+            "--output", str(tmp_path / "r.json"), "--plots", str(tmp_path / "plots")]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {root / 'original' / 'ORI_002.png'}: no ground truth numbered 2" in err
+    plot = cv2.imread(str(tmp_path / "plots" / "masks.png"))
+    rows = 2  # pairs 1 and 3, each 256 px plus a 4 px line, under a 28 px title band
+    assert plot.shape[0] == 28 + rows * 260
+    assert (plot[:28] < 128).any(), "the title band holds text"

@@ -74,6 +74,8 @@ class ApiState:
     learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
     # Signs media links when a token is set (alerts and the events list carry them).
     signer: MediaSigner = field(default_factory=lambda: MediaSigner(None))
+    # A camera's calibration (calibrated, when, on how many seconds, references).
+    calibration: Callable[[str], dict[str, Any]] | None = None
     # Seconds until an event's clip should be stored; None when none is coming.
     clip_pending: Callable[[str], float | None] = lambda uuid: None
 
@@ -398,8 +400,14 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             for name, error in state.invalid_cameras.items()
         ]
         if state.status is not None:  # the events role: what the capture nodes report
-            return {"items": state.status.cameras() + invalid}
-        return {"items": [r.status() for r in state.readers] + invalid}
+            items = state.status.cameras() + invalid
+        else:
+            items = [r.status() for r in state.readers] + invalid
+        if state.calibration is not None:
+            items = [
+                {**item, "calibration": state.calibration(str(item["name"]))} for item in items
+            ]
+        return {"items": items}
 
     @app.post(
         "/api/v1/score",

@@ -23,6 +23,7 @@ import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,37 @@ class CameraNormal:
 
     def band(self, channel: str) -> ClassNormal | None:
         return self.classes.get(channel)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.source == "calibrated"
+
+    def summary(self) -> dict[str, Any]:
+        """What the API and the start-up log say of it: calibrated or not, when, on how
+        much footage, and how many normal references (calibration plus false alarms)."""
+        at = (
+            datetime.fromtimestamp(self.calibrated_at, UTC).isoformat().replace("+00:00", "Z")
+            if self.calibrated and self.calibrated_at
+            else None
+        )
+        return {
+            "calibrated": self.calibrated,
+            "calibrated_at": at,
+            "calibrated_s": round(self.calibrated_s, 1) if self.calibrated else None,
+            "references": len(self.references),
+        }
+
+    def describe(self) -> str:
+        summary = self.summary()
+        if not self.calibrated:
+            learned = f"; {len(self.references)} normal reference(s) from feedback"
+            return "not calibrated: starts from the prompt bank's prior" + (
+                learned if len(self.references) else ""
+            )
+        return (
+            f"calibrated {summary['calibrated_at'] or 'at an unknown time'} on "
+            f"{self.calibrated_s:.0f} s of footage, {len(self.references)} normal reference(s)"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -49,6 +49,7 @@ class MaskError(Exception):
     def __init__(self, file: Path | str, problem: str) -> None:
         super().__init__(f"{file}: {problem}")
         self.file = str(file)
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -232,12 +233,12 @@ def evaluate_masks(
                 number, (image_path, bgr), (truth_path, truth), colours, predict, predicted_files
             )
         except MaskError as exc:
-            problems.append({"file": exc.file, "error": str(exc)})
+            problems.append({"file": exc.file, "error": exc.problem})
             continue
         total += confusion(truth, guess, k)
         scored += 1
         if plots is not None and len(rows) < plot_rows:
-            rows.append(_plot_row(bgr, truth, guess, colours))
+            rows.append(_plot_row(bgr, truth, guess, colours, image_path.name))
     report = {
         "classes": list(colours.classes),
         "pairs_scored": scored,
@@ -252,7 +253,7 @@ def evaluate_masks(
     }
     if plots is not None and rows:
         plots.mkdir(parents=True, exist_ok=True)
-        grid = np.vstack(rows)
+        grid = np.vstack([_plot_header(rows[0].shape[1]), *rows])
         cv2.imwrite(str(plots / "masks.png"), grid)
         report["plot"] = str(plots / "masks.png")
     return report
@@ -295,16 +296,42 @@ def colourise(labels: Labels, colours: ColourMap) -> npt.NDArray[np.uint8]:
     return painted
 
 
+PLOT_SIDE = 256
+PLOT_COLUMNS = ("image", "ground truth", "prediction")
+
+
+def _plot_header(width: int, side: int = PLOT_SIDE) -> npt.NDArray[np.uint8]:
+    """The column titles above the rows."""
+    header = np.full((28, width, 3), 255, np.uint8)
+    for i, title in enumerate(PLOT_COLUMNS):
+        x = i * (side + 4) + 6
+        cv2.putText(
+            header, title, (x, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    return header
+
+
 def _plot_row(
-    bgr: npt.NDArray[np.uint8], truth: Labels, guess: Labels, colours: ColourMap, side: int = 256
+    bgr: npt.NDArray[np.uint8],
+    truth: Labels,
+    guess: Labels,
+    colours: ColourMap,
+    name: str = "",
+    side: int = PLOT_SIDE,
 ) -> npt.NDArray[np.uint8]:
-    """image | truth | prediction, each fitted into side×side, separated by white lines."""
+    """image | truth | prediction, each fitted into side×side, separated by white lines;
+    the image's file name written on its tile."""
     gap = np.full((side, 4, 3), 255, np.uint8)
     tiles = [
         _fit(bgr, side, cv2.INTER_AREA),
         _fit(colourise(truth, colours), side, cv2.INTER_NEAREST),
         _fit(colourise(guess, colours), side, cv2.INTER_NEAREST),
     ]
+    if name:
+        label = name if len(name) <= 32 else name[:29] + "..."
+        cv2.rectangle(tiles[0], (0, side - 22), (side - 1, side - 1), (0, 0, 0), -1)
+        cv2.putText(tiles[0], label, (4, side - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
     row = np.hstack([tiles[0], gap, tiles[1], gap, tiles[2]])
     out: npt.NDArray[np.uint8] = np.vstack([row, np.full((4, row.shape[1], 3), 255, np.uint8)])
     return out

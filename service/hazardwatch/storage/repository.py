@@ -81,7 +81,9 @@ class Repository:
     # ------------------------------------------------------------------ cameras
 
     def ensure_cameras(self, cameras: Iterable[tuple[str, str]]) -> None:
-        """Register (name, source kind) pairs; existing cameras keep their rows."""
+        """Register (name, source kind) pairs; existing cameras keep their rows, but one
+        registered as "unknown" (by calibration, or by scores that came before the camera
+        was known) takes the kind once it is known."""
         rows = [
             {"name": name, "source_kind": kind, "created_at": _now()}
             for name, kind in cameras
@@ -89,8 +91,12 @@ class Repository:
         ]
         if not rows:
             return
+        known = [{"camera": r["name"], "kind": r["source_kind"]} for r in rows]
+        known = [k for k in known if k["kind"] != UNKNOWN_KIND]
         with self._engine.begin() as conn:
             conn.execute(self._insert_ignore(Camera.__table__), rows)  # type: ignore[arg-type]
+            if known:
+                conn.execute(_KIND, known)
         self._known_cameras.update(str(row["name"]) for row in rows)
 
     def list_cameras(self) -> list[dict[str, Any]]:
@@ -330,7 +336,7 @@ class Repository:
     def add_scores(self, samples: Sequence[ScoreSample]) -> None:
         if not samples:
             return
-        self.ensure_cameras((name, "unknown") for name in {s.camera for s in samples})
+        self.ensure_cameras((name, UNKNOWN_KIND) for name in {s.camera for s in samples})
         rows = [
             {
                 "camera": s.camera,
@@ -383,6 +389,14 @@ _SEEN = (
         sa.or_(_cameras.last_seen_at.is_(None), _cameras.last_seen_at < sa.bindparam("ts")),
     )
     .values(last_seen_at=sa.bindparam("ts"))
+)
+
+
+UNKNOWN_KIND = "unknown"
+_KIND = (
+    sa.update(_CAMERAS)
+    .where(_cameras.name == sa.bindparam("camera"), _cameras.source_kind == UNKNOWN_KIND)
+    .values(source_kind=sa.bindparam("kind"))
 )
 
 
