@@ -581,7 +581,10 @@ def test_queue_capacity_is_reported_when_the_queue_is_empty() -> None:
 
 
 def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never_overwritten(
-    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Issue 29.1: calibrate, run, a false-alarm verdict, stop: the stored state holds the
     verdict's reference (a restart loads it). A calibration made while a second run is
@@ -618,7 +621,10 @@ def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never
 
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())
     thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
+    with caplog.at_level("INFO", logger="hazardwatch.app"):
+        thread.start()
+        assert wait_for(lambda: "camera gate: calibrated" in caplog.text, 30)
+    assert "on 4 s of footage, 1 normal reference(s)" in caplog.text
     base = f"http://127.0.0.1:{settings.api.port}"
     try:
         events: list[dict[str, Any]] = []
@@ -630,6 +636,10 @@ def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never
             return bool(events)
 
         assert wait_for(has_event, 60, interval=0.2)
+        camera = httpx.get(base + "/api/v1/cameras", timeout=5).json()["items"][0]
+        assert camera["calibration"]["calibrated"] is True
+        assert camera["calibration"]["calibrated_s"] == pytest.approx(4.0, abs=0.2)
+        assert camera["calibration"]["calibrated_at"].endswith("Z")
         answer = httpx.post(
             f"{base}/api/v1/events/{events[0]['uuid']}/feedback",
             json={"verdict": "false_alarm"},
