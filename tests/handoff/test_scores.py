@@ -134,3 +134,20 @@ def test_an_unforeseen_failure_does_not_end_the_intake() -> None:
         assert source.failed and all(d.acked for d in deliveries)
     finally:
         assert consumer.stop(5)
+
+
+def test_a_frame_that_comes_too_late_for_the_window_counts_late_not_lost() -> None:
+    """Issue 29.8: numbers 1, 2, 4, then 3 after 4 has left the window: 3 is dropped as
+    late and counted once, as late; nothing is lost, and the handled count says 3."""
+    writer = Writer()
+    source = FakeSource([delivery(1, 1), delivery(2, 2), delivery(4, 4)])
+    consumer = ScoresConsumer(cast(Any, source), writer.on_scored, reorder_window_s=0.0)
+    consumer.start()
+    try:
+        assert wait_for(lambda: writer.put == 3, 5)
+        source.pending.append(delivery(3, 3))
+        assert wait_for(lambda: consumer.late == 1, 5)
+    finally:
+        assert consumer.stop(5)
+    assert dict(consumer.late_by_camera) == {"gate": 1}
+    assert consumer.lost == 0 and dict(consumer.frames_by_camera) == {"gate": 3}

@@ -61,3 +61,17 @@ def test_preroll_ring_is_compact() -> None:
     for i in range(300):
         sampler.update(Frame("cam", i, i / 30, T0 + timedelta(seconds=i / 30), IMAGE), STILL)
     assert len(sampler._ring) <= 6  # 2 s × 3 frames/s, not 2 s × 30 frames/s
+
+
+def test_every_frame_goes_out_once_and_in_capture_order() -> None:
+    """Issue 29.8: a heartbeat sent during the pre-roll went out again as pre-roll, and
+    pre-roll frames older than it followed it; the events side dropped them as late and
+    counted them lost."""
+    for fps in (5, 10, 30):
+        for start in range(20, 40):
+            params = SamplerParams(preroll_s=2.0, postroll_s=1.0, sample_fps=3, heartbeat_s=1.0)
+            out = run(params, motion_at=set(range(start, start + 10)), fps=fps, seconds=8)
+            times = [g.frame.timestamp for g in out]
+            assert times == sorted(times) and len(set(times)) == len(times), (fps, start)
+            seqs = [g.frame.seq for g in out]
+            assert len(set(seqs)) == len(seqs)

@@ -1,7 +1,9 @@
 """Snippet sampling: which gated frames go to scoring, and when.
 
 A compact ring buffer keeps the pre-roll at the sampling rate (only frames that could be
-sent are kept, so a 1080p camera holds a handful of frames, not seconds of video). While
+sent are kept, so a 1080p camera holds a handful of frames, not seconds of video). Every
+camera's frames go out once each and in capture order: a pre-roll never repeats or
+precedes a heartbeat already sent. While
 motion lasts, and for a post-roll after it, frames are sampled at `sample_fps`; without
 motion a heartbeat frame goes out every `heartbeat_s` so stationary hazards (a stalled
 car, a person lying still) are still scored. Time is the frames' own timestamps.
@@ -71,8 +73,12 @@ class SnippetSampler:
             if not self._active:
                 self._active = True
                 self._snippet += 1
+                # Only frames after the last one sent: a heartbeat already went out (it is
+                # in the ring too), and an older frame would reach the detector after a
+                # newer one, where its clock cannot go back.
+                sent_until = self._last_emit_t
                 for old, old_motion in self._ring:
-                    if t - old.timestamp <= self.params.preroll_s:
+                    if t - old.timestamp <= self.params.preroll_s and old.timestamp > sent_until:
                         self._emit(old, old_motion, "preroll", self._snippet)
                 self._ring.clear()
             self._last_motion_t = t
