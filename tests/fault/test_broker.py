@@ -4,6 +4,7 @@ the scores the events service reads."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import subprocess
@@ -156,6 +157,48 @@ def test_the_broker_restarted_keeps_what_it_acknowledged(nats_server: NatsServer
     assert sorted(got) == list(range(30)) and link.reconnects >= 1
 
 
+def test_frames_put_while_the_broker_is_down_are_published_once_when_it_is_back(
+    nats_server: NatsServer,
+) -> None:
+    """Issue 29.8: during an outage the capture node warned "N frame(s) not published" for
+    frames the client had buffered and sent later. A frame whose ack did not come is
+    published again under the same message id: the stream holds each once, and the sink
+    counts each as published, none as failed."""
+    from hazardwatch.handoff.jetstream import JetStreamSource
+
+    link = BrokerLink(nats_server.url, "test")
+    link.start()
+    try:
+        frames = FramesLayout(max_age_s=60, ack_wait_s=1.0)
+        ensure_frames_stream(link, frames)
+        sink = JetStreamSink(link, frames)
+        for seq in range(10):
+            sink.put(gated(seq))
+        assert sink.flush(10) and sink.published == 10
+        nats_server.stop(kill=True)
+        for seq in range(10, 20):  # the broker is away: longer than a publish's 5 s timeout
+            sink.put(gated(seq))
+            time.sleep(0.1)
+        time.sleep(6.0)
+        nats_server.start()
+        assert wait_for(lambda: link.connected, 20)
+        assert sink.flush(30)
+        assert (sink.published, sink.failed) == (20, 0)
+        source = JetStreamSource(link, frames)
+        got: list[int] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            batch = source.fetch(50, 0.5) or []
+            for delivery in batch:
+                got.append(delivery.item.frame.seq)
+                delivery.ack()
+            if not batch and len(got) >= 20:
+                break
+    finally:
+        link.stop()
+    assert sorted(got) == list(range(20)), "each frame stored once"
+
+
 def test_with_no_worker_the_backlog_shows_and_frames_age_out(nats_server: NatsServer) -> None:
     """No worker at all: the scoring consumer's backlog is visible (the metric behind the
     HazardwatchWorkersBehind rule), frames older than max_age expire unscored, and once a
@@ -265,7 +308,11 @@ def test_the_events_service_killed_and_restarted_resumes_without_duplicates(
         for thread in threads:
             thread.start()
         classes = len(BANK.class_names)
-        assert wait_for(lambda: len(rows()) >= 4 * classes, 60, interval=0.1)  # 4 s stored
+
+        def mid_incident() -> bool:  # 4 s stored, and an event open: the kill cuts it
+            return len(rows()) >= 4 * classes and bool(repo.list_events(status="open"))
+
+        assert wait_for(mid_incident, 60, interval=0.1)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         time.sleep(2.0)  # frames keep coming and wait in the scores stream
@@ -304,6 +351,13 @@ def test_the_events_service_killed_and_restarted_resumes_without_duplicates(
     events = repo.list_events(camera="crash")
     assert events and all(e.status != "open" for e in events)
     assert len({(e.class_name, e.started_at) for e in events}) == len(events)
+    # An incident open at the kill goes on under its uuid after the restart (issue 29.8):
+    # none is left "interrupted" beside a second row of the same incident.
+    assert all(e.status == "closed" for e in events), [(e.uuid, e.status) for e in events]
+    for cls in {e.class_name for e in events}:
+        spans = sorted((e.started_at, e.ended_at) for e in events if e.class_name == cls)
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end is not None and end <= start, f"{cls}: overlapping events {spans}"
 
 
 def test_malformed_and_foreign_messages_are_terminated_and_never_block(

@@ -26,6 +26,8 @@ import dataclasses
 import logging
 import ssl
 import threading
+import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -69,6 +71,8 @@ PING_INTERVAL_S = 2
 MAX_OUTSTANDING_PINGS = 3
 # Frames the capture side has in flight to the broker at once (awaiting their acks).
 PUBLISH_WINDOW = 32
+RETRY_PAUSE_S = 0.5  # between publishing again frames the broker did not acknowledge
+RETRY_LIMIT_S = 60.0  # how long to publish a frame again when frames have no age limit
 
 FRAMES_STREAM = "HAZARDWATCH_FRAMES"
 FRAMES_SUBJECT = "hazardwatch.frames"
@@ -336,7 +340,14 @@ def ensure_frames_stream(link: BrokerLink, layout: FramesLayout) -> None:
 
 class JetStreamSink:
     """Capture's side: put never blocks; the loop publishes and awaits the broker's acks,
-    up to `PUBLISH_WINDOW` frames in flight at once (in order: one connection keeps it)."""
+    up to `PUBLISH_WINDOW` frames in flight at once (in order: one connection keeps it).
+
+    Each frame carries a message id, so a publish whose ack did not come (the broker went
+    away; the client may have sent it all the same once reconnected) is published again
+    and stored once: it counts as published when the broker acknowledges either copy, and
+    as failed only when no ack came within the frame age limit (`max_age_s`), after which
+    the frame is of no use to scoring.
+    """
 
     def __init__(
         self,
@@ -348,16 +359,19 @@ class JetStreamSink:
         self.link = link
         self.layout = layout
         self.options = options or WireOptions()
-        self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._pending: collections.deque[_Outgoing] = collections.deque()
         self._buffer = buffer
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._woken = False  # a wake-up is due: puts until then need not send another
-        self.dropped = 0
+        self._run_id = uuid.uuid4().hex[:12]  # hand-off numbers restart with the process
+        self.dropped = 0  # from a full buffer (the broker away for long)
         self.published = 0
         self.failed = 0
+        self.retried = 0
         self.bytes_published = 0
         self._busy = False
+        self._unacked_since: float | None = None  # the outage being waited out, if any
         self._numbers: dict[str, int] = {}  # per camera: the last hand-off number given
         self._task = asyncio.run_coroutine_threadsafe(self._publisher(), link.loop)
 
@@ -366,11 +380,15 @@ class JetStreamSink:
         with self._lock:  # one reader thread per camera, but cameras share the sink
             self._numbers[camera] = number = self._numbers.get(camera, 0) + 1
         data = encode_gated(dataclasses.replace(item, handoff_seq=number), self.options)
+        outgoing = _Outgoing(
+            self.layout.subject_for(camera), data, f"{self._run_id}.{camera}.{number}",
+            time.monotonic(),
+        )  # fmt: skip
         with self._lock:
             if len(self._pending) >= self._buffer:
                 self._pending.popleft()
                 self.dropped += 1
-            self._pending.append((self.layout.subject_for(item.frame.camera), data))
+            self._pending.append(outgoing)
             wake, self._woken = not self._woken, True
         if wake:
             self.link.loop.call_soon_threadsafe(self._wake.set)
@@ -400,34 +418,73 @@ class JetStreamSink:
                         self._woken = False
                         break
                 try:
-                    await self._publish(batch)
+                    retry = await self._publish(batch)
                 finally:
                     self._busy = False
+                if retry:
+                    with self._lock:  # first in line again, in their order
+                        self._pending.extendleft(reversed(retry))
+                    await asyncio.sleep(RETRY_PAUSE_S)
 
-    async def _publish(self, batch: list[tuple[str, bytes]]) -> None:
+    async def _publish(self, batch: list[_Outgoing]) -> list[_Outgoing]:
+        """Publish a batch; returns the frames to try again."""
         assert self.link.js is not None
         js = self.link.js
         results = await asyncio.gather(
-            *(js.publish(subject, data, timeout=5) for subject, data in batch),
+            *(
+                js.publish(o.subject, o.data, timeout=5, headers={"Nats-Msg-Id": o.msg_id})
+                for o in batch
+            ),
             return_exceptions=True,
         )
-        failed = []
-        for (subject, data), result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                failed.append((subject, result))
-            else:
+        retry: list[_Outgoing] = []
+        given_up: list[tuple[_Outgoing, BaseException]] = []
+        now = time.monotonic()
+        limit = self.layout.max_age_s or RETRY_LIMIT_S
+        for outgoing, result in zip(batch, results, strict=True):
+            if not isinstance(result, BaseException):
                 self.published += 1
-                self.bytes_published += len(data)
-        if failed:  # broker down: the client reconnects; these frames are lost (counted)
-            self.failed += len(failed)
-            subject, exc = failed[0]
+                self.bytes_published += len(outgoing.data)
+            elif now - outgoing.put_at < limit:
+                retry.append(outgoing)
+            else:
+                given_up.append((outgoing, result))
+        if retry:
+            self.retried += len(retry)
+            if self._unacked_since is None:
+                self._unacked_since = now
+                first = next(r for r in results if isinstance(r, BaseException))
+                log.warning(
+                    "the broker did not acknowledge %d frame(s) (%s: %s); publishing them "
+                    "again until it does or they are %g s old",
+                    len(retry),
+                    type(first).__name__,
+                    first,
+                    limit,
+                )
+        elif self._unacked_since is not None and not given_up:
+            log.info("the broker acknowledges frames again after %.1f s", now - self._unacked_since)
+            self._unacked_since = None
+        if given_up:  # older than the frame age limit: no use to scoring any more
+            self.failed += len(given_up)
+            outgoing, exc = given_up[0]
             log.warning(
-                "%d frame(s) not published (first to %s: %s: %s)",
-                len(failed),
-                subject,
+                "%d frame(s) not published within the %g s frame age limit (first to %s: "
+                "%s); see hazardwatch_frames_publish_failed_total",
+                len(given_up),
+                limit,
+                outgoing.subject,
                 type(exc).__name__,
-                exc,
             )
+        return retry
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    subject: str
+    data: bytes
+    msg_id: str  # the broker stores a frame published twice (a retry) once
+    put_at: float  # monotonic
 
 
 @dataclass(eq=False)
