@@ -307,6 +307,8 @@ def exposition(tmp_path_factory: pytest.TempPathFactory, red_clip: Path) -> Iter
 def events_role_exposition(tmp: Path) -> set[str]:
     """The metrics only the events role has (consumer lag), from one run against a
     private nats-server."""
+    from hazardwatch.handoff.jetstream import BrokerLink
+    from hazardwatch.handoff.status import StatusPublisher
     from tests.conftest import NatsServer
 
     if not Path(NatsServer.BINARY).is_file():
@@ -319,6 +321,12 @@ def events_role_exposition(tmp: Path) -> set[str]:
     service = Service(settings, scores_from_broker=True)
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
+    # A capture node's report of one camera: the per-camera intake counters start at 0.
+    link = BrokerLink(nats.url, "test")
+    link.start()
+    camera = {"name": "gate", "kind": "rtsp", "state": "streaming"}
+    status = StatusPublisher(link, lambda: {"camera.gate": camera}, interval_s=0.2)
+    status.start()
     url = f"http://127.0.0.1:{settings.api.port}/metrics"
     text = ""
 
@@ -328,11 +336,13 @@ def events_role_exposition(tmp: Path) -> set[str]:
             text = httpx.get(url, timeout=5).text
         except httpx.HTTPError:
             return False
-        return "hazardwatch_broker_pending{" in text
+        return "hazardwatch_broker_pending{" in text and 'frames_lost_total{camera="gate"}' in text
 
     try:
         assert wait_for(scraped, 30, interval=0.2)
     finally:
+        status.stop(5)
+        link.stop()
         service.stop()
         thread.join(30)
         nats.stop()

@@ -17,7 +17,7 @@ from hazardwatch.roles import CaptureNode, WorkerNode
 from hazardwatch.settings import Settings
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
-from tests.conftest import NatsServer, service_settings
+from tests.conftest import NatsServer, free_port, service_settings
 from tests.fakes import FakeEncoder
 from tests.helpers import wait_for
 
@@ -50,7 +50,7 @@ def settings_for(tmp_path: Path, name: str, clip: Path, **extra: Any) -> tuple[S
 
 
 def test_roles_store_the_same_events_and_scores_as_one_process(
-    tmp_path: Path, red_clip: Path, nats_server: NatsServer
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """1 capture, 3 workers, 1 events service against `hazardwatch run`, on a file with the
     deterministic fake encoder: same events, same score rows (times exact, values within
@@ -62,6 +62,7 @@ def test_roles_store_the_same_events_and_scores_as_one_process(
     roles, roles_url = settings_for(tmp_path, "roles", red_clip, broker=broker)
     events = Service(roles, scores_from_broker=True)
     events_thread = threading.Thread(target=events.run, daemon=True)
+    caplog.set_level("INFO", logger="hazardwatch.app")
     events_thread.start()
     workers = [WorkerNode(roles, encoder_factory=lambda s: FakeEncoder(), api_port=0)
                for _ in range(3)]  # fmt: skip
@@ -84,6 +85,10 @@ def test_roles_store_the_same_events_and_scores_as_one_process(
         events_thread.join(60)
     assert not events_thread.is_alive()
     assert scored() == capture.frames_published  # none lost, none twice
+    # No fault, no loss (issue 29.8): the events service counted none lost and none late.
+    assert f"events: {capture.frames_published} scored frame(s) handled, 0 lost, 0 too late" in (
+        caplog.text
+    )
     assert sum(1 for w in workers if w.worker and w.worker.stats.frames) >= 2  # shared out
     want_events, want_scores = outcome(single_url, "crash")
     got_events, got_scores = outcome(roles_url, "crash")
@@ -136,13 +141,14 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
     import httpx
 
     broker = {"url": nats_server.url}
-    settings, _ = settings_for(tmp_path, "status", red_clip, broker=broker)
+    settings, database_url = settings_for(tmp_path, "status", red_clip, broker=broker)
     looped = settings.model_copy(
         update={"cameras": [c.model_copy(update={"loop": True}) for c in settings.cameras]}
     )
     events = Service(settings, scores_from_broker=True)
-    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
-    capture = CaptureNode(looped, api_port=0)
+    worker_port, capture_port = free_port(), free_port()
+    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=worker_port)
+    capture = CaptureNode(looped, api_port=capture_port)
     threads = [threading.Thread(target=n.run, daemon=True) for n in (events, worker, capture)]
     for thread in threads:
         thread.start()
@@ -169,6 +175,25 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
         metrics = get("/metrics").text
         assert 'hazardwatch_camera_up{camera="crash"} 1.0' in metrics
         assert 'hazardwatch_nodes{role="worker"} 1.0' in metrics
+        # Issue 29.8: each role exports what it does, and says which role it is.
+        assert get("/healthz").json() == {"status": "ok", "role": "events"}
+        assert wait_for(lambda: "hazardwatch_frames_handled_total{camera=\"crash\"}" in
+                        get("/metrics").text, 15)  # fmt: skip
+        assert "hazardwatch_inference_seconds" not in metrics
+        roles = {}
+        for role, port in (("capture", capture_port), ("worker", worker_port)):
+            roles[role] = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "hazardwatch_frames_published_total" in roles["capture"]
+        assert "hazardwatch_frames_publish_failed_total 0.0" in roles["capture"]
+        for meaningless in ("spool_capacity", "queue_capacity", "inference_seconds_count",
+                            "events_total", "open_events"):  # fmt: skip
+            assert f"hazardwatch_{meaningless}" not in roles["capture"], meaningless
+        assert "hazardwatch_inference_seconds_count" in roles["worker"]
+        for meaningless in ("spool_capacity", "queue_capacity", "events_total", "open_events"):
+            assert f"hazardwatch_{meaningless}" not in roles["worker"], meaningless
+        # The events service learns each camera's kind from the status its node reports.
+        kinds = Repository(create_engine(database_url)).list_cameras
+        assert wait_for(lambda: [c["source_kind"] for c in kinds()] == ["file"], 15), kinds()
         worker.stop()
         threads[1].join(30)
         assert wait_for(lambda: get("/readyz").status_code == 503, 15)

@@ -225,3 +225,11 @@ def test_a_bad_environment_value_is_blamed_on_its_variable(
         load_settings(config)
     assert str(both.value).startswith(f"config file {config} is invalid (2 problems)")
     assert "storage.score_interval_s: " in str(both.value)
+
+
+def test_the_broker_url_is_shown_with_its_hosts_and_only_its_password_masked() -> None:
+    """Issue 29.8: `config check` masked the whole broker URL, host included."""
+    settings = load_settings(None, broker={"url": "nats://hw:s3cret@h1:4222,tls://t0ken@h2:4222"})
+    shown = settings.redacted()["broker"]["url"]
+    assert shown == "nats://hw:***@h1:4222,tls://***@h2:4222"
+    assert "s3cret" not in repr(settings) and "t0ken" not in str(settings.broker)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,12 +40,30 @@ FRAME_LATENCY_BUCKETS = (
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
 
 
-class Metrics:
-    """The metrics observed inline, on a registry of their own (one per service)."""
+Role = Literal["run", "capture", "worker", "events"]
+# Which groups of inline metrics each process exports: a series a process never changes
+# is noise on its /metrics (a capture node has no spool, no model and no events).
+_GROUPS: dict[Role, frozenset[str]] = {
+    "run": frozenset({"scoring", "events"}),
+    "capture": frozenset(),
+    "worker": frozenset({"scoring", "broker"}),
+    "events": frozenset({"events", "broker"}),
+}
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+
+class Metrics:
+    """The metrics observed inline, on a registry of their own (one per service). Every
+    attribute exists in every role; those a role does not export are observed into a
+    metric on no registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, role: Role = "run") -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.role = role
+        groups = _GROUPS[role]
         r = self.registry
+        scoring = r if "scoring" in groups else None
+        events = r if "events" in groups else None
+        broker = r if "broker" in groups else None
         # process_resident_memory_bytes, process_open_fds, CPU seconds (Linux /proc).
         ProcessCollector(registry=r)
         self.threads = Gauge(PREFIX + "threads", "Python threads alive in the service.", registry=r)
@@ -60,82 +78,88 @@ class Metrics:
             PREFIX + "inference_batch_size",
             "Frames per CLIP batch.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-            registry=r,
+            registry=scoring,
         )
         self.inference_seconds = Histogram(
             PREFIX + "inference_seconds",
             "Seconds per CLIP batch (preprocess + encode + score).",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-            registry=r,
+            registry=scoring,
         )
         self.frames_scored = Counter(
-            PREFIX + "frames_scored", "Frames scored by the CLIP worker.", ["camera"], registry=r
+            PREFIX + "frames_scored",
+            "Frames scored by the CLIP worker.",
+            ["camera"],
+            registry=scoring,
         )
         self.frames_rejected = Counter(
-            PREFIX + "frames_rejected", "Frames the worker skipped as unusable.", registry=r
+            PREFIX + "frames_rejected", "Frames the worker skipped as unusable.", registry=scoring
         )
         self.event_latency_seconds = Histogram(
             PREFIX + "event_latency_seconds",
             "Seconds from capture of the deciding frame to the event row written.",
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=events,
         )
         self.frame_latency_seconds = Histogram(
             PREFIX + "frame_latency_seconds",
             "Seconds from a frame's receipt by its camera reader to the detector stage "
             "(through the worker; across the broker in the distributed roles).",
             buckets=FRAME_LATENCY_BUCKETS,
-            registry=r,
+            registry=events,
         )
         self.broker_malformed = Counter(
             PREFIX + "broker_malformed",
             "Messages on a hazardwatch subject that were not a well-formed envelope of a "
             "known version (terminated, never redelivered), per consumer.",
             ["consumer"],
-            registry=r,
+            registry=broker,
         )
         self.events = Counter(
             PREFIX + "events",
             "Hazard events started.",
             ["camera", "class_name", "severity"],
-            registry=r,
+            registry=events,
         )
         self.db_write_seconds = Histogram(
             PREFIX + "db_write_seconds",
             "Seconds per database write (event or score batch).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
-            registry=r,
+            registry=events,
         )
         self.db_write_failures = Counter(
             PREFIX + "db_write_failures",
             "Database writes that failed (and were spooled).",
-            registry=r,
+            registry=events,
         )
         self.alerts = Counter(
-            PREFIX + "alerts", "Alerts by channel and outcome.", ["channel", "outcome"], registry=r
+            PREFIX + "alerts",
+            "Alerts by channel and outcome.",
+            ["channel", "outcome"],
+            registry=events,
         )
         self.alert_latency_seconds = Histogram(
             PREFIX + "alert_latency_seconds",
             "Seconds from capture of the deciding frame to the alert accepted by the receiver.",
             ["channel"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=events,
         )
         self.weather_lookups = Counter(
             PREFIX + "weather_lookups",
             "Weather lookups for events by outcome: ok, cache_hit, timeout, error (HTTP "
             "status, bad answer, connection), breaker_open (not asked).",
             ["outcome"],
-            registry=r,
+            registry=events,
         )
         self.media_deleted = Counter(
             PREFIX + "media_deleted_files",
             "Snapshots and clips removed by retention.",
             ["reason"],
-            registry=r,
+            registry=events,
         )
         self.media_bytes = Gauge(
-            PREFIX + "media_bytes", "Bytes of snapshots and clips on disk.", registry=r
+            PREFIX + "media_bytes", "Bytes of snapshots and clips on disk.", registry=events
         )
 
     def render(self) -> bytes:
@@ -160,19 +184,57 @@ class PipelineView:
     invalid_cameras: dict[str, str] = field(default_factory=dict)  # configured, never run
     queue: LocalQueue[Any] | None = None
     stale_by_camera: Mapping[str, int] = field(default_factory=dict)  # too old to score
-    # Distributed roles: frames handed to the broker that never reached the detector.
+    # Distributed roles: frames handed to the broker that never reached the detector,
+    # those that came too late for the reorder window, and those the detector handled.
     lost_by_camera: Mapping[str, int] = field(default_factory=dict)
+    late_by_camera: Mapping[str, int] = field(default_factory=dict)
+    handled_by_camera: Mapping[str, int] = field(default_factory=dict)
     remote: RemoteStatus | None = None  # the events role: the roles' status bucket
     open_events: Callable[[], int] = lambda: 0
     spool: Spool | None = None
     writer_backlog: Callable[[], int] = lambda: 0
 
 
-class PipelineCollector(Collector):
-    """Per-camera counters and live gauges straight from the running components."""
+def _intake(v: PipelineView) -> Iterator[Metric]:
+    """The events role's counts of what came through the broker, per camera: every camera
+    a capture node reports has its series from the start (at 0), so rates and alerts work
+    before the first loss."""
+    reported = {str(c.get("name")) for c in v.remote.cameras()} if v.remote is not None else set()
+    for name, text, counts in (
+        (
+            "frames_lost",
+            "Frames a capture node handed to the broker that never reached the events "
+            "service's detector, per camera: expired unscored (no worker in time), dropped "
+            "by a worker as stale or malformed, or dropped from a full capture buffer; a "
+            "frame still missing after 30 s counts (distributed roles).",
+            v.lost_by_camera,
+        ),
+        (
+            "frames_late",
+            "Frames that reached the events service after a later frame of their camera "
+            "had left the reorder window: dropped, never lost (raise broker.reorder_window_s "
+            "when it grows).",
+            v.late_by_camera,
+        ),
+        (
+            "frames_handled",
+            "Scored frames the events service's detector handled, per camera.",
+            v.handled_by_camera,
+        ),
+    ):
+        family = CounterMetricFamily(PREFIX + name, text, labels=["camera"])
+        for camera in sorted(reported | set(counts)):
+            family.add_metric([camera], float(counts.get(camera, 0)))
+        yield family
 
-    def __init__(self, view: PipelineView) -> None:
+
+class PipelineCollector(Collector):
+    """Per-camera counters and live gauges straight from the running components; a
+    capture node (`events=False`) has no queue, writer, spool or events to report."""
+
+    def __init__(self, view: PipelineView, events: bool = True) -> None:
         self.view = view
+        self.events = events
 
     def describe(self) -> Iterable[Metric]:
         return []  # values change with the cameras present; nothing to describe up front
@@ -184,16 +246,8 @@ class PipelineCollector(Collector):
             "frames_read", "Frames decoded per camera.", readers, lambda r: r.stats.frames_read
         )
         yield _drops(v)
-        lost = CounterMetricFamily(
-            PREFIX + "frames_lost",
-            "Frames a capture node handed to the broker that never reached the events "
-            "service's detector, per camera: expired unscored (no worker in time), dropped "
-            "by a worker as stale, or too late for the reorder window (distributed roles).",
-            labels=["camera"],
-        )
-        for camera, count in sorted(v.lost_by_camera.items()):
-            lost.add_metric([camera], float(count))
-        yield lost
+        if v.remote is not None:  # the events role
+            yield from _intake(v)
         yield _counter(
             "frames_motion",
             "Frames in which the gate saw motion, per camera.",
@@ -257,6 +311,8 @@ class PipelineCollector(Collector):
             nodes.add_metric(["capture"], float(len(v.remote.capture_nodes())))
             nodes.add_metric(["worker"], float(len(v.remote.workers())))
             yield nodes
+        if not self.events:
+            return
         q = v.queue
         # `is not None`: an empty queue is falsy (it has a length), and still has a size.
         depth = len(q) if q is not None else 0
@@ -280,6 +336,40 @@ class DropsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield _drops(self.view)
+
+
+class PublishCollector(Collector):
+    """A capture node's hand-off to the broker (`JetStreamSink`'s counts)."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        """`counts()` gives published, failed, retried and dropped."""
+        self.counts = counts
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counts()
+        for key, doc in (
+            ("published", "Frames the broker acknowledged (stored once, retries included)."),
+            (
+                "publish_failed",
+                "Frames the broker did not acknowledge within the frame age limit "
+                "(scoring.max_frame_age_s): of no use to scoring any more.",
+            ),
+            (
+                "publish_retried",
+                "Publishes made again because the broker's ack did not come (an outage).",
+            ),
+            (
+                "publish_dropped",
+                "Frames dropped from the capture node's full publish buffer (the broker away "
+                "for long).",
+            ),
+        ):
+            yield CounterMetricFamily(
+                PREFIX + "frames_" + key, doc, value=float(counts.get(key, 0))
+            )
 
 
 class BrokerCollector(Collector):

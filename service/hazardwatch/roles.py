@@ -47,6 +47,7 @@ from hazardwatch.metrics import (
     Metrics,
     PipelineCollector,
     PipelineView,
+    PublishCollector,
 )
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import Settings
@@ -131,9 +132,19 @@ class CaptureNode:
             ensure_frames_stream(link, frames)
             sink = JetStreamSink(link, frames, wire_options(settings.broker))
             readers = build_readers(settings, sink, self.invalid_cameras)
-            metrics = Metrics()
+            metrics = Metrics(role="capture")
             view = PipelineView(readers=readers, invalid_cameras=self.invalid_cameras)
-            metrics.registry.register(PipelineCollector(view))
+            metrics.registry.register(PipelineCollector(view, events=False))
+            metrics.registry.register(
+                PublishCollector(
+                    lambda: {
+                        "published": sink.published,
+                        "publish_failed": sink.failed,
+                        "publish_retried": sink.retried,
+                        "publish_dropped": sink.dropped,
+                    }
+                )
+            )
             server = start_status(
                 "capture", settings, self.api_port, metrics, lambda: _capture_reasons(link, readers)
             )
@@ -216,7 +227,7 @@ class WorkerNode:
         try:
             ensure_frames_stream(link, frames)
             ensure_scores_stream(link, scores)
-            metrics = Metrics()
+            metrics = Metrics(role="worker")
             encoder = self.encoder_factory(settings)
             publisher = ScoresPublisher(link, scores, wire_options(settings.broker))
             source = JetStreamSource(

@@ -42,6 +42,14 @@ class SecretUrl(SecretStr):
         return redact_url(self.get_secret_value())
 
 
+class SecretServerUrls(SecretStr):
+    """One URL or a comma-separated list (NATS servers): each shown with its password
+    masked and its host kept, as a database URL is."""
+
+    def _display(self) -> str:
+        return ",".join(redact_url(part.strip()) for part in self.get_secret_value().split(","))
+
+
 class SecretHookUrl(SecretStr):
     """A webhook URL: its path and query may be the secret; shown as scheme://host/***."""
 
@@ -459,7 +467,7 @@ class BrokerSettings(Section):
     """NATS JetStream for the distributed roles (`hazardwatch capture | worker | events`).
     Unset `url`: `hazardwatch run` is one process and no broker is used."""
 
-    url: SecretStr | None = Field(
+    url: SecretServerUrls | None = Field(
         None,
         description="nats://[user:password@]host:4222 (tls:// for TLS); set it (or "
         "HAZARDWATCH_BROKER__URL) to run the roles. Its password is never logged.",

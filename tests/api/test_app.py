@@ -66,7 +66,7 @@ def client(state: ApiState) -> TestClient:
 
 
 def test_health_and_openapi(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "role": "run"}
     spec = client.get("/openapi.json").json()
     assert "/api/v1/events" in spec["paths"] and "/api/v1/score" in spec["paths"]
     assert client.get("/docs").status_code == 200

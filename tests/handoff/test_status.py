@@ -95,3 +95,33 @@ def test_a_lost_bucket_is_made_again(link: BrokerLink) -> None:
     finally:
         publisher.stop(5)
         board.stop(5)
+
+
+def test_while_the_broker_is_away_cameras_read_unknown_and_their_frame_age_grows(
+    nats_server: NatsServer, link: BrokerLink
+) -> None:
+    """Issue 29.8: during a broker outage the events service showed cameras as streaming
+    with a frozen frame age for about 10 s, while the other roles said "not connected"."""
+    camera = {"name": "gate", "state": "streaming", "last_frame_age_s": 0.1}
+    silent = []
+
+    def entries() -> dict[str, dict[str, object]]:
+        if silent:
+            raise RuntimeError("the capture node hangs")
+        return {"camera.gate": camera}
+
+    capture = StatusPublisher(link, entries, interval_s=0.1)
+    board = StatusBoard(link, interval_s=0.1)
+    capture.start()
+    board.start()
+    try:
+        assert wait_for(lambda: [c["state"] for c in board.cameras()] == ["streaming"], 10)
+        silent.append(True)  # no more reports: the one held ages
+        time.sleep(1.0)
+        (held,) = board.cameras() or [{}]
+        assert held.get("last_frame_age_s", 0) >= 1.0 and held.get("status_age_s", 0) >= 0.9
+        nats_server.stop()
+        assert wait_for(lambda: [c["state"] for c in board.cameras()] in ([], ["unknown"]), 3)
+    finally:
+        capture.stop(1)
+        board.stop(5)

@@ -258,8 +258,9 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+        """Liveness: the process answers, and which role it plays (run: one process;
+        events: the distributed events service), as the other roles say theirs."""
+        return {"status": "ok", "role": "events" if state.scoring_elsewhere else "run"}
 
     @app.get(
         "/readyz",
@@ -554,7 +555,7 @@ def _readiness(state: ApiState) -> list[str]:
 
 
 def _remote_readiness(board: StatusBoard) -> list[str]:
-    if not board.read_ok:
+    if not board.current:
         return ["the roles' status cannot be read from NATS"]
     reasons = []
     if not board.workers():

@@ -173,9 +173,32 @@ class StatusBoard(Periodic):
             if key.startswith(prefix) and float(value.get("updated_at", 0)) >= oldest
         ]
 
+    @property
+    def current(self) -> bool:
+        """Whether this copy is being kept up to date (connected, and the last read
+        worked): while not, what it holds is old news."""
+        return self.read_ok and self.link.connected
+
     def cameras(self) -> list[dict[str, Any]]:
-        """Every camera a capture node reported within the TTL, by name."""
-        return self._fresh("camera.")
+        """Every camera a capture node reported within the TTL, by name. Its frame age
+        grows with the age of the report; while the broker cannot be read its state is
+        "unknown", never the "streaming" it last had."""
+        now = time.time()
+        current = self.current
+        out = []
+        for value in self._fresh("camera."):
+            entry = dict(value)
+            reported_s = max(0.0, now - float(entry.get("updated_at", now)))
+            entry["status_age_s"] = round(reported_s, 3)
+            if entry.get("last_frame_age_s") is not None:
+                entry["last_frame_age_s"] = round(float(entry["last_frame_age_s"]) + reported_s, 3)
+            if not current:
+                entry["state"] = "unknown"
+                entry["last_error"] = (
+                    "no current status: the events service cannot read it from NATS"
+                )
+            out.append(entry)
+        return out
 
     def workers(self) -> list[dict[str, Any]]:
         return self._fresh("node.worker.")

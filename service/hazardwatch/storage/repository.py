@@ -54,7 +54,7 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
-        self._known_cameras: set[str] = set()
+        self._known_cameras: set[tuple[str, str]] = set()  # (name, kind) registered
 
     @property
     def engine(self) -> Engine:
@@ -87,7 +87,7 @@ class Repository:
         rows = [
             {"name": name, "source_kind": kind, "created_at": _now()}
             for name, kind in cameras
-            if name not in self._known_cameras
+            if (name, kind) not in self._known_cameras
         ]
         if not rows:
             return
@@ -97,7 +97,9 @@ class Repository:
             conn.execute(self._insert_ignore(Camera.__table__), rows)  # type: ignore[arg-type]
             if known:
                 conn.execute(_KIND, known)
-        self._known_cameras.update(str(row["name"]) for row in rows)
+        self._known_cameras.update((str(r["name"]), str(r["source_kind"])) for r in rows)
+        # Once a kind is known, scores registering the camera as unknown need nothing.
+        self._known_cameras.update((str(k["camera"]), UNKNOWN_KIND) for k in known)
 
     def list_cameras(self) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
