@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,10 +33,16 @@ from hazardwatch.capture.recorder import (
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
-from hazardwatch.detect.stage import DetectorStage
+from hazardwatch.detect.stage import RESUME_WINDOW_S, DetectorStage
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
 from hazardwatch.handoff.queue import FrameSink, FrameSource, LocalQueue
-from hazardwatch.metrics import BrokerCollector, Metrics, PipelineCollector, PipelineView
+from hazardwatch.metrics import (
+    BrokerCollector,
+    Metrics,
+    PipelineCollector,
+    PipelineView,
+    RemoteStatus,
+)
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
 from hazardwatch.motion.stage import MotionStage
@@ -49,7 +54,13 @@ from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import CameraStateRecord, EventUpdate, GatedFrame, ScoredFrame
+from hazardwatch.records import (
+    CameraStateRecord,
+    EventRecord,
+    EventUpdate,
+    GatedFrame,
+    ScoredFrame,
+)
 from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
@@ -57,7 +68,7 @@ from hazardwatch.scoring.worker import ScoringWorker, TextIndex
 from hazardwatch.settings import CameraSettings, Location, MotionSettings, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
-from hazardwatch.storage.repository import Repository
+from hazardwatch.storage.repository import MAX_PAGE, Repository
 from hazardwatch.storage.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -224,7 +235,7 @@ class Service:
         migrate.upgrade(engine)
         repository = Repository(engine)
         media_dir = settings.media_dir()
-        metrics = Metrics()
+        metrics = Metrics(role="events" if self._scores_from_broker else "run")
         metrics.build_info.labels(__version__, settings.scoring.model).set(1)
         view = PipelineView()
         metrics.registry.register(PipelineCollector(view))
@@ -236,13 +247,6 @@ class Service:
         if len(spool):
             log.info("replaying %d write(s) spooled by an earlier run", len(spool))
             writer.replay()
-        # One process owns every camera's events: it closes what any earlier run left open.
-        # (A node that owns some cameras passes them: close_open_events(…, cameras=…).)
-        interrupted = repository.close_open_events(datetime.now(UTC))
-        if interrupted:
-            log.warning(
-                "%d event(s) left open by an earlier run were closed as interrupted", interrupted
-            )
         with contextlib.ExitStack() as stack:
             stack.callback(spool.close)
             # The API comes up first so health checks answer while the model loads.
@@ -315,6 +319,7 @@ class Service:
                     self._reload.clear()
                     self._apply_reload(readers, queue, stage, repository)
                 _close_ended_cameras(readers, queue, stage, ended)
+                stage.expire_resumable()
         finally:
             self._drain(readers, queue, worker, stage, clips, writer)
         return RunSummary(
@@ -372,6 +377,8 @@ class Service:
         stack.callback(board.stop)
         api_state.scoring_elsewhere, api_state.status = True, board
         view.lost_by_camera = consumer.lost_by_camera
+        view.late_by_camera = consumer.late_by_camera
+        view.handled_by_camera = consumer.frames_by_camera
         view.remote = board
         self._watch(view, api_state, writer)
         self._start_janitor(stack, repository, metrics)
@@ -385,6 +392,8 @@ class Service:
                 if self._reload.is_set():
                     self._reload.clear()
                     log.warning("the events role does not reload its configuration; restart it")
+                _register_remote_cameras(repository, board)
+                stage.expire_resumable()
         finally:
             if not consumer.stop(30):
                 log.error("scores consumer did not stop in 30 s")
@@ -392,6 +401,13 @@ class Service:
             unstored = consumer.settle()
             if unstored:
                 log.warning("%d scored frame(s) not stored: left to the broker", unstored)
+            log.info(
+                "events: %d scored frame(s) handled, %d lost, %d too late for the reorder "
+                "window (as hazardwatch_frames_handled/lost/late_total)",
+                consumer.frames,
+                consumer.lost,
+                consumer.late,
+            )
         return RunSummary(
             cameras=0,
             frames_read=0,
@@ -458,6 +474,9 @@ class Service:
             max_references=settings.detector.max_references,
             scores_stored_until=repository.scores_stored_until(),
             observe_latency=metrics.frame_latency_seconds.observe,
+            # One process (or the events role) owns every camera's events: what an earlier
+            # run left open is continued by this one, or closed as interrupted.
+            resumable=left_open(repository),
         )
         api_state.learn_normal = stage.learn_normal
         api_state.calibration = stage.calibration
@@ -614,6 +633,36 @@ class Service:
 
     def _readers(self, queue: LocalQueue[GatedFrame]) -> list[CameraReader]:
         return build_readers(self.settings, queue, self.invalid_cameras)
+
+
+def _register_remote_cameras(repository: Repository, board: RemoteStatus) -> None:
+    """The events role: each camera's source kind as its capture node reports it (the
+    scores alone register a camera as "unknown")."""
+    cameras = [(str(c["name"]), str(c["kind"])) for c in board.cameras() if c.get("kind")]
+    if not cameras:
+        return
+    try:
+        repository.ensure_cameras(cameras)
+    except Exception as exc:  # the database is down: the writer spools; kinds can wait
+        log.debug("camera kinds not registered yet: %s", exc)
+
+
+def left_open(repository: Repository) -> list[EventRecord]:
+    """Events an earlier run left open (it was killed): this run continues or closes them."""
+    found: list[EventRecord] = []
+    while True:
+        page = repository.list_events(status="open", limit=MAX_PAGE, offset=len(found))
+        found.extend(page)
+        if len(page) < MAX_PAGE:
+            break
+    if found:
+        log.warning(
+            "%d event(s) left open by an earlier run: each goes on if its hazard is seen "
+            "again within %.0f s, else it is closed as interrupted",
+            len(found),
+            RESUME_WINDOW_S,
+        )
+    return found
 
 
 def _close_ended_cameras(

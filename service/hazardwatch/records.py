@@ -235,3 +235,6 @@ class EventUpdate:
     record: EventRecord
     snapshot: Image | None
     latency_from: float | None  # wall-clock receive time of the frame that decided it
+    # The first update of an event a previous run left open, continued by this one (kind
+    # "updated": its start was stored and alerted by that run).
+    resumed: bool = False

@@ -47,8 +47,11 @@ def scored(
     t: float,
     fire: float,
     embedding: np.ndarray | None = None,
+    base: datetime = T0,
 ) -> ScoredFrame:
-    frame = Frame(camera, int(t * 10), t, T0 + timedelta(seconds=t), np.zeros((4, 4, 3), np.uint8))
+    frame = Frame(
+        camera, int(t * 10), t, base + timedelta(seconds=t), np.zeros((4, 4, 3), np.uint8)
+    )
     gated = GatedFrame(frame, MotionResult(True, 0.1, None), "motion", 1)
     probs = {"fire": fire, "street": 1 - fire}
     return ScoredFrame(gated, probs, np.zeros(2, np.float32), BANK, embedding)
@@ -265,3 +268,52 @@ def test_each_frames_latency_from_its_reader_is_observed() -> None:
     )
     stage.on_scored([late])
     assert len(seen) == 1 and 0.5 <= seen[0] < 1.0
+
+
+def test_an_event_left_open_by_a_killed_run_goes_on_under_its_uuid() -> None:
+    """Issue 29.8: an events service killed mid-incident and restarted stored the incident
+    twice (one row "interrupted", one detected again from the redelivered frames)."""
+    from hazardwatch.records import EventRecord
+
+    def left_open(uuid: str, camera: str) -> EventRecord:
+        return EventRecord(uuid, camera, "fire", "warning", "open", T0, T0 + timedelta(seconds=1),
+                           0.9, 0.8, revision=3, snapshot_path=f"{camera}/{uuid}.jpg")  # fmt: skip
+
+    events: list[EventUpdate] = []
+    stage = DetectorStage(
+        PARAMS, events.append, resumable=[left_open("fire-1", "gate"), left_open("fire-2", "yard")]
+    )
+    stage.on_scored([scored("gate", 2 + i / 10, 0.7) for i in range(20)])  # the fire goes on
+    first = events[0]
+    assert (first.kind, first.resumed, first.record.uuid) == ("updated", True, "fire-1")
+    assert first.record.started_at == T0 and first.record.revision == 4
+    # The stored peak (0.9) is higher: it and its snapshot stay.
+    assert first.record.peak_score == 0.9 and first.snapshot is None
+    assert first.record.snapshot_path == "gate/fire-1.jpg"
+    stage.on_scored([scored("gate", 4 + i / 10, 0.0) for i in range(40)])  # and goes out
+    ended = [e for e in events if e.kind == "ended"]
+    assert [(e.record.uuid, e.record.status) for e in ended] == [("fire-1", "closed")]
+    assert stage.events_started == 0 and stage.events_resumed == 1
+    assert len({e.record.uuid for e in events}) == 1  # one row, never two
+    stage.flush()  # yard's never came back: closed as interrupted, not left open
+    assert (events[-1].kind, events[-1].record.uuid, events[-1].record.status) == (
+        "ended", "fire-2", "interrupted",
+    )  # fmt: skip
+    assert events[-1].record.revision == 4 and stage.events_interrupted == 1
+
+
+def test_an_event_left_open_long_before_is_not_continued() -> None:
+    """A live camera's fire more than the resume window after the restart (and after what
+    was stored of the old event) is a new incident; the old one is closed."""
+    from hazardwatch.records import EventRecord
+
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=1)
+    stored = EventRecord("old", "gate", "fire", "warning", "open", old, old, 0.9, 0.8)
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append, resumable=[stored])
+    later = now + timedelta(seconds=90)
+    stage.on_scored([scored("gate", 2 + i / 10, 0.7, base=later) for i in range(20)])
+    kinds = [(e.kind, e.record.uuid, e.record.status) for e in events]
+    assert kinds[0] == ("ended", "old", "interrupted")  # nothing continued it in time
+    assert kinds[1][0] == "started" and kinds[1][1] != "old"

@@ -147,6 +147,9 @@ class AlertDispatcher:
         self.suppressed = 0
 
     def __call__(self, update: EventUpdate) -> None:
+        if update.resumed and update.record.uuid not in self._alerted:
+            self._adopt(update.record, self._clock())
+            return
         alert = self.decide(update)
         if alert is None:
             return
@@ -164,7 +167,7 @@ class AlertDispatcher:
         now = self._clock()
         before = self._alerted.get(record.uuid)
         if kind == "new":
-            if SEVERITIES.index(record.severity) < SEVERITIES.index(self.policy.min_severity):
+            if not self._severe(record):
                 return None
             key = (record.camera, record.class_name)
             last = self._last_new.get(key)
@@ -216,6 +219,17 @@ class AlertDispatcher:
                 channel.send(alert)
             except Exception:
                 log.exception("alert channel %s refused an alert", channel.name)
+
+    def _adopt(self, record: EventRecord, now: float) -> None:
+        """An event continued from an earlier run, which alerted its start: no second
+        "new"; its end is alerted as ever."""
+        if self._severe(record):
+            self._alerted[record.uuid] = record
+            self._last_update[record.uuid] = now
+            self._last_new[(record.camera, record.class_name)] = now
+
+    def _severe(self, record: EventRecord) -> bool:
+        return SEVERITIES.index(record.severity) >= SEVERITIES.index(self.policy.min_severity)
 
     def _url(self, record: EventRecord, leaf: str) -> str | None:
         if self.public_url is None:

@@ -256,6 +256,8 @@ class ClipRecorder:
         self._queue.put(frame)
 
     def on_event(self, update: EventUpdate) -> None:
+        if update.resumed:  # continued from an earlier run: its clip starts here
+            update = dataclasses.replace(update, kind="started")
         if update.kind == "started":
             self._expect(update.record.uuid, None)
         elif update.kind == "ended":
