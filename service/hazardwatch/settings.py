@@ -555,6 +555,28 @@ class ApiSettings(Section):
         description="Cells per side of the crop grid behind masks and the heatmap overlay; "
         "finer grids follow objects closer and cost (grid-1)²+1 forward passes.",
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection whose request headers have not all arrived this long "
+        "after it opened (or after its previous response) is closed: slow clients cannot "
+        "hold connections open.",
+    )
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="The whole request, body included, must arrive within this.",
+    )
+    max_connections: int = Field(
+        256,
+        ge=8,
+        le=100_000,
+        description="Open API connections at most (also kept below the process's file "
+        "descriptor limit, with a reserve for cameras, media, the database and alerts); "
+        "beyond it the connection idle longest waiting for a request is closed first.",
+    )
 
 
 class WebhookSettings(Section):

@@ -1,6 +1,6 @@
 """`hazardwatch run` with the fake encoder, as its own process (for kill -9 tests).
 
-python -m tests.fault.run_fake DATA_DIR PORT [--loop] SOURCE...
+python -m tests.fault.run_fake DATA_DIR PORT [--loop] [--webhook URL] SOURCE...
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from tests.fakes import FakeEncoder
 def main(argv: list[str]) -> int:
     data_dir, port, *rest = argv
     loop = "--loop" in rest
-    sources = [a for a in rest if a != "--loop"]
+    webhook = rest[rest.index("--webhook") + 1] if "--webhook" in rest else None
+    sources = [a for a in rest if a not in ("--loop", "--webhook", webhook)]
     settings = load_settings(
         None,
         cameras=cameras_from_sources(sources, loop=loop),
         storage={"data_dir": data_dir},
         api={"port": int(port)},
         detector={"cooldown_s": 2.0},
+        alerts={"cooldown_s": 0, "webhook": {"url": webhook}},
     )
     configure_logging("INFO")
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())
