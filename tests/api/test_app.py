@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -503,3 +504,73 @@ def test_docs_can_be_public_while_data_needs_the_token(state: ApiState) -> None:
     assert client.get("/api/v1/events").status_code == 401
     closed = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     assert closed.get("/docs").status_code == 401
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.parametrize("shape", ["file", "fields"])
+def test_a_chunked_upload_is_cut_off_at_the_limit_as_it_streams(
+    state: ApiState, shape: str
+) -> None:
+    """Issue 30.2: the limit read only Content-Length. A chunked upload of 1,000 MB was
+    spooled to a temporary file before the 413, and 400 chunked 1 MB text fields added
+    330 MB of memory. Now the body is cut off at the limit (2 MB here) as it streams: the
+    client gets its 413 having sent little more than that, and memory stays flat."""
+    import threading
+
+    import httpx
+
+    from hazardwatch.api.server import ApiServer
+    from tests.conftest import free_port
+
+    server = ApiServer(create_app(state, ApiSettings(max_upload_mb=2)), "127.0.0.1", free_port())
+    server.start()
+    sent = 0
+    peak = before = _rss_mb()
+    sampling = True
+
+    def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, _rss_mb())
+            time.sleep(0.01)
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        boundary = b"--hw\r\n"
+        chunk = b"x" * (1 << 20)
+        if shape == "file":
+            disposition = b'Content-Disposition: form-data; name="file"; filename="a.jpg"'
+            yield boundary + disposition + b"\r\n\r\n"
+            for _ in range(1000):  # 1,000 MB
+                sent += len(chunk)
+                yield chunk
+        else:
+            for i in range(400):  # 400 text fields of 1 MB
+                sent += len(chunk)
+                yield boundary + f'Content-Disposition: form-data; name="f{i}"\r\n\r\n'.encode()
+                yield chunk + b"\r\n"
+        yield b"--hw--\r\n"
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    status: int | None = None
+    try:
+        url = f"http://127.0.0.1:{server.port}/api/v1/score"
+        headers = {"Content-Type": "multipart/form-data; boundary=hw"}
+        try:
+            status = httpx.post(url, content=body(), headers=headers, timeout=30).status_code
+        except httpx.HTTPError:
+            status = None  # the server answered and closed while the client still sent
+    finally:
+        sampling = False
+        sampler.join(5)
+        server.stop()
+    assert status in (413, None), status
+    assert sent <= 40 << 20, f"the server read on: {sent >> 20} MB sent, status {status}"
+    assert peak - before < 100, f"memory grew {peak - before:.0f} MB"

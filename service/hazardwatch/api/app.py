@@ -29,6 +29,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hazardwatch import __version__
 from hazardwatch.api.errors import problem, unprocessable
@@ -53,6 +54,7 @@ DOCS_STATIC = "/docs-static"
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
 MEDIA_PATH = re.compile(r"^/api/v1/events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip\.mp4)$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed on top of the upload limit
 
 
 @dataclass
@@ -163,16 +165,53 @@ class _BearerAuth(BaseHTTPMiddleware):
         return await call_next(request)
 
 
-class _UploadLimit(BaseHTTPMiddleware):
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        super().__init__(app)
-        self.max_bytes = max_bytes
+class _BodyLimit:
+    """Every request body capped as it streams, chunked or not: a `Content-Length` over
+    the cap is refused before a byte is read, and a body that grows past it is cut off with
+    a 413 there — it is never read to its end, spooled to a temporary file or held in
+    memory. (Checking the header alone let a 1,000 MB chunked upload through to the disk.)
+    Multipart overhead gets `MULTIPART_SLACK` on top of the upload limit."""
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return JSONResponse({"detail": _too_large(self.max_bytes)}, status_code=413)
-        return await call_next(request)
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes  # the upload limit, as errors say it
+        self._cap = max_bytes + MULTIPART_SLACK
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self._cap:
+            await _too_large_response(self.max_bytes)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._cap:
+                    raise HTTPException(413, _too_large(self.max_bytes))
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, capped, watched)
+        except HTTPException as exc:  # raised outside the app's own error handling
+            if exc.status_code != 413 or started:
+                raise
+            await _too_large_response(self.max_bytes)(scope, receive, send)
+
+
+def _too_large_response(max_bytes: int) -> JSONResponse:
+    return JSONResponse({"detail": _too_large(max_bytes)}, status_code=413)
 
 
 def _too_large(max_bytes: int) -> str:
@@ -223,7 +262,7 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         description="CCTV hazard events, their snapshots and clips, camera state, and scoring "
         "of uploaded images with the live model.",
     )
-    app.add_middleware(_UploadLimit, max_bytes=max_bytes)
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes)
     if settings.token is not None:
         if not state.signer.enabled:  # links the token-less world can open
             state.signer = MediaSigner(settings.token.get_secret_value(), settings.media_url_ttl_s)

@@ -99,6 +99,10 @@ class GuardedH11Protocol(H11Protocol):
             self._disarm()
 
     def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY:
+            # Answered before the request's body was all read (a 413 for an upload over the
+            # limit): close once the answer is out rather than read the rest to the end.
+            self.transport.close()
         super().on_response_complete()
         self._waiting_since = time.monotonic()
         if not self.transport.is_closing():
