@@ -113,3 +113,22 @@ def test_a_flood_of_one_message_is_logged_once_a_minute_with_a_count() -> None:
     later = logger.makeRecord("test.flood", logging.ERROR, __file__, 1, "accept failed: %s",
                               ("x",), None)  # fmt: skip
     assert repeats.filter(later) and "999 more like it" in later.getMessage()
+
+
+def test_uvicorns_own_log_goes_through_the_services_redacting_json_handler(
+    server: ApiServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30.4: uvicorn's error log bypassed the redaction and the JSON format."""
+    import json
+
+    from hazardwatch.redact import configure_logging
+
+    configure_logging("INFO", "json")
+    try:
+        logging.getLogger("uvicorn.error").error("cannot open rtsp://op:hunter2@cam/s")
+        line = capfd.readouterr().err.strip().splitlines()[-1]
+    finally:
+        configure_logging("INFO")
+    record = json.loads(line)
+    assert record["logger"] == "uvicorn.error" and "hunter2" not in line
+    assert "op:***@cam" in record["message"]

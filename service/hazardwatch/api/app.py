@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -100,7 +108,15 @@ def _iso_time(value: Any) -> Any:
     return value
 
 
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+def _in_range(value: datetime) -> datetime:
+    """A time that exists in UTC (0001-01-01T00:00+23:59 does not): else a 422."""
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time), AfterValidator(_in_range)]
 
 
 LinkExpiry = Annotated[

@@ -14,6 +14,8 @@ import hmac
 import time
 
 _KEY_CONTEXT = b"hazardwatch media links v1"
+MAX_EXP_DIGITS = 12  # Unix seconds until the year 33658
+SIG_HEX_LENGTH = 64  # SHA-256 as hex
 
 
 class MediaSigner:
@@ -40,9 +42,16 @@ class MediaSigner:
         return f"{path}?exp={exp}&sig={self._sig(path, exp)}"
 
     def verify(self, path: str, exp: str | None, sig: str | None, now: float | None = None) -> bool:
-        """True for a link this signer made for `path` that has not expired."""
-        if self._key is None or not exp or not sig or not exp.isdigit():
+        """True for a link this signer made for `path` that has not expired; False — never
+        an exception — for anything else a stranger may send: a non-ASCII digit ("²"), an
+        expiry of thousands of digits, a signature that is not hex."""
+        if self._key is None or not exp or not sig:
             return False
-        if int(exp) < (time.time() if now is None else now):
+        if not (exp.isascii() and exp.isdigit() and len(exp) <= MAX_EXP_DIGITS):
             return False
-        return hmac.compare_digest(self._sig(path, int(exp)), sig)
+        if not (sig.isascii() and len(sig) == SIG_HEX_LENGTH):
+            return False
+        expires = int(exp)
+        if expires < (time.time() if now is None else now):
+            return False
+        return hmac.compare_digest(self._sig(path, expires), sig)
