@@ -164,9 +164,15 @@ class RepeatFilter(logging.Filter):
 _REPEATS = RepeatFilter()
 
 
-def quiet_floods() -> None:
-    """asyncio's and uvicorn's repeated messages (an accept loop out of descriptors logs
-    one per attempt) at most once a minute each (idempotent)."""
+def route_server_logs() -> None:
+    """uvicorn's records go to the service's own handlers (redacted, text or JSON), even
+    where uvicorn's default logging was set up before (it stops them at "uvicorn"), and
+    asyncio's and uvicorn's repeated messages (an accept loop out of descriptors logs one
+    per attempt) at most once a minute each. Idempotent."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
     for name in ("asyncio", "uvicorn.error"):
         logger = logging.getLogger(name)
         if _REPEATS not in logger.filters:
@@ -182,7 +188,7 @@ class ApiServer:
         self.limits = limits or ConnectionLimits()
         self.cap = connection_cap(self.limits.max_connections, raise_fd_limit())
         self.protocol = guarded_protocol(self.limits, self.cap)
-        quiet_floods()
+        route_server_logs()
         config = uvicorn.Config(
             app,
             host=host,
