@@ -233,3 +233,40 @@ def test_the_broker_url_is_shown_with_its_hosts_and_only_its_password_masked() -
     shown = settings.redacted()["broker"]["url"]
     assert shown == "nats://hw:***@h1:4222,tls://***@h2:4222"
     assert "s3cret" not in repr(settings) and "t0ken" not in str(settings.broker)
+
+
+def test_an_unknown_key_never_shows_its_value(tmp_path: Path) -> None:
+    """Issue 30.5: `unknown key 'tokn' under api (value 'SuperSecretTok123')`."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, {"api": {"tokn": "SuperSecretTok123"}}))
+    assert "unknown key 'tokn' under api" in str(caught.value)
+    assert "SuperSecret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"storage": {"database_url": "mysql+pymysql://hw:Pass/w0rd#Q@db:3306/hazardwatch"}},
+        {"broker": {"url": "nats://a:4222,nats://hw:Pa@ss@h:4222"}},
+        {"alerts": {"webhook": {"url": "https://hw:Pa/ss@hooks.example/T0/B0"}}},
+    ],
+    ids=["database", "broker", "webhook"],
+)
+def test_every_url_setting_refuses_credentials_that_are_not_percent_encoded(
+    tmp_path: Path, section: dict[str, Any]
+) -> None:
+    """Issue 30.5: `hw:***@Pass/w0rd#Q@…` masked wrongly, and a piece of the password was
+    resolved as a host name. Refused at load, saying how to encode, echoing none of it."""
+    with pytest.raises(ConfigError, match="percent-encode") as caught:
+        load_settings(write(tmp_path, section))
+    for piece in ("Pass", "w0rd", "Pa@ss", "ss@"):
+        assert piece not in str(caught.value)
+
+
+def test_percent_encoded_credentials_and_an_at_in_a_hook_query_are_fine() -> None:
+    settings = load_settings(
+        None,
+        storage={"database_url": "mysql+pymysql://hw:Pass%2Fw0rd%23Q@db:3306/hazardwatch"},
+        alerts={"webhook": {"url": "https://hooks.example:8443/a?notify=ops@example.com"}},
+    )
+    assert settings.storage.database_url is not None

@@ -51,17 +51,29 @@ def redact_text(text: str) -> str:
     return _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, text)
 
 
-def ambiguous_credentials(url: str) -> str | None:
-    """Why a camera URL's user name or password cannot be told from its host and path, or
-    None. A raw '/', '?' or '#' in a password ends the authority early
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+
+
+def ambiguous_credentials(url: str, *, any_scheme: bool = False) -> str | None:
+    """Why a URL's user name or password cannot be told from its host and path, or None.
+    A raw '/', '?' or '#' in a password ends the authority early
     (rtsp://viewer:p@ss/w#rd@host/… reads as host "ss"), so the rest of the password would
-    become a host name in logs and the probe: such a URL is refused, never guessed at."""
+    become a host name in logs and the probe: such a URL is refused, never guessed at.
+    Camera schemes only, unless `any_scheme` (database, broker and webhook settings)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("rtsp", "rtsps", "http", "https"):
+    if not sep or not (any_scheme or scheme.lower() in ("rtsp", "rtsps", "http", "https")):
         return None
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, after = rest[:end], rest[end:]
-    if "#" in rest or authority.count("@") > 1 or "@" in after:
+    if any_scheme:
+        # A service's path or query may hold '@' (…?mail=a@b): only a part before it that
+        # is no host[:port] ('user:pa' of user:pa/ss@host) gives a password away.
+        cut_short = bool(authority) and "@" in after and "@" not in authority
+        cut_short = cut_short and not _HOST_PORT.match(authority)
+        ambiguous = authority.count("@") > 1 or cut_short
+    else:
+        ambiguous = "#" in rest or authority.count("@") > 1 or "@" in after
+    if ambiguous:
         return (
             "the credentials before the host hold a raw '@', '/', ':', "
             "'#' or '?'; percent-encode those characters in the URL ('@' as %40, '/' as "

@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -27,11 +27,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hazardwatch.errors import ConfigError
-from hazardwatch.redact import redact_hook_url, redact_text, redact_url
+from hazardwatch.redact import ambiguous_credentials, redact_hook_url, redact_text, redact_url
 
 DEFAULT_CONFIG_FILE = Path("hazardwatch.yaml")
 ENV_PREFIX = "HAZARDWATCH_"
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+_Secret = TypeVar("_Secret", bound=SecretStr | None)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -55,6 +56,16 @@ class SecretHookUrl(SecretStr):
 
     def _display(self) -> str:
         return redact_hook_url(self.get_secret_value())
+
+
+def _unambiguous(value: _Secret) -> _Secret:
+    """A URL setting whose credentials are not percent-encoded is refused (its password
+    would otherwise be read partly as a host and reach logs and DNS)."""
+    if value is not None:
+        problem = ambiguous_credentials(value.get_secret_value(), any_scheme=True)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
 
 
 class Section(BaseModel):
@@ -372,6 +383,12 @@ class StorageSettings(Section):
         "null uses SQLite at <data_dir>/hazardwatch.db.",
     )
     write_scores: bool = Field(True, description="Store the per-class score series for dashboards.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _unambiguous_database_url(cls, value: SecretUrl | None) -> SecretUrl | None:
+        return _unambiguous(value)
+
     score_interval_s: float = Field(
         1.0,
         ge=0,
@@ -472,6 +489,15 @@ class BrokerSettings(Section):
         description="nats://[user:password@]host:4222 (tls:// for TLS); set it (or "
         "HAZARDWATCH_BROKER__URL) to run the roles. Its password is never logged.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _unambiguous_broker_url(cls, value: SecretServerUrls | None) -> SecretServerUrls | None:
+        if value is not None:
+            for part in value.get_secret_value().split(","):
+                _unambiguous(SecretStr(part.strip()))
+        return value
+
     creds_file: Path | None = Field(None, description="A NATS .creds file (JWT + NKey).")
     tls_ca_file: Path | None = Field(None, description="CA bundle to verify the server.")
     tls_cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
@@ -587,6 +613,12 @@ class WebhookSettings(Section):
     )
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for the signature header.")
     timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
+
+    @field_validator("url")
+    @classmethod
+    def _unambiguous_hook_url(cls, value: SecretHookUrl | None) -> SecretHookUrl | None:
+        return _unambiguous(value)
+
     retries: int = Field(
         5, ge=0, le=100, description="Retries with exponential backoff before giving up."
     )
@@ -886,7 +918,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         where = (_loc_text(loc) or "(top level)") + (f" (from {env})" if env else "")
         value = error.get("input")
         if _is_secret(model, key):
-            shown = repr(redact_url(value)) if isinstance(value, str) and "://" in value else "***"
+            field = model.model_fields.get(key or "") if model is not None else None
+            hook = field is not None and "SecretHookUrl" in str(field.annotation)
+            mask = redact_hook_url if hook else redact_url
+            shown = repr(mask(value)) if isinstance(value, str) and "://" in value else "***"
         else:
             shown = redact_text(repr(value))
         if len(shown) > 80:
@@ -894,10 +929,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if error["type"] == "extra_forbidden":
             parent = _loc_text(loc[:-1]) or "the top level"
             allowed = ", ".join(model.model_fields) if model is not None else "?"
-            lines.append(
-                f"  {where}: unknown key {key!r} under {parent} (value {shown}); "
-                f"allowed keys: {allowed}"
-            )
+            # Never its value: a mistyped key is often a secret's ('tokn: <the token>').
+            lines.append(f"  {where}: unknown key {key!r} under {parent}; allowed keys: {allowed}")
             continue
         message = redact_text(str(error["msg"])).removeprefix("Value error, ")
         hint = ""
