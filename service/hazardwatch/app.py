@@ -49,7 +49,7 @@ from hazardwatch.motion.stage import MotionStage
 from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy, make_test_alert
 from hazardwatch.outputs.clips import ClipRecorder
 from hazardwatch.outputs.media_links import MediaSigner
-from hazardwatch.outputs.mqtt import MqttPublisher
+from hazardwatch.outputs.mqtt import MqttPublisher, MqttTls
 from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.webhook import WebhookSender
@@ -854,6 +854,9 @@ def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink
                 password=mqtt.password.get_secret_value() if mqtt.password else None,
                 media_dir=settings.media_dir(),
                 metrics=metrics,
+                tls=MqttTls(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file)
+                if mqtt.tls
+                else None,
             )
         )
     return channels

@@ -613,15 +613,14 @@ class WebhookSettings(Section):
     )
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for the signature header.")
     timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
+    retries: int = Field(
+        5, ge=0, le=100, description="Retries with exponential backoff before giving up."
+    )
 
     @field_validator("url")
     @classmethod
     def _unambiguous_hook_url(cls, value: SecretHookUrl | None) -> SecretHookUrl | None:
         return _unambiguous(value)
-
-    retries: int = Field(
-        5, ge=0, le=100, description="Retries with exponential backoff before giving up."
-    )
 
 
 class MqttSettings(Section):
@@ -630,6 +629,26 @@ class MqttSettings(Section):
     username: str | None = Field(None, description="Broker user name.")
     password: SecretStr | None = Field(None, description="Broker password.")
     topic_prefix: str = Field("hazardwatch", min_length=1, description="Prefix of every topic.")
+    tls: bool = Field(
+        False, description="Connect over TLS (port 8883 as a rule), verifying the broker."
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle to verify the broker (default: the system's)."
+    )
+    tls_cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    tls_key_file: Path | None = Field(None, description="Client key (mutual TLS).")
+
+    @model_validator(mode="after")
+    def _tls_files_need_tls(self) -> MqttSettings:
+        files = (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        if any(f is not None for f in files) and not self.tls:
+            raise ValueError("tls_ca_file, tls_cert_file and tls_key_file need tls: true")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        for f in files:
+            if f is not None and not f.is_file():
+                raise ValueError(f"{f} does not exist or is not a file")
+        return self
 
 
 class AlertSettings(Section):

@@ -187,3 +187,74 @@ def test_the_state_follows_the_events_not_the_alert_cooldown(
             time.sleep(0.2)
         listener.close()
     assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+
+
+def _certificates(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, by openssl."""
+    import subprocess
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hw-test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "hazardwatch")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-out", f"{name}.crt",
+            *(["-extfile", "san.ext"] if name == "server" else []))  # fmt: skip
+    return {n: directory / n for n in ("ca.crt", "server.crt", "server.key", "client.crt",
+                                       "client.key")}  # fmt: skip
+
+
+def test_alerts_go_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    """Issue 30.7: MQTT had no TLS option. A private Mosquitto that wants TLS and a client
+    certificate gets the alert; without TLS the same publisher never connects."""
+    import getpass
+    import shutil
+    import subprocess
+
+    from hazardwatch.outputs.mqtt import MqttTls
+    from tests.conftest import free_port
+
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(mosquitto).is_file():
+        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)")
+    certs = _certificates(tmp_path)
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"user {getpass.getuser()}\n"  # as root it would drop to a user who cannot read the keys
+        f"cafile {certs['ca.crt']}\ncertfile {certs['server.crt']}\nkeyfile {certs['server.key']}\n"
+        "require_certificate true\n"
+    )
+    server = subprocess.Popen([mosquitto, "-c", str(config)], stderr=subprocess.DEVNULL)
+    tls = MqttTls(certs["ca.crt"], certs["client.crt"], certs["client.key"])
+    try:
+        assert wait_for(lambda: _port_open(port), 10)
+        publisher = MqttPublisher(HOST, port, prefix="hwtls", tls=tls)
+        publisher.start()
+        try:
+            assert wait_for(lambda: publisher.connected, 10)
+            assert publisher.deliver_now(alert("new", None, None), 10) is None
+        finally:
+            publisher.stop()
+        plain = MqttPublisher(HOST, port, prefix="hwtls")
+        plain.start()
+        time.sleep(1.5)
+        assert not plain.connected
+        plain.stop(timeout=0.5)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False

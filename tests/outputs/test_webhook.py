@@ -145,3 +145,57 @@ def test_a_secret_in_the_hook_path_reaches_no_log_and_no_config_print(
     config.write_text(f"alerts: {{webhook: {{url: '{secret_url}'}}}}\n")
     assert main(["config", "check", "--config", str(config)]) == 0
     assert "T0SECRET" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        (None, "sha256=00"),
+        ("1", None),
+        ("1", "sha256=é"),
+        ("ñ", "sha256=00"),
+        ("nan", "x"),
+        ("1e999", "x"),
+        ("", ""),
+    ],
+)
+def test_a_malformed_or_missing_header_is_false_never_an_exception(
+    timestamp: str | None, signature: str | None
+) -> None:
+    """Issue 30.7: a non-ASCII signature or a missing header raised TypeError."""
+    assert verify_signature(SECRET, timestamp, b"{}", signature) is False
+
+
+def test_the_replay_cache_refuses_a_delivery_sent_again_within_the_window() -> None:
+    from hazardwatch.outputs.webhook import ReplayCache
+
+    seen = ReplayCache(max_entries=3)
+    body = b'{"type": "new"}'
+    now = time.time()
+    ts = str(int(now))
+    signature = sign(SECRET, ts, body)
+    assert verify_signature(SECRET, ts, body, signature, seen=seen, now=now)
+    assert not verify_signature(SECRET, ts, body, signature, seen=seen, now=now + 10)
+    # Other deliveries fill the bounded cache; one past its window may come again.
+    for i in range(5):
+        other = str(int(now) + i + 1)
+        assert verify_signature(SECRET, other, body, sign(SECRET, other, body), seen=seen, now=now)
+    late = now + 301
+    assert not verify_signature(SECRET, ts, body, signature, seen=seen, now=late)  # stale
+
+
+def test_a_webhook_without_a_secret_or_over_plain_http_is_warned_about_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 30.7: accepted without a word before."""
+    with caplog.at_level("WARNING", logger="hazardwatch.outputs.webhook"):
+        for url, secret in (("http://hooks.example.org/T0/B0/XXXX", None),
+                            ("http://127.0.0.1:9/hook", "k"),
+                            ("https://hooks.example.org/T0/B0/XXXX", "k")):  # fmt: skip
+            sender = WebhookSender(url, secret)
+            sender.start()
+            sender.stop(1)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2, warnings
+    assert "no alerts.webhook.secret" in warnings[0] and "plain http://" in warnings[1]
+    assert all("XXXX" not in w for w in warnings)  # the hook's secret path stays masked

@@ -19,8 +19,10 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,29 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import Alert, event_json
+from hazardwatch.outputs.webhook import is_loopback
 from hazardwatch.records import EventUpdate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTls:
+    """TLS to the broker: verified against `ca_file` (None: the system's CAs), with a
+    client certificate for mutual TLS."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def apply(self, client: mqtt.Client) -> None:
+        client.tls_set(
+            ca_certs=str(self.ca_file) if self.ca_file else None,
+            certfile=str(self.cert_file) if self.cert_file else None,
+            keyfile=str(self.key_file) if self.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
 
 
 class MqttPublisher:
@@ -49,7 +71,10 @@ class MqttPublisher:
         client_id: str | None = None,
         max_queued: int = 10_000,
         metrics: Metrics | None = None,
+        tls: MqttTls | None = None,
     ) -> None:
+        """`tls`: connect over TLS, verifying the broker (and presenting a client
+        certificate when it holds one)."""
         self.host = host
         self.port = port
         self.prefix = prefix.rstrip("/")
@@ -62,8 +87,11 @@ class MqttPublisher:
             client_id=client_id or f"hazardwatch-{socket.gethostname()}",
         )
         self._username, self._password = username, password
+        self.tls = tls
         if username:
             self._client.username_pw_set(username, password)
+        if tls is not None:
+            tls.apply(self._client)
         self._client.max_queued_messages_set(max_queued)
         self._client.reconnect_delay_set(1, 30)
         self._client.will_set(self.topic("available"), "offline", qos=1, retain=True)
@@ -77,6 +105,13 @@ class MqttPublisher:
         return "/".join((self.prefix, *parts))
 
     def start(self) -> None:
+        if self._password and self.tls is None and not is_loopback(self.host):
+            log.warning(
+                "MQTT %s:%d: the password goes over the network unencrypted; set "
+                "alerts.mqtt.tls: true (and the broker's TLS port)",
+                self.host,
+                self.port,
+            )
         self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
 
@@ -166,6 +201,8 @@ class MqttPublisher:
         )
         if self._username:
             client.username_pw_set(self._username, self._password)
+        if self.tls is not None:
+            self.tls.apply(client)
         client.on_connect = on_connect
         try:
             client.connect(self.host, self.port, keepalive=max(5, int(timeout_s)))

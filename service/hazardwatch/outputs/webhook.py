@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import threading
 import time
 from collections import deque
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,6 +31,16 @@ TIMESTAMP_HEADER = "X-Hazardwatch-Timestamp"
 DELIVERY_HEADER = "X-Hazardwatch-Delivery"
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (no name is resolved)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
@@ -36,19 +48,53 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def verify_signature(
     secret: str,
-    timestamp: str,
+    timestamp: str | None,
     body: bytes,
-    signature: str,
+    signature: str | None,
     *,
     tolerance_s: float = 300.0,
     now: float | None = None,
+    seen: ReplayCache | None = None,
 ) -> bool:
-    """True when `signature` is ours for this body and the timestamp is fresh (replays)."""
-    try:
-        age = abs((time.time() if now is None else now) - float(timestamp))
-    except ValueError:
+    """True when `signature` is ours for this body and the timestamp is fresh; False —
+    never an exception — for a missing header, a non-ASCII or malformed value, a stale
+    timestamp or, given the receiver's `seen` cache, a delivery replayed within the
+    window."""
+    if not timestamp or not signature or not (timestamp.isascii() and signature.isascii()):
         return False
-    return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    try:
+        sent_at = float(timestamp)
+        age = abs((time.time() if now is None else now) - sent_at)
+    except (ValueError, OverflowError):
+        return False
+    if not age <= tolerance_s:  # also False for nan
+        return False
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+        return False
+    return seen is None or seen.first(signature, sent_at + tolerance_s, now)
+
+
+class ReplayCache:
+    """Signatures a receiver has accepted, until their timestamps leave the tolerance
+    window: the same signed request sent again within it is refused. Bounded."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, signature: str, valid_until: float, now: float | None = None) -> bool:
+        """True the first time `signature` is seen (and remembers it)."""
+        current = time.time() if now is None else now
+        with self._lock:
+            if len(self._until) >= self.max_entries:
+                self._until = {s: t for s, t in self._until.items() if t >= current}
+                while len(self._until) >= self.max_entries:  # all still valid: oldest out
+                    del self._until[next(iter(self._until))]
+            if signature in self._until and self._until[signature] >= current:
+                return False
+            self._until[signature] = valid_until
+            return True
 
 
 class WebhookSender:
@@ -83,7 +129,27 @@ class WebhookSender:
         self.dropped = 0
 
     def start(self) -> None:
+        for weakness in self.weaknesses():
+            log.warning("webhook %s: %s", redact_hook_url(self.url), weakness)
         self._thread.start()
+
+    def weaknesses(self) -> list[str]:
+        """What a receiver or the network could abuse in this configuration (warned at
+        start): alerts anyone can forge without a secret, and alerts, links and signatures
+        readable on the way over plain HTTP to another host."""
+        out = []
+        if not self.secret:
+            out.append(
+                "no alerts.webhook.secret: the receiver cannot tell our alerts from forged "
+                "ones; set a secret and verify X-Hazardwatch-Signature"
+            )
+        parts = urlsplit(self.url)
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+            out.append(
+                "plain http:// to another host: alerts and their media links cross the "
+                "network readable by anyone on it; use https://"
+            )
+        return out
 
     def send(self, alert: Alert) -> None:
         with self._cond:
