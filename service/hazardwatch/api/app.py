@@ -8,6 +8,7 @@ media directory and can never escape it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import re
@@ -63,6 +64,7 @@ DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
 MEDIA_PATH = re.compile(r"^/api/v1/events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip\.mp4)$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed on top of the upload limit
+SCORING_AT_ONCE = 2  # uploads decoded and scored at the same time (the rest wait their turn)
 
 
 @dataclass
@@ -268,6 +270,7 @@ def _reject_unknown_query(request: Request) -> None:
 def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:  # noqa: PLR0915
     settings = settings or ApiSettings()
     max_bytes = int(settings.max_upload_mb * 1e6)
+    scoring_slots = asyncio.Semaphore(SCORING_AT_ONCE)
     mask_threshold, mask_grid = settings.mask_threshold, settings.mask_grid
     app = FastAPI(
         title="hazardwatch",
@@ -520,7 +523,21 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         if len(data) > max_bytes:
             raise HTTPException(413, _too_large(max_bytes))
         # Decoding and inference are CPU-bound: off the event loop, so /healthz and every
-        # other request go on answering while uploads are scored.
+        # other request go on answering while uploads are scored; at most SCORING_AT_ONCE
+        # at a time, so 32 uploads at once cost two decodes' memory, not 32.
+        async with scoring_slots:
+            return await _score_upload(data, overlay, top, mask, mask_class, threshold)
+
+    async def _score_upload(
+        data: bytes,
+        overlay: bool,
+        top: int,
+        mask: bool,
+        mask_class: str | None,
+        threshold: float | None,
+    ) -> Response | dict[str, Any]:
+        worker = state.worker
+        assert worker is not None
         image = await run_in_threadpool(decode_upload, data)  # 415 / 413 with the reason
         try:
             if overlay and not mask:
