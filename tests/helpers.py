@@ -134,3 +134,11 @@ def scrape(port: int) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
             out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
     return out
+
+
+def api_client(app: Any, **options: Any) -> Any:
+    """A TestClient that names the API as a browser on this machine would (Host:
+    localhost, one of the names the API answers to by default)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://localhost", **options)

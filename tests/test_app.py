@@ -733,3 +733,21 @@ def test_a_file_camera_that_ends_closes_its_events_at_once_and_stamps_nothing_ah
         service.stop()
         thread.join(30)
         engine.dispose()
+
+
+def test_an_api_open_to_the_network_without_a_token_refuses_to_start(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30.6: a deployment that leaves its API open refuses to start, saying why."""
+    from hazardwatch.cli import main
+    from hazardwatch.errors import ConfigError
+
+    settings = service_settings(tmp_path, sqlite_url, [], api={"host": "0.0.0.0"})
+    with pytest.raises(ConfigError, match=r"api.host is 0.0.0.0.*set api.token"):
+        Service(settings, encoder_factory=lambda s: FakeEncoder()).run()
+    config = tmp_path / "hw.yaml"
+    config.write_text("api: {host: 0.0.0.0}\n")
+    assert main(["config", "check", "--config", str(config)]) == 2
+    assert "set api.token" in capsys.readouterr().err
+    config.write_text("api: {host: 0.0.0.0, token: s3cret-t0ken}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0

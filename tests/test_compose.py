@@ -29,9 +29,10 @@ def mounts(service: str) -> dict[str, str]:
 
 
 def default_of(value: str) -> str:
-    """${VAR:-default} → default (what compose uses without a .env)."""
-    m = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", str(value))
-    return m[1] if m else str(value)
+    """${VAR:-default} → default (what compose uses without a .env), embedded ones too;
+    ${VAR:?message} (required in .env) → a stand-in value."""
+    text = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", str(value))
+    return re.sub(r"\$\{[A-Z0-9_]+:\?[^}]*\}", "set-in-env", text)
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +202,19 @@ def test_scale_profile_runs_the_three_roles_over_jetstream(app_settings: Setting
     assert (
         dns["names"] == ["hazardwatch-worker"] and str(dns["port"]) == ports["hazardwatch-worker"]
     )
+
+
+def test_the_api_needs_a_token_and_nats_a_password(app_settings: Settings) -> None:
+    """Issue 30.6: the compose deployment bound the API on 0.0.0.0 with no token and ran
+    NATS without credentials."""
+    assert "API_TOKEN:?" in SERVICES["hazardwatch"]["environment"]["API_TOKEN"]
+    assert app_settings.api.token is not None and app_settings.api.exposure() is None
+    assert {"localhost", "hazardwatch"} <= set(app_settings.api.allowed_hosts)
+    nats = SERVICES["nats"]["command"]
+    assert nats[nats.index("--user") + 1] == "hazardwatch" and "--pass" in nats
+    password = default_of(nats[nats.index("--pass") + 1])
+    for name in ("hazardwatch-capture", "hazardwatch-worker", "hazardwatch-events"):
+        env = SERVICES[name]["environment"]
+        url = urlsplit(default_of(env["HAZARDWATCH_BROKER__URL"]))
+        assert (url.username, url.password) == ("hazardwatch", password), name
+        assert "API_TOKEN" in env, name

@@ -231,6 +231,7 @@ class Service:
 
     def _run(self, engine: Any, started: float) -> RunSummary:
         settings = self.settings
+        check_exposure(settings)
         check_connection(engine)
         migrate.upgrade(engine)
         repository = Repository(engine)
@@ -822,6 +823,13 @@ def calibrate_camera(
         return state
     finally:
         engine.dispose()
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve the API beyond loopback without a token (`ApiSettings.exposure`)."""
+    problem = settings.api.exposure()
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def media_signer(settings: Settings) -> MediaSigner:

@@ -53,13 +53,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     # What only shows once ${ENV} credentials are filled in (a '/' or '@' in a password
     # breaks the URL): `run` would skip such a camera and report it; here it is an error.
     problems = []
+    exposure = settings.api.exposure()
+    if exposure is not None:
+        problems.append(exposure)
     for camera in settings.cameras:
         try:
             SourceSpec.parse(camera.url.get_secret_value(), camera.rtsp_transport)
         except SourceError as exc:
             problems.append(f"cameras[{camera.name}].url: {exc}")
     if problems:
-        print("# camera sources that cannot be used:", *problems, sep="\n#   ", file=sys.stderr)
+        print("# problems to fix:", *problems, sep="\n#   ", file=sys.stderr)
         return EXIT_USAGE
     print(f"# OK: {len(settings.cameras)} camera(s) configured", file=sys.stderr)
     return EXIT_OK

@@ -13,6 +13,7 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -595,6 +596,17 @@ class ApiSettings(Section):
         le=3600,
         description="The whole request, body included, must arrive within this.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the API answers to (the Host header); others get a 400, so a "
+        "web page that rebinds its own name to this address cannot read media or post "
+        "verdicts. Empty: localhost, 127.0.0.1, ::1, api.host and public_url's host. '*': any.",
+    )
+    metrics_public: bool = Field(
+        False,
+        description="With a token: serve /metrics without it, for a Prometheus on a trusted "
+        "network that cannot send one (labels are camera and class names only).",
+    )
     max_connections: int = Field(
         256,
         ge=8,
@@ -603,6 +615,37 @@ class ApiSettings(Section):
         "descriptor limit, with a reserve for cameras, media, the database and alerts); "
         "beyond it the connection idle longest waiting for a request is closed first.",
     )
+
+    @property
+    def on_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    def exposure(self) -> str | None:
+        """Why this API must not start as configured, or None: beyond loopback without a
+        token, anyone on the network could read every snapshot and post verdicts that
+        silence a sight for good."""
+        if self.enabled and self.token is None and not self.on_loopback:
+            return (
+                f"api.host is {self.host}, reachable from the network, and api.token is unset: "
+                "set api.token (or HAZARDWATCH_API__TOKEN; e.g. `openssl rand -hex 32`), or "
+                "bind the API to 127.0.0.1"
+            )
+        return None
+
+    def hosts(self) -> frozenset[str] | None:
+        """The Host names answered to (lower case, no port); None: any."""
+        if "*" in self.allowed_hosts:
+            return None
+        names = {h.lower() for h in self.allowed_hosts}
+        if not self.allowed_hosts:
+            names |= {"localhost", "127.0.0.1", "::1"}
+            if self.host not in ("0.0.0.0", "::", ""):
+                names.add(self.host.lower())
+            if self.public_url:
+                public = urlsplit(self.public_url).hostname
+                if public:
+                    names.add(public.lower())
+        return frozenset(names)
 
 
 class WebhookSettings(Section):

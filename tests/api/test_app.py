@@ -24,6 +24,7 @@ from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.fakes import FakeEncoder
+from tests.helpers import api_client
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UUIDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(5)]
@@ -63,7 +64,7 @@ def state(tmp_path: Path, database_url: str) -> Iterator[ApiState]:
 
 @pytest.fixture
 def client(state: ApiState) -> TestClient:
-    return TestClient(create_app(state))
+    return api_client(create_app(state))
 
 
 def test_health_and_openapi(client: TestClient) -> None:
@@ -247,19 +248,19 @@ def test_missing_file_field_is_422(client: TestClient) -> None:
 
 
 def test_upload_size_and_pixel_limits(state: ApiState) -> None:
-    client = TestClient(create_app(state, ApiSettings(max_upload_mb=0.01)))
+    client = api_client(create_app(state, ApiSettings(max_upload_mb=0.01)))
     big = client.post("/api/v1/score", files={"file": ("x.jpg", b"\xff" * 20_000)})
     assert big.status_code == 413 and "max_upload_mb" in big.json()["detail"]
     # A tiny PNG that claims a huge canvas: refused from its header, never decoded.
     buffer = io.BytesIO()
     PILImage.new("L", (9000, 9000)).save(buffer, "PNG", optimize=True)
-    client = TestClient(create_app(state))
+    client = api_client(create_app(state))
     bomb = client.post("/api/v1/score", files={"file": ("bomb.png", buffer.getvalue())})
     assert bomb.status_code == 413
 
 
 def test_bearer_token_everywhere_but_health(state: ApiState) -> None:
-    client = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code in (200, 503)
     for path in ("/api/v1/events", "/metrics", "/api/v1/cameras", "/docs", "/openapi.json"):
@@ -272,9 +273,9 @@ def test_bearer_token_everywhere_but_health(state: ApiState) -> None:
 
 def test_cors_is_off_by_default_and_on_when_configured(state: ApiState) -> None:
     origin = {"Origin": "https://grafana.example.com"}
-    off = TestClient(create_app(state)).get("/healthz", headers=origin)
+    off = api_client(create_app(state)).get("/healthz", headers=origin)
     assert "access-control-allow-origin" not in off.headers
-    on = TestClient(create_app(state, ApiSettings(cors_origins=["https://grafana.example.com"])))
+    on = api_client(create_app(state, ApiSettings(cors_origins=["https://grafana.example.com"])))
     assert on.get("/healthz", headers=origin).headers["access-control-allow-origin"] == (
         "https://grafana.example.com"
     )
@@ -301,7 +302,7 @@ def test_feedback_records_the_verdict_and_teaches_a_false_alarm(state: ApiState)
         return len(learned)
 
     state.learn_normal = learn
-    client = TestClient(create_app(state))
+    client = api_client(create_app(state))
     answer = client.post(
         f"/api/v1/events/{UUIDS[1]}/feedback", json={"verdict": "false_alarm", "note": "a sign"}
     )
@@ -350,7 +351,7 @@ def test_false_alarm_without_a_running_detector_is_503_and_keeps_the_verdict(
     from hazardwatch.detect.normal import encode_embedding
 
     state.repository.upsert_event(event(3, peak_embedding=encode_embedding(np.ones(8)), revision=2))
-    client = TestClient(create_app(state))
+    client = api_client(create_app(state))
     answer = client.post(f"/api/v1/events/{UUIDS[3]}/feedback", json={"verdict": "false_alarm"})
     assert answer.status_code == 503
     stored = state.repository.get_event(UUIDS[3])
@@ -358,7 +359,7 @@ def test_false_alarm_without_a_running_detector_is_503_and_keeps_the_verdict(
 
 
 def test_feedback_needs_the_token_when_one_is_set(state: ApiState) -> None:
-    client = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     url = f"/api/v1/events/{UUIDS[0]}/feedback"
     assert client.post(url, json={"verdict": "confirmed"}).status_code == 401
     headers = {"Authorization": "Bearer t0ken"}
@@ -395,7 +396,7 @@ def test_known_query_parameters_still_work(client: TestClient) -> None:
 
 def test_every_503_says_when_to_retry(state: ApiState) -> None:
     state.worker = None
-    client = TestClient(create_app(state))
+    client = api_client(create_app(state))
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
     png = io.BytesIO()
@@ -467,7 +468,7 @@ def test_docs_load_everything_from_the_service_itself(client: TestClient, page: 
 def test_signed_media_links_open_without_the_token_until_they_expire(state: ApiState) -> None:
     from hazardwatch.outputs.media_links import MediaSigner
 
-    client = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     headers = {"Authorization": "Bearer t0ken"}
     one = client.get(f"/api/v1/events/{UUIDS[0]}", headers=headers).json()
     link = one["snapshot_url"]
@@ -498,11 +499,11 @@ def test_without_a_token_links_are_plain_paths(client: TestClient) -> None:
 
 def test_docs_can_be_public_while_data_needs_the_token(state: ApiState) -> None:
     settings = ApiSettings(token="t0ken", docs_public=True)  # type: ignore[arg-type]
-    client = TestClient(create_app(state, settings))
+    client = api_client(create_app(state, settings))
     for path in ("/docs", "/redoc", "/openapi.json", "/docs-static/swagger-ui.css"):
         assert client.get(path).status_code == 200, path
     assert client.get("/api/v1/events").status_code == 401
-    closed = TestClient(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    closed = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     assert closed.get("/docs").status_code == 401
 
 
@@ -640,3 +641,51 @@ def test_concurrent_large_uploads_cost_bounded_memory(state: ApiState) -> None:
     assert statuses == [200] * 16
     assert peak - before < 1000, f"peak {peak - before:.0f} MB over the start"
     assert after - before < 300, f"{after - before:.0f} MB kept afterwards"
+
+
+def test_only_the_configured_host_names_are_answered(state: ApiState) -> None:
+    """Issue 30.6: a DNS-rebinding page (its own name now pointing here) could read
+    snapshots and post verdicts that silence a sight for good."""
+    client = api_client(create_app(state, ApiSettings(public_url="https://hw.example.com")))
+    for host in ("localhost", "127.0.0.1", "hw.example.com", "localhost:8080", "[::1]:8080"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    evil = client.get("/api/v1/events", headers={"Host": "rebind.attacker.example"})
+    assert evil.status_code == 400 and "api.allowed_hosts" in evil.json()["detail"]
+    anyone = api_client(create_app(state, ApiSettings(allowed_hosts=["*"])))
+    assert anyone.get("/healthz", headers={"Host": "anything.example"}).status_code == 200
+
+
+def test_failed_authentications_are_limited_and_logged_per_address(
+    state: ApiState, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    wrong = {"Authorization": "Bearer guess"}
+    with caplog.at_level("WARNING", logger="hazardwatch.api.app"):
+        answers = [client.get("/api/v1/events", headers=wrong).status_code for _ in range(25)]
+    assert answers[:20] == [401] * 20 and answers[20:] == [429] * 5
+    blocked = client.get("/api/v1/events", headers={"Authorization": "Bearer t0ken"})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+    warned = [
+        r.getMessage() for r in caplog.records if "failed API authentication" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "guess" not in warned[0]
+    assert client.get("/healthz").status_code == 200  # health is never limited
+
+
+def test_readyz_without_the_token_gives_no_names(state: ApiState) -> None:
+    state.worker = None
+    state.invalid_cameras = {"secret-gate-7": "unreachable"}
+    client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 503 and "secret-gate-7" not in anonymous.text
+    (reason,) = anonymous.json()["reasons"]
+    assert "reason(s)" in reason
+    full = client.get("/readyz", headers={"Authorization": "Bearer t0ken"})
+    assert len(full.json()["reasons"]) >= 2
+
+
+def test_metrics_can_be_public_for_a_prometheus_without_the_token(state: ApiState) -> None:
+    settings = ApiSettings(token="t0ken", metrics_public=True)  # type: ignore[arg-type]
+    client = api_client(create_app(state, settings))
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/api/v1/events").status_code == 401

@@ -23,6 +23,7 @@ from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.api.test_app import UUIDS, event
+from tests.helpers import api_client
 
 TOKEN = "fuzz-token-123"
 HOSTILE = st.one_of(
@@ -49,17 +50,18 @@ HOSTILE = st.one_of(
 )
 
 
-@pytest.fixture(scope="module")
-def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient]]:
-    root = tmp_path_factory.mktemp("fuzz")
+@pytest.fixture
+def clients(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient]]:
+    """Fresh per test: the failed-authentication limit counts per client address."""
+    root = tmp_path
     engine = create_engine(f"sqlite:///{root / 'hw.db'}")
     migrate.upgrade(engine)
     repo = Repository(engine)
     for i in range(3):
         repo.upsert_event(event(i))
     state = ApiState(repo, root / "media", Metrics())
-    open_api = TestClient(create_app(state, ApiSettings()), raise_server_exceptions=False)
-    guarded = TestClient(create_app(state, ApiSettings(token=TOKEN)), raise_server_exceptions=False)
+    open_api = api_client(create_app(state, ApiSettings()), raise_server_exceptions=False)
+    guarded = api_client(create_app(state, ApiSettings(token=TOKEN)), raise_server_exceptions=False)
     yield open_api, guarded
     engine.dispose()
 

@@ -29,6 +29,7 @@ from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.fakes import FakeEncoder
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.fault
 CASES = settings(
@@ -117,7 +118,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     engine = create_engine(f"sqlite:///{tmp / 'hw.db'}")
     migrate.upgrade(engine)
     worker = ScoringWorker(FakeEncoder(), load_bank(DEFAULT_BANK), LocalQueue(2), lambda _: None)
-    return TestClient(create_app(ApiState(Repository(engine), tmp, Metrics(), worker=worker)))
+    return api_client(create_app(ApiState(Repository(engine), tmp, Metrics(), worker=worker)))
 
 
 def _image_like(seed: int, kind: str) -> bytes:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import math
 import re
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +60,7 @@ from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
 from hazardwatch.storage.repository import MAX_PAGE, Repository
 
+log = logging.getLogger(__name__)
 UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 RETRY_AFTER_S = "5"  # seconds, on every 503
 DOCS_STATIC = "/docs-static"
@@ -65,6 +69,8 @@ MEDIA_PATH = re.compile(r"^/api/v1/events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed on top of the upload limit
 SCORING_AT_ONCE = 2  # uploads decoded and scored at the same time (the rest wait their turn)
+AUTH_FAILURES_ALLOWED = 20  # per client address and window: then 429 until it has passed
+AUTH_WINDOW_S = 60.0
 
 
 @dataclass
@@ -153,11 +159,20 @@ class _BearerAuth(BaseHTTPMiddleware):
     """The token on everything but health checks; signed media links and (when configured)
     the docs pass without it."""
 
-    def __init__(self, app: Any, token: str, signer: MediaSigner, docs_public: bool) -> None:
+    def __init__(
+        self,
+        app: Any,
+        token: str,
+        signer: MediaSigner,
+        docs_public: bool,
+        metrics_public: bool = False,
+    ) -> None:
         super().__init__(app)
         self._expected = f"Bearer {token}".encode()
         self._signer = signer
         self._docs_public = docs_public
+        self._metrics_public = metrics_public
+        self._failures = FailedAuth()
 
     def _open(self, request: Request) -> bool:
         path = request.url.path
@@ -165,22 +180,100 @@ class _BearerAuth(BaseHTTPMiddleware):
             return True
         if self._docs_public and (path in DOCS_PATHS or path.startswith(DOCS_STATIC + "/")):
             return True
+        if self._metrics_public and path == "/metrics":
+            return True
         query = request.query_params
         return MEDIA_PATH.match(path) is not None and self._signer.verify(
             path, query.get("exp"), query.get("sig")
         )
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        authorised = hmac.compare_digest(given, self._expected)  # constant time
+        request.scope["hazardwatch.authorised"] = authorised
         if self._open(request):
             return await call_next(request)
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, self._expected):  # constant time
+        client = request.client.host if request.client else "unknown"
+        wait_s = self._failures.blocked_for(client)
+        if wait_s:
+            return JSONResponse(
+                {"detail": "too many failed authentications from this address; retry later"},
+                status_code=429,
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
+        if not authorised:
+            self._failures.failed(client)
             return JSONResponse(
                 {"detail": "missing or wrong bearer token (Authorization: Bearer <api.token>)"},
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return await call_next(request)
+
+
+class FailedAuth:
+    """Failed authentications per client address: after `limit` within `window_s` the
+    address gets 429 until the window has passed; each address is logged at most once per
+    window, with its count (a token guessed at, or a client with a stale one)."""
+
+    def __init__(self, limit: int = AUTH_FAILURES_ALLOWED, window_s: float = AUTH_WINDOW_S):
+        self.limit = limit
+        self.window_s = window_s
+        self._times: dict[str, deque[float]] = {}
+        self._logged: dict[str, float] = {}
+
+    def blocked_for(self, client: str, now: float | None = None) -> float:
+        """Seconds this address must wait; 0 when it may try."""
+        now = time.monotonic() if now is None else now
+        times = self._times.get(client)
+        if not times:
+            return 0.0
+        while times and now - times[0] > self.window_s:
+            times.popleft()
+        if not times:
+            del self._times[client]
+            return 0.0
+        return self.window_s - (now - times[0]) if len(times) >= self.limit else 0.0
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        times = self._times.setdefault(client, deque(maxlen=self.limit))
+        times.append(now)
+        if len(self._times) > 10_000:  # many addresses: forget the oldest
+            self._times.pop(next(iter(self._times)))
+        if now - self._logged.get(client, -self.window_s) >= self.window_s:
+            self._logged[client] = now
+            log.warning(
+                "failed API authentication from %s (%d in the last %g s; %d allowed)",
+                client,
+                len(times),
+                self.window_s,
+                self.limit,
+            )
+
+
+class _HostCheck:
+    """Only the configured host names (`ApiSettings.hosts`): a DNS-rebinding page, whose
+    own name now points here, sends its name as Host and gets a 400."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            name = name.strip("[]")
+            if host and name not in self.hosts:
+                shown = name[:64].encode("ascii", "replace").decode()
+                body = {
+                    "detail": f"host {shown!r} is not one this API answers to; add it to "
+                    "api.allowed_hosts"
+                }
+                await JSONResponse(body, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _BodyLimit:
@@ -290,7 +383,11 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             token=settings.token.get_secret_value(),
             signer=state.signer,
             docs_public=settings.docs_public,
+            metrics_public=settings.metrics_public,
         )
+    hosts = settings.hosts()
+    if hosts is not None:
+        app.add_middleware(_HostCheck, hosts=hosts)  # added last: runs first
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -326,9 +423,15 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Not ready; the reasons say why"}},
     )
-    def readyz() -> JSONResponse:
-        """Readiness: database reachable, model loaded, cameras delivering; 503 with reasons."""
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: database reachable, model loaded, cameras delivering; 503 with reasons.
+        With a token set, a caller without it learns only ready or not and how many
+        reasons (no camera names)."""
         reasons = _readiness(state)
+        if settings.token is not None and not request.scope.get("hazardwatch.authorised"):
+            reasons = (
+                [f"{len(reasons)} reason(s); send the API token to see them"] if reasons else []
+            )
         body = {"status": "degraded" if reasons else "ready", "reasons": reasons}
         if reasons:
             return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
