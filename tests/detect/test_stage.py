@@ -317,3 +317,16 @@ def test_an_event_left_open_long_before_is_not_continued() -> None:
     kinds = [(e.kind, e.record.uuid, e.record.status) for e in events]
     assert kinds[0] == ("ended", "old", "interrupted")  # nothing continued it in time
     assert kinds[1][0] == "started" and kinds[1][1] != "old"
+
+
+def test_of_two_events_left_open_for_one_camera_and_class_the_older_is_closed() -> None:
+    from hazardwatch.records import EventRecord
+
+    older = EventRecord("older", "gate", "fire", "warning", "open", T0, T0, 0.9, 0.8)
+    newer = dataclasses.replace(older, uuid="newer", started_at=T0 + timedelta(seconds=1))
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append, resumable=[newer, older])
+    stage.expire_resumable()  # the window is still open: only the superseded one goes
+    assert [(e.record.uuid, e.record.status) for e in events] == [("older", "interrupted")]
+    stage.on_scored([scored("gate", 2 + i / 10, 0.7) for i in range(20)])
+    assert events[-1].record.uuid == "newer" and events[-1].resumed

@@ -115,7 +115,13 @@ class DetectorStage:
         # Events left open by a previous run, by (camera, class), until continued or closed;
         # and the detector events that continue one, by detector event id.
         self._resumable: dict[tuple[str, str], EventRecord] = {}
+        # Two left open for one camera and class (rare): the newer may go on, the older
+        # is closed with the first expiry round.
+        self._superseded: list[EventRecord] = []
         for record in sorted(resumable, key=lambda r: r.started_at):
+            older = self._resumable.get((record.camera, record.class_name))
+            if older is not None:
+                self._superseded.append(older)
             self._resumable[(record.camera, record.class_name)] = record
         self._continues: dict[str, EventRecord] = {}
         self._resume_until = time.monotonic() + RESUME_WINDOW_S
@@ -318,12 +324,15 @@ class DetectorStage:
         open that was not continued."""
         with self._frames_lock:
             self._flush()
-            self._interrupt(list(self._resumable.values()))
+            self._interrupt([*self._superseded, *self._resumable.values()])
 
     def expire_resumable(self) -> None:
         """Once `RESUME_WINDOW_S` has passed since the start, events a previous run left
         open that no frame continued are closed as interrupted (a camera that never came
         back). The service calls this every few seconds."""
+        if self._superseded:
+            with self._frames_lock:
+                self._interrupt(self._superseded)
         if not self._resumable or time.monotonic() < self._resume_until:
             return
         with self._frames_lock:
@@ -339,8 +348,11 @@ class DetectorStage:
         self._interrupt(stale)
 
     def _interrupt(self, records: list[EventRecord]) -> None:
-        for record in records:
-            self._resumable.pop((record.camera, record.class_name), None)
+        for record in list(records):
+            if self._resumable.get((record.camera, record.class_name)) is record:
+                del self._resumable[(record.camera, record.class_name)]
+            elif record in self._superseded:
+                self._superseded.remove(record)
             self.events_interrupted += 1
             ended = record.ended_at or datetime.now(UTC)
             closed = dataclasses.replace(
