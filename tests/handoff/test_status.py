@@ -125,3 +125,27 @@ def test_while_the_broker_is_away_cameras_read_unknown_and_their_frame_age_grows
     finally:
         capture.stop(1)
         board.stop(5)
+
+
+def test_reading_the_board_leaves_no_consumers_behind(link: BrokerLink) -> None:
+    """Issue 27: every listing of the bucket's keys left an ephemeral consumer for its
+    5-minute inactivity threshold (124 after four minutes of one events service)."""
+    publisher = StatusPublisher(link, lambda: {"node.worker.b-2": {"role": "worker"}}, 0.1)
+    publisher.start()
+    board = StatusBoard(link)
+    try:
+        assert wait_for(lambda: (board.refresh(), board.workers())[1] != [], 10)
+        for _ in range(10):
+            board.refresh()
+        assert board.read_ok and len(board.workers()) == 1
+
+        async def consumers() -> int:
+            assert link.js is not None
+            info = await link.js.stream_info(f"KV_{STATUS_BUCKET}")
+            return int(info.state.consumer_count)
+
+        assert wait_for(lambda: link.call(consumers(), timeout=5) <= 1, 15, interval=0.5), (
+            link.call(consumers(), timeout=5)
+        )
+    finally:
+        publisher.stop(5)

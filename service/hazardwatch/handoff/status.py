@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from hazardwatch.handoff.jetstream import BrokerLink
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STATUS_BUCKET = "HAZARDWATCH_STATUS"
 STATUS_TTL_S = 15.0
 PUBLISH_INTERVAL_S = 2.0
+WATCH_INACTIVE_S = 5.0  # the server drops a finished read's consumer this soon after
 
 Entries = dict[str, dict[str, Any]]
 
@@ -147,22 +148,26 @@ class StatusBoard(Periodic):
             log.debug("status not read: %s", exc)
 
     async def _read(self) -> Entries:
+        """Every key's latest value, in one pass of one watcher. (Listing the keys and
+        getting each left a consumer behind per listing for its 5-minute inactivity
+        threshold: 124 on the bucket after four minutes of one events service.) The
+        watcher's consumer goes `WATCH_INACTIVE_S` after it stops."""
         kv = await self._bucket.get()
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return {}
-        got = await asyncio.gather(*(kv.get(key) for key in keys), return_exceptions=True)
+        watcher = await kv.watchall(inactive_threshold=WATCH_INACTIVE_S)
         out: Entries = {}
-        for key, entry in zip(keys, got, strict=True):
-            if isinstance(entry, BaseException) or not entry.value:
-                continue  # deleted or aged out between keys() and get()
-            try:
-                value = json.loads(entry.value)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                out[key] = value
+        try:
+            while (entry := await watcher.updates(timeout=5.0)) is not None:  # type: ignore[no-untyped-call]
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    out.pop(entry.key, None)  # deleted (a role stopped cleanly)
+                    continue
+                try:
+                    value = json.loads(entry.value)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    out[entry.key] = value
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
         return out
 
     def _fresh(self, prefix: str) -> list[dict[str, Any]]:
