@@ -241,6 +241,8 @@ class FailedAuth:
         times.append(now)
         if len(self._times) > 10_000:  # many addresses: forget the oldest
             self._times.pop(next(iter(self._times)))
+        if len(self._logged) > 10_000:
+            self._logged.pop(next(iter(self._logged)))
         if now - self._logged.get(client, -self.window_s) >= self.window_s:
             self._logged[client] = now
             log.warning(
