@@ -11,12 +11,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY service ./service
 COPY migrations ./migrations
 COPY config ./config
 COPY scripts ./scripts
-RUN pip install --extra-index-url "${TORCH_INDEX}" .
+# The tested versions of everything but the torch/CUDA stack, which TORCH_INDEX provides.
+RUN grep -vE '^(torch|torchvision|triton|nvidia-|cuda-)' constraints.txt > /tmp/constraints.txt \
+ && pip install --extra-index-url "${TORCH_INDEX}" -c /tmp/constraints.txt .
 
 RUN useradd --system --uid 10001 --home /data hazardwatch \
  && mkdir -p /data /models && chown hazardwatch /data /models

@@ -3,16 +3,23 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.hazardwatch-deps-$(shell sha256sum pyproject.toml | cut -c1-16)
+# The environment is keyed by what defines it: the dependencies and their pinned versions.
+DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.hazardwatch-deps-$(DEPS_HASH)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.hazardwatch-deps-*
 	touch $@
+
+# Pin what the environment holds now (after a change to pyproject.toml and a `make install`).
+constraints: install
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 # The editable install is re-pointed at this checkout every time (cheap, no dependencies).
 install: $(STAMP)
