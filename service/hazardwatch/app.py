@@ -22,7 +22,7 @@ import numpy as np
 
 from hazardwatch import __version__
 from hazardwatch.api.app import ApiState, create_app
-from hazardwatch.api.server import ApiServer, limits_of
+from hazardwatch.api.server import ApiServer
 from hazardwatch.capture.reader import CameraReader, ReaderOptions, ReaderState
 from hazardwatch.capture.recorder import (
     RecorderOptions,
@@ -259,7 +259,7 @@ class Service:
                     create_app(api_state, settings.api),
                     settings.api.host,
                     settings.api.port,
-                    limits_of(settings.api),
+                    settings.api,
                 )
                 server.start()
                 stack.callback(server.stop)

@@ -26,7 +26,7 @@ import cv2
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from hazardwatch.api.server import ApiServer, limits_of
+from hazardwatch.api.server import ApiServer
 from hazardwatch.app import EncoderFactory, build_readers, build_worker, load_encoder
 from hazardwatch.capture.reader import CameraReader, camera_problems
 from hazardwatch.handoff.jetstream import (
@@ -92,7 +92,7 @@ def start_status(
 ) -> ApiServer:
     host = settings.api.host
     chosen = settings.api.port if port is None else (port or free_port(host))
-    server = ApiServer(status_app(name, metrics, reasons), host, chosen, limits_of(settings.api))
+    server = ApiServer(status_app(name, metrics, reasons), host, chosen, settings.api)
     server.start()
     log.info("%s: /healthz, /readyz and /metrics on http://%s:%d", name, host, chosen)
     return server

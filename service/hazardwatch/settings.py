@@ -7,6 +7,7 @@ so they never appear in `repr`, logs or `hazardwatch config check`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import types
@@ -57,6 +58,17 @@ class SecretHookUrl(SecretStr):
 
     def _display(self) -> str:
         return redact_hook_url(self.get_secret_value())
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (no name is resolved): where the API may listen
+    without a token, and where a webhook or MQTT broker needs no TLS to stay private."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _unambiguous(value: _Secret) -> _Secret:
@@ -616,15 +628,11 @@ class ApiSettings(Section):
         "beyond it the connection idle longest waiting for a request is closed first.",
     )
 
-    @property
-    def on_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
-
     def exposure(self) -> str | None:
         """Why this API must not start as configured, or None: beyond loopback without a
         token, anyone on the network could read every snapshot and post verdicts that
         silence a sight for good."""
-        if self.enabled and self.token is None and not self.on_loopback:
+        if self.enabled and self.token is None and not is_loopback(self.host):
             return (
                 f"api.host is {self.host}, reachable from the network, and api.token is unset: "
                 "set api.token (or HAZARDWATCH_API__TOKEN; e.g. `openssl rand -hex 32`), or "

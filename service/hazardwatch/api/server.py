@@ -19,7 +19,6 @@ import logging
 import resource
 import threading
 import time
-from dataclasses import dataclass
 
 import h11
 import uvicorn
@@ -36,13 +35,6 @@ FD_RESERVE = 128  # descriptors kept for cameras, media, the database, alerts an
 ACCEPT_BURST = 32
 MIN_CONNECTIONS = 8
 REPEAT_LOG_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    header_timeout_s: float = 10.0
-    request_timeout_s: float = 60.0
-    max_connections: int = 256
 
 
 def raise_fd_limit() -> int:
@@ -65,9 +57,9 @@ def connection_cap(wanted: int, fd_limit: int) -> int:
 
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with request deadlines and a connection cap (set on a
-    subclass per server: `limits`, `cap`)."""
+    subclass per server: `limits`, the API settings' timeouts, and `cap`)."""
 
-    limits = ConnectionLimits()
+    limits = ApiSettings()
     cap = 256
     shed = 0  # connections closed by the cap or a deadline (per server subclass)
 
@@ -131,7 +123,7 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
 
 
-def guarded_protocol(limits: ConnectionLimits, cap: int) -> type[GuardedH11Protocol]:
+def guarded_protocol(limits: ApiSettings, cap: int) -> type[GuardedH11Protocol]:
     return type("GuardedH11", (GuardedH11Protocol,), {"limits": limits, "cap": cap, "shed": 0})
 
 
@@ -181,11 +173,13 @@ def route_server_logs() -> None:
 
 class ApiServer:
     def __init__(
-        self, app: FastAPI, host: str, port: int, limits: ConnectionLimits | None = None
+        self, app: FastAPI, host: str, port: int, limits: ApiSettings | None = None
     ) -> None:
+        """`limits`: the API settings whose timeouts and connection cap apply (the host and
+        port given may differ: a role's status port)."""
         self.host = host
         self.port = port
-        self.limits = limits or ConnectionLimits()
+        self.limits = limits or ApiSettings()
         self.cap = connection_cap(self.limits.max_connections, raise_fd_limit())
         self.protocol = guarded_protocol(self.limits, self.cap)
         route_server_logs()
@@ -238,12 +232,3 @@ class ApiServer:
     def shed(self) -> int:
         """Connections closed by the cap or a deadline so far."""
         return self.protocol.shed
-
-
-def limits_of(settings: ApiSettings) -> ConnectionLimits:
-    """The API settings' connection limits."""
-    return ConnectionLimits(
-        header_timeout_s=settings.header_timeout_s,
-        request_timeout_s=settings.request_timeout_s,
-        max_connections=settings.max_connections,
-    )

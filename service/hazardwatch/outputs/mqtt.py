@@ -31,8 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import Alert, event_json
-from hazardwatch.outputs.webhook import is_loopback
 from hazardwatch.records import EventUpdate
+from hazardwatch.settings import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import threading
@@ -24,21 +23,12 @@ import httpx
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import Alert
 from hazardwatch.redact import redact_hook_url, redact_text
+from hazardwatch.settings import is_loopback
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hazardwatch-Signature"
 TIMESTAMP_HEADER = "X-Hazardwatch-Timestamp"
 DELIVERY_HEADER = "X-Hazardwatch-Delivery"
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost (no name is resolved)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
