@@ -24,7 +24,7 @@ from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.fakes import FakeEncoder
-from tests.helpers import api_client
+from tests.helpers import PeakRss, api_client
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UUIDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(5)]
@@ -408,7 +408,6 @@ def test_every_503_says_when_to_retry(state: ApiState) -> None:
 def test_healthz_answers_while_uploads_are_scored(state: ApiState) -> None:
     """Scoring runs off the event loop: a slow model never stalls the health check."""
     import threading
-    import time
 
     from tests.fakes import SlowFakeEncoder
 
@@ -507,13 +506,6 @@ def test_docs_can_be_public_while_data_needs_the_token(state: ApiState) -> None:
     assert closed.get("/docs").status_code == 401
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 @pytest.mark.parametrize("shape", ["file", "fields"])
 def test_a_chunked_upload_is_cut_off_at_the_limit_as_it_streams(
     state: ApiState, shape: str
@@ -522,8 +514,6 @@ def test_a_chunked_upload_is_cut_off_at_the_limit_as_it_streams(
     spooled to a temporary file before the 413, and 400 chunked 1 MB text fields added
     330 MB of memory. Now the body is cut off at the limit (2 MB here) as it streams: the
     client gets its 413 having sent little more than that, and memory stays flat."""
-    import threading
-
     import httpx
 
     from hazardwatch.api.server import ApiServer
@@ -532,14 +522,6 @@ def test_a_chunked_upload_is_cut_off_at_the_limit_as_it_streams(
     server = ApiServer(create_app(state, ApiSettings(max_upload_mb=2)), "127.0.0.1", free_port())
     server.start()
     sent = 0
-    peak = before = _rss_mb()
-    sampling = True
-
-    def sample() -> None:
-        nonlocal peak
-        while sampling:
-            peak = max(peak, _rss_mb())
-            time.sleep(0.01)
 
     def body() -> Iterator[bytes]:
         nonlocal sent
@@ -558,23 +540,22 @@ def test_a_chunked_upload_is_cut_off_at_the_limit_as_it_streams(
                 yield chunk + b"\r\n"
         yield b"--hw--\r\n"
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     status: int | None = None
     try:
         url = f"http://127.0.0.1:{server.port}/api/v1/score"
         headers = {"Content-Type": "multipart/form-data; boundary=hw"}
-        try:
-            status = httpx.post(url, content=body(), headers=headers, timeout=30).status_code
-        except httpx.HTTPError:
-            status = None  # the server answered and closed while the client still sent
+        with PeakRss() as memory:
+            try:
+                status = httpx.post(url, content=body(), headers=headers, timeout=30).status_code
+            except httpx.HTTPError:
+                status = None  # the server answered and closed while the client still sent
     finally:
-        sampling = False
-        sampler.join(5)
         server.stop()
+    grew = memory.peak - memory.before
+    print(f"chunked {shape}: {status}, {sent >> 20} MB sent, memory +{grew:.0f} MB at peak")
     assert status in (413, None), status
     assert sent <= 40 << 20, f"the server read on: {sent >> 20} MB sent, status {status}"
-    assert peak - before < 100, f"memory grew {peak - before:.0f} MB"
+    assert grew < 100, f"memory grew {grew:.0f} MB"
 
 
 def test_only_the_documented_formats_are_decoded(client: TestClient) -> None:
@@ -609,15 +590,6 @@ def test_concurrent_large_uploads_cost_bounded_memory(state: ApiState) -> None:
     assert len(png) < 300_000
     server = ApiServer(create_app(state, ApiSettings()), "127.0.0.1", free_port())
     server.start()
-    before = peak = _rss_mb()
-    sampling = True
-
-    def sample() -> None:
-        nonlocal peak
-        while sampling:
-            peak = max(peak, _rss_mb())
-            time.sleep(0.005)
-
     statuses: list[int] = []
 
     def upload() -> None:
@@ -625,22 +597,20 @@ def test_concurrent_large_uploads_cost_bounded_memory(state: ApiState) -> None:
                             files={"file": ("big.png", png)}, timeout=120)  # fmt: skip
         statuses.append(answer.status_code)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     threads = [threading.Thread(target=upload) for _ in range(16)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
+        with PeakRss() as memory:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
     finally:
-        sampling = False
-        sampler.join(5)
         server.stop()
-    after = _rss_mb()
+    peak, kept = memory.peak - memory.before, memory.after - memory.before
+    print(f"16 large PNGs at once: memory +{peak:.0f} MB at peak, +{kept:.0f} MB after")
     assert statuses == [200] * 16
-    assert peak - before < 1000, f"peak {peak - before:.0f} MB over the start"
-    assert after - before < 300, f"{after - before:.0f} MB kept afterwards"
+    assert peak < 1000, f"peak {peak:.0f} MB over the start"
+    assert kept < 300, f"{kept:.0f} MB kept afterwards"
 
 
 def test_only_the_configured_host_names_are_answered(state: ApiState) -> None:

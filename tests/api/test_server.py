@@ -16,10 +16,10 @@ from hazardwatch.api.server import (
     ACCEPT_BURST,
     FD_RESERVE,
     ApiServer,
-    ConnectionLimits,
     RepeatFilter,
     connection_cap,
 )
+from hazardwatch.settings import ApiSettings
 from tests.conftest import free_port
 
 
@@ -35,7 +35,7 @@ def server() -> Iterator[ApiServer]:
     async def upload(request: Request) -> dict[str, int]:
         return {"bytes": len(await request.body())}
 
-    limits = ConnectionLimits(header_timeout_s=0.5, request_timeout_s=1.5, max_connections=20)
+    limits = ApiSettings(header_timeout_s=0.5, request_timeout_s=1.5, max_connections=20)
     api = ApiServer(app, "127.0.0.1", free_port(), limits)
     api.start()
     yield api

@@ -124,6 +124,24 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
     assert sorted(seqs) == list(range(40))  # every frame, once
 
 
+def stored_seqs(link: BrokerLink, frames: FramesLayout, want: int) -> list[int]:
+    """The frames the stream holds, read and acked through the scoring consumer: until
+    `want` came and a fetch found nothing more (a duplicate would show), or 20 s."""
+    from hazardwatch.handoff.jetstream import JetStreamSource
+
+    source = JetStreamSource(link, frames)
+    got: list[int] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        batch = source.fetch(50, 0.5) or []
+        for delivery in batch:
+            got.append(delivery.item.frame.seq)
+            delivery.ack()
+        if not batch and len(got) >= want:
+            break
+    return got
+
+
 def test_the_broker_restarted_keeps_what_it_acknowledged(nats_server: NatsServer) -> None:
     """nats-server killed with SIGKILL and restarted on its file storage: the frames it
     had acknowledged are still there, and the clients reconnect by themselves."""
@@ -143,15 +161,7 @@ def test_the_broker_restarted_keeps_what_it_acknowledged(nats_server: NatsServer
         for seq in range(20, 30):  # published after the restart, same link
             sink.put(gated(seq))
         assert sink.flush(20)
-        from hazardwatch.handoff.jetstream import JetStreamSource
-
-        source = JetStreamSource(link, frames)
-        got: list[int] = []
-        deadline = time.monotonic() + 20
-        while len(got) < 30 and time.monotonic() < deadline:
-            for delivery in source.fetch(30, 0.5) or []:
-                got.append(delivery.item.frame.seq)
-                delivery.ack()
+        got = stored_seqs(link, frames, 30)
     finally:
         link.stop()
     assert sorted(got) == list(range(30)) and link.reconnects >= 1
@@ -164,8 +174,6 @@ def test_frames_put_while_the_broker_is_down_are_published_once_when_it_is_back(
     frames the client had buffered and sent later. A frame whose ack did not come is
     published again under the same message id: the stream holds each once, and the sink
     counts each as published, none as failed."""
-    from hazardwatch.handoff.jetstream import JetStreamSource
-
     link = BrokerLink(nats_server.url, "test")
     link.start()
     try:
@@ -184,16 +192,7 @@ def test_frames_put_while_the_broker_is_down_are_published_once_when_it_is_back(
         assert wait_for(lambda: link.connected, 20)
         assert sink.flush(30)
         assert (sink.published, sink.failed) == (20, 0)
-        source = JetStreamSource(link, frames)
-        got: list[int] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            batch = source.fetch(50, 0.5) or []
-            for delivery in batch:
-                got.append(delivery.item.frame.seq)
-                delivery.ack()
-            if not batch and len(got) >= 20:
-                break
+        got = stored_seqs(link, frames, 20)
     finally:
         link.stop()
     assert sorted(got) == list(range(20)), "each frame stored once"
