@@ -1,0 +1,227 @@
+"""Thresholds for a false-alarm budget, from a camera's own normal footage.
+
+Event-level calibration: the calibration footage is replayed through the detector's own
+statistic (`Evidence`, no threshold), and the threshold of each class is set where the
+statistic's excursions, extrapolated from minutes to a day, would cross it at most the
+class's share of `false_alarms_per_day`.
+
+- **Noise.** `noise` is the scale of the residual (level − baseline) on the footage, from
+  its upper half (95th percentile − median) / 1.645: what the statistic calls one unit.
+- **Extrapolation.** Each excursion of the statistic above zero has a peak. For a CUSUM
+  with negative drift the peaks' tail is exponential (Siegmund; SPOT's generalised Pareto
+  tail with shape 0), so the rate of peaks above h is λ_u · exp(−(h − u) / β), with u the
+  median peak, λ_u the rate of peaks above u, and β their mean excess. h is solved for the
+  class's budget with β replaced by its one-sided 95 % upper confidence bound (exact for
+  an exponential: 2mβ / χ²₀.₀₅(2m)), so a short calibration buys a higher threshold, not
+  an optimistic one.
+- **Safety floor.** Minutes of footage cannot show a day's rarest normal moments, and the
+  same footage may arrive at another frame rate. The same footage is therefore also
+  replayed at every frame rate from 5 to 30 fps, forward and reversed, and the threshold
+  is at least `REPLAY_SAFETY` × the highest statistic any replay reached: a calibration
+  never alarms on what it saw. It is also at least `MIN_THRESHOLD`, and a calibration
+  with too few excursions to fit a tail (under `MIN_EXCURSIONS`) gets
+  `SHORT_CALIBRATION_SAFETY` × the replay maximum instead of a fitted tail.
+
+The budget is per camera; each hazard class gets an equal share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from hazardwatch.detect.evidence import MIN_NOISE, Evidence, EvidenceParams, logit
+
+DAY_S = 86_400.0
+REPLAY_FPS = (5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
+REPLAY_SAFETY = 1.5
+MIN_THRESHOLD = 4.0
+MIN_EXCURSIONS = 10
+SHORT_CALIBRATION_SAFETY = 3.0
+BAND_QUANTILES = (0.05, 0.95)
+Z95 = 1.6448536269514722
+Run = tuple[npt.ArrayLike, npt.ArrayLike]  # (probabilities, times in seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The exponential tail fitted to the statistic's excursion peaks."""
+
+    threshold: float  # where the tail puts the class's share of the budget
+    median: float  # u: the median peak, where the tail starts
+    scale: float  # β: mean excess above u (95 % upper bound)
+    excursions: int
+    seconds: float  # of replayed footage the peaks came from
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """What one class's calibration found (also what the API explains)."""
+
+    low: float  # band of the smoothed probability: 5th percentile, median, 95th
+    level: float
+    high: float
+    noise: float  # residual scale, logit units
+    threshold: float  # z·s
+    replay_max: float  # the highest statistic any replay of the footage reached
+    tail: Tail | None  # None: too few excursions to fit one
+    seconds: float
+
+
+def band_of(runs: Sequence[npt.ArrayLike]) -> tuple[float, float, float]:
+    """5th percentile, median and 95th of smoothed probabilities; several runs (cameras)
+    weigh the same, each reduced to its 101 percentiles first."""
+    grid = np.linspace(0.0, 1.0, 101)
+    profiles = []
+    for run in runs:
+        x = np.asarray(run, np.float64)
+        x = x[np.isfinite(x)]
+        if x.size:
+            profiles.append(x if len(runs) == 1 else np.quantile(x, grid))
+    pooled = np.concatenate(profiles)
+    lo, hi = np.quantile(pooled, BAND_QUANTILES)
+    return float(lo), float(np.median(pooled)), float(hi)
+
+
+def logit_band(low: float, high: float) -> tuple[float, float]:
+    return logit(low), logit(high)
+
+
+def replay(
+    p: npt.ArrayLike,
+    times: npt.ArrayLike,
+    params: EvidenceParams,
+    band: tuple[float, float],
+    noise: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The statistic and the residual z at every sample, as the detector computes them with no
+    threshold (no event ever opens, the baseline always learns)."""
+    values = np.asarray(p, np.float64)
+    t = np.asarray(times, np.float64)
+    stats = np.zeros(values.size)
+    zs = np.zeros(values.size)
+    if values.size == 0:
+        return stats, zs
+    evidence = Evidence(params, float(t[0]), float(values[0]), band, noise)
+    zs[0] = evidence.z
+    for i in range(1, values.size):
+        stats[i] = evidence.step(float(t[i]), float(values[i]))
+        zs[i] = evidence.z
+    return stats, zs
+
+
+def residual_noise(runs: Sequence[Run], params: EvidenceParams, band: tuple[float, float]) -> float:
+    """The residual's upper-half scale (logit units) over the runs at their own rates."""
+    residual = np.concatenate([replay(v, t, params, band, 1.0)[1] for v, t in runs])
+    median = float(np.median(residual))
+    return max((float(np.quantile(residual, 0.95)) - median) / Z95, 0.0)
+
+
+def excursion_peaks(stats: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The peak of every run of the statistic above zero."""
+    s = np.asarray(stats, np.float64)
+    positive = s > 0
+    if not positive.any():
+        return np.zeros(0)
+    edges = np.diff(np.concatenate([[0], positive.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return np.array([s[a:b].max() for a, b in zip(starts, ends, strict=True)])
+
+
+def tail_threshold(peaks: npt.ArrayLike, seconds: float, per_day: float) -> Tail | None:
+    """The threshold whose crossing rate the exponential tail of the peaks puts at `per_day`.
+
+    Peaks above their median u are fitted with an exponential excess of mean β (its 95 %
+    upper confidence bound, exact for an exponential: 2mβ / χ²₀.₀₅(2m)); their rate λ_u
+    extrapolates as λ_u · exp(−(h − u) / β) peaks above h per second.
+    """
+    x = np.sort(np.asarray(peaks, np.float64))
+    if x.size < MIN_EXCURSIONS or seconds <= 0:
+        return None
+    u = float(np.median(x))
+    excess = x[x > u] - u
+    m = int(excess.size)
+    if m < MIN_EXCURSIONS // 2:
+        return None
+    beta = float(excess.mean()) * 2.0 * m / chi2_lower(2 * m)
+    per_day_above_u = m / seconds * DAY_S
+    h = u + beta * math.log(per_day_above_u / per_day) if per_day_above_u > per_day else u
+    return Tail(threshold=h, median=u, scale=beta, excursions=int(x.size), seconds=seconds)
+
+
+def chi2_lower(dof: int, z: float = -Z95) -> float:
+    """The chi-squared quantile at the normal deviate z (Wilson–Hilferty)."""
+    k = 2.0 / (9.0 * dof)
+    return float(dof * max(1.0 - k + z * math.sqrt(k), 1e-6) ** 3)
+
+
+def fit_class(
+    runs: Sequence[Run],
+    params: EvidenceParams,
+    per_day: float,
+    replay_fps: Sequence[float] = REPLAY_FPS,
+) -> Fit:
+    """Band, noise and threshold of one class from its probabilities on normal footage:
+    one run (values, times) for one camera's calibration, several (other cameras) for a
+    prior."""
+    clean: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+    for values, times in runs:
+        v, t = np.asarray(values, np.float64), np.asarray(times, np.float64)
+        keep = np.isfinite(v) & np.isfinite(t)
+        if keep.sum() >= 2 and t[keep][-1] > t[keep][0]:
+            clean.append((v[keep], t[keep]))
+    if not clean:
+        raise ValueError("at least two finite samples over some time are needed to calibrate")
+    seconds = sum(float(t[-1] - t[0]) for _, t in clean)
+    low, level, high = band_of([smooth(v, t, params.smoothing_s) for v, t in clean])
+    band = logit_band(low, high)
+    noise = max(residual_noise(clean, params, band), MIN_NOISE)
+    peaks, replayed, replay_max = [], 0.0, 0.0
+    for values, t in clean:
+        index = np.arange(values.size, dtype=np.float64)
+        replays = [(values, t)]
+        for fps in replay_fps:
+            replays += [(values, index / fps), (values[::-1], index / fps)]
+        for series, times_ in replays:
+            stats, _ = replay(series, times_, params, band, noise)
+            peaks.append(excursion_peaks(stats))
+            replayed += float(times_[-1] - times_[0])
+            replay_max = max(replay_max, float(stats.max()))
+    tail = tail_threshold(np.concatenate(peaks), replayed, per_day)
+    if tail is None:
+        threshold = SHORT_CALIBRATION_SAFETY * replay_max
+    else:
+        threshold = max(tail.threshold, REPLAY_SAFETY * replay_max)
+    return Fit(
+        low=low,
+        level=level,
+        high=high,
+        noise=noise,
+        threshold=max(threshold, MIN_THRESHOLD),
+        replay_max=replay_max,
+        tail=tail,
+        seconds=seconds,
+    )
+
+
+def smooth(
+    values: npt.ArrayLike, times: npt.ArrayLike, smoothing_s: float
+) -> npt.NDArray[np.float64]:
+    """The detector's exponential smoothing over a whole series."""
+    x = np.asarray(values, np.float64)
+    t = np.asarray(times, np.float64)
+    out = np.empty_like(x)
+    if x.size == 0:
+        return out
+    s = x[0]
+    out[0] = s
+    for i in range(1, x.size):
+        dt = t[i] - t[i - 1]
+        alpha = 1.0 if smoothing_s == 0 else 1.0 - math.exp(-max(dt, 0.0) / smoothing_s)
+        s += alpha * (x[i] - s)
+        out[i] = s
+    return out
