@@ -798,11 +798,17 @@ def calibrate_camera(
         times = np.arange(len(embeddings)) / fps
         columns = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
         hazards = {name: columns[name] for name in bank.hazard_classes}
+        params = DetectorParams.from_settings(settings.detector)
         capacity = settings.detector.max_references
         references = ReferenceSet(capacity)
         references.extend(embeddings[:: max(1, len(embeddings) // capacity)])
         state = CameraNormal(
-            classes=calibrate(hazards, times, settings.detector.smoothing_s),
+            classes=calibrate(
+                hazards,
+                times,
+                params.evidence,
+                settings.detector.false_alarms_per_day,
+            ),
             references=references,
             source="calibrated",
             calibrated_s=float(len(embeddings) / fps),

@@ -213,7 +213,7 @@ def cmd_eval_scores(args: argparse.Namespace) -> int:
     )
     if args.cv:
         report["cv"] = ev.cross_validate(
-            scenes, bank, params, args.fps, args.logit_scale, args.baseline_threshold, params
+            scenes, bank, params, args.fps, args.logit_scale, args.baseline_threshold, ev.TODAY
         )
     if args.sweep:
         thresholds = [round(t, 4) for t in np.arange(0.05, 0.501, 0.025)]
@@ -232,8 +232,8 @@ def cmd_eval_scores(args: argparse.Namespace) -> int:
                 runs[scene.name].signals,
                 scene.events,
                 runs[scene.name].spans,
-                params.enter_threshold,
-                params.exit_threshold,
+                params.enter_threshold if params.rule == "offset" else 1.0,
+                params.exit_threshold if params.rule == "offset" else 0.0,
                 args.fps,
             )
         if args.sweep:
@@ -271,7 +271,7 @@ def _print_cv(cv: dict[str, Any]) -> None:
     for key, label in (
         ("selected", "settings chosen per fold"),
         ("defaults", "shipped defaults"),
-        ("legacy", "no normal state (before)"),
+        ("legacy", "offset rule (before)"),
         ("source_method", "source method"),
     ):
         if key not in cv:
@@ -300,6 +300,7 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from hazardwatch.detect.detector import DetectorParams
     from hazardwatch.detect.normal import CameraNormal
     from hazardwatch.evaluation import scores as ev
     from hazardwatch.scoring.bank import PromptBank
@@ -312,7 +313,7 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
     bank = PromptBank.from_file(args.bank)
     scene = ev.load_matrix(args.scores, ev.parse_rows(args.rows))
     bands = ev.calibrate_scenes(
-        [scene], bank, args.logit_scale, args.fps, settings.detector.smoothing_s
+        [scene], bank, args.logit_scale, args.fps, DetectorParams.from_settings(settings.detector)
     )
     state = CameraNormal(
         classes=bands,
@@ -329,7 +330,10 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
 
 def _print_bands(state: CameraNormal) -> None:
     for name, band in state.classes.items():
-        print(f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f})")
+        print(
+            f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f}), "
+            f"noise {band.evidence_noise:.3f}, threshold {band.evidence_threshold:.1f}"
+        )
 
 
 def _calibrate_video(args: argparse.Namespace) -> int:

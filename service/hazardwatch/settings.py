@@ -313,24 +313,53 @@ class PromptSettings(Section):
 
 
 class DetectorSettings(Section):
+    false_alarms_per_day: float = Field(
+        1.0,
+        gt=0,
+        le=1000,
+        description="The false-alarm budget per camera: each class's threshold is derived from "
+        "the camera's calibrated noise so that its normal footage raises at most this many "
+        "events a day, shared among the classes (README: Detection).",
+    )
+    rule: Literal["evidence", "offset"] = Field(
+        "evidence",
+        description="evidence: accumulated excess over the camera's own noise, thresholds from "
+        "false_alarms_per_day; offset: the older fixed enter/exit offsets over a baseline.",
+    )
     smoothing_s: float = Field(
         1.0, ge=0, le=60, description="Time constant of the exponential score smoothing (0: none)."
+    )
+    reference_z: float = Field(
+        2.0,
+        ge=0,
+        le=20,
+        description="Evidence accumulates while the excess is above this many noise units "
+        "(CUSUM reference); below it, it drains.",
+    )
+    max_gap_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="One sample after a gap counts as evidence for at most this long.",
     )
     enter_threshold: float = Field(
         0.2,
         ge=-1,
         le=1,
-        description="An event starts when the smoothed class probability rises this far above "
-        "the camera's baseline (above 0 when the baseline is off).",
+        description="rule offset: an event starts when the smoothed class probability rises "
+        "this far above the camera's baseline (above 0 when the baseline is off).",
     )
     exit_threshold: float = Field(
-        0.15, ge=-1, le=1, description="The event ends when it falls below this (<= enter)."
+        0.15,
+        ge=-1,
+        le=1,
+        description="rule offset: the event ends when it falls below this (<= enter).",
     )
     min_duration_s: float = Field(
         1.0,
         ge=0,
         le=600,
-        description="Score must stay above enter this long before an event starts.",
+        description="rule offset: score must stay above enter this long before an event starts.",
     )
     cooldown_s: float = Field(
         10.0,
@@ -346,7 +375,8 @@ class DetectorSettings(Section):
     )
     baseline: bool = Field(
         True,
-        description="Subtract a per-camera, per-class running baseline learned only while no "
+        description="rule offset: subtract a per-camera, per-class running baseline learned only "
+        "while no "
         "event is open (fixed cameras see the same scene all day).",
     )
     baseline_s: float = Field(
@@ -356,8 +386,8 @@ class DetectorSettings(Section):
         0.1,
         ge=0,
         le=1,
-        description="How far the baseline may leave the camera's normal band (calibrated, or "
-        "the prompt bank's prior): above it, a level is never learned as normal.",
+        description="rule offset: how far the baseline may leave the camera's normal band "
+        "(calibrated, or the prompt bank's prior): above it, a level is never learned as normal.",
     )
     reference_match: float = Field(
         0.95,

@@ -1,31 +1,27 @@
 """Online, causal temporal detector: per camera and score channel, driven by timestamps.
 
-For each named channel (a hazard class's probability live, any score in offline
-evaluation) the detector keeps:
+Two decision rules share one state machine (idle → active → cooldown → idle):
 
-- an exponential moving average of the score (time constant `smoothing_s`, correct for
-  irregular frame spacing: α = 1 − exp(−Δt/τ));
-- optionally a baseline: a slower moving average of the smoothed score, learned only
-  while the channel is idle, so a fixed camera's usual level (a parked car that always
-  looks a bit like "stalled vehicle") is subtracted and an open event cannot teach the
-  baseline that the hazard is normal;
-- the camera's normal band for the channel (`CameraNormal`: calibrated on this camera's
-  normal footage, or the prompt bank's prior), widened by `normal_margin`: the baseline
-  starts at the first sample *clamped into the band* and never leaves it. Inside the band
-  it follows benign drift as before; a level above the band is never learned as normal,
-  so a hazard in view at start fires (the baseline starts at the band's top) and a slow
-  climb fires once it is `enter_threshold` above the band, however slowly it came;
-- frames that match one of the camera's normal references (`reference_match`, cosine of
-  CLIP image embeddings) count as normal: their scores are capped at the baseline, so a
-  sight an operator marked as a false alarm gives no evidence again;
-- a state machine on the decision signal (smoothed − baseline, or smoothed):
-  idle → pending when the signal rises above `enter_threshold`; pending → active once it
-  has stayed above for `min_duration_s` (the event starts at the first crossing);
-  active → cooldown when it falls below `exit_threshold` (hysteresis) or the event has
-  lasted `max_event_s`; cooldown → idle after `cooldown_s`.
+- `evidence` (the default): each channel's `Evidence` (detect/evidence.py) turns the class
+  probability into a CUSUM statistic measured in this camera's own noise for this class,
+  accumulated per second. An event opens when the statistic reaches the class's threshold
+  (`ClassNormal.threshold`, derived at calibration for `false_alarms_per_day`), starting
+  where the statistic last left zero; it ends when the statistic has drained back to zero
+  (held at most at the threshold while open, so the end follows the hazard's end within
+  threshold / reference_z seconds). A strong excess fires in threshold / (z − k) seconds,
+  a weak sustained one later, noise below k never. The baseline inside the statistic is
+  learned only while no event is open and never leaves the camera's normal band.
+- `offset` (the rule before issue 28, kept for comparison in `eval scores`): the smoothed
+  score minus a baseline must stay `enter_threshold` above for `min_duration_s`
+  (pending), and the event ends below `exit_threshold`.
+
+Frames that match one of the camera's normal references (`reference_match`, cosine of CLIP
+image embeddings) count as normal: their scores are capped at the baseline, so a sight an
+operator marked as a false alarm gives no evidence again.
 
 Every decision at time t uses only samples up to t. Events: started, updated (a new
-peak), ended — with times, peak and mean of the smoothed score, and the peak's frame.
+peak), ended — with times, peak and mean of the smoothed score, the peak's frame, and the
+statistic and threshold that opened them.
 """
 
 from __future__ import annotations
@@ -38,44 +34,59 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal
 
-from hazardwatch.detect.normal import CameraNormal
+from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
+from hazardwatch.detect.normal import PRIOR_THRESHOLD, CameraNormal
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["started", "updated", "ended"]
 EndReason = Literal["below_exit", "max_duration", "flushed"]
+Rule = Literal["evidence", "offset"]
+RULES = ("evidence", "offset")
 # An update is reported when the peak has grown by at least this much since the last report.
 PEAK_REPORT_STEP = 0.02
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorParams:
+    rule: Rule = "evidence"
+    false_alarms_per_day: float = 1.0
     smoothing_s: float = 1.0
+    reference_z: float = 2.0
+    max_gap_s: float = 1.0
+    cooldown_s: float = 10.0
+    max_event_s: float = 600.0
+    baseline_s: float = 60.0
+    reference_match: float = 0.95
+    # The offset rule's (rule: offset) settings.
     enter_threshold: float = 0.2
     exit_threshold: float = 0.15
     min_duration_s: float = 1.0
-    cooldown_s: float = 10.0
-    max_event_s: float = 600.0
     baseline: bool = True
-    baseline_s: float = 60.0
     normal_margin: float = 0.1
-    reference_match: float = 0.95
 
     def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"rule {self.rule!r} is not one of {', '.join(RULES)}")
         if self.exit_threshold > self.enter_threshold:
             raise ValueError(
                 f"exit_threshold {self.exit_threshold} must be <= enter_threshold "
                 f"{self.enter_threshold}"
             )
-        for name in ("smoothing_s", "min_duration_s", "cooldown_s"):
+        for name in ("smoothing_s", "min_duration_s", "cooldown_s", "reference_z"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if self.max_event_s <= 0 or self.baseline_s <= 0:
-            raise ValueError("max_event_s and baseline_s must be > 0")
+        for name in ("max_event_s", "baseline_s", "max_gap_s", "false_alarms_per_day"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
         if self.normal_margin < 0:
             raise ValueError("normal_margin must be >= 0")
         if not 0 < self.reference_match <= 1:
             raise ValueError("reference_match must be in (0, 1]")
+
+    @property
+    def evidence(self) -> EvidenceParams:
+        return EvidenceParams(self.smoothing_s, self.baseline_s, self.reference_z, self.max_gap_s)
 
     @classmethod
     def from_settings(cls, settings: Any) -> DetectorParams:
@@ -106,6 +117,10 @@ class DetectionEvent:
     mean_score: float
     ended_at: float | None = None
     end_reason: EndReason | None = None
+    # What opened it: the decision statistic and its threshold (offset rule: the signal
+    # and enter_threshold).
+    statistic: float | None = None
+    threshold: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -121,10 +136,12 @@ class _Channel:
         "ceiling",
         "count",
         "event_id",
+        "evidence",
         "floor",
+        "last_end",
         "last_t",
         "onset",
-        "onset_samples",
+        "opened_by",
         "peak",
         "peak_at",
         "peak_ref",
@@ -132,6 +149,7 @@ class _Channel:
         "smoothed",
         "state",
         "state_since",
+        "threshold",
         "total",
     )
 
@@ -141,12 +159,22 @@ class _Channel:
         self.floor, self.ceiling = band
         self.smoothed = score
         self.baseline = self.clamp(score if baseline is None else baseline)
+        self.evidence: Evidence | None = None
+        self.threshold = math.inf
         self.last_t = t
+        self.last_end = -math.inf
         self.state = ChannelState.IDLE
         self.state_since = t
         self.onset = t
-        self.onset_samples: list[tuple[float, float, Any]] = []
         self.event_id = ""
+        self.opened_by = (0.0, 0.0)
+        self.reset_run(t)
+
+    def clamp(self, value: float) -> float:
+        return min(max(value, self.floor), self.ceiling)
+
+    def reset_run(self, t: float) -> None:
+        """Forget the peak and mean gathered so far (a new run towards an event)."""
         self.peak = -math.inf
         self.peak_at = t
         self.peak_ref: Any = None
@@ -154,8 +182,11 @@ class _Channel:
         self.total = 0.0
         self.count = 0
 
-    def clamp(self, value: float) -> float:
-        return min(max(value, self.floor), self.ceiling)
+    def accumulate(self, t: float, value: float, ref: Any) -> None:
+        self.total += value
+        self.count += 1
+        if value > self.peak:
+            self.peak, self.peak_at, self.peak_ref = value, t, ref
 
 
 class TemporalDetector:
@@ -169,7 +200,9 @@ class TemporalDetector:
         channel_params: Mapping[str, DetectorParams] | None = None,
         normal: CameraNormal | None = None,
     ) -> None:
-        """`normal`: the camera's learned normal (bands, restored baselines); None: no bands."""
+        """`normal`: the camera's learned normal (bands, thresholds, restored baselines).
+        A class with a calibrated threshold follows the evidence rule; one without (the
+        bank's prior, no normal at all) the offset rule on its band."""
         self.camera = camera
         self.params = params or DetectorParams()
         self._channel_params = dict(channel_params or {})
@@ -179,16 +212,28 @@ class TemporalDetector:
         self.skipped_out_of_order = 0
 
     def band(self, channel: str) -> tuple[float, float]:
-        """Where the channel's baseline may live: the normal band widened by normal_margin."""
+        """Where the offset rule's baseline may live: the normal band widened by
+        normal_margin (probabilities)."""
         band = self.normal.band(channel)
         if band is None:
             return (-math.inf, math.inf)
         margin = self.params_for(channel).normal_margin
         return (band.low - margin, band.high + margin)
 
+    def threshold(self, channel: str) -> float:
+        """The evidence the channel needs to open an event (z·s)."""
+        band = self.normal.band(channel)
+        return band.evidence_threshold if band is not None else PRIOR_THRESHOLD
+
     def baselines(self) -> dict[str, float]:
-        """Every channel's adaptive baseline now (to persist with the camera's state)."""
-        return {name: ch.baseline for name, ch in self._channels.items()}
+        """Every channel's baseline now, as a probability (to persist with the state)."""
+        return {name: self._baseline(ch) for name, ch in self._channels.items()}
+
+    @staticmethod
+    def _baseline(ch: _Channel) -> float:
+        if ch.evidence is None:
+            return ch.baseline
+        return 1.0 / (1.0 + math.exp(-ch.evidence.baseline))
 
     def state(self, channel: str) -> ChannelState:
         ch = self._channels.get(channel)
@@ -210,19 +255,41 @@ class TemporalDetector:
         return self._channel_params.get(channel, self.params)
 
     def signal(self, channel: str) -> float | None:
-        """The current decision signal of a channel (smoothed, minus baseline if enabled)."""
+        """The current decision signal of a channel: evidence, how far to its threshold
+        (1.0 opens an event); offset, smoothed minus baseline (or smoothed)."""
         ch = self._channels.get(channel)
         if ch is None:
             return None
+        if ch.evidence is not None:
+            return ch.evidence.statistic / ch.threshold
         return ch.smoothed - ch.baseline if self.params_for(channel).baseline else ch.smoothed
+
+    def explain(self, channel: str) -> dict[str, float] | None:
+        """The channel's evidence now (for the API): statistic, threshold, z, noise, level
+        and baseline (probabilities). None: not seen yet, or the offset rule."""
+        ch = self._channels.get(channel)
+        if ch is None or ch.evidence is None:
+            return None
+        ev = ch.evidence
+        return {
+            "statistic": ev.statistic,
+            "threshold": ch.threshold,
+            "fraction": ev.statistic / ch.threshold,
+            "z": ev.z,
+            "noise": ev.noise,
+            "smoothed": ev.smoothed,
+            "baseline": self._baseline(ch),
+        }
 
     def smoothed(self, channel: str) -> float | None:
         ch = self._channels.get(channel)
-        return ch.smoothed if ch is not None else None
+        if ch is None:
+            return None
+        return ch.evidence.smoothed if ch.evidence is not None else ch.smoothed
 
     def baseline(self, channel: str) -> float | None:
         ch = self._channels.get(channel)
-        return ch.baseline if ch is not None else None
+        return self._baseline(ch) if ch is not None else None
 
     @property
     def active_channels(self) -> list[str]:
@@ -249,16 +316,18 @@ class TemporalDetector:
                 continue
             ch = self._channels.get(name)
             if ch is None:
-                restored = self.normal.baselines.get(name)
-                self._channels[name] = _Channel(t, score, self.band(name), restored)
+                self._channels[name] = self._new_channel(name, t, score)
                 continue
             if t < ch.last_t:
                 self.skipped_out_of_order += 1
                 continue
             p = self.params_for(name)
             if normal_similarity is not None and normal_similarity >= p.reference_match:
-                score = min(score, ch.baseline)
-            self._step(name, ch, t, score, ref, events)
+                score = min(score, self._baseline(ch))
+            if ch.evidence is not None:
+                self._step_evidence(name, ch, t, score, ref, events)
+            else:
+                self._step_offset(name, ch, t, score, ref, events)
         return events
 
     def flush(self, t: float) -> list[DetectionEvent]:
@@ -271,7 +340,65 @@ class TemporalDetector:
 
     # ------------------------------------------------------------------ internals
 
-    def _step(
+    def _new_channel(self, name: str, t: float, score: float) -> _Channel:
+        restored = self.normal.baselines.get(name)
+        p = self.params_for(name)
+        band = self.normal.band(name)
+        if p.rule == "offset" or band is None or band.threshold is None:
+            # No threshold derived for this camera's noise (a camera never calibrated, or
+            # calibrated before thresholds were): the offset rule on the band, as before.
+            return _Channel(t, score, self.band(name), restored)
+        ch = _Channel(t, score, (-math.inf, math.inf), None)
+        limits, noise = (logit(band.low), logit(band.high)), band.evidence_noise
+        start = logit(restored) if restored is not None else None
+        ch.evidence = Evidence(p.evidence, t, score, limits, noise, start)
+        ch.threshold = self.threshold(name)
+        return ch
+
+    def _step_evidence(
+        self,
+        name: str,
+        ch: _Channel,
+        t: float,
+        score: float,
+        ref: Any,
+        events: list[DetectionEvent],
+    ) -> None:
+        p = self.params_for(name)
+        evidence = ch.evidence
+        assert evidence is not None
+        ch.last_t = t
+        active = ch.state == ChannelState.ACTIVE
+        statistic = evidence.step(
+            t, score, learn=not active, cap=ch.threshold if active else math.inf
+        )
+        smoothed = evidence.smoothed
+        if ch.state == ChannelState.COOLDOWN and t - ch.state_since >= p.cooldown_s:
+            ch.state, ch.state_since = ChannelState.IDLE, t
+        if ch.state == ChannelState.ACTIVE:
+            if statistic <= 0.0:  # this sample is no longer part of the event
+                events.append(self._end(name, ch, t, "below_exit"))
+                return
+            ch.accumulate(t, smoothed, ref)
+            if t - ch.onset >= p.max_event_s:
+                events.append(self._end(name, ch, t, "max_duration"))
+            elif ch.peak >= ch.reported_peak + PEAK_REPORT_STEP:
+                ch.reported_peak = ch.peak
+                events.append(self._event("updated", name, ch, t))
+            return
+        if statistic <= 0.0:
+            ch.reset_run(t)
+            return
+        if evidence.run_start > ch.last_end:  # a run that began after the last event
+            ch.accumulate(t, smoothed, ref)
+        if ch.state == ChannelState.IDLE and statistic >= ch.threshold:
+            ch.onset = max(evidence.run_start, ch.last_end)
+            ch.opened_by = (statistic, ch.threshold)
+            if not ch.count:
+                ch.accumulate(t, smoothed, ref)
+            events.append(self._start(name, ch, t))
+
+    def _step_offset(
         self,
         name: str,
         ch: _Channel,
@@ -292,19 +419,20 @@ class TemporalDetector:
 
         if ch.state == ChannelState.IDLE and signal > p.enter_threshold:
             ch.state, ch.state_since, ch.onset = ChannelState.PENDING, t, t
-            ch.onset_samples = []
+            ch.reset_run(t)
         if ch.state == ChannelState.PENDING:
             if signal <= p.enter_threshold:
                 ch.state, ch.state_since = ChannelState.IDLE, t
             else:
-                ch.onset_samples.append((t, ch.smoothed, ref))
+                ch.accumulate(t, ch.smoothed, ref)
                 if t - ch.onset >= p.min_duration_s:
+                    ch.opened_by = (signal, p.enter_threshold)
                     events.append(self._start(name, ch, t))
         elif ch.state == ChannelState.ACTIVE:
             if signal < p.exit_threshold:  # this sample is no longer part of the event
                 events.append(self._end(name, ch, t, "below_exit"))
             else:
-                self._accumulate(ch, t, ch.smoothed, ref)
+                ch.accumulate(t, ch.smoothed, ref)
                 if t - ch.onset >= p.max_event_s:
                     events.append(self._end(name, ch, t, "max_duration"))
                 elif ch.peak >= ch.reported_peak + PEAK_REPORT_STEP:
@@ -315,26 +443,16 @@ class TemporalDetector:
             beta = 1.0 - math.exp(-dt / p.baseline_s)
             ch.baseline = ch.clamp(ch.baseline + beta * (ch.smoothed - ch.baseline))
 
-    @staticmethod
-    def _accumulate(ch: _Channel, t: float, value: float, ref: Any) -> None:
-        ch.total += value
-        ch.count += 1
-        if value > ch.peak:
-            ch.peak, ch.peak_at, ch.peak_ref = value, t, ref
-
     def _start(self, name: str, ch: _Channel, t: float) -> DetectionEvent:
         ch.state, ch.state_since = ChannelState.ACTIVE, t
         ch.event_id = str(uuid.uuid4())
-        ch.peak, ch.total, ch.count = -math.inf, 0.0, 0
-        for sample_t, value, ref in ch.onset_samples:
-            self._accumulate(ch, sample_t, value, ref)
-        ch.onset_samples = []
         ch.reported_peak = ch.peak
         return self._event("started", name, ch, t)
 
     def _end(self, name: str, ch: _Channel, t: float, reason: EndReason) -> DetectionEvent:
         event = self._event("ended", name, ch, t, ended_at=t, end_reason=reason)
-        ch.state, ch.state_since = ChannelState.COOLDOWN, t
+        ch.state, ch.state_since, ch.last_end = ChannelState.COOLDOWN, t, t
+        ch.reset_run(t)
         return event
 
     def _event(
@@ -359,6 +477,8 @@ class TemporalDetector:
             mean_score=ch.total / ch.count if ch.count else ch.peak,
             ended_at=ended_at,
             end_reason=end_reason,
+            statistic=ch.opened_by[0],
+            threshold=ch.opened_by[1],
         )
 
 

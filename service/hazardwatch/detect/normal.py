@@ -29,22 +29,39 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hazardwatch.detect.evidence import MIN_NOISE, EvidenceParams, logit
+from hazardwatch.detect.thresholds import Z95, band_of, fit_class
 from hazardwatch.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float32]
 STATE_VERSION = 1
 CALIBRATION_QUANTILES = (0.05, 0.95)
+OPTIONAL_KEYS = {"noise", "threshold"}
+# The evidence threshold (z·s) of a class whose normal gives none: a prior written by hand,
+# or a state calibrated before thresholds were derived from noise. High: such a camera
+# alerts only on what its band calls extreme until it is calibrated.
+PRIOR_THRESHOLD = 10.0
 # Two references closer than this are the same sight: the newer one replaces the older.
 DUPLICATE_SIMILARITY = 0.995
 
 
 @dataclass(frozen=True, slots=True)
 class ClassNormal:
-    """The band of a class's smoothed probability on normal footage of one camera."""
+    """A class's normal on one camera: the band of its smoothed probability, and what the
+    detector's evidence is measured against (`detect.thresholds`).
+
+    `noise`: the scale of the smoothed level's residual around its baseline (logit units);
+    `threshold`: the evidence (z·s) at which an event opens, derived for the camera's
+    false-alarm budget. A band without them (a prior written by hand, a state calibrated
+    before thresholds came from noise) gets them from the band (`evidence_noise`,
+    `evidence_threshold`).
+    """
 
     low: float
     level: float
     high: float
+    noise: float | None = None
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         values = (self.low, self.level, self.high)
@@ -52,6 +69,10 @@ class ClassNormal:
             raise ConfigError(f"normal band {values} must hold numbers in 0..1")
         if not self.low <= self.level <= self.high:
             raise ConfigError(f"normal band needs low <= level <= high, got {values}")
+        for name in ("noise", "threshold"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"normal {name} must be a number above 0, got {value}")
 
     @classmethod
     def of(cls, values: npt.ArrayLike) -> ClassNormal:
@@ -63,19 +84,40 @@ class ClassNormal:
         lo, hi = np.quantile(x, CALIBRATION_QUANTILES)
         return cls(float(lo), float(np.median(x)), float(hi))
 
+    @property
+    def evidence_noise(self) -> float:
+        """The noise scale the detector divides by (from the band when not calibrated)."""
+        if self.noise is not None:
+            return self.noise
+        return max((logit(self.high) - logit(self.level)) / Z95, MIN_NOISE)
+
+    @property
+    def evidence_threshold(self) -> float:
+        return self.threshold if self.threshold is not None else PRIOR_THRESHOLD
+
     def as_dict(self) -> dict[str, float]:
-        return {"low": self.low, "level": self.level, "high": self.high}
+        out = {"low": self.low, "level": self.level, "high": self.high}
+        if self.noise is not None:
+            out["noise"] = self.noise
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        return out
 
     @classmethod
     def from_mapping(cls, data: Any, where: str) -> ClassNormal:
-        if not isinstance(data, Mapping) or set(data) != {"low", "level", "high"}:
-            raise ConfigError(f"{where}: normal must be a mapping of low, level and high")
+        keys = {"low", "level", "high"}
+        if not isinstance(data, Mapping) or not keys <= set(data) <= keys | OPTIONAL_KEYS:
+            raise ConfigError(
+                f"{where}: normal must be a mapping of low, level and high "
+                "(and optionally noise and threshold)"
+            )
         try:
             values = (float(data["low"]), float(data["level"]), float(data["high"]))
+            extra = {k: float(data[k]) for k in OPTIONAL_KEYS if data.get(k) is not None}
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: normal low, level and high must be numbers") from None
+            raise ConfigError(f"{where}: normal values must be numbers") from None
         try:
-            return cls(*values)
+            return cls(*values, **extra)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
@@ -254,46 +296,45 @@ class CameraNormal:
         )
 
 
-def smooth(values: npt.ArrayLike, times: npt.ArrayLike, smoothing_s: float) -> FloatArray:
-    """The detector's exponential smoothing over a whole series (calibration, evaluation)."""
-    x = np.asarray(values, np.float64)
-    t = np.asarray(times, np.float64)
-    out = np.empty_like(x)
-    if x.size == 0:
-        return out.astype(np.float32)
-    s = x[0]
-    out[0] = s
-    for i in range(1, x.size):
-        dt = t[i] - t[i - 1]
-        alpha = 1.0 if smoothing_s == 0 else 1.0 - math.exp(-max(dt, 0.0) / smoothing_s)
-        s += alpha * (x[i] - s)
-        out[i] = s
-    return out.astype(np.float32)
-
-
 def calibrate(
-    channels: Mapping[str, npt.ArrayLike], times: npt.ArrayLike, smoothing_s: float
+    channels: Mapping[str, npt.ArrayLike] | Sequence[Mapping[str, npt.ArrayLike]],
+    times: npt.ArrayLike | Sequence[npt.ArrayLike],
+    params: EvidenceParams,
+    false_alarms_per_day: float,
 ) -> dict[str, ClassNormal]:
-    """Class bands from normal footage: each channel smoothed as the detector does, then banded."""
-    t = np.asarray(times, np.float64)
-    return {name: ClassNormal.of(smooth(v, t, smoothing_s)) for name, v in channels.items()}
+    """Each class's band, noise and threshold from normal footage (`detect.thresholds`);
+    the camera's false-alarm budget is shared equally among its classes.
+
+    One mapping of channels with its times: one camera's calibration. A sequence of them
+    with a sequence of times: several cameras pooled into a prior.
+    """
+    if isinstance(channels, Mapping):
+        cameras: list[Mapping[str, npt.ArrayLike]] = [channels]
+        clocks: list[npt.ArrayLike] = [times]  # type: ignore[list-item]
+    else:
+        cameras, clocks = list(channels), list(times)  # type: ignore[arg-type]
+    names = sorted({name for camera in cameras for name in camera})
+    if not names:
+        return {}
+    per_class = false_alarms_per_day / len(names)
+    out = {}
+    for name in names:
+        runs = [(c[name], t) for c, t in zip(cameras, clocks, strict=True) if name in c]
+        try:
+            fit = fit_class(runs, params, per_class)
+        except ValueError as exc:
+            raise ConfigError(f"class {name}: {exc}") from None
+        out[name] = ClassNormal(fit.low, fit.level, fit.high, fit.noise, fit.threshold)
+    return out
 
 
 def pool(cameras: Sequence[Mapping[str, npt.ArrayLike]]) -> dict[str, ClassNormal]:
-    """A prior from several cameras' smoothed normal series, each camera weighing the same.
-
-    Each camera's series is reduced to its 101 percentiles, and the band is taken over
-    all of them: a camera never calibrated may sit where most other cameras' normal did.
-    """
+    """Bands from several cameras' smoothed normal series, each camera weighing the same
+    (`thresholds.band_of`): a camera never calibrated may sit where most others' did."""
     names = sorted({name for c in cameras for name in c})
-    grid = np.linspace(0.0, 1.0, 101)
     out = {}
     for name in names:
-        profiles = [
-            np.quantile(np.asarray(c[name], np.float64), grid)
-            for c in cameras
-            if name in c and np.size(c[name])
-        ]
-        if profiles:
-            out[name] = ClassNormal.of(np.concatenate(profiles))
+        runs = [c[name] for c in cameras if name in c and np.size(c[name])]
+        if runs:
+            out[name] = ClassNormal(*band_of(runs))
     return out

@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.detect.detector import DetectorParams, TemporalDetector, channel_params
-from hazardwatch.detect.normal import CameraNormal, ClassNormal, pool, smooth
+from hazardwatch.detect.normal import CameraNormal, ClassNormal, calibrate, pool
+from hazardwatch.detect.thresholds import smooth
 from hazardwatch.errors import ConfigError
 from hazardwatch.evaluation.metrics import (
     Span,
@@ -39,6 +40,9 @@ from hazardwatch.scoring.bank import PromptBank, class_cosines_from_prompts, cla
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
+# The detector before issue 28 (fixed offsets over a baseline), scored beside the shipped
+# one by `eval scores --cv`.
+TODAY = DetectorParams(rule="offset", smoothing_s=1.0)
 
 
 @dataclass
@@ -367,38 +371,56 @@ def smoothed_channels(
     """Each channel smoothed as the detector smooths it, over the scene's frames."""
     times = np.arange(scene.frames) / fps
     return {
-        name: smooth(values, times, smoothing_s).astype(np.float64)
+        name: smooth(values, times, smoothing_s)
         for name, values in scene_channels(scene, bank, logit_scale).items()
     }
 
 
-def normal_series(
-    scenes: Sequence[Scene], bank: PromptBank, logit_scale: float, fps: float, smoothing_s: float
-) -> list[dict[str, FloatArray]]:
-    """Per scene, each channel's smoothed values on the frames outside annotated hazards."""
-    out = []
-    for scene in scenes:
-        keep = ~scene.truth
-        if keep.sum() < max(2, fps):  # under a second of normal footage says nothing
-            continue
-        channels = smoothed_channels(scene, bank, logit_scale, fps, smoothing_s)
-        out.append({name: values[keep] for name, values in channels.items()})
-    return out
+def normal_segment(scene: Scene, fps: float) -> tuple[int, int] | None:
+    """The scene's longest run of normal (unannotated) frames, [start, end); None when it is
+    under a second (it says nothing about the camera's noise)."""
+    runs = spans_of(~scene.truth)
+    if not runs:
+        return None
+    start, end = max(runs, key=lambda r: r[1] - r[0])
+    if end + 1 - start < max(2, fps):
+        return None
+    return start, end + 1
+
+
+def normal_run(
+    scene: Scene, bank: PromptBank, logit_scale: float, fps: float
+) -> tuple[dict[str, FloatArray], FloatArray] | None:
+    """The scene's class probabilities over its longest normal run, and their times."""
+    segment = normal_segment(scene, fps)
+    if segment is None:
+        return None
+    start, end = segment
+    channels = {n: v[start:end] for n, v in scene_channels(scene, bank, logit_scale).items()}
+    return channels, np.arange(end - start) / fps
 
 
 def calibrate_scenes(
-    scenes: Sequence[Scene], bank: PromptBank, logit_scale: float, fps: float, smoothing_s: float
+    scenes: Sequence[Scene],
+    bank: PromptBank,
+    logit_scale: float,
+    fps: float,
+    params: DetectorParams,
 ) -> dict[str, ClassNormal]:
-    """Class bands from the normal frames of scenes (several scenes: pooled, each weighing
-    the same). One scene of a fixed camera's normal footage is `hazardwatch calibrate`."""
-    series = normal_series(scenes, bank, logit_scale, fps, smoothing_s)
-    if not series:
+    """Class normals from the normal frames of scenes (`normal.calibrate`): one scene is one
+    camera's calibration (`hazardwatch calibrate --scores`), several are pooled into a
+    prior for cameras never calibrated, each scene weighing the same in the band."""
+    runs = [r for r in (normal_run(s, bank, logit_scale, fps) for s in scenes) if r is not None]
+    if not runs:
         raise ConfigError("no scene has a second of normal (unannotated) footage to calibrate on")
-    return pool(series)
+    return calibrate(
+        [c for c, _ in runs], [t for _, t in runs], params.evidence, params.false_alarms_per_day
+    )
 
 
 # The detector settings leave-one-scene-out CV chooses among on the training scenes: the
-# enter threshold (exit keeps its ratio) and how far the baseline may leave the normal band.
+# offset rule's enter threshold (exit keeps its ratio) and how far its baseline may leave
+# the normal band (a held-out scene is a camera never calibrated: the offset rule).
 CV_GRID: dict[str, tuple[float, ...]] = {
     "enter_threshold": (0.15, 0.2, 0.25, 0.3),
     "normal_margin": (0.0, 0.05, 0.1, 0.2),
@@ -427,31 +449,45 @@ def cross_validate(
     frames and the detector settings are chosen on them (max mean F1 - mean FPR, ties to
     the shipped defaults); the held-out scene is then scored once. Reports held-out means.
 
-    `legacy` also scores today's detector without any normal state, for comparison.
+    `legacy` also scores another detector (today's: the offset rule with its prior
+    calibrated the same way), for comparison.
     """
     if len(scenes) < 3:
         raise ConfigError("--cv needs at least three scenes")
     channels = {s.name: scene_channels(s, bank, logit_scale) for s in scenes}
-
-    def score(scene: Scene, p: DetectorParams, normal: CameraNormal | None) -> dict[str, Any]:
-        start = _fresh(normal) if normal is not None else None
-        return score_scene(scene, run_detector(channels[scene.name], p, fps, None, start).spans)
-
     candidates = _candidates(params)
+    if params not in candidates:
+        candidates.append(params)
+    if legacy is not None and legacy not in candidates:
+        candidates.append(legacy)
+
+    def prior(p: DetectorParams, train: Sequence[Scene]) -> CameraNormal:
+        # Bands only, as a bank's `normal:` prior holds: a camera never calibrated has no
+        # thresholds from its own noise and follows the offset rule (README: Detection).
+        runs = [r for r in (normal_run(s, bank, logit_scale, fps) for s in train) if r]
+        if not runs:
+            raise ConfigError("no training scene has a second of normal footage")
+        series = [{n: smooth(v, t, p.smoothing_s) for n, v in c.items()} for c, t in runs]
+        return CameraNormal(classes=pool(series))
+
+    def score(scene: Scene, p: DetectorParams, normal: CameraNormal) -> dict[str, Any]:
+        run = run_detector(channels[scene.name], p, fps, None, _fresh(normal))
+        return score_scene(scene, run.spans)
+
     folds, held, shipped, old, source = [], [], [], [], []
     for scene in scenes:
         train = [s for s in scenes if s is not scene]
-        bands = calibrate_scenes(train, bank, logit_scale, fps, params.smoothing_s)
-        prior = CameraNormal(classes=bands)
+        priors = {i: prior(p, train) for i, p in enumerate(candidates)}
         gains = [
-            (_gain(_f1_fpr(score(s, p, prior) for s in train)), p == params, i)
+            (_gain(_f1_fpr(score(s, p, priors[i]) for s in train)), p == params, i)
             for i, p in enumerate(candidates)
         ]
-        best = candidates[max(gains)[2]]
-        held.append(score(scene, best, prior))
-        shipped.append(score(scene, params, prior))
+        best_i = max(gains)[2]
+        best = candidates[best_i]
+        held.append(score(scene, best, priors[best_i]))
+        shipped.append(score(scene, params, priors[candidates.index(params)]))
         if legacy is not None:
-            old.append(score(scene, legacy, None))
+            old.append(score(scene, legacy, priors[candidates.index(legacy)]))
         if baseline_threshold is not None:
             source.append(score_scene(scene, baseline_method(scene, baseline_threshold)))
         chosen = {k: getattr(best, k) for k in CV_GRID}
