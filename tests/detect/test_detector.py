@@ -347,6 +347,10 @@ classes:
 
 def test_from_settings_takes_every_field() -> None:
     fields = {
+        "rule": "offset",
+        "false_alarms_per_day": 3.0,
+        "reference_z": 2.5,
+        "max_gap_s": 2.0,
         "smoothing_s": 2.0,
         "enter_threshold": 0.3,
         "exit_threshold": 0.2,
