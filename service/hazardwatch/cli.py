@@ -332,7 +332,7 @@ def _print_bands(state: CameraNormal) -> None:
     for name, band in state.classes.items():
         print(
             f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f}), "
-            f"noise {band.evidence_noise:.3f}, threshold {band.evidence_threshold:.1f}"
+            f"noise {band.evidence_noise:.3f}, threshold {band.threshold or 0.0:.1f}"
         )
 
 

@@ -12,17 +12,11 @@ learning freely while idle) to show what the new one changes.
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from hazardwatch.detect.detector import DetectionEvent, DetectorParams, TemporalDetector
 from hazardwatch.detect.normal import CameraNormal, calibrate
-from hazardwatch.evaluation.scores import load_scene, scene_channels
-from hazardwatch.scoring.bank import PromptBank
-from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.shared
 
@@ -33,20 +27,12 @@ PARAMS = DetectorParams()  # the shipped defaults
 
 
 @pytest.fixture(scope="module")
-def normal_footage(shared_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def normal_footage(
+    scene_005: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(calibration part, held-out part) of scene 005's class probabilities."""
-    data = shared_dir / "data" / "hazard-scenes"
-    logger = logging.getLogger("hazardwatch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # scene 005's known length warning
-    try:
-        scene = load_scene(data / "scores" / "scene_005.npy", data / "annotations", range(38))
-    finally:
-        logger.setLevel(level)
-    bank = PromptBank.from_file(REPO_ROOT / "config" / "eval" / "hazard-scenes.yaml")
-    channels = scene_channels(scene, bank, 100.0)
-    calib = {n: v[:CALIBRATION_FRAMES] for n, v in channels.items()}
-    held = {n: v[CALIBRATION_FRAMES:] for n, v in channels.items()}
+    calib = {n: v[:CALIBRATION_FRAMES] for n, v in scene_005.items()}
+    held = {n: v[CALIBRATION_FRAMES:] for n, v in scene_005.items()}
     return calib, held
 
 

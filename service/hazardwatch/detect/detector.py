@@ -35,7 +35,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
-from hazardwatch.detect.normal import PRIOR_THRESHOLD, CameraNormal
+from hazardwatch.detect.normal import CameraNormal
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +220,6 @@ class TemporalDetector:
         margin = self.params_for(channel).normal_margin
         return (band.low - margin, band.high + margin)
 
-    def threshold(self, channel: str) -> float:
-        """The evidence the channel needs to open an event (z·s)."""
-        band = self.normal.band(channel)
-        return band.evidence_threshold if band is not None else PRIOR_THRESHOLD
-
     def baselines(self) -> dict[str, float]:
         """Every channel's baseline now, as a probability (to persist with the state)."""
         return {name: self._baseline(ch) for name, ch in self._channels.items()}
@@ -352,7 +347,7 @@ class TemporalDetector:
         limits, noise = (logit(band.low), logit(band.high)), band.evidence_noise
         start = logit(restored) if restored is not None else None
         ch.evidence = Evidence(p.evidence, t, score, limits, noise, start)
-        ch.threshold = self.threshold(name)
+        ch.threshold = band.threshold
         return ch
 
     def _step_evidence(
@@ -378,13 +373,8 @@ class TemporalDetector:
         if ch.state == ChannelState.ACTIVE:
             if statistic <= 0.0:  # this sample is no longer part of the event
                 events.append(self._end(name, ch, t, "below_exit"))
-                return
-            ch.accumulate(t, smoothed, ref)
-            if t - ch.onset >= p.max_event_s:
-                events.append(self._end(name, ch, t, "max_duration"))
-            elif ch.peak >= ch.reported_peak + PEAK_REPORT_STEP:
-                ch.reported_peak = ch.peak
-                events.append(self._event("updated", name, ch, t))
+            else:
+                self._continue(name, ch, t, smoothed, ref, events)
             return
         if statistic <= 0.0:
             ch.reset_run(t)
@@ -432,16 +422,29 @@ class TemporalDetector:
             if signal < p.exit_threshold:  # this sample is no longer part of the event
                 events.append(self._end(name, ch, t, "below_exit"))
             else:
-                ch.accumulate(t, ch.smoothed, ref)
-                if t - ch.onset >= p.max_event_s:
-                    events.append(self._end(name, ch, t, "max_duration"))
-                elif ch.peak >= ch.reported_peak + PEAK_REPORT_STEP:
-                    ch.reported_peak = ch.peak
-                    events.append(self._event("updated", name, ch, t))
+                self._continue(name, ch, t, ch.smoothed, ref, events)
 
         if p.baseline and ch.state in (ChannelState.IDLE, ChannelState.COOLDOWN):
             beta = 1.0 - math.exp(-dt / p.baseline_s)
             ch.baseline = ch.clamp(ch.baseline + beta * (ch.smoothed - ch.baseline))
+
+    def _continue(
+        self,
+        name: str,
+        ch: _Channel,
+        t: float,
+        value: float,
+        ref: Any,
+        events: list[DetectionEvent],
+    ) -> None:
+        """One more sample of an open event: a new peak is reported, a long event ends."""
+        p = self.params_for(name)
+        ch.accumulate(t, value, ref)
+        if t - ch.onset >= p.max_event_s:
+            events.append(self._end(name, ch, t, "max_duration"))
+        elif ch.peak >= ch.reported_peak + PEAK_REPORT_STEP:
+            ch.reported_peak = ch.peak
+            events.append(self._event("updated", name, ch, t))
 
     def _start(self, name: str, ch: _Channel, t: float) -> DetectionEvent:
         ch.state, ch.state_since = ChannelState.ACTIVE, t

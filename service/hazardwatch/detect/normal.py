@@ -37,10 +37,6 @@ FloatArray = npt.NDArray[np.float32]
 STATE_VERSION = 1
 CALIBRATION_QUANTILES = (0.05, 0.95)
 OPTIONAL_KEYS = {"noise", "threshold"}
-# The evidence threshold (z·s) of a class whose normal gives none: a prior written by hand,
-# or a state calibrated before thresholds were derived from noise. High: such a camera
-# alerts only on what its band calls extreme until it is calibrated.
-PRIOR_THRESHOLD = 10.0
 # Two references closer than this are the same sight: the newer one replaces the older.
 DUPLICATE_SIMILARITY = 0.995
 
@@ -52,9 +48,9 @@ class ClassNormal:
 
     `noise`: the scale of the smoothed level's residual around its baseline (logit units);
     `threshold`: the evidence (z·s) at which an event opens, derived for the camera's
-    false-alarm budget. A band without them (a prior written by hand, a state calibrated
-    before thresholds came from noise) gets them from the band (`evidence_noise`,
-    `evidence_threshold`).
+    false-alarm budget. A class without a threshold (the bank's prior, a state calibrated
+    before thresholds came from noise) is decided by the offset rule; one with a threshold
+    but no noise (written by hand) takes its noise from the band (`evidence_noise`).
     """
 
     low: float
@@ -90,10 +86,6 @@ class ClassNormal:
         if self.noise is not None:
             return self.noise
         return max((logit(self.high) - logit(self.level)) / Z95, MIN_NOISE)
-
-    @property
-    def evidence_threshold(self) -> float:
-        return self.threshold if self.threshold is not None else PRIOR_THRESHOLD
 
     def as_dict(self) -> dict[str, float]:
         out = {"low": self.low, "level": self.level, "high": self.high}
