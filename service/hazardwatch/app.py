@@ -484,6 +484,7 @@ class Service:
         )
         api_state.learn_normal = stage.learn_normal
         api_state.calibration = stage.calibration
+        api_state.explain = stage.explain
         return stage, clips
 
     def _watch(self, view: PipelineView, api_state: ApiState, writer: EventWriter) -> None:

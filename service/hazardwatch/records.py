@@ -185,6 +185,11 @@ class EventRecord:
     # Conditions at the camera's location at the start (cameras with a location); may
     # arrive after the first write (WeatherLink).
     weather: Weather | None = None
+    # What opened it: the detector's statistic and the threshold it reached (evidence rule:
+    # z·s against the camera's calibrated threshold; offset rule: the excess and
+    # enter_threshold). None for events stored before they were recorded.
+    opened_statistic: float | None = None
+    opened_threshold: float | None = None
 
     def __post_init__(self) -> None:
         _require_aware("started_at", self.started_at)

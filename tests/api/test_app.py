@@ -659,3 +659,40 @@ def test_metrics_can_be_public_for_a_prometheus_without_the_token(state: ApiStat
     client = api_client(create_app(state, settings))
     assert client.get("/metrics").status_code == 200
     assert client.get("/api/v1/events").status_code == 401
+
+
+def test_a_cameras_normal_explains_each_classes_rule_threshold_and_statistic(
+    state: ApiState, client: TestClient
+) -> None:
+    from hazardwatch.detect.detector import DetectorParams
+    from hazardwatch.detect.normal import CameraNormal, ClassNormal
+    from hazardwatch.detect.stage import DetectorStage
+    from tests.detect.test_stage import scored
+
+    calibrated = CameraNormal(
+        classes={"fire": ClassNormal(0.01, 0.02, 0.05, noise=0.3, threshold=6.0)},
+        source="calibrated",
+        calibrated_s=120.0,
+        calibrated_at=time.time(),
+    )
+    stage = DetectorStage(DetectorParams(), lambda _: None, normals={"gate": calibrated})
+    state.explain = stage.explain
+    assert client.get("/api/v1/cameras/gate/normal").json()["classes"]["fire"]["now"] is None
+    stage.on_scored([scored("gate", i / 10, 0.02) for i in range(10)])
+    stage.on_scored([scored("gate", 1 + i / 10, 0.5) for i in range(5)])
+    body = client.get("/api/v1/cameras/gate/normal").json()
+    assert body["camera"] == "gate" and body["calibrated"] and body["calibrated_s"] == 120.0
+    assert body["false_alarms_per_day"] == 1.0
+    fire = body["classes"]["fire"]
+    assert fire["rule"] == "evidence" and fire["threshold"] == 6.0 and fire["noise"] == 0.3
+    assert fire["band"] == {"low": 0.01, "level": 0.02, "high": 0.05}
+    now = fire["now"]
+    assert now["state"] == "idle" and 0.0 < now["signal"] < 1.0  # on its way to an event
+    assert now["statistic"] == pytest.approx(now["signal"] * 6.0)
+    # A camera on the bank's prior is decided by the offset rule.
+    stage.on_scored([scored("yard", i / 10, 0.02) for i in range(3)])
+    yard = client.get("/api/v1/cameras/yard/normal").json()["classes"]["fire"]
+    assert yard["rule"] == "offset" and yard["noise"] is None
+    assert yard["threshold"] == DetectorParams().enter_threshold
+    missing = client.get("/api/v1/cameras/nowhere/normal")
+    assert missing.status_code == 404 and "nowhere" in missing.json()["detail"]

@@ -114,6 +114,26 @@ def test_events_carry_the_peak_frames_embedding() -> None:
     np.testing.assert_allclose(decode_embedding(embedding), SIGN)
 
 
+def test_events_record_the_statistic_and_threshold_that_opened_them() -> None:
+    calibrated = CameraNormal(
+        classes={"fire": ClassNormal(0.01, 0.02, 0.05, noise=0.3, threshold=6.0)},
+        source="calibrated",
+    )
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append, normals={"gate": calibrated})
+    stage.on_scored([scored("gate", i / 10, 0.02) for i in range(10)])
+    stage.on_scored([scored("gate", 1 + i / 10, 0.9) for i in range(20)])
+    record = events[0].record
+    assert events[0].kind == "started"
+    assert record.opened_threshold == 6.0  # the calibrated threshold: the evidence rule
+    assert record.opened_statistic is not None and record.opened_statistic >= 6.0
+    # A camera on the bank's prior: the offset rule, its excess over enter_threshold.
+    prior: list[EventUpdate] = []
+    DetectorStage(PARAMS, prior.append).on_scored([scored("gate", i / 10, 0.9) for i in range(20)])
+    assert prior[0].record.opened_threshold == PARAMS.enter_threshold
+    assert (prior[0].record.opened_statistic or 0.0) > PARAMS.enter_threshold
+
+
 def test_learning_a_false_alarm_silences_that_sight_on_that_camera_only() -> None:
     saves = Saves()
     events: list[EventUpdate] = []

@@ -68,6 +68,17 @@ def test_weather_is_stored_attached_late_and_never_cleared(repo: Repository) -> 
     assert repo.get_event("e-late").weather == rain  # type: ignore[union-attr]
 
 
+def test_what_opened_an_event_is_stored_and_never_cleared(repo: Repository) -> None:
+    repo.upsert_event(make_event("e-o", opened_statistic=12.5, opened_threshold=10.0))
+    stored = repo.get_event("e-o")
+    assert stored is not None
+    assert (stored.opened_statistic, stored.opened_threshold) == (12.5, 10.0)
+    repo.upsert_event(make_event("e-o", revision=1, status="closed", ended_at=T0))
+    stored = repo.get_event("e-o")
+    assert stored is not None and stored.status == "closed"
+    assert (stored.opened_statistic, stored.opened_threshold) == (12.5, 10.0)
+
+
 def test_upsert_is_idempotent(repo: Repository) -> None:
     event = make_event()
     for _ in range(3):

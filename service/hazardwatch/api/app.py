@@ -94,6 +94,8 @@ class ApiState:
     signer: MediaSigner = field(default_factory=lambda: MediaSigner(None))
     # A camera's calibration (calibrated, when, on how many seconds, references).
     calibration: Callable[[str], dict[str, Any]] | None = None
+    # What decides each class of a camera now (detect/stage.py: DetectorStage.explain).
+    explain: Callable[[str], dict[str, Any] | None] | None = None
     # Seconds until an event's clip should be stored; None when none is coming.
     clip_pending: Callable[[str], float | None] = lambda uuid: None
 
@@ -572,6 +574,23 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
                 {**item, "calibration": state.calibration(str(item["name"]))} for item in items
             ]
         return {"items": items}
+
+    @app.get(
+        "/api/v1/cameras/{name}/normal",
+        tags=["cameras"],
+        responses={**auth, **_errors(e404="No such camera is known to the detector")},
+    )
+    def camera_normal(name: str) -> dict[str, Any]:
+        """How each class of the camera is decided: the rule (evidence: thresholds from
+        the camera's calibrated noise for `detector.false_alarms_per_day`; offset: a camera
+        never calibrated), its normal band, noise and threshold, and where its statistic
+        stands now (`now.signal`: the fraction of the way to an event)."""
+        found = state.explain(name) if state.explain is not None else None
+        if found is None:
+            raise HTTPException(
+                404, f"camera {name!r} has sent no frame to this detector and has no state"
+            )
+        return {"camera": name, **found}
 
     @app.post(
         "/api/v1/score",

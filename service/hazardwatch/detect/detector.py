@@ -35,7 +35,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
-from hazardwatch.detect.normal import CameraNormal
+from hazardwatch.detect.normal import CameraNormal, ClassNormal
 
 log = logging.getLogger(__name__)
 
@@ -259,22 +259,22 @@ class TemporalDetector:
             return ch.evidence.statistic / ch.threshold
         return ch.smoothed - ch.baseline if self.params_for(channel).baseline else ch.smoothed
 
-    def explain(self, channel: str) -> dict[str, float] | None:
-        """The channel's evidence now (for the API): statistic, threshold, z, noise, level
-        and baseline (probabilities). None: not seen yet, or the offset rule."""
+    def explain(self, channel: str) -> dict[str, Any] | None:
+        """The channel's decision now (for the API): its state and signal (evidence: the
+        fraction of the way to its threshold), and the evidence rule's statistic, z and
+        noise. None: not seen yet."""
         ch = self._channels.get(channel)
-        if ch is None or ch.evidence is None:
+        if ch is None:
             return None
-        ev = ch.evidence
-        return {
-            "statistic": ev.statistic,
-            "threshold": ch.threshold,
-            "fraction": ev.statistic / ch.threshold,
-            "z": ev.z,
-            "noise": ev.noise,
-            "smoothed": ev.smoothed,
+        out: dict[str, Any] = {
+            "state": str(ch.state),
+            "signal": self.signal(channel),
+            "smoothed": self.smoothed(channel),
             "baseline": self._baseline(ch),
         }
+        if ch.evidence is not None:
+            out.update(statistic=ch.evidence.statistic, z=ch.evidence.z)
+        return out
 
     def smoothed(self, channel: str) -> float | None:
         ch = self._channels.get(channel)
@@ -339,9 +339,7 @@ class TemporalDetector:
         restored = self.normal.baselines.get(name)
         p = self.params_for(name)
         band = self.normal.band(name)
-        if p.rule == "offset" or band is None or band.threshold is None:
-            # No threshold derived for this camera's noise (a camera never calibrated, or
-            # calibrated before thresholds were): the offset rule on the band, as before.
+        if band is None or band.threshold is None or rule_of(p, band) == "offset":
             return _Channel(t, score, self.band(name), restored)
         ch = _Channel(t, score, (-math.inf, math.inf), None)
         limits, noise = (logit(band.low), logit(band.high)), band.evidence_noise
@@ -483,6 +481,15 @@ class TemporalDetector:
             statistic=ch.opened_by[0],
             threshold=ch.opened_by[1],
         )
+
+
+def rule_of(params: DetectorParams, band: ClassNormal | None) -> Rule:
+    """The rule that decides a class: evidence where the camera's calibration derived a
+    threshold from its noise; else (a camera never calibrated, or calibrated before
+    thresholds were) the offset rule on the band, as before."""
+    if params.rule == "evidence" and band is not None and band.threshold is not None:
+        return "evidence"
+    return "offset"
 
 
 def channel_params(bank: Any, params: DetectorParams) -> dict[str, DetectorParams]:

@@ -32,6 +32,7 @@ from hazardwatch.detect.detector import (
     DetectorParams,
     TemporalDetector,
     channel_params,
+    rule_of,
 )
 from hazardwatch.detect.normal import (
     CameraNormal,
@@ -51,6 +52,10 @@ from hazardwatch.scoring.bank import PromptBank
 log = logging.getLogger(__name__)
 ROLLOUT_WINDOW_S = 30.0
 RESUME_WINDOW_S = 60.0
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
 
 
 def utc(ts: float) -> datetime:
@@ -139,6 +144,47 @@ class DetectorStage:
         with self._lock:
             normal = self._normals.get(camera)
             return (normal or CameraNormal()).summary()
+
+    def explain(self, camera: str) -> dict[str, Any] | None:
+        """What decides each class of the camera (GET /api/v1/cameras/{name}/normal): the
+        rule, the calibrated band, noise and threshold, and the statistic now. None: a
+        camera this stage has neither seen nor holds a state for."""
+        with self._frames_lock:
+            normal = self._normals.get(camera)
+            detector = self._detectors.get(camera)
+            if normal is None and detector is None:
+                return None
+            normal = normal or CameraNormal()
+            names = set(normal.classes)
+            if detector is not None:
+                names |= set(detector.channels or ())
+            classes = {}
+            for name in sorted(names):
+                band = normal.band(name)
+                params = detector.params_for(name) if detector is not None else self.params
+                rule = rule_of(params, band)
+                classes[name] = {
+                    "rule": rule,
+                    "band": (
+                        {"low": band.low, "level": band.level, "high": band.high}
+                        if band is not None
+                        else None
+                    ),
+                    "noise": band.evidence_noise
+                    if band is not None and rule == "evidence"
+                    else None,
+                    "threshold": (
+                        band.threshold
+                        if band is not None and rule == "evidence"
+                        else params.enter_threshold
+                    ),
+                    "now": detector.explain(name) if detector is not None else None,
+                }
+            return {
+                **normal.summary(),
+                "false_alarms_per_day": self.params.false_alarms_per_day,
+                "classes": classes,
+            }
 
     def references(self, camera: str) -> ReferenceSet | None:
         normal = self._normals.get(camera)
@@ -419,6 +465,8 @@ class DetectorStage:
                 if peak is not None and peak.embedding is not None
                 else None
             ),
+            opened_statistic=event.statistic,
+            opened_threshold=event.threshold,
         )
         if continued is None:
             return EventUpdate(event.kind, record, _snapshot(peak), latency_from)
@@ -469,6 +517,9 @@ class DetectorStage:
             started_at=min(stored.started_at, record.started_at),
             revision=stored.revision + 1 + record.revision,
             weather=stored.weather,
+            # What opened the stored event opened this one: the earlier run's decision.
+            opened_statistic=_first(stored.opened_statistic, record.opened_statistic),
+            opened_threshold=_first(stored.opened_threshold, record.opened_threshold),
         )
         if stored.peak_score > record.peak_score:
             merged = dataclasses.replace(

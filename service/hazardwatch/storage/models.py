@@ -123,6 +123,9 @@ class Event(Base):
     weather_wind_speed_kmh: Mapped[float | None] = mapped_column(Score)
     weather_visibility_m: Mapped[float | None] = mapped_column(Score)
     weather_observed_at: Mapped[datetime | None]
+    # The detector's statistic and threshold when the event opened (detect/detector.py).
+    opened_statistic: Mapped[float | None] = mapped_column(Score)
+    opened_threshold: Mapped[float | None] = mapped_column(Score)
 
 
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")

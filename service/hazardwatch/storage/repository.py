@@ -25,7 +25,14 @@ WEATHER_COLUMNS = (
     "weather_observed_at",
 )
 # Set once and never cleared by a later write of the same event that lacks them.
-_EVENT_MEDIA = ("snapshot_path", "clip_path", "peak_embedding", *WEATHER_COLUMNS)
+_EVENT_MEDIA = (
+    "snapshot_path",
+    "clip_path",
+    "peak_embedding",
+    "opened_statistic",
+    "opened_threshold",
+    *WEATHER_COLUMNS,
+)
 _EVENT_MUTABLE = (
     "status",
     "ended_at",
@@ -38,6 +45,8 @@ _EVENT_MUTABLE = (
     "peak_embedding",
     "model_name",
     "prompt_bank_version",
+    "opened_statistic",
+    "opened_threshold",
     *WEATHER_COLUMNS,
     "updated_at",
 )
@@ -141,6 +150,8 @@ class Repository:
             "prompt_bank_version": event.prompt_bank_version,
             "revision": event.revision,
             "peak_embedding": event.peak_embedding,
+            "opened_statistic": event.opened_statistic,
+            "opened_threshold": event.opened_threshold,
             **weather_values(event.weather),
             "created_at": now,
             "updated_at": now,
@@ -439,6 +450,8 @@ def _to_record(row: Any) -> EventRecord:
         verdict_note=row["verdict_note"],
         verdict_at=row["verdict_at"],
         weather=_weather(row),
+        opened_statistic=row["opened_statistic"],
+        opened_threshold=row["opened_threshold"],
     )
 
 
