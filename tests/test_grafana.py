@@ -28,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from hazardwatch.app import Service
 from hazardwatch.outputs.weather import describe
 from hazardwatch.records import EventRecord, ScoreSample, Weather
-from hazardwatch.settings import DetectorSettings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -266,13 +265,14 @@ def test_weather_panel_counts_events_per_condition(grafana_db: sa.Engine) -> Non
     assert weather == {"0": ("fog", 900.0), "1": (None, None), "2": ("slight rain", None)}
 
 
-def test_signal_panel_draws_the_detector_thresholds() -> None:
+def test_progress_panel_draws_the_line_where_an_event_opens() -> None:
+    """The scores' `signal` is each class's progress to an event (detector.progress): 1.0
+    at its threshold under either rule, so one line serves every camera and class."""
     overview = json.loads((ROOT / "grafana/dashboards/hazard-overview.json").read_text())
-    panel = next(p for p in overview["panels"] if "signal" in p["title"].lower())
+    panel = next(p for p in overview["panels"] if "progress" in p["title"].lower())
+    assert "`signal`" in panel["targets"][0]["rawSql"]
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
-    values = sorted(s["value"] for s in steps if s["value"] is not None)
-    defaults = DetectorSettings()
-    assert values == [defaults.exit_threshold, defaults.enter_threshold]
+    assert sorted(s["value"] for s in steps if s["value"] is not None) == [1.0]
 
 
 # ---------------------------------------------------------------------------- PromQL

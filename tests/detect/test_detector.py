@@ -222,7 +222,23 @@ def test_baseline_learns_towards_the_level_with_its_time_constant() -> None:
     expected = 0.1 + (1 - math.exp(-0.5)) * 0.2
     assert detector.baseline("x") == pytest.approx(expected)
     assert detector.signal("x") == pytest.approx(0.3 - expected)
+    assert detector.progress("x") == pytest.approx((0.3 - expected) / 0.5)
     assert detector.baselines() == {"x": pytest.approx(expected)}
+    assert detector.progress("unseen") is None
+    negative = TemporalDetector("cam", replace(params, enter_threshold=-0.1, exit_threshold=-0.2))
+    negative.update(0.0, {"x": 0.1})
+    assert negative.progress("x") is None  # no fraction of a threshold at or below 0
+
+
+def test_evidence_progress_is_the_statistic_over_the_calibrated_threshold() -> None:
+    normal = CameraNormal(classes={"x": ClassNormal(0.01, 0.02, 0.05, noise=0.5, threshold=4.0)})
+    detector = TemporalDetector("cam", DetectorParams(smoothing_s=0.0), normal=normal)
+    detector.update(0.0, {"x": 0.02})
+    detector.update(0.5, {"x": 0.2})  # z against the baseline, the first level (0.02)
+    z = (math.log(0.2 / 0.8) - math.log(0.02 / 0.98)) / 0.5
+    statistic = (z - 2.0) * 0.5
+    assert detector.progress("x") == pytest.approx(statistic / 4.0)
+    assert detector.signal("x") == detector.progress("x")
 
 
 def test_values_exactly_at_a_threshold_do_not_cross_it() -> None:

@@ -259,6 +259,19 @@ class TemporalDetector:
             return ch.evidence.statistic / ch.threshold
         return ch.smoothed - ch.baseline if self.params_for(channel).baseline else ch.smoothed
 
+    def progress(self, channel: str) -> float | None:
+        """How far the channel is on its way to an event, 1.0 at its threshold, the same
+        for both rules (what the scores series stores for Grafana): evidence, statistic /
+        threshold; offset, signal / enter_threshold (None when that is not above 0)."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return None
+        if ch.evidence is not None:
+            return ch.evidence.statistic / ch.threshold
+        enter = self.params_for(channel).enter_threshold
+        signal = self.signal(channel)
+        return signal / enter if signal is not None and enter > 0 else None
+
     def explain(self, channel: str) -> dict[str, Any] | None:
         """The channel's decision now (for the API): its state and signal (evidence: the
         fraction of the way to its threshold), and the evidence rule's statistic, z and
@@ -269,6 +282,7 @@ class TemporalDetector:
         out: dict[str, Any] = {
             "state": str(ch.state),
             "signal": self.signal(channel),
+            "progress": self.progress(channel),
             "smoothed": self.smoothed(channel),
             "baseline": self._baseline(ch),
         }

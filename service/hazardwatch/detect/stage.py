@@ -361,7 +361,8 @@ class DetectorStage:
             key = (frame.camera, name)
             if t - self._last_sample.get(key, -1e18) >= interval:
                 self._last_sample[key] = t
-                signal = detector.signal(name)  # None for classes it does not follow
+                # 1.0 at the class's threshold; None for classes it does not follow.
+                signal = detector.progress(name)
                 out.append(ScoreSample(frame.camera, frame.captured_at, name, value, signal))
         return out
 
