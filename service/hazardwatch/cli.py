@@ -232,8 +232,6 @@ def cmd_eval_scores(args: argparse.Namespace) -> int:
                 runs[scene.name].signals,
                 scene.events,
                 runs[scene.name].spans,
-                params.enter_threshold if params.rule == "offset" else 1.0,
-                params.exit_threshold if params.rule == "offset" else 0.0,
                 args.fps,
             )
         if args.sweep:
@@ -602,6 +600,7 @@ def _print_eval_table(report: dict[str, object]) -> None:
     assert isinstance(scenes, list)
     print(
         f"{'scene':<14} {'type':<22} {'F1':>6} {'FPR':>6} {'tIoU':>6} {'hits':>5} {'FA':>4}"
+        + f" {'AUC':>6}"
         + ("   baseline F1   FPR" if "baseline" in report else "")
     )
     for entry in scenes:
@@ -609,7 +608,8 @@ def _print_eval_table(report: dict[str, object]) -> None:
         line = (
             f"{entry['scene']:<14} {entry['type'][:22]:<22} {_fmt(m['f1']):>6} "
             f"{_fmt(m['fpr']):>6} {_fmt(m['mean_temporal_iou']):>6} "
-            f"{m['event_hits']:>2}/{m['events']:<2} {m['false_alarms']:>4}"
+            f"{m['event_hits']:>2}/{m['events']:<2} {m['false_alarms']:>4} "
+            f"{_fmt(entry.get('class_auc')):>6}"
         )
         if "baseline" in entry:
             b = entry["baseline"]["metrics"]

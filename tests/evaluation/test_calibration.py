@@ -265,3 +265,21 @@ def test_pooled_prior_of_the_folds_never_sees_the_held_out_scene() -> None:
     band = only_low["debris"]
     assert (band.low, band.level, band.high) == (0.5, 0.5, 0.5)
     assert both["debris"].high > 0.9  # the other scene's level widens the band
+
+
+def test_class_auc_says_whether_the_annotated_class_carries_any_signal() -> None:
+    from hazardwatch.evaluation.scores import class_auc, scene_channels
+
+    bank = PromptBank.from_text(BANK)
+    truth = np.zeros(100, bool)
+    truth[40:60] = True
+    matrix = np.full((2, 100), 0.2)
+    matrix[0, 40:60] += 0.05  # debris rises during the hazard
+    clear = Scene("clear", matrix, PROMPTS, truth, [(40, 59)], "debris")
+    assert class_auc(clear, scene_channels(clear, bank, 100.0)) == 1.0
+    flat = Scene("flat", np.full((2, 100), 0.2), PROMPTS, truth, [(40, 59)], "debris")
+    assert class_auc(flat, scene_channels(flat, bank, 100.0)) == 0.5  # no signal at all
+    unnamed = Scene("unnamed", matrix, PROMPTS, truth, [(40, 59)], "fallen tree")
+    assert class_auc(unnamed, scene_channels(unnamed, bank, 100.0)) is None
+    normal = Scene("normal", matrix, PROMPTS, np.zeros(100, bool), [], "debris")
+    assert class_auc(normal, scene_channels(normal, bank, 100.0)) is None

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hazardwatch.errors import ConfigError
-from hazardwatch.evaluation.images import LabelMap, evaluate_images, plot_confusion, roc_auc
+from hazardwatch.evaluation.images import LabelMap, evaluate_images, plot_confusion
+from hazardwatch.evaluation.metrics import roc_auc
 from hazardwatch.scoring.bank import load_bank
 from tests.fakes import FakeEncoder
 

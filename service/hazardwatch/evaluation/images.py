@@ -21,6 +21,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from hazardwatch.errors import ConfigError
+from hazardwatch.evaluation.metrics import roc_auc
 from hazardwatch.scoring.bank import PromptBank
 from hazardwatch.scoring.model import Encoder
 from hazardwatch.scoring.preprocess import preprocess_batch
@@ -110,15 +111,6 @@ def embed_images(
     if not out:
         return np.zeros((0, 1), np.float32), skipped
     return np.concatenate(out), skipped
-
-
-def roc_auc(scores: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); None with one class only."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
 
 
 def evaluate_images(

@@ -134,3 +134,12 @@ def mean_metrics(per_scene: Sequence[dict[str, Any]]) -> dict[str, float | None]
         out[key] = float(np.mean(values)) if values else None
     out["scenes"] = float(len(per_scene))
     return out
+
+
+def roc_auc(scores: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); None with one class only."""
+    pos, neg = scores[positive], scores[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

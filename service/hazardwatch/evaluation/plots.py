@@ -20,12 +20,11 @@ def plot_scene(
     signals: dict[str, Any],
     truth: list[Span],
     predicted: list[Span],
-    enter: float,
-    exit_: float,
     fps: float,
     top: int = 4,
 ) -> None:
-    """The detector's decision signal per channel, thresholds, truth and predictions shaded."""
+    """Each channel's progress to an event (1.0 at its threshold, either rule), truth and
+    predictions shaded."""
     fig, ax = plt.subplots(figsize=(11, 4.2), dpi=110)
     ranked = sorted(signals, key=lambda n: float(np.max(signals[n])), reverse=True)
     for name in ranked[:top]:
@@ -37,10 +36,9 @@ def plot_scene(
         ax.axvspan(
             start / fps, (end + 1) / fps, ymin=0.0, ymax=0.06, color="tab:red", alpha=0.8, lw=0
         )
-    ax.axhline(enter, color="black", linestyle="--", linewidth=0.9, label=f"enter {enter:g}")
-    ax.axhline(exit_, color="grey", linestyle=":", linewidth=0.9, label=f"exit {exit_:g}")
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=0.9, label="threshold")
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("signal (smoothed probability − baseline)")
+    ax.set_ylabel("progress to an event (1 = threshold)")
     ax.set_title(f"{title}\ngreen: ground truth · red bar: predicted events", fontsize=10)
     ax.legend(loc="upper left", fontsize=8, ncol=3)
     ax.grid(alpha=0.3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ from hazardwatch.evaluation.metrics import (
     flags_of,
     frame_metrics,
     mean_metrics,
+    roc_auc,
     spans_of,
     totals,
 )
@@ -191,7 +192,7 @@ def scene_channels(scene: Scene, bank: PromptBank, logit_scale: float) -> dict[s
 @dataclass
 class DetectorRun:
     spans: list[Span]
-    signals: dict[str, FloatArray]  # decision signal per channel per frame (for plots)
+    signals: dict[str, FloatArray]  # progress to an event per channel per frame (plots)
 
 
 def run_detector(
@@ -215,7 +216,7 @@ def run_detector(
             if event.kind == "ended":
                 event_spans.append(_span(event.started_at, event.at, event.end_reason, fps))
         for name in channels:
-            signals[name][i] = detector.signal(name) or 0.0
+            signals[name][i] = detector.progress(name) or 0.0
     for event in detector.flush((frames - 1) / fps):
         event_spans.append((round(event.started_at * fps), frames - 1))
     union = spans_of(flags_of(event_spans, frames))
@@ -231,6 +232,14 @@ def _span(started_at: float, ended_at: float, reason: str | None, fps: float) ->
 def baseline_method(scene: Scene, threshold: float) -> list[Span]:
     """The source project's method: a frame is hazardous when any row exceeds T."""
     return spans_of(scene.scores.max(axis=0) > threshold)
+
+
+def class_auc(scene: Scene, channels: Mapping[str, FloatArray]) -> float | None:
+    """How well the annotated class's probability alone tells the scene's hazard frames from
+    its normal ones (ROC AUC; 0.5: no signal at all, so no detector on these prompts could
+    find it). None: the scene's type names no class, or it has no hazard or no normal frame."""
+    values = channels.get(scene.kind)
+    return roc_auc(np.asarray(values, np.float64), scene.truth) if values is not None else None
 
 
 def score_scene(scene: Scene, spans: list[Span]) -> dict[str, Any]:
@@ -266,6 +275,7 @@ def evaluate(
             "ground_truth": [{"start": s, "end": e} for s, e in scene.events],
             "predicted_events": [{"start": s, "end": e} for s, e in run.spans],
             "metrics": score_scene(scene, run.spans),
+            "class_auc": class_auc(scene, channels),
         }
         if scene.warnings:
             entry["warnings"] = scene.warnings
