@@ -746,6 +746,67 @@ def state_record(camera: str, normal: CameraNormal) -> CameraStateRecord:
     )
 
 
+def _calibrated_camera_kind(settings: Settings, camera: str, force: bool) -> str:
+    """The source kind of a camera about to be calibrated; a camera not in the
+    configuration is refused unless `force` (its state would never be used)."""
+    configured = {c.name: c for c in settings.cameras}
+    if camera not in configured and not force:
+        known = ", ".join(sorted(configured)) or "none: the configuration has no cameras"
+        raise ConfigError(
+            f"camera {camera!r} is not in the configuration (configured: {known}); check "
+            "the name, or pass --force to store a state for it all the same"
+        )
+    kind = "unknown"
+    if camera in configured:
+        with contextlib.suppress(SourceError):
+            kind = SourceSpec.parse(configured[camera].url.get_secret_value()).kind
+    return kind
+
+
+def _store_calibration(repository: Repository, camera: str, kind: str, state: CameraNormal) -> None:
+    repository.ensure_cameras([(camera, kind)])
+    record = state_record(camera, state)
+    repository.save_camera_state(
+        camera, record.state, record.source, record.references, replace_newer=True
+    )
+
+
+def calibrate_camera_from_history(
+    settings: Settings, camera: str, hours: float, *, force: bool = False
+) -> CameraNormal:
+    """Calibrate a camera from its stored score rows of the last `hours` (calibration.py)
+    and store the state, keeping its normal references. No model is loaded."""
+    from hazardwatch.calibration import calibrate_from_history
+
+    kind = _calibrated_camera_kind(settings, camera, force)
+    engine = create_engine(settings.storage.resolved_url())
+    try:
+        check_connection(engine)
+        migrate.upgrade(engine)
+        repository = Repository(engine)
+        text = repository.load_camera_states().get(camera)
+        stored = None
+        if text is not None:
+            with contextlib.suppress(ValueError, ConfigError):  # unreadable: nothing to keep
+                stored = CameraNormal.from_json(json.loads(text), settings.detector.max_references)
+        bank = load_bank(settings.prompts.path)
+        params = DetectorParams.from_settings(settings.detector)
+        state = calibrate_from_history(
+            repository,
+            camera,
+            hours,
+            bank.hazard_classes,
+            params.evidence,
+            params.false_alarms_per_day,
+            stored,
+            score_interval_s=settings.storage.score_interval_s,
+        )
+        _store_calibration(repository, camera, kind, state)
+        return state
+    finally:
+        engine.dispose()
+
+
 def calibrate_camera(
     settings: Settings, camera: str, video: Path, *, force: bool = False
 ) -> CameraNormal:
@@ -760,17 +821,7 @@ def calibrate_camera(
     from hazardwatch.capture.sources import open_capture
     from hazardwatch.evaluation.video import frame_rate, score_video
 
-    configured = {c.name: c for c in settings.cameras}
-    if camera not in configured and not force:
-        known = ", ".join(sorted(configured)) or "none: the configuration has no cameras"
-        raise ConfigError(
-            f"camera {camera!r} is not in the configuration (configured: {known}); check "
-            "the name, or pass --force to store a state for it all the same"
-        )
-    kind = "unknown"
-    if camera in configured:
-        with contextlib.suppress(SourceError):
-            kind = SourceSpec.parse(configured[camera].url.get_secret_value()).kind
+    kind = _calibrated_camera_kind(settings, camera, force)
     try:
         opened = open_capture(SourceSpec("file", str(video)), 30.0, 30.0)
         readable = opened.grab()
@@ -815,12 +866,7 @@ def calibrate_camera(
             calibrated_s=float(len(embeddings) / fps),
             calibrated_at=time.time(),
         )
-        repository = Repository(engine)
-        repository.ensure_cameras([(camera, kind)])
-        record = state_record(camera, state)
-        repository.save_camera_state(
-            camera, record.state, record.source, record.references, replace_newer=True
-        )
+        _store_calibration(Repository(engine), camera, kind, state)
         log.info(
             "camera %s calibrated: %d class band(s), %d reference(s)",
             camera,

@@ -284,11 +284,20 @@ def _print_cv(cv: dict[str, Any]) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Learn a camera's normal from normal footage: a score matrix (to a file) or a video."""
-    if (args.scores is None) == (args.video is None):
-        raise ConfigError("calibrate needs either --scores FILE.npy or a VIDEO (with --camera)")
+    """Learn a camera's normal from normal footage: a score matrix (to a file), a video, or
+    the camera's stored score history."""
+    sources = [args.scores is not None, args.video is not None, args.from_history is not None]
+    if sum(sources) != 1:
+        raise ConfigError(
+            "calibrate needs one of --scores FILE.npy, a VIDEO (with --camera) or "
+            "--from-history HOURS (with --camera)"
+        )
     if args.scores is not None:
         return _calibrate_scores(args)
+    if args.from_history is not None:
+        if not args.camera:
+            raise ConfigError("calibrate --from-history needs --camera NAME")
+        return _calibrate_history(args)
     if not args.camera:
         raise ConfigError("calibrate VIDEO needs --camera NAME (the state is stored for it)")
     return _calibrate_video(args)
@@ -332,6 +341,22 @@ def _print_bands(state: CameraNormal) -> None:
             f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f}), "
             f"noise {band.evidence_noise:.3f}, threshold {band.threshold or 0.0:.1f}"
         )
+
+
+def _calibrate_history(args: argparse.Namespace) -> int:
+    from hazardwatch.app import calibrate_camera_from_history
+
+    settings = _settings(args)
+    state = calibrate_camera_from_history(
+        settings, args.camera, args.from_history, force=args.force
+    )
+    print(
+        f"camera {args.camera}: {len(state.classes)} class(es) calibrated from "
+        f"{state.calibrated_s:.0f} s of stored normal history, "
+        f"{len(state.references)} normal reference(s) kept"
+    )
+    _print_bands(state)
+    return EXIT_OK
 
 
 def _calibrate_video(args: argparse.Namespace) -> int:
@@ -784,6 +809,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         "--force",
         action="store_true",
         help="store the state even when --camera names no configured camera",
+    )
+    calibrate.add_argument(
+        "--from-history",
+        type=float,
+        metavar="HOURS",
+        help="calibrate --camera from its score rows of the last HOURS stored in the "
+        "database (event spans left out) instead of a video",
     )
     calibrate.add_argument("--model", metavar="NAME_OR_PATH", help="override scoring.model")
     calibrate.add_argument(

@@ -110,8 +110,10 @@ def test_calibrate_scores_writes_a_state_that_eval_starts_from(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "either --scores"),
-        (["--scores", "x.npy", "clip.mp4"], "either --scores"),
+        ([], "one of --scores"),
+        (["--scores", "x.npy", "clip.mp4"], "one of --scores"),
+        (["--from-history", "2", "clip.mp4"], "one of --scores"),
+        (["--from-history", "2"], "--from-history needs --camera"),
         (["--scores", "missing.npy", "--output", "s.json"], "does not exist"),
         (["--scores", "x.npy"], "--output"),
         (["clip.mp4"], "--camera"),

@@ -221,6 +221,22 @@ class Repository:
             row = conn.execute(sa.select(Event.__table__).where(Event.uuid == uuid)).first()
         return _to_record(row._mapping) if row is not None else None
 
+    def event_spans(
+        self, camera: str, since: datetime, until: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """(start, end) of the camera's events that overlap [since, until); an open event
+        ends at `until`. Calibration from history leaves these out."""
+        query = sa.select(Event.started_at, Event.ended_at).where(
+            Event.camera == camera,
+            Event.started_at < until,
+            sa.or_(Event.ended_at.is_(None), Event.ended_at >= since),
+        )
+        with self._engine.connect() as conn:
+            return [
+                (row.started_at, row.ended_at if row.ended_at is not None else until)
+                for row in conn.execute(query)
+            ]
+
     def list_events(
         self,
         *,
