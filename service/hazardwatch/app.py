@@ -481,6 +481,8 @@ class Service:
             # One process (or the events role) owns every camera's events: what an earlier
             # run left open is continued by this one, or closed as interrupted.
             resumable=left_open(repository),
+            learning_s=settings.detector.learning_s,
+            on_learning=metrics.set_learning,
         )
         api_state.learn_normal = stage.learn_normal
         api_state.calibration = stage.calibration

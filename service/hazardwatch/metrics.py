@@ -161,6 +161,16 @@ class Metrics:
         self.media_bytes = Gauge(
             PREFIX + "media_bytes", "Bytes of snapshots and clips on disk.", registry=events
         )
+        self.camera_learning = Gauge(
+            PREFIX + "camera_learning",
+            "1 while a camera never calibrated learns its normal (detector.learning_s), 0 "
+            "once it has calibrated itself.",
+            ["camera"],
+            registry=events,
+        )
+
+    def set_learning(self, camera: str, learning: bool) -> None:
+        self.camera_learning.labels(camera).set(1.0 if learning else 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -396,6 +396,14 @@ class DetectorSettings(Section):
         description="A frame whose CLIP image embedding has at least this cosine with one of "
         "the camera's normal references (calibration, false-alarm feedback) counts as normal.",
     )
+    learning_s: float = Field(
+        1800.0,
+        ge=0,
+        le=7 * 86_400,
+        description="A camera never calibrated learns its normal online for this many seconds "
+        "of normal footage (alerting meanwhile only on what the prompt bank's prior calls "
+        "extreme), then calibrates itself and stores the state; 0: never (calibrate by hand).",
+    )
     max_references: int = Field(
         32,
         ge=1,

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,8 +34,10 @@ from hazardwatch.detect.detector import (
     channel_params,
     rule_of,
 )
+from hazardwatch.detect.learning import Learning
 from hazardwatch.detect.normal import (
     CameraNormal,
+    ClassNormal,
     ReferenceSet,
     encode_embedding,
 )
@@ -79,6 +81,8 @@ class DetectorStage:
         scores_stored_until: dict[str, datetime] | None = None,
         observe_latency: Callable[[float], None] | None = None,
         resumable: Sequence[EventRecord] = (),
+        learning_s: float = 0.0,
+        on_learning: Callable[[str, bool], None] | None = None,
     ) -> None:
         """`on_frame` sees each scored frame just before the events it decides (clips).
 
@@ -89,6 +93,9 @@ class DetectorStage:
         stopped instead of gaining extra points.
         `observe_latency` gets each live frame's seconds from its receipt by the camera
         reader (not pre-roll frames, which the sampler holds back until motion starts).
+        `learning_s` (> 0): a camera never calibrated learns its normal for this long, then
+        calibrates itself (detect/learning.py); `on_learning(camera, learning)` hears when
+        a camera starts and stops learning.
         """
         self.params = params
         self._emit_event = emit_event
@@ -134,6 +141,9 @@ class DetectorStage:
         self.events_resumed = 0
         self.events_interrupted = 0
         self._lock = threading.Lock()  # normals are read by the worker, taught by the API
+        self.learning_s = learning_s
+        self._on_learning = on_learning
+        self._learning: dict[str, Learning] = {}
 
     def normal(self, camera: str) -> CameraNormal | None:
         """The camera's state (None until it is first seen and no state was stored)."""
@@ -143,7 +153,10 @@ class DetectorStage:
         """The camera's calibration as the API shows it (`CameraNormal.summary`)."""
         with self._lock:
             normal = self._normals.get(camera)
-            return (normal or CameraNormal()).summary()
+            summary = (normal or CameraNormal()).summary()
+            learning = self._learning.get(camera)
+        summary["learning"] = learning.progress() if learning is not None else None
+        return summary
 
     def explain(self, camera: str) -> dict[str, Any] | None:
         """What decides each class of the camera (GET /api/v1/cameras/{name}/normal): the
@@ -251,6 +264,22 @@ class DetectorStage:
                 normal.classes = CameraNormal.prior(bank).classes
         detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, normal)
         self._detectors[camera] = detector
+        if normal.source == "prior" and self.learning_s > 0 and camera not in self._learning:
+            self._learning[camera] = Learning(
+                camera,
+                bank.hazard_classes,
+                self.learning_s,
+                self.params.evidence,
+                self.params.false_alarms_per_day,
+            )
+            log.info(
+                "camera %s: not calibrated; learning its normal for %.0f s (meanwhile it "
+                "alerts only on what the prompt bank's prior calls extreme)",
+                camera,
+                self.learning_s,
+            )
+            if self._on_learning is not None:
+                self._on_learning(camera, True)
         return detector
 
     def close_camera(self, camera: str) -> None:
@@ -305,12 +334,58 @@ class DetectorStage:
                 t, scored.probabilities, ref=scored, normal_similarity=self._similarity(scored)
             )
             self._emit_all(events, frame.received_at)
+            if frame.camera in self._learning:
+                self._learn(frame.camera, detector, t, scored.probabilities, events)
             if self._resumable:
                 self._interrupt_stale(frame.camera, t)
             samples.extend(self._samples(scored, detector))
             self._save(frame.camera)
         if samples and self._emit_scores is not None:
             self._emit_scores(samples)
+
+    def _learn(
+        self,
+        camera: str,
+        detector: TemporalDetector,
+        t: float,
+        probabilities: Mapping[str, float],
+        events: list[DetectionEvent],
+    ) -> None:
+        """A learning camera's frame: learn from it, and once its calibration is done and
+        no event is open, swap it in (the detector is rebuilt at the next frame) and save."""
+        learning = self._learning[camera]
+        for event in events:
+            if event.kind == "started":
+                learning.event_started(event.started_at)
+        learning.add(t, probabilities, bool(detector.active_channels))
+        if learning.start_when_ready():
+            log.info(
+                "camera %s: %.0f s of normal footage learned; calibrating", camera, learning.seconds
+            )
+        fitted = learning.result()
+        if learning.failed:
+            del self._learning[camera]
+            if self._on_learning is not None:
+                self._on_learning(camera, False)
+            return
+        if fitted is not None and not detector.active_channels:
+            self._adopt(camera, fitted)
+
+    def _adopt(self, camera: str, fitted: dict[str, ClassNormal]) -> None:
+        """A learning camera's own calibration replaces its prior; saved at once."""
+        with self._lock:
+            normal = self._normals[camera]
+            normal.classes = fitted
+            normal.source = "calibrated"
+            normal.calibrated_s = self._learning.pop(camera).seconds
+            normal.calibrated_at = time.time()
+            normal.baselines = {}
+        self._detectors.pop(camera, None)  # rebuilt from the calibration at its next frame
+        self._bank_version.pop(camera, None)
+        self._save(camera, force=True)
+        log.info("camera %s calibrated itself: %s", camera, normal.describe())
+        if self._on_learning is not None:
+            self._on_learning(camera, False)
 
     def _rollout_bank(self, camera: str, bank: PromptBank, t: float) -> PromptBank | None:
         """The bank to read a frame with while workers change banks (a rollout, or frames
@@ -418,6 +493,14 @@ class DetectorStage:
                 log.exception("event %s could not be handed to the writer", record.uuid)
 
     def _flush(self) -> None:
+        for camera, learning in list(self._learning.items()):
+            learning.join(5.0)  # a calibration finishing at shutdown is kept, not lost
+            fitted = learning.result()
+            if fitted is not None:
+                detector = self._detectors.get(camera)
+                if detector is not None:  # shutting down: what is open ends now anyway
+                    self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
+                self._adopt(camera, fitted)
         for camera in self._normals.keys() - self._detectors.keys():
             self._save(camera, force=True)  # taught by feedback, never seen this run
         for camera, detector in self._detectors.items():

@@ -1,0 +1,100 @@
+"""A camera never calibrated learns its normal online, then calibrates itself (issue 28.5)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hazardwatch.detect.detector import DetectorParams
+from hazardwatch.detect.learning import EVENT_MARGIN_S, KEEP_HZ, Learning
+from hazardwatch.detect.stage import DetectorStage
+from hazardwatch.records import EventUpdate
+from tests.detect.test_stage import Saves, scored
+
+
+def noise(seconds: float, fps: float, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(0.04 + 0.01 * rng.standard_normal(int(seconds * fps)), 0.001, 1.0)
+
+
+def wait_for_result(learning: Learning) -> None:
+    learning.join(30.0)
+    assert learning.result() is not None
+
+
+def test_learning_keeps_normal_frames_only_and_calibrates_once_it_has_enough() -> None:
+    learning = Learning("gate", ["fire"], 60.0, DetectorParams().evidence, 1.0)
+    values = noise(120, 10.0)
+    for i, value in enumerate(values[:500]):  # 50 s at 10 fps, kept at KEEP_HZ
+        learning.add(i / 10, {"fire": float(value)}, event_open=False)
+    assert len(learning._times) == 50 * KEEP_HZ
+    assert learning.seconds == 49.5 and not learning.start_when_ready()
+    learning.add(50.0, {"fire": 0.9}, event_open=True)  # an event is open: not normal
+    learning.add(50.5, {"other": 0.1}, event_open=False)  # a frame without the class
+    assert learning._times[-1] == 49.5
+    learning.event_started(45.0)  # what led up to an event is forgotten with it
+    assert learning._times[-1] < 45.0 - EVENT_MARGIN_S + 1.0 / KEEP_HZ
+    for i, value in enumerate(values[500:], start=500):
+        learning.add(i / 10, {"fire": float(value)}, event_open=False)
+    assert learning.start_when_ready() and learning.running
+    assert not learning.start_when_ready()  # once
+    wait_for_result(learning)
+    fitted = learning.result()
+    assert fitted is not None and fitted["fire"].threshold is not None
+    assert fitted["fire"].low < 0.04 < fitted["fire"].high
+    assert learning.progress() == {"learned_s": 60.0, "learning_s": 60.0}
+
+
+def test_a_camera_never_calibrated_calibrates_itself_and_saves_the_state() -> None:
+    saves = Saves()
+    events: list[EventUpdate] = []
+    heard: list[tuple[str, bool]] = []
+    stage = DetectorStage(
+        DetectorParams(),
+        events.append,
+        save_state=saves,
+        learning_s=60.0,
+        on_learning=lambda camera, learning: heard.append((camera, learning)),
+    )
+    values = noise(90, 10.0)
+    stage.on_scored([scored("gate", i / 10, float(v)) for i, v in enumerate(values[:300])])
+    assert heard == [("gate", True)]
+    summary = stage.calibration("gate")
+    assert summary["calibrated"] is False
+    assert summary["learning"] == {"learned_s": 29.5, "learning_s": 60.0}
+    stage.on_scored([scored("gate", i / 10, float(v)) for i, v in enumerate(values[:700])][300:])
+    deadline = time.monotonic() + 30
+    i = 700
+    while heard[-1] != ("gate", False) and time.monotonic() < deadline:
+        stage.on_scored([scored("gate", i / 10, float(values[i % values.size]))])
+        i += 1
+        time.sleep(0.01)
+    assert heard == [("gate", True), ("gate", False)]
+    normal = stage.normal("gate")
+    assert normal is not None and normal.calibrated and normal.calibrated_s >= 60.0
+    assert normal.classes["fire"].threshold is not None
+    assert saves.calls[-1][1]["source"] == "calibrated"
+    assert stage.calibration("gate")["learning"] is None
+    stage.on_scored([scored("gate", i / 10, 0.04)])
+    explained = stage.explain("gate")
+    assert explained is not None and explained["classes"]["fire"]["rule"] == "evidence"
+    assert events == []  # normal footage all along
+
+
+def test_a_calibration_learned_by_shutdown_is_kept() -> None:
+    saves = Saves()
+    stage = DetectorStage(DetectorParams(), lambda e: None, save_state=saves, learning_s=10.0)
+    values = noise(11, 10.0)
+    stage.on_scored([scored("gate", i / 10, float(v)) for i, v in enumerate(values)])
+    stage.flush()
+    assert saves.calls[-1][1]["source"] == "calibrated"
+
+
+def test_learning_off_or_a_calibrated_camera_learns_nothing() -> None:
+    heard: list[tuple[str, bool]] = []
+    stage = DetectorStage(
+        DetectorParams(), lambda e: None, on_learning=lambda c, on: heard.append((c, on))
+    )
+    stage.on_scored([scored("gate", 0.0, 0.04)])
+    assert heard == [] and stage.calibration("gate")["learning"] is None
