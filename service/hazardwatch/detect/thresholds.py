@@ -10,7 +10,9 @@ class's share of `false_alarms_per_day`.
 - **Extrapolation.** Each excursion of the statistic above zero has a peak. For a CUSUM
   with negative drift the peaks' tail is exponential (Siegmund; SPOT's generalised Pareto
   tail with shape 0), so the rate of peaks above h is λ_u · exp(−(h − u) / β), with u the
-  median peak, λ_u the rate of peaks above u, and β their mean excess. h is solved for the
+  median peak, λ_u the rate of peaks above u, and β their mean excess; the peaks come from
+  the footage at its own rate and from the replays below (minutes of footage alone hold
+  too few excursions to fit), their total duration the denominator. h is solved for the
   class's budget with β replaced by its one-sided 95 % upper confidence bound (exact for
   an exponential: 2mβ / χ²₀.₀₅(2m)), so a short calibration buys a higher threshold, not
   an optimistic one.
@@ -48,28 +50,14 @@ Run = tuple[npt.ArrayLike, npt.ArrayLike]  # (probabilities, times in seconds)
 
 
 @dataclass(frozen=True, slots=True)
-class Tail:
-    """The exponential tail fitted to the statistic's excursion peaks."""
-
-    threshold: float  # where the tail puts the class's share of the budget
-    median: float  # u: the median peak, where the tail starts
-    scale: float  # β: mean excess above u (95 % upper bound)
-    excursions: int
-    seconds: float  # of replayed footage the peaks came from
-
-
-@dataclass(frozen=True, slots=True)
 class Fit:
-    """What one class's calibration found (also what the API explains)."""
+    """What one class's calibration found (`normal.calibrate` stores it as a ClassNormal)."""
 
     low: float  # band of the smoothed probability: 5th percentile, median, 95th
     level: float
     high: float
     noise: float  # residual scale, logit units
     threshold: float  # z·s
-    replay_max: float  # the highest statistic any replay of the footage reached
-    tail: Tail | None  # None: too few excursions to fit one
-    seconds: float
 
 
 def band_of(runs: Sequence[npt.ArrayLike]) -> tuple[float, float, float]:
@@ -85,10 +73,6 @@ def band_of(runs: Sequence[npt.ArrayLike]) -> tuple[float, float, float]:
     pooled = np.concatenate(profiles)
     lo, hi = np.quantile(pooled, BAND_QUANTILES)
     return float(lo), float(np.median(pooled)), float(hi)
-
-
-def logit_band(low: float, high: float) -> tuple[float, float]:
-    return logit(low), logit(high)
 
 
 def replay(
@@ -132,8 +116,9 @@ def excursion_peaks(stats: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return np.array([s[a:b].max() for a, b in zip(starts, ends, strict=True)])
 
 
-def tail_threshold(peaks: npt.ArrayLike, seconds: float, per_day: float) -> Tail | None:
-    """The threshold whose crossing rate the exponential tail of the peaks puts at `per_day`.
+def tail_threshold(peaks: npt.ArrayLike, seconds: float, per_day: float) -> float | None:
+    """The threshold whose crossing rate the exponential tail of the peaks puts at `per_day`
+    (None: too few excursions to fit one).
 
     Peaks above their median u are fitted with an exponential excess of mean β (its 95 %
     upper confidence bound, exact for an exponential: 2mβ / χ²₀.₀₅(2m)); their rate λ_u
@@ -149,8 +134,7 @@ def tail_threshold(peaks: npt.ArrayLike, seconds: float, per_day: float) -> Tail
         return None
     beta = float(excess.mean()) * 2.0 * m / chi2_lower(2 * m)
     per_day_above_u = m / seconds * DAY_S
-    h = u + beta * math.log(per_day_above_u / per_day) if per_day_above_u > per_day else u
-    return Tail(threshold=h, median=u, scale=beta, excursions=int(x.size), seconds=seconds)
+    return u + beta * math.log(per_day_above_u / per_day) if per_day_above_u > per_day else u
 
 
 def chi2_lower(dof: int, z: float = -Z95) -> float:
@@ -176,9 +160,8 @@ def fit_class(
             clean.append((v[keep], t[keep]))
     if not clean:
         raise ValueError("at least two finite samples over some time are needed to calibrate")
-    seconds = sum(float(t[-1] - t[0]) for _, t in clean)
     low, level, high = band_of([smooth(v, t, params.smoothing_s) for v, t in clean])
-    band = logit_band(low, high)
+    band = (logit(low), logit(high))
     noise = max(residual_noise(clean, params, band), MIN_NOISE)
     peaks, replayed, replay_max = [], 0.0, 0.0
     for values, t in clean:
@@ -195,17 +178,8 @@ def fit_class(
     if tail is None:
         threshold = SHORT_CALIBRATION_SAFETY * replay_max
     else:
-        threshold = max(tail.threshold, REPLAY_SAFETY * replay_max)
-    return Fit(
-        low=low,
-        level=level,
-        high=high,
-        noise=noise,
-        threshold=max(threshold, MIN_THRESHOLD),
-        replay_max=replay_max,
-        tail=tail,
-        seconds=seconds,
-    )
+        threshold = max(tail, REPLAY_SAFETY * replay_max)
+    return Fit(low, level, high, noise, max(threshold, MIN_THRESHOLD))
 
 
 def smooth(
