@@ -43,6 +43,13 @@ _NO_CONTOUR = (
     "unreachable: with any changed pixel (changed_fraction > 0) findContours finds a contour"
 )
 EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("detect/evidence.py", "@dataclass(frozen=True, slots=True)", "constant True -> False"): (
+        "EvidenceParams is never assigned to after construction: frozen only guards that"
+    ),
+    ("detect/evidence.py", "if was_zero and self.statistic > 0.0:", "Gt -> GtE"): (
+        "also setting run_start on samples where the statistic stays at zero: it is set "
+        "again at the first positive sample, the only value ever read"
+    ),
     ("detect/detector.py", "self.state_since = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.onset = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", 'self.event_id = ""', "delete Assign"): _UNREAD_INIT,

@@ -1,0 +1,62 @@
+"""The evidence statistic on its own (detect/evidence.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
+
+BAND = (logit(0.01), logit(0.1))
+
+
+def test_logit_is_finite_at_the_ends_of_a_probability() -> None:
+    assert math.isfinite(logit(0.0)) and math.isfinite(logit(1.0))
+    assert logit(1.0) == pytest.approx(-logit(0.0)) and logit(0.5) == 0.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"smoothing_s": -1.0},
+        {"baseline_s": 0.0},
+        {"max_gap_s": 0.0},
+        {"reference_z": -0.1},
+    ],
+)
+def test_params_refuse_what_has_no_meaning(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        EvidenceParams(**bad)
+
+
+def test_params_accept_their_edges() -> None:
+    EvidenceParams(smoothing_s=0.0, reference_z=0.5)
+    EvidenceParams(reference_z=0.0, baseline_s=1e-3, max_gap_s=1e-3)
+
+
+def test_the_statistic_counts_seconds_of_excess_and_its_run_starts_where_it_left_zero() -> None:
+    """z held at reference + 0.5 for 6 s: the statistic climbs by 0.5 a second through 1
+    and beyond, and the run keeps the time it first rose above zero."""
+    params = EvidenceParams(smoothing_s=0.0, reference_z=2.0)
+    noise = 0.5
+    evidence = Evidence(params, 0.0, 0.05, BAND, noise)
+    level = logit(0.05) + 2.5 * noise  # z = 2.5
+    p = 1.0 / (1.0 + math.exp(-level))
+    evidence.step(1.0, 0.05, learn=False)  # z = 0: nothing
+    assert evidence.statistic == 0.0 and evidence.run_start == 0.0
+    for i in range(3, 15):  # every half second from 1.5 s to 7 s
+        evidence.step(i / 2, p, learn=False)
+    assert evidence.statistic == pytest.approx(0.5 * 6.0)
+    assert evidence.run_start == 1.5  # the first sample with evidence, not a later one
+
+
+def test_a_gap_counts_at_most_max_gap_s_and_the_cap_holds_it() -> None:
+    params = EvidenceParams(smoothing_s=0.0, reference_z=2.0, max_gap_s=1.0)
+    evidence = Evidence(params, 0.0, 0.05, BAND, 0.5)
+    level = logit(0.05) + 3.0 * 0.5  # z = 3
+    p = 1.0 / (1.0 + math.exp(-level))
+    evidence.step(10.0, p, learn=False)  # ten seconds later: counts one
+    assert evidence.statistic == pytest.approx(1.0)
+    evidence.step(11.0, p, learn=False, cap=1.5)
+    assert evidence.statistic == 1.5
