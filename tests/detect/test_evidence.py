@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
+from hazardwatch.detect.detector import DetectorParams
+from hazardwatch.detect.evidence import Evidence, logit
 
 BAND = (logit(0.01), logit(0.1))
+DEFAULTS = DetectorParams().evidence
 
 
 def test_logit_is_finite_at_the_ends_of_a_probability() -> None:
@@ -27,18 +30,18 @@ def test_logit_is_finite_at_the_ends_of_a_probability() -> None:
 )
 def test_params_refuse_what_has_no_meaning(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
-        EvidenceParams(**bad)
+        replace(DEFAULTS, **bad)
 
 
 def test_params_accept_their_edges() -> None:
-    EvidenceParams(smoothing_s=0.0, reference_z=0.5)
-    EvidenceParams(reference_z=0.0, baseline_s=1e-3, max_gap_s=1e-3)
+    replace(DEFAULTS, smoothing_s=0.0, reference_z=0.5)
+    replace(DEFAULTS, reference_z=0.0, baseline_s=1e-3, max_gap_s=1e-3)
 
 
 def test_the_statistic_counts_seconds_of_excess_and_its_run_starts_where_it_left_zero() -> None:
     """z held at reference + 0.5 for 6 s: the statistic climbs by 0.5 a second through 1
     and beyond, and the run keeps the time it first rose above zero."""
-    params = EvidenceParams(smoothing_s=0.0, reference_z=2.0)
+    params = replace(DEFAULTS, smoothing_s=0.0, reference_z=2.0)
     noise = 0.5
     evidence = Evidence(params, 0.0, 0.05, BAND, noise)
     level = logit(0.05) + 2.5 * noise  # z = 2.5
@@ -52,7 +55,7 @@ def test_the_statistic_counts_seconds_of_excess_and_its_run_starts_where_it_left
 
 
 def test_a_gap_counts_at_most_max_gap_s_and_the_cap_holds_it() -> None:
-    params = EvidenceParams(smoothing_s=0.0, reference_z=2.0, max_gap_s=1.0)
+    params = replace(DEFAULTS, smoothing_s=0.0, reference_z=2.0, max_gap_s=1.0)
     evidence = Evidence(params, 0.0, 0.05, BAND, 0.5)
     level = logit(0.05) + 3.0 * 0.5  # z = 3
     p = 1.0 / (1.0 + math.exp(-level))
@@ -60,3 +63,18 @@ def test_a_gap_counts_at_most_max_gap_s_and_the_cap_holds_it() -> None:
     assert evidence.statistic == pytest.approx(1.0)
     evidence.step(11.0, p, learn=False, cap=1.5)
     assert evidence.statistic == 1.5
+
+
+def test_smoothing_follows_its_time_constant_and_the_baseline_learns_only_when_told() -> None:
+    params = replace(DEFAULTS, smoothing_s=2.0, baseline_s=10.0)
+    evidence = Evidence(params, 0.0, 0.02, BAND, 0.5)
+    evidence.step(1.0, 0.08, learn=False)
+    smoothed = 0.02 + (1 - math.exp(-0.5)) * 0.06  # one second of a 2-s time constant
+    assert evidence.smoothed == pytest.approx(smoothed)
+    assert evidence.baseline == logit(0.02)  # an event is open: not learned
+    evidence.step(2.0, 0.08, learn=True)
+    smoothed += (1 - math.exp(-0.5)) * (0.08 - smoothed)
+    learned = logit(0.02) + (1 - math.exp(-0.1)) * (logit(smoothed) - logit(0.02))
+    assert evidence.baseline == pytest.approx(learned)
+    evidence.step(3.0, 0.9, learn=True)
+    assert evidence.baseline <= BAND[1]  # never above the normal band

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from hazardwatch.detect.evidence import EvidenceParams
+from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import (
     CameraNormal,
     ClassNormal,
@@ -80,10 +81,14 @@ def test_smooth_is_the_detectors_exponential_smoothing_with_irregular_spacing() 
 def test_calibrate_bands_each_channel_after_smoothing() -> None:
     times = np.arange(200) / 10
     noisy = np.where(np.arange(200) % 2, 0.4, 0.0)  # flickers 0 / 0.4 at 10 Hz
-    bands = calibrate({"fire": noisy}, times, EvidenceParams(smoothing_s=2.0), 1.0)
+    bands = calibrate(
+        {"fire": noisy}, times, replace(DetectorParams().evidence, smoothing_s=2.0), 1.0
+    )
     band = bands["fire"]
     assert 0.15 < band.level < 0.25 and band.high < 0.3  # the flicker is smoothed away
-    raw = calibrate({"fire": noisy}, times, EvidenceParams(smoothing_s=0.0), 1.0)
+    raw = calibrate(
+        {"fire": noisy}, times, replace(DetectorParams().evidence, smoothing_s=0.0), 1.0
+    )
     assert raw["fire"].low == 0.0 and raw["fire"].high == pytest.approx(0.4)
 
 

@@ -47,12 +47,13 @@ def logit(p: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class EvidenceParams:
-    """The statistic's time constants and reference; thresholds come from calibration."""
+    """The statistic's time constants and reference (`DetectorParams.evidence`, whose
+    defaults are the settings'); thresholds come from calibration."""
 
-    smoothing_s: float = 1.0
-    baseline_s: float = 60.0
-    reference_z: float = 2.0
-    max_gap_s: float = 1.0
+    smoothing_s: float
+    baseline_s: float
+    reference_z: float
+    max_gap_s: float
 
     def __post_init__(self) -> None:
         if self.smoothing_s < 0:
