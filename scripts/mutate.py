@@ -46,6 +46,29 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("detect/evidence.py", "@dataclass(frozen=True, slots=True)", "constant True -> False"): (
         "EvidenceParams is never assigned to after construction: frozen only guards that"
     ),
+    ("detect/thresholds.py", "@dataclass(frozen=True, slots=True)", "constant True -> False"): (
+        "Fit is never assigned to after construction: frozen only guards that"
+    ),
+    (
+        "detect/thresholds.py",
+        "profiles.append(x if len(runs) == 1 else np.quantile(x, grid))",
+        "constant 1 -> 0",
+    ): (
+        "for one run, the 5th, 50th and 95th percentiles of its 101 percentiles are its own "
+        "(grid points 5, 50 and 95): the same band"
+    ),
+    ("detect/thresholds.py", "for i in range(1, values.size):", "constant 1 -> 0"): (
+        "stepping the first sample again at its own time: Δt = 0 changes no state"
+    ),
+    (
+        "detect/thresholds.py",
+        "return u + beta * math.log(per_day_above_u / per_day) if per_day_above_u > per_day else u",
+        "Gt -> GtE",
+    ): "at equality log(1) = 0: both branches give u",
+    ("detect/thresholds.py", "peaks, replayed, replay_max = [], 0.0, 0.0", "constant 0.0 -> 1.0"): (
+        "a replay maximum of at least 1 floors the threshold at 1.5 or 3, both below "
+        "MIN_THRESHOLD (4)"
+    ),
     ("detect/evidence.py", "if was_zero and self.statistic > 0.0:", "Gt -> GtE"): (
         "also setting run_start on samples where the statistic stays at zero: it is set "
         "again at the first positive sample, the only value ever read"

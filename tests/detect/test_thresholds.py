@@ -1,0 +1,89 @@
+"""Thresholds for a false-alarm budget (detect/thresholds.py), piece by piece."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hazardwatch.detect.detector import DetectorParams
+from hazardwatch.detect.evidence import logit
+from hazardwatch.detect.thresholds import (
+    DAY_S,
+    MIN_EXCURSIONS,
+    MIN_THRESHOLD,
+    REPLAY_SAFETY,
+    band_of,
+    chi2_lower,
+    excursion_peaks,
+    fit_class,
+    replay,
+    tail_threshold,
+)
+
+PARAMS = DetectorParams().evidence
+
+
+def test_tail_threshold_solves_the_exponential_tail_for_the_budget() -> None:
+    peaks = np.arange(1.0, 21.0)  # 20 excursions; median 10.5, ten above it
+    u = 10.5
+    excess = peaks[peaks > u] - u  # mean 5.0
+    beta = 5.0 * 2 * 10 / chi2_lower(20)  # its 95 % upper bound
+    rate = 10 / 3600.0 * DAY_S  # ten peaks above u an hour: 240 a day
+    expected = u + beta * math.log(rate / 0.5)
+    assert excess.mean() == 5.0
+    assert tail_threshold(peaks, 3600.0, 0.5) == pytest.approx(expected)
+    # A budget above the rate of peaks above the median: the median itself.
+    assert tail_threshold(peaks, 3600.0, 1000.0) == u
+    assert tail_threshold(peaks[: MIN_EXCURSIONS - 1], 3600.0, 0.5) is None
+    assert tail_threshold(peaks, 0.0, 0.5) is None
+    assert tail_threshold(np.full(20, 3.0), 3600.0, 0.5) is None  # nothing above the median
+
+
+def test_chi2_lower_is_the_5th_percentile() -> None:
+    # Reference values of the chi-squared distribution's 5th percentile.
+    assert chi2_lower(20) == pytest.approx(10.851, rel=0.01)
+    assert chi2_lower(100) == pytest.approx(77.929, rel=0.01)
+
+
+def test_band_of_weighs_every_run_the_same_and_one_run_is_its_own() -> None:
+    ramp = np.linspace(0.0, 1.0, 1001)
+    low, level, high = band_of([ramp, np.full(10, 0.2)])
+    assert low < 0.15 and level == pytest.approx(0.2, abs=0.01) and high > 0.8
+    rng = np.random.default_rng(1)
+    x = rng.random(997)
+    lo, hi = np.quantile(x, (0.05, 0.95))
+    assert band_of([x]) == pytest.approx((lo, float(np.median(x)), hi))
+
+
+def test_excursion_peaks_and_replay() -> None:
+    stats = np.array([0.0, 1.0, 3.0, 0.0, 0.0, 2.0, 0.0, 5.0])
+    assert excursion_peaks(stats).tolist() == [3.0, 2.0, 5.0]
+    assert excursion_peaks(np.zeros(4)).size == 0
+    one_stat, one_z = replay([0.5], [0.0], PARAMS, (logit(0.1), logit(0.2)), 0.5)
+    assert one_stat.tolist() == [0.0]
+    assert one_z[0] == pytest.approx((logit(0.5) - logit(0.2)) / 0.5)  # the band's top
+    empty_stat, empty_z = replay([], [], PARAMS, (0.0, 1.0), 1.0)
+    assert empty_stat.size == 0 and empty_z.size == 0
+
+
+def test_a_transient_in_the_footage_sets_the_floor_whatever_the_replay() -> None:
+    """Normal footage with one 3-s transient to 0.6: too few excursions for a tail, so the
+    threshold is three times the highest statistic any replay reached — at least 1.5 times
+    what the footage gives replayed at 5 fps, reversed."""
+    rng = np.random.default_rng(5)
+    values = np.clip(0.05 + 0.005 * rng.standard_normal(1200), 0.001, 1.0)
+    values[600:630] = 0.6
+    times = np.arange(1200) / 10.0
+    fit = fit_class([(values, times)], PARAMS, 0.1)
+    band = (logit(fit.low), logit(fit.high))
+    slow = replay(values[::-1], np.arange(1200) / 5.0, PARAMS, band, fit.noise)[0].max()
+    assert slow > MIN_THRESHOLD
+    assert fit.threshold >= REPLAY_SAFETY * slow
+    assert fit.low < 0.05 < fit.high < 0.1  # the transient is 2.5 % of the footage
+
+
+def test_fit_class_needs_footage_over_some_time() -> None:
+    with pytest.raises(ValueError, match="two finite samples"):
+        fit_class([([0.1, np.nan], [0.0, 1.0]), ([0.1, 0.2], [1.0, 1.0])], PARAMS, 1.0)
