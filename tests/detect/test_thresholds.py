@@ -10,7 +10,6 @@ import pytest
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.evidence import logit
 from hazardwatch.detect.thresholds import (
-    DAY_S,
     MIN_EXCURSIONS,
     MIN_THRESHOLD,
     REPLAY_SAFETY,
@@ -30,7 +29,7 @@ def test_tail_threshold_solves_the_exponential_tail_for_the_budget() -> None:
     u = 10.5
     excess = peaks[peaks > u] - u  # mean 5.0
     beta = 5.0 * 2 * 10 / chi2_lower(20)  # its 95 % upper bound
-    rate = 10 / 3600.0 * DAY_S  # ten peaks above u an hour: 240 a day
+    rate = 10 / 3600.0 * 86_400.0  # ten peaks above u an hour: 240 a day
     expected = u + beta * math.log(rate / 0.5)
     assert excess.mean() == 5.0
     assert tail_threshold(peaks, 3600.0, 0.5) == pytest.approx(expected)
