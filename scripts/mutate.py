@@ -74,6 +74,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "again at the first positive sample, the only value ever read"
     ),
     ("detect/detector.py", "self.state_since = t", "delete Assign"): _UNREAD_INIT,
+    ("detect/detector.py", "self.opened_by = (0.0, 0.0)", "constant 0.0 -> 1.0"): _UNREAD_INIT,
+    ("detect/detector.py", "self.opened_by = (0.0, 0.0)", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.onset = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", 'self.event_id = ""', "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.peak = -math.inf", "delete Assign"): _UNREAD_INIT,

@@ -16,6 +16,7 @@ from hazardwatch.detect.detector import (
     TemporalDetector,
     channel_params,
 )
+from hazardwatch.detect.evidence import logit
 from hazardwatch.detect.normal import CameraNormal, ClassNormal
 from hazardwatch.scoring.bank import PromptBank
 
@@ -578,3 +579,79 @@ def test_a_flush_never_ends_an_event_before_its_last_sample() -> None:
     feed(detector, [(i / 10, 0.9) for i in range(30)])
     (early,) = detector.flush(1.0)  # a clock behind the samples
     assert early.ended_at == pytest.approx(2.9)
+
+
+def _calibrated(threshold: float = 4.0) -> CameraNormal:
+    return CameraNormal(
+        classes={"x": ClassNormal(0.01, 0.02, 0.05, noise=0.5, threshold=threshold)}
+    )
+
+
+def test_an_evidence_event_ends_when_its_evidence_drains_and_waits_out_its_cooldown() -> None:
+    params = DetectorParams(smoothing_s=0.0, cooldown_s=5.0)
+    detector = TemporalDetector("cam", params, normal=_calibrated())
+    events = []
+    for i in range(200):  # 20 s at 10 fps: 2 s of 0.6, 3 s normal, 2 s of 0.6, then normal
+        t = i / 10
+        p = 0.6 if (10 <= i < 30) or (60 <= i < 80) else 0.02
+        events += detector.update(t, {"x": p})
+    kinds = [(e.kind, round(e.at, 1)) for e in events if e.kind != "updated"]
+    assert kinds[0][0] == "started" and kinds[1][0] == "ended"
+    ended_at = kinds[1][1]
+    assert 3.0 <= ended_at <= 5.0  # drained at reference_z a second after 0.6 went
+    # The second burst starts within the cooldown: it opens only once the cooldown is over.
+    second = [e for e in events if e.kind == "started"][1]
+    assert second.at >= ended_at + params.cooldown_s
+    assert second.started_at >= ended_at  # never before the last event ended
+
+
+def test_an_events_peak_and_mean_come_from_its_own_run_of_evidence() -> None:
+    """A blip that never reaches the threshold, normal again, then a run that does: the
+    event's peak is its own run's, found before the decision, not the blip's."""
+    params = DetectorParams(smoothing_s=0.0)
+    detector = TemporalDetector("cam", params, normal=_calibrated(threshold=6.0))
+    series = [0.02] * 10 + [0.9] * 2 + [0.02] * 30 + [0.5] * 2 + [0.3] * 40
+    events = []
+    for i, p in enumerate(series):
+        events += detector.update(i / 10, {"x": p}, ref=i)
+    started = [e for e in events if e.kind == "started"]
+    assert len(started) == 1
+    event = started[0]
+    assert event.peak_score == pytest.approx(0.5) and event.peak_ref in (42, 43)
+    assert event.started_at == pytest.approx(4.2)
+    assert 0.3 < event.mean_score < 0.5
+
+
+def test_while_an_evidence_event_is_open_the_baseline_holds_and_the_peak_is_reported() -> None:
+    params = DetectorParams(smoothing_s=0.0, baseline_s=5.0, max_event_s=3.0)
+    detector = TemporalDetector("cam", params, normal=_calibrated())
+    detector.update(0.0, {"x": 0.02})
+    assert detector.baselines() == {"x": pytest.approx(0.02)}  # a probability, not a logit
+    events = []
+    for i, p in enumerate([0.03, 0.04, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9]):
+        events += detector.update(1.0 + i / 2, {"x": p})
+    started = next(e for e in events if e.kind == "started")
+    before = detector.baseline("x")
+    for i in range(6):
+        events += detector.update(6.0 + i / 2, {"x": 0.9})
+    assert detector.baseline("x") == before  # an open event teaches the baseline nothing
+    assert detector.baseline("x") <= 0.05 + 1e-12  # never above the normal band
+    assert any(e.kind == "updated" and e.peak_score > started.peak_score for e in events)
+    ended = [e for e in events if e.kind == "ended"]
+    assert ended and ended[0].end_reason == "max_duration"
+
+
+def test_explain_says_the_channels_decision() -> None:
+    detector = TemporalDetector("cam", DetectorParams(smoothing_s=0.0), normal=_calibrated())
+    assert detector.explain("x") is None
+    detector.update(0.0, {"x": 0.02})
+    detector.update(1.0, {"x": 0.2})
+    explained = detector.explain("x")
+    assert explained is not None
+    assert explained["state"] == "idle" and explained["smoothed"] == pytest.approx(0.2)
+    assert explained["statistic"] == pytest.approx(explained["progress"] * 4.0)
+    assert explained["z"] == pytest.approx((logit(0.2) - logit(0.02)) / 0.5)
+    offset = TemporalDetector("cam", DetectorParams(enter_threshold=0.0, exit_threshold=0.0))
+    offset.update(0.0, {"x": 0.3})
+    assert offset.progress("x") is None  # no fraction of a threshold of 0
+    assert "statistic" not in (offset.explain("x") or {})
