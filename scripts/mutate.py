@@ -57,6 +57,15 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "for one run, the 5th, 50th and 95th percentiles of its 101 percentiles are its own "
         "(grid points 5, 50 and 95): the same band"
     ),
+    ("detect/thresholds.py", "for i in range(1, x.size):", "constant 1 -> 0"): (
+        "smoothing the first sample again: its Δt to the last sample is clamped at 0, so "
+        "α = 0 and it stays itself"
+    ),
+    (
+        "detect/thresholds.py",
+        "return np.array([s[a:b].max() for a, b in zip(starts, ends, strict=True)])",
+        "constant True -> False",
+    ): "every run that starts ends (the edges are padded with zeros): the lists are as long",
     ("detect/thresholds.py", "for i in range(1, values.size):", "constant 1 -> 0"): (
         "stepping the first sample again at its own time: Δt = 0 changes no state"
     ),

@@ -86,3 +86,32 @@ def test_a_transient_in_the_footage_sets_the_floor_whatever_the_replay() -> None
 def test_fit_class_needs_footage_over_some_time() -> None:
     with pytest.raises(ValueError, match="two finite samples"):
         fit_class([([0.1, np.nan], [0.0, 1.0]), ([0.1, 0.2], [1.0, 1.0])], PARAMS, 1.0)
+
+
+def test_without_a_tail_the_threshold_is_three_times_the_replays_highest() -> None:
+    rng = np.random.default_rng(8)
+    values = np.clip(0.05 + 0.005 * rng.standard_normal(600), 0.001, 1.0)
+    values[300:315] = 0.6  # with its smoothed decay, still above the band's top
+    times = np.arange(600) / 10.0
+    fit = fit_class([(values, times)], PARAMS, 0.1, replay_fps=())  # too few excursions
+    band = (logit(fit.low), logit(fit.high))
+    highest = replay(values, times, PARAMS, band, fit.noise)[0].max()
+    assert highest > MIN_THRESHOLD
+    assert fit.threshold == pytest.approx(3.0 * highest)
+
+
+def test_a_fit_is_the_same_on_clock_times_as_on_times_from_zero() -> None:
+    """History calibration passes epoch seconds: only differences of time may count."""
+    rng = np.random.default_rng(9)
+    values = np.clip(0.05 + 0.01 * rng.standard_normal(3000), 0.001, 1.0)
+    times = np.arange(3000) / 10.0
+    on_clock = fit_class([(values, times + 1.7e9)], PARAMS, 0.1)
+    from_zero = fit_class([(values, times)], PARAMS, 0.1)
+    assert on_clock.threshold == pytest.approx(from_zero.threshold, rel=1e-4)  # float rounding
+    assert on_clock.noise == pytest.approx(from_zero.noise, rel=1e-4)
+
+
+def test_two_samples_are_enough_and_nan_is_left_out_of_a_band() -> None:
+    fit = fit_class([([0.05, 0.06], [0.0, 1.0])], PARAMS, 1.0)
+    assert 0.05 <= fit.low <= fit.high <= 0.06
+    assert band_of([np.array([0.1, np.nan, 0.3])]) == pytest.approx((0.11, 0.2, 0.29))
