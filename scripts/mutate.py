@@ -84,6 +84,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ),
     ("detect/detector.py", "self.state_since = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.opened_by = (0.0, 0.0)", "constant 0.0 -> 1.0"): _UNREAD_INIT,
+    (
+        "detect/detector.py",
+        "if evidence.run_start > ch.last_end:  # a run that began after the last event",
+        "Gt -> GtE",
+    ): (
+        "a run starts at a sample after the one that ended the last event (that sample is "
+        "handled as the event's end), so run_start never equals last_end"
+    ),
     ("detect/detector.py", "self.opened_by = (0.0, 0.0)", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.onset = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", 'self.event_id = ""', "delete Assign"): _UNREAD_INIT,

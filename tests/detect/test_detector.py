@@ -15,6 +15,7 @@ from hazardwatch.detect.detector import (
     DetectorParams,
     TemporalDetector,
     channel_params,
+    rule_of,
 )
 from hazardwatch.detect.evidence import logit
 from hazardwatch.detect.normal import CameraNormal, ClassNormal
@@ -655,3 +656,11 @@ def test_explain_says_the_channels_decision() -> None:
     offset.update(0.0, {"x": 0.3})
     assert offset.progress("x") is None  # no fraction of a threshold of 0
     assert "statistic" not in (offset.explain("x") or {})
+
+
+def test_rule_of_a_class() -> None:
+    band = ClassNormal(0.01, 0.02, 0.05, noise=0.5, threshold=4.0)
+    assert rule_of(DetectorParams(), band) == "evidence"
+    assert rule_of(DetectorParams(), None) == "offset"
+    assert rule_of(DetectorParams(), ClassNormal(0.01, 0.02, 0.05)) == "offset"  # a prior
+    assert rule_of(DetectorParams(rule="offset"), band) == "offset"
