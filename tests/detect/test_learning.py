@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -98,3 +99,21 @@ def test_learning_off_or_a_calibrated_camera_learns_nothing() -> None:
     )
     stage.on_scored([scored("gate", 0.0, 0.04)])
     assert heard == [] and stage.calibration("gate")["learning"] is None
+
+
+def test_a_bank_with_other_classes_starts_the_learning_again() -> None:
+    from hazardwatch.scoring.bank import PromptBank
+    from tests.detect.test_stage import BANK
+
+    stage = DetectorStage(DetectorParams(), lambda e: None, learning_s=60.0)
+    stage.on_scored([scored("gate", i / 10, 0.04) for i in range(100)])
+    assert stage.calibration("gate")["learning"]["learned_s"] == 9.5
+    other = PromptBank.from_text(
+        "classes:\n  fire: {kind: hazard, prompts: [a fire]}\n"
+        "  smoke: {kind: hazard, prompts: [smoke]}\n  street: {kind: normal, prompts: [a street]}\n"
+    )
+    frame = scored("gate", 10.0, 0.04)
+    probabilities = {"fire": 0.04, "smoke": 0.02, "street": 0.94}
+    stage.on_scored([dataclasses.replace(frame, probabilities=probabilities, bank=other)])
+    assert BANK.hazard_classes != other.hazard_classes
+    assert stage.calibration("gate")["learning"] == {"learned_s": 0.0, "learning_s": 60.0}

@@ -264,7 +264,13 @@ class DetectorStage:
                 normal.classes = CameraNormal.prior(bank).classes
         detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, normal)
         self._detectors[camera] = detector
-        if normal.source == "prior" and self.learning_s > 0 and camera not in self._learning:
+        learning = self._learning.get(camera)
+        classes = tuple(bank.hazard_classes)
+        if (
+            normal.source == "prior"
+            and self.learning_s > 0
+            and (learning is None or learning.classes != classes)  # new, or the bank changed
+        ):
             self._learning[camera] = Learning(
                 camera,
                 bank.hazard_classes,
