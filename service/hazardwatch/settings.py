@@ -329,6 +329,13 @@ class DetectorSettings(Section):
     smoothing_s: float = Field(
         1.0, ge=0, le=60, description="Time constant of the exponential score smoothing (0: none)."
     )
+    burst_smoothing_s: float = Field(
+        0.25,
+        ge=0,
+        le=10,
+        description="Time constant of the fast smoothing behind the burst limit: a sight this "
+        "far outside the camera's normal opens an event at once (README: Detection).",
+    )
     reference_z: float = Field(
         2.0,
         ge=0,

@@ -670,7 +670,7 @@ def test_a_cameras_normal_explains_each_classes_rule_threshold_and_statistic(
     from tests.detect.test_stage import scored
 
     calibrated = CameraNormal(
-        classes={"fire": ClassNormal(0.01, 0.02, 0.05, noise=0.3, threshold=6.0)},
+        classes={"fire": ClassNormal(0.01, 0.02, 0.05, noise=0.3, threshold=6.0, burst=50.0)},
         source="calibrated",
         calibrated_s=120.0,
         calibrated_at=time.time(),
@@ -685,14 +685,16 @@ def test_a_cameras_normal_explains_each_classes_rule_threshold_and_statistic(
     assert body["false_alarms_per_day"] == 1.0
     fire = body["classes"]["fire"]
     assert fire["rule"] == "evidence" and fire["threshold"] == 6.0 and fire["noise"] == 0.3
+    assert fire["burst"] == 50.0
     assert fire["band"] == {"low": 0.01, "level": 0.02, "high": 0.05}
     now = fire["now"]
     assert now["state"] == "idle" and 0.0 < now["signal"] < 1.0  # on its way to an event
-    assert now["statistic"] == pytest.approx(now["signal"] * 6.0)
+    assert now["statistic"] == pytest.approx(now["signal"] * 6.0)  # the nearer limit
+    assert now["burst_z"] * 6.0 < now["statistic"] * 50.0
     # A camera on the bank's prior is decided by the offset rule.
     stage.on_scored([scored("yard", i / 10, 0.02) for i in range(3)])
     yard = client.get("/api/v1/cameras/yard/normal").json()["classes"]["fire"]
-    assert yard["rule"] == "offset" and yard["noise"] is None
+    assert yard["rule"] == "offset" and yard["noise"] is None and yard["burst"] is None
     assert yard["threshold"] == DetectorParams().enter_threshold
     missing = client.get("/api/v1/cameras/nowhere/normal")
     assert missing.status_code == 404 and "nowhere" in missing.json()["detail"]

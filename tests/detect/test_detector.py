@@ -370,6 +370,7 @@ def test_from_settings_takes_every_field() -> None:
         "reference_z": 2.5,
         "max_gap_s": 2.0,
         "smoothing_s": 2.0,
+        "burst_smoothing_s": 0.5,
         "enter_threshold": 0.3,
         "exit_threshold": 0.2,
         "min_duration_s": 3.0,
@@ -389,6 +390,7 @@ def test_from_settings_takes_every_field() -> None:
     ("kwargs", "message"),
     [
         ({"smoothing_s": -1}, "smoothing_s"),
+        ({"burst_smoothing_s": -1}, "burst_smoothing_s"),
         ({"min_duration_s": -0.1}, "min_duration_s"),
         ({"cooldown_s": -1}, "cooldown_s"),
         ({"max_event_s": 0}, "max_event_s"),
@@ -582,10 +584,57 @@ def test_a_flush_never_ends_an_event_before_its_last_sample() -> None:
     assert early.ended_at == pytest.approx(2.9)
 
 
-def _calibrated(threshold: float = 4.0) -> CameraNormal:
+def _calibrated(threshold: float = 4.0, burst: float | None = None) -> CameraNormal:
     return CameraNormal(
-        classes={"x": ClassNormal(0.01, 0.02, 0.05, noise=0.5, threshold=threshold)}
+        classes={"x": ClassNormal(0.01, 0.02, 0.05, noise=0.5, threshold=threshold, burst=burst)}
     )
+
+
+def test_a_burst_past_its_limit_opens_an_event_at_once_which_then_drains() -> None:
+    """A second at 0.9 gathers (z − k) · 1 s of evidence, short of a threshold of 20; with a
+    burst limit of 8 it opens on the first sample past the limit and ends once the
+    statistic, raised to the threshold, has drained at k per second."""
+    series = [(i / 10, 0.9 if 100 <= i < 110 else 0.02) for i in range(400)]
+    params = DetectorParams(smoothing_s=1.0, burst_smoothing_s=0.25, cooldown_s=10.0)
+    without = TemporalDetector("cam", params, normal=_calibrated(threshold=20.0))
+    assert not [e for e in _feed_x(without, series) if e.kind == "started"]
+    detector = TemporalDetector("cam", params, normal=_calibrated(threshold=20.0, burst=8.0))
+    events = _feed_x(detector, series)
+    (started,) = [e for e in events if e.kind == "started"]
+    (ended,) = [e for e in events if e.kind == "ended"]
+    assert 10.0 < started.at <= 10.3 and started.started_at == pytest.approx(10.0)
+    assert started.threshold == 8.0 and started.statistic is not None
+    assert started.statistic >= 8.0
+    assert ended.end_reason == "below_exit"
+    assert 11.0 + 20.0 / params.reference_z <= ended.at <= 11.0 + 20.0 / params.reference_z + 5
+    # The same burst again, within the cooldown and after it: only the second opens.
+    again = TemporalDetector("cam", params, normal=_calibrated(threshold=20.0, burst=8.0))
+    _feed_x(again, [(t, p) for t, p in series if t <= ended.at])
+    assert again.state("x") == "cooldown"
+
+    def burst_at(start: float) -> list[tuple[float, float]]:
+        return [(start + i / 10, 0.9 if 10 <= i < 20 else 0.02) for i in range(40)]
+
+    assert not [e for e in _feed_x(again, burst_at(ended.at + 0.1)) if e.kind == "started"]
+    later = burst_at(ended.at + params.cooldown_s + 1.0)
+    assert [e for e in _feed_x(again, later) if e.kind == "started"]
+
+
+def _feed_x(detector: TemporalDetector, samples: list[tuple[float, float]]) -> list[DetectionEvent]:
+    return [e for t, p in samples for e in detector.update(t, {"x": p})]
+
+
+def test_progress_is_the_nearer_of_the_two_limits() -> None:
+    params = DetectorParams(smoothing_s=1.0, burst_smoothing_s=0.0)
+    detector = TemporalDetector("cam", params, normal=_calibrated(threshold=20.0, burst=100.0))
+    detector.update(0.0, {"x": 0.02})
+    detector.update(0.1, {"x": 0.5})
+    explained = detector.explain("x")
+    assert explained is not None
+    burst_z = (logit(0.5) - logit(0.02)) / 0.5
+    assert explained["burst_z"] == pytest.approx(burst_z)
+    assert detector.progress("x") == pytest.approx(burst_z / 100.0)  # the CUSUM is at 0
+    assert detector.signal("x") == detector.progress("x")
 
 
 def test_an_evidence_event_ends_when_its_evidence_drains_and_waits_out_its_cooldown() -> None:

@@ -26,6 +26,7 @@ def test_logit_is_finite_at_the_ends_of_a_probability() -> None:
         {"baseline_s": 0.0},
         {"max_gap_s": 0.0},
         {"reference_z": -0.1},
+        {"burst_smoothing_s": -0.1},
     ],
 )
 def test_params_refuse_what_has_no_meaning(bad: dict[str, float]) -> None:
@@ -78,3 +79,29 @@ def test_smoothing_follows_its_time_constant_and_the_baseline_learns_only_when_t
     assert evidence.baseline == pytest.approx(learned)
     evidence.step(3.0, 0.9, learn=True)
     assert evidence.baseline <= BAND[1]  # never above the normal band
+
+
+def test_the_burst_z_follows_the_fast_smoothing_against_the_same_baseline() -> None:
+    params = replace(DEFAULTS, smoothing_s=1.0, burst_smoothing_s=0.25)
+    evidence = Evidence(params, 0.0, 0.02, BAND, 0.5)
+    evidence.step(0.25, 0.9)  # a quarter second: the fast average is 1 − 1/e of the way
+    fast = 0.02 + (1.0 - math.exp(-1.0)) * 0.88
+    slow = 0.02 + (1.0 - math.exp(-0.25)) * 0.88
+    assert evidence.fast == pytest.approx(fast) and evidence.smoothed == pytest.approx(slow)
+    baseline = logit(0.02)  # it learns only after both z were taken against it
+    assert evidence.burst_z == pytest.approx((logit(fast) - baseline) / 0.5)
+    assert evidence.z == pytest.approx((logit(slow) - baseline) / 0.5)
+    assert evidence.burst_z > evidence.z
+    raw = Evidence(replace(params, burst_smoothing_s=0.0), 0.0, 0.02, BAND, 0.5)
+    raw.step(0.1, 0.9)
+    assert raw.fast == 0.9  # no fast smoothing: the sample itself
+
+
+def test_hold_raises_the_statistic_and_starts_a_run_only_from_zero() -> None:
+    evidence = Evidence(DEFAULTS, 0.0, 0.02, BAND, 0.5)
+    evidence.step(1.0, 0.02)
+    assert evidence.statistic == 0.0
+    evidence.hold(1.0, 6.0)
+    assert evidence.statistic == 6.0 and evidence.run_start == 1.0
+    evidence.hold(2.0, 3.0)  # never lowers, and the run goes on from where it began
+    assert evidence.statistic == 6.0 and evidence.run_start == 1.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +17,7 @@ from hazardwatch.detect.normal import (
     encode_embedding,
     pool,
 )
-from hazardwatch.detect.thresholds import smooth
+from hazardwatch.detect.thresholds import MIN_BURST_Z, smooth
 from hazardwatch.errors import ConfigError
 from hazardwatch.scoring.bank import PromptBank
 
@@ -156,7 +157,10 @@ def test_embeddings_travel_as_float16_base64() -> None:
 
 def test_state_round_trips_through_json() -> None:
     state = CameraNormal(
-        classes={"fire": ClassNormal(0.01, 0.02, 0.1)},
+        classes={
+            "fire": ClassNormal(0.01, 0.02, 0.1),
+            "smoke": ClassNormal(0.01, 0.02, 0.1, noise=0.4, threshold=7.5, burst=6.25),
+        },
         baselines={"fire": 0.05},
         source="calibrated",
         calibrated_s=120.0,
@@ -168,7 +172,25 @@ def test_state_round_trips_through_json() -> None:
     assert back.source == "calibrated" and back.calibrated_s == 120.0
     assert len(back.references) == 2 and back.references.capacity == 8
     assert back.references.similarity(unit(1)) == pytest.approx(1.0, abs=1e-3)
-    assert back.band("fire") == ClassNormal(0.01, 0.02, 0.1) and back.band("smoke") is None
+    assert back.band("fire") == ClassNormal(0.01, 0.02, 0.1) and back.band("dust") is None
+    assert back.classes["smoke"].burst == 6.25
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.inf, math.nan])
+def test_a_burst_limit_must_be_a_positive_number(bad: float) -> None:
+    with pytest.raises(ConfigError, match="burst"):
+        ClassNormal(0.01, 0.02, 0.1, noise=0.4, threshold=7.5, burst=bad)
+    with pytest.raises(ConfigError, match="burst"):
+        ClassNormal.from_mapping({"low": 0.1, "level": 0.2, "high": 0.3, "burst": bad}, "x")
+
+
+def test_calibrate_gives_every_class_a_burst_limit_above_its_floor() -> None:
+    rng = np.random.default_rng(4)
+    times = np.arange(3000) / 10
+    bands = calibrate(
+        {"fire": 0.05 + 0.01 * rng.random(3000)}, times, DetectorParams().evidence, 1.0
+    )
+    assert bands["fire"].burst is not None and bands["fire"].burst >= MIN_BURST_Z
 
 
 def test_a_restored_state_keeps_at_most_max_references() -> None:

@@ -10,6 +10,7 @@ import pytest
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.evidence import logit
 from hazardwatch.detect.thresholds import (
+    MIN_BURST_Z,
     MIN_EXCURSIONS,
     MIN_THRESHOLD,
     REPLAY_SAFETY,
@@ -60,10 +61,10 @@ def test_excursion_peaks_and_replay() -> None:
     stats = np.array([0.0, 1.0, 3.0, 0.0, 0.0, 2.0, 0.0, 5.0])
     assert excursion_peaks(stats).tolist() == [3.0, 2.0, 5.0]
     assert excursion_peaks(np.zeros(4)).size == 0
-    one_stat, one_z = replay([0.5], [0.0], PARAMS, (logit(0.1), logit(0.2)), 0.5)
+    one_stat, one_z, _ = replay([0.5], [0.0], PARAMS, (logit(0.1), logit(0.2)), 0.5)
     assert one_stat.tolist() == [0.0]
     assert one_z[0] == pytest.approx((logit(0.5) - logit(0.2)) / 0.5)  # the band's top
-    empty_stat, empty_z = replay([], [], PARAMS, (0.0, 1.0), 1.0)
+    empty_stat, empty_z, _ = replay([], [], PARAMS, (0.0, 1.0), 1.0)
     assert empty_stat.size == 0 and empty_z.size == 0
 
 
@@ -81,6 +82,30 @@ def test_a_transient_in_the_footage_sets_the_floor_whatever_the_replay() -> None
     assert slow > MIN_THRESHOLD
     assert fit.threshold >= REPLAY_SAFETY * slow
     assert fit.low < 0.05 < fit.high < 0.1  # the transient is 2.5 % of the footage
+    # The burst limit is held above the transient's fast excess at any rate in the same way.
+    fast = replay(values, np.arange(1200) / 30.0, PARAMS, band, fit.noise)[2].max()
+    assert fast > MIN_BURST_Z
+    assert fit.burst >= REPLAY_SAFETY * fast
+
+
+def test_the_class_budget_is_shared_between_sustained_evidence_and_bursts() -> None:
+    """White noise, many excursions: both limits come from their tails. Half the class's
+    budget each: fitting for the whole budget gives each tail's value at half of it."""
+    rng = np.random.default_rng(3)
+    values = 1.0 / (1.0 + np.exp(-(-3.0 + 0.5 * rng.standard_normal(6000))))
+    times = np.arange(6000) / 10.0
+    fit = fit_class([(values, times)], PARAMS, 2.0, replay_fps=())
+    stats, _, bursts = replay(values, times, PARAMS, (logit(fit.low), logit(fit.high)), fit.noise)
+    k = PARAMS.reference_z
+    peaks = excursion_peaks(np.where(bursts > k, bursts - k, 0.0)) + k
+    seconds = float(times[-1])
+    tail = tail_threshold(excursion_peaks(stats), seconds, 1.0)
+    burst_tail = tail_threshold(peaks, seconds, 1.0)
+    assert tail is not None and burst_tail is not None
+    assert fit.threshold == pytest.approx(max(tail, REPLAY_SAFETY * stats.max(), MIN_THRESHOLD))
+    assert fit.burst == pytest.approx(max(burst_tail, REPLAY_SAFETY * bursts.max(), MIN_BURST_Z))
+    whole = tail_threshold(peaks, seconds, 2.0)
+    assert whole is not None and whole < fit.burst  # half the budget is the stricter limit
 
 
 def test_fit_class_needs_footage_over_some_time() -> None:
@@ -98,6 +123,8 @@ def test_without_a_tail_the_threshold_is_three_times_the_replays_highest() -> No
     highest = replay(values, times, PARAMS, band, fit.noise)[0].max()
     assert highest > MIN_THRESHOLD
     assert fit.threshold == pytest.approx(3.0 * highest)
+    fast = replay(values, times, PARAMS, band, fit.noise)[2].max()
+    assert fit.burst == pytest.approx(max(3.0 * fast, MIN_BURST_Z))
 
 
 def test_a_fit_is_the_same_on_clock_times_as_on_times_from_zero() -> None:

@@ -9,7 +9,10 @@ Two decision rules share one state machine (idle → active → cooldown → idl
   where the statistic last left zero; it ends when the statistic has drained back to zero
   (held at most at the threshold while open, so the end follows the hazard's end within
   threshold / reference_z seconds). A strong excess fires in threshold / (z − k) seconds,
-  a weak sustained one later, noise below k never. The baseline inside the statistic is
+  a weak sustained one later, noise below k never. A sight far outside normal opens an
+  event at once: the fast-smoothed excess (`Evidence.burst_z`) at or above the class's
+  calibrated burst limit (`ClassNormal.burst`); the statistic is then raised to the
+  threshold, so that event ends like any other. The baseline inside the statistic is
   learned only while no event is open and never leaves the camera's normal band.
 - `offset` (the rule before issue 28, kept for comparison in `eval scores`): the smoothed
   score minus a baseline must stay `enter_threshold` above for `min_duration_s`
@@ -52,6 +55,7 @@ class DetectorParams:
     rule: Rule = "evidence"
     false_alarms_per_day: float = 1.0
     smoothing_s: float = 1.0
+    burst_smoothing_s: float = 0.25
     reference_z: float = 2.0
     max_gap_s: float = 1.0
     cooldown_s: float = 10.0
@@ -73,7 +77,13 @@ class DetectorParams:
                 f"exit_threshold {self.exit_threshold} must be <= enter_threshold "
                 f"{self.enter_threshold}"
             )
-        for name in ("smoothing_s", "min_duration_s", "cooldown_s", "reference_z"):
+        for name in (
+            "smoothing_s",
+            "burst_smoothing_s",
+            "min_duration_s",
+            "cooldown_s",
+            "reference_z",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in ("max_event_s", "baseline_s", "max_gap_s", "false_alarms_per_day"):
@@ -86,7 +96,13 @@ class DetectorParams:
 
     @property
     def evidence(self) -> EvidenceParams:
-        return EvidenceParams(self.smoothing_s, self.baseline_s, self.reference_z, self.max_gap_s)
+        return EvidenceParams(
+            self.smoothing_s,
+            self.baseline_s,
+            self.reference_z,
+            self.max_gap_s,
+            self.burst_smoothing_s,
+        )
 
     @classmethod
     def from_settings(cls, settings: Any) -> DetectorParams:
@@ -133,6 +149,7 @@ class _Channel:
 
     __slots__ = (
         "baseline",
+        "burst",
         "ceiling",
         "count",
         "event_id",
@@ -161,6 +178,7 @@ class _Channel:
         self.baseline = self.clamp(score if baseline is None else baseline)
         self.evidence: Evidence | None = None
         self.threshold = math.inf
+        self.burst = math.inf
         self.last_t = t
         self.last_end = -math.inf
         self.state = ChannelState.IDLE
@@ -256,18 +274,19 @@ class TemporalDetector:
         if ch is None:
             return None
         if ch.evidence is not None:
-            return ch.evidence.statistic / ch.threshold
+            return _progress(ch)
         return ch.smoothed - ch.baseline if self.params_for(channel).baseline else ch.smoothed
 
     def progress(self, channel: str) -> float | None:
         """How far the channel is on its way to an event, 1.0 at its threshold, the same
-        for both rules (what the scores series stores for Grafana): evidence, statistic /
-        threshold; offset, signal / enter_threshold (None when that is not above 0)."""
+        for both rules (what the scores series stores for Grafana): evidence, the larger of
+        statistic / threshold and burst z / burst limit; offset, signal / enter_threshold
+        (None when that is not above 0)."""
         ch = self._channels.get(channel)
         if ch is None:
             return None
         if ch.evidence is not None:
-            return ch.evidence.statistic / ch.threshold
+            return _progress(ch)
         enter = self.params_for(channel).enter_threshold
         signal = self.signal(channel)
         return signal / enter if signal is not None and enter > 0 else None
@@ -287,7 +306,9 @@ class TemporalDetector:
             "baseline": self._baseline(ch),
         }
         if ch.evidence is not None:
-            out.update(statistic=ch.evidence.statistic, z=ch.evidence.z)
+            out.update(
+                statistic=ch.evidence.statistic, z=ch.evidence.z, burst_z=ch.evidence.burst_z
+            )
         return out
 
     def smoothed(self, channel: str) -> float | None:
@@ -360,6 +381,7 @@ class TemporalDetector:
         start = logit(restored) if restored is not None else None
         ch.evidence = Evidence(p.evidence, t, score, limits, noise, start)
         ch.threshold = band.threshold
+        ch.burst = band.burst if band.burst is not None else math.inf
         return ch
 
     def _step_evidence(
@@ -388,14 +410,21 @@ class TemporalDetector:
             else:
                 self._continue(name, ch, t, smoothed, ref, events)
             return
-        if statistic <= 0.0:
+        burst = (
+            ch.state == ChannelState.IDLE
+            and statistic < ch.threshold
+            and evidence.burst_z >= ch.burst
+        )
+        if burst:
+            evidence.hold(t, ch.threshold)
+        elif statistic <= 0.0:
             ch.reset_run(t)
             return
         if evidence.run_start > ch.last_end:  # a run that began after the last event
             ch.accumulate(t, smoothed, ref)
-        if ch.state == ChannelState.IDLE and statistic >= ch.threshold:
+        if ch.state == ChannelState.IDLE and evidence.statistic >= ch.threshold:
             ch.onset = max(evidence.run_start, ch.last_end)
-            ch.opened_by = (statistic, ch.threshold)
+            ch.opened_by = (evidence.burst_z, ch.burst) if burst else (statistic, ch.threshold)
             if not ch.count:
                 ch.accumulate(t, smoothed, ref)
             events.append(self._start(name, ch, t))
@@ -495,6 +524,13 @@ class TemporalDetector:
             statistic=ch.opened_by[0],
             threshold=ch.opened_by[1],
         )
+
+
+def _progress(ch: _Channel) -> float:
+    evidence = ch.evidence
+    assert evidence is not None
+    burst = evidence.burst_z / ch.burst if math.isfinite(ch.burst) else 0.0
+    return max(evidence.statistic / ch.threshold, burst)
 
 
 def rule_of(params: DetectorParams, band: ClassNormal | None) -> Rule:

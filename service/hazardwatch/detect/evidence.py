@@ -23,6 +23,13 @@ Per sample at time t with class probability p:
    statistic the same whatever the frame rate; the gap cap keeps one sample after a long
    silence (a motion gate's heartbeat) from counting for more than `max_gap_s`.
 
+6. `burst_z`: the same excess on a fast smoothing (`burst_smoothing_s`, a quarter second),
+   in the same noise units. A CUSUM needs threshold / (z − k) seconds of evidence, so a
+   one-second sight, however clear, rarely gathers enough; a single observation far
+   outside normal is decided on its own (the combined Shewhart–CUSUM scheme, Lucas 1982:
+   the CUSUM for sustained small shifts, the Shewhart limit for large sudden ones). The
+   burst limit, like the CUSUM threshold, comes from calibration (`detect.thresholds`).
+
 `run_start` is the time the current excursion left zero: Page's estimate of when the change
 began, which becomes the event's start.
 """
@@ -54,10 +61,11 @@ class EvidenceParams:
     baseline_s: float
     reference_z: float
     max_gap_s: float
+    burst_smoothing_s: float
 
     def __post_init__(self) -> None:
-        if self.smoothing_s < 0:
-            raise ValueError("smoothing_s must be >= 0")
+        if self.smoothing_s < 0 or self.burst_smoothing_s < 0:
+            raise ValueError("smoothing_s and burst_smoothing_s must be >= 0")
         if self.baseline_s <= 0 or self.max_gap_s <= 0:
             raise ValueError("baseline_s and max_gap_s must be > 0")
         if self.reference_z < 0:
@@ -69,7 +77,9 @@ class Evidence:
 
     __slots__ = (
         "baseline",
+        "burst_z",
         "ceiling",
+        "fast",
         "floor",
         "last_t",
         "level",
@@ -95,9 +105,11 @@ class Evidence:
         self.floor, self.ceiling = band
         self.noise = max(noise, MIN_NOISE)
         self.smoothed = min(max(p, 0.0), 1.0)
+        self.fast = self.smoothed
         self.level = logit(self.smoothed)
         self.baseline = self._clamp(self.level if baseline is None else baseline)
         self.z = (self.level - self.baseline) / self.noise
+        self.burst_z = self.z
         self.statistic = 0.0
         self.last_t = t
         self.run_start = t
@@ -115,11 +127,12 @@ class Evidence:
         params = self.params
         dt = t - self.last_t
         self.last_t = t
-        tau = params.smoothing_s
-        alpha = 1.0 if tau == 0 else 1.0 - math.exp(-dt / tau)
-        self.smoothed += alpha * (min(max(p, 0.0), 1.0) - self.smoothed)
+        p = min(max(p, 0.0), 1.0)
+        self.smoothed += _alpha(dt, params.smoothing_s) * (p - self.smoothed)
+        self.fast += _alpha(dt, params.burst_smoothing_s) * (p - self.fast)
         self.level = logit(self.smoothed)
         self.z = (self.level - self.baseline) / self.noise
+        self.burst_z = (logit(self.fast) - self.baseline) / self.noise
         was_zero = self.statistic <= 0.0
         gain = (self.z - params.reference_z) * min(dt, params.max_gap_s)
         self.statistic = min(max(0.0, self.statistic + gain), cap)
@@ -129,3 +142,16 @@ class Evidence:
             beta = 1.0 - math.exp(-dt / params.baseline_s)
             self.baseline = self._clamp(self.baseline + beta * (self.level - self.baseline))
         return self.statistic
+
+    def hold(self, t: float, value: float) -> None:
+        """Raise the statistic to at least `value` (an event opened by a burst: it then
+        drains like any other once the sight is gone); a run starts here if none was on."""
+        if self.statistic <= 0.0:
+            self.run_start = t
+        self.statistic = max(self.statistic, value)
+
+
+def _alpha(dt: float, tau: float) -> float:
+    """The weight of a new sample dt seconds after the last in an exponential average of
+    time constant tau (exact for irregular spacing; tau 0: no smoothing)."""
+    return 1.0 if tau == 0 else 1.0 - math.exp(-dt / tau)

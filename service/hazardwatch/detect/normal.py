@@ -36,7 +36,7 @@ from hazardwatch.errors import ConfigError
 FloatArray = npt.NDArray[np.float32]
 STATE_VERSION = 1
 CALIBRATION_QUANTILES = (0.05, 0.95)
-OPTIONAL_KEYS = {"noise", "threshold"}
+OPTIONAL_KEYS = {"noise", "threshold", "burst"}
 # Two references closer than this are the same sight: the newer one replaces the older.
 DUPLICATE_SIMILARITY = 0.995
 
@@ -48,9 +48,12 @@ class ClassNormal:
 
     `noise`: the scale of the smoothed level's residual around its baseline (logit units);
     `threshold`: the evidence (z·s) at which an event opens, derived for the camera's
-    false-alarm budget. A class without a threshold (the bank's prior, a state calibrated
-    before thresholds came from noise) is decided by the offset rule; one with a threshold
-    but no noise (written by hand) takes its noise from the band (`evidence_noise`).
+    false-alarm budget; `burst`: the burst z (one fast-smoothed observation, in the same
+    noise units) that opens an event on its own. A class without a threshold (the bank's
+    prior, a state calibrated before thresholds came from noise) is decided by the offset
+    rule; one with a threshold but no burst limit (calibrated before there was one) has no
+    burst path; one with a threshold but no noise (written by hand) takes its noise from
+    the band (`evidence_noise`).
     """
 
     low: float
@@ -58,6 +61,7 @@ class ClassNormal:
     high: float
     noise: float | None = None
     threshold: float | None = None
+    burst: float | None = None
 
     def __post_init__(self) -> None:
         values = (self.low, self.level, self.high)
@@ -65,7 +69,7 @@ class ClassNormal:
             raise ConfigError(f"normal band {values} must hold numbers in 0..1")
         if not self.low <= self.level <= self.high:
             raise ConfigError(f"normal band needs low <= level <= high, got {values}")
-        for name in ("noise", "threshold"):
+        for name in ("noise", "threshold", "burst"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"normal {name} must be a number above 0, got {value}")
@@ -93,6 +97,8 @@ class ClassNormal:
             out["noise"] = self.noise
         if self.threshold is not None:
             out["threshold"] = self.threshold
+        if self.burst is not None:
+            out["burst"] = self.burst
         return out
 
     @classmethod
@@ -101,7 +107,7 @@ class ClassNormal:
         if not isinstance(data, Mapping) or not keys <= set(data) <= keys | OPTIONAL_KEYS:
             raise ConfigError(
                 f"{where}: normal must be a mapping of low, level and high "
-                "(and optionally noise and threshold)"
+                "(and optionally noise, threshold and burst)"
             )
         try:
             values = (float(data["low"]), float(data["level"]), float(data["high"]))
@@ -316,7 +322,7 @@ def calibrate(
             fit = fit_class(runs, params, per_class)
         except ValueError as exc:
             raise ConfigError(f"class {name}: {exc}") from None
-        out[name] = ClassNormal(fit.low, fit.level, fit.high, fit.noise, fit.threshold)
+        out[name] = ClassNormal(fit.low, fit.level, fit.high, fit.noise, fit.threshold, fit.burst)
     return out
 
 

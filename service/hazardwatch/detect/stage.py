@@ -160,7 +160,7 @@ class DetectorStage:
 
     def explain(self, camera: str) -> dict[str, Any] | None:
         """What decides each class of the camera (GET /api/v1/cameras/{name}/normal): the
-        rule, the calibrated band, noise and threshold, and the statistic now. None: a
+        rule, the calibrated band, noise, threshold and burst limit, and the statistic now. None: a
         camera this stage has neither seen nor holds a state for."""
         with self._frames_lock:
             normal = self._normals.get(camera)
@@ -191,6 +191,7 @@ class DetectorStage:
                         if band is not None and rule == "evidence"
                         else params.enter_threshold
                     ),
+                    "burst": band.burst if band is not None and rule == "evidence" else None,
                     "now": detector.explain(name) if detector is not None else None,
                 }
             return {

@@ -24,7 +24,14 @@ class's share of `false_alarms_per_day`.
   with too few excursions to fit a tail (under `MIN_EXCURSIONS`) gets
   `SHORT_CALIBRATION_SAFETY` × the replay maximum instead of a fitted tail.
 
-The budget is per camera; each hazard class gets an equal share.
+- **Bursts.** The burst limit (`Evidence.burst_z`, a single fast-smoothed observation in
+  the same noise units) is fitted the same way on the clusters of `burst_z` above the
+  reference (their peaks' exponential tail, β's upper bound, the same replays), with its
+  floor at `REPLAY_SAFETY` × the highest `burst_z` any replay reached and at least
+  `MIN_BURST_Z`.
+
+The budget is per camera; each hazard class gets an equal share, split equally between its
+two ways of opening an event (sustained evidence and a burst).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ DAY_S = 86_400.0
 REPLAY_FPS = (5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
 REPLAY_SAFETY = 1.5
 MIN_THRESHOLD = 4.0
+MIN_BURST_Z = 5.0
 MIN_EXCURSIONS = 10
 SHORT_CALIBRATION_SAFETY = 3.0
 BAND_QUANTILES = (0.05, 0.95)
@@ -58,6 +66,7 @@ class Fit:
     high: float
     noise: float  # residual scale, logit units
     threshold: float  # z·s
+    burst: float  # z
 
 
 def band_of(runs: Sequence[npt.ArrayLike]) -> tuple[float, float, float]:
@@ -81,21 +90,20 @@ def replay(
     params: EvidenceParams,
     band: tuple[float, float],
     noise: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The statistic and the residual z at every sample, as the detector computes them with no
-    threshold (no event ever opens, the baseline always learns)."""
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The statistic, the residual z and the burst z at every sample, as the detector
+    computes them with no threshold (no event ever opens, the baseline always learns)."""
     values = np.asarray(p, np.float64)
     t = np.asarray(times, np.float64)
-    stats = np.zeros(values.size)
-    zs = np.zeros(values.size)
+    stats, zs, bursts = np.zeros(values.size), np.zeros(values.size), np.zeros(values.size)
     if values.size == 0:
-        return stats, zs
+        return stats, zs, bursts
     evidence = Evidence(params, float(t[0]), float(values[0]), band, noise)
-    zs[0] = evidence.z
+    zs[0] = bursts[0] = evidence.z
     for i in range(1, values.size):
         stats[i] = evidence.step(float(t[i]), float(values[i]))
-        zs[i] = evidence.z
-    return stats, zs
+        zs[i], bursts[i] = evidence.z, evidence.burst_z
+    return stats, zs, bursts
 
 
 def residual_noise(runs: Sequence[Run], params: EvidenceParams, band: tuple[float, float]) -> float:
@@ -163,23 +171,39 @@ def fit_class(
     low, level, high = band_of([smooth(v, t, params.smoothing_s) for v, t in clean])
     band = (logit(low), logit(high))
     noise = max(residual_noise(clean, params, band), MIN_NOISE)
-    peaks, replayed, replay_max = [], 0.0, 0.0
+    peaks, burst_peaks, replayed = [], [], 0.0
+    replay_max, burst_max = 0.0, -math.inf
+    k = params.reference_z
     for values, t in clean:
         index = np.arange(values.size, dtype=np.float64)
         replays = [(values, t)]
         for fps in replay_fps:
             replays += [(values, index / fps), (values[::-1], index / fps)]
         for series, times_ in replays:
-            stats, _ = replay(series, times_, params, band, noise)
+            stats, _, bursts = replay(series, times_, params, band, noise)
             peaks.append(excursion_peaks(stats))
+            burst_peaks.append(excursion_peaks(np.where(bursts > k, bursts - k, 0.0)) + k)
             replayed += float(times_[-1] - times_[0])
             replay_max = max(replay_max, float(stats.max()))
-    tail = tail_threshold(np.concatenate(peaks), replayed, per_day)
+            burst_max = max(burst_max, float(bursts.max()))
+    share = per_day / 2.0  # sustained evidence and bursts
+    threshold = _limit(np.concatenate(peaks), replayed, share, replay_max, MIN_THRESHOLD)
+    burst = _limit(np.concatenate(burst_peaks), replayed, share, burst_max, MIN_BURST_Z)
+    return Fit(low, level, high, noise, threshold, burst)
+
+
+def _limit(
+    peaks: npt.NDArray[np.float64], seconds: float, per_day: float, highest: float, least: float
+) -> float:
+    """A threshold for `per_day` from excursion peaks, with the safety floors: the tail's
+    value but at least REPLAY_SAFETY × the highest replayed value, SHORT_CALIBRATION_SAFETY
+    × it where the peaks are too few for a tail, and never below `least`."""
+    tail = tail_threshold(peaks, seconds, per_day)
     if tail is None:
-        threshold = SHORT_CALIBRATION_SAFETY * replay_max
+        value = SHORT_CALIBRATION_SAFETY * highest
     else:
-        threshold = max(tail, REPLAY_SAFETY * replay_max)
-    return Fit(low, level, high, noise, max(threshold, MIN_THRESHOLD))
+        value = max(tail, REPLAY_SAFETY * highest)
+    return max(value, least)
 
 
 def smooth(
