@@ -463,6 +463,38 @@ def test_run_without_cameras_serves_the_api_until_stopped(tmp_path: Path, sqlite
     assert not thread.is_alive() and summary and summary[0].cameras == 0
 
 
+def test_metrics_disabled_serves_no_metrics_endpoint(tmp_path: Path, sqlite_url: str) -> None:
+    """`metrics.enabled: false` turns /metrics off on `run` and on a role's status port
+    (it used to be served anyway)."""
+    from hazardwatch.metrics import Metrics
+    from hazardwatch.roles import start_status
+
+    settings = service_settings(tmp_path, sqlite_url, [], metrics={"enabled": False})
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/healthz") == 200, 30)
+        assert _get(base + "/metrics") == 404
+    finally:
+        service.stop()
+        thread.join(30)
+    for enabled, expected in ((False, 404), (True, 200)):
+        status = start_status(
+            "capture",
+            service_settings(tmp_path, sqlite_url, [], metrics={"enabled": enabled}),
+            0,
+            Metrics(role="capture"),
+            list,
+        )
+        try:
+            assert _get(f"http://127.0.0.1:{status.port}/metrics") == expected
+            assert _get(f"http://127.0.0.1:{status.port}/healthz") == 200
+        finally:
+            status.stop()
+
+
 def test_run_without_cameras_and_without_api_is_a_clear_error(
     tmp_path: Path, sqlite_url: str
 ) -> None:

@@ -256,7 +256,7 @@ class Service:
             )
             if settings.api.enabled:
                 server = ApiServer(
-                    create_app(api_state, settings.api),
+                    create_app(api_state, settings.api, settings.metrics.enabled),
                     settings.api.host,
                     settings.api.port,
                     settings.api,

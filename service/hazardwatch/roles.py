@@ -55,8 +55,11 @@ from hazardwatch.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def status_app(name: str, metrics: Metrics, reasons: Callable[[], list[str]]) -> FastAPI:
-    """/healthz, /readyz (503 with reasons) and /metrics of a role."""
+def status_app(
+    name: str, metrics: Metrics, reasons: Callable[[], list[str]], serve_metrics: bool = True
+) -> FastAPI:
+    """/healthz, /readyz (503 with reasons) and /metrics of a role (unless
+    `metrics.enabled` is off: `serve_metrics`)."""
     app = FastAPI(title=f"hazardwatch {name}", docs_url=None, redoc_url=None)
 
     @app.get("/healthz")
@@ -69,9 +72,11 @@ def status_app(name: str, metrics: Metrics, reasons: Callable[[], list[str]]) ->
         body = {"status": "degraded" if why else "ready", "role": name, "reasons": why}
         return JSONResponse(body, status_code=503 if why else 200)
 
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    if serve_metrics:
+
+        @app.get("/metrics")
+        def metrics_endpoint() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app
 
@@ -92,9 +97,11 @@ def start_status(
 ) -> ApiServer:
     host = settings.api.host
     chosen = settings.api.port if port is None else (port or free_port(host))
-    server = ApiServer(status_app(name, metrics, reasons), host, chosen, settings.api)
+    app = status_app(name, metrics, reasons, settings.metrics.enabled)
+    server = ApiServer(app, host, chosen, settings.api)
     server.start()
-    log.info("%s: /healthz, /readyz and /metrics on http://%s:%d", name, host, chosen)
+    served = "/healthz, /readyz and /metrics" if settings.metrics.enabled else "/healthz, /readyz"
+    log.info("%s: %s on http://%s:%d", name, served, host, chosen)
     return server
 
 

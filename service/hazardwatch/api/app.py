@@ -364,7 +364,10 @@ def _reject_unknown_query(request: Request) -> None:
         )
 
 
-def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:  # noqa: PLR0915
+def create_app(  # noqa: PLR0915
+    state: ApiState, settings: ApiSettings | None = None, metrics: bool = True
+) -> FastAPI:
+    """The HTTP API over `state`; `metrics`: serve /metrics (`metrics.enabled`)."""
     settings = settings or ApiSettings()
     max_bytes = int(settings.max_upload_mb * 1e6)
     scoring_slots = asyncio.Semaphore(SCORING_AT_ONCE)
@@ -441,10 +444,12 @@ def create_app(state: ApiState, settings: ApiSettings | None = None) -> FastAPI:
             return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
         return JSONResponse(body)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+    if metrics:
+
+        @app.get("/metrics", tags=["health"], response_class=Response)
+        def metrics_endpoint() -> Response:
+            """Prometheus metrics."""
+            return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/api/v1/events", tags=["events"], responses=auth)
     def list_events(
