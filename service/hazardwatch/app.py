@@ -243,7 +243,12 @@ class Service:
 
         spool = Spool(settings.storage.data_dir / "spool.db", settings.storage.spool_max_items)
         writer = EventWriter(
-            repository, media_dir, settings.media.snapshot_quality, spool=spool, metrics=metrics
+            repository,
+            media_dir,
+            settings.media.snapshot_quality,
+            spool=spool,
+            metrics=metrics,
+            max_backlog=settings.storage.writer_backlog,
         )
         if len(spool):
             log.info("replaying %d write(s) spooled by an earlier run", len(spool))
@@ -493,7 +498,7 @@ class Service:
         view.invalid_cameras = api_state.invalid_cameras = self.invalid_cameras
         view.open_events = lambda: writer.open_events
         view.spool = writer.spool
-        view.writer_backlog = lambda: writer.backlog
+        view.writer = writer
 
     def _start_janitor(
         self, stack: contextlib.ExitStack, repository: Repository, metrics: Metrics

@@ -176,6 +176,19 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class WriterStatus(Protocol):
+    """The event writer's queue as the collector reads it (`outputs.writer.EventWriter`)."""
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def max_backlog(self) -> int: ...
+
+    @property
+    def dropped_scores(self) -> int: ...
+
+
 class RemoteStatus(Protocol):
     """The roles' status as the events service reads it (`handoff.status.StatusBoard`)."""
 
@@ -202,7 +215,7 @@ class PipelineView:
     remote: RemoteStatus | None = None  # the events role: the roles' status bucket
     open_events: Callable[[], int] = lambda: 0
     spool: Spool | None = None
-    writer_backlog: Callable[[], int] = lambda: 0
+    writer: WriterStatus | None = None
 
 
 def _intake(v: PipelineView) -> Iterator[Metric]:
@@ -331,7 +344,7 @@ class PipelineCollector(Collector):
         yield _gauge("queue_capacity", "Size of the hand-off queue.", capacity)
         yield _gauge("open_events", "Hazard events open now.", v.open_events())
         yield from _spool(v.spool)
-        yield _gauge("writer_backlog", "Items queued for the event writer.", v.writer_backlog())
+        yield from _writer(v.writer)
 
 
 class DropsCollector(Collector):
@@ -411,6 +424,27 @@ class BrokerCollector(Collector):
             ack_pending.add_metric([consumer], float(unacked))
         yield pending
         yield ack_pending
+
+
+def _writer(writer: WriterStatus | None) -> Iterator[Metric]:
+    yield _gauge(
+        "writer_backlog",
+        "Items queued for the event writer.",
+        writer.backlog if writer is not None else 0,
+    )
+    yield _gauge(
+        "writer_capacity",
+        "Most items the event writer queues (storage.writer_backlog).",
+        writer.max_backlog if writer is not None else 0,
+    )
+    dropped = CounterMetricFamily(
+        PREFIX + "writer_dropped",
+        "Score samples dropped because the event writer's queue was full (a slow database); "
+        "events, clips, states and weather are never dropped: they wait for room.",
+        labels=["kind"],
+    )
+    dropped.add_metric(["scores"], float(writer.dropped_scores if writer is not None else 0))
+    yield dropped
 
 
 def _spool(spool: Spool | None) -> Iterator[Metric]:

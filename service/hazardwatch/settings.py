@@ -454,6 +454,15 @@ class StorageSettings(Section):
         description="Store at most one score row per camera and class this often.",
     )
 
+    writer_backlog: int = Field(
+        10_000,
+        ge=100,
+        le=10_000_000,
+        description="Writes queued for the database at most (a database slow but up). Beyond "
+        "it, score samples are dropped (hazardwatch_writer_dropped_total) and events, clips, "
+        "states and weather wait for room, which slows scoring (or the broker's acks) instead "
+        "of growing memory.",
+    )
     spool_max_items: int = Field(
         200_000,
         ge=100,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from hazardwatch.metrics import Metrics
+from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import EventRecord, EventUpdate
+from hazardwatch.records import EventRecord, EventUpdate, ScoreSample
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -72,6 +73,52 @@ def test_outage_spools_then_replays_every_event_exactly_once(
     assert stored["a"].status == "closed" and stored["a"].revision == 3
     assert stored["a"].snapshot_path == "cam/a.jpg"
     assert (tmp_path / "media" / "cam" / "a.jpg").read_bytes()[:2] == b"\xff\xd8"
+    engine.dispose()
+
+
+@pytest.mark.mysql
+def test_a_slow_database_bounds_the_queue_drops_scores_and_holds_events_back(
+    tmp_path: Path, mysql_url: str
+) -> None:
+    """A database that is up but does not finish writes (tables locked by another
+    session): at most `max_backlog` writes queue; further score samples are dropped and
+    counted, an event waits for room instead of growing memory, and once the database
+    answers everything accepted is stored (before: the queue grew without limit)."""
+    engine = create_engine(mysql_url)
+    migrate.upgrade(engine)
+    metrics = Metrics()
+    writer = EventWriter(Repository(engine), tmp_path / "media", metrics=metrics, max_backlog=50)
+    metrics.registry.register(PipelineCollector(PipelineView(writer=writer)))
+    writer.start()
+    locker = engine.connect()
+    locker.exec_driver_sql("FLUSH TABLES WITH READ LOCK")  # every write waits
+    try:
+        sample = ScoreSample("cam", T, "fire_smoke", 0.1)
+        for i in range(200):
+            writer.put_scores([dataclasses.replace(sample, ts=T + timedelta(seconds=i))])
+        # The writer takes one into the database's hands, where it waits.
+        assert wait_for(lambda: 200 - writer.dropped_scores - writer.backlog == 1, 5)
+        assert writer.dropped_scores >= 149 and writer.backlog >= 49
+        puts = 200
+        while writer.backlog < 50:  # full again
+            writer.put_scores([dataclasses.replace(sample, ts=T + timedelta(seconds=puts))])
+            puts += 1
+        assert writer.backlog == 50
+        waiting = threading.Thread(target=writer.put_event, args=(update("e", "started", 0),))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # the event waits for room; it is not dropped
+        text = metrics.render().decode()
+    finally:
+        locker.exec_driver_sql("UNLOCK TABLES")
+        locker.close()
+    waiting.join(10)
+    assert not waiting.is_alive()
+    assert writer.stop(30)
+    assert Repository(engine).get_event("e") is not None
+    assert writer.scores_written == puts - writer.dropped_scores == 51
+    assert 'hazardwatch_writer_dropped_total{kind="scores"}' in text
+    assert "hazardwatch_writer_capacity 50.0" in text
     engine.dispose()
 
 

@@ -5,6 +5,13 @@ goes to the durable spool and the writer moves on; while the spool holds anythin
 writes queue behind it so the order is kept, and the spool is replayed as soon as the
 database answers again. Listeners (alerts, clips) hear of each event once it is durable —
 stored or spooled — so an outage never delays an alert.
+
+The queue in front of the database is bounded (`max_backlog`, `storage.writer_backlog`): a
+database that is up but slower than the writes must not grow memory without limit. At the
+bound, score samples (a dashboard series) are dropped and counted (`dropped_scores`);
+everything else (events, clips, camera states, weather) waits for room, so the producer —
+the detector stage, hence scoring or the broker's acks — slows to the database's pace, and
+nothing an operator reviews is lost. A wait is logged once per `BLOCKED_LOG_S`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -37,6 +45,7 @@ from hazardwatch.storage.spool import Item, Spool
 log = logging.getLogger(__name__)
 _STOP = object()
 EventListener = Callable[[EventUpdate], None]
+BLOCKED_LOG_S = 60.0
 
 
 def _log_event(update: EventUpdate) -> None:
@@ -72,7 +81,10 @@ class EventWriter:
         spool: Spool | None = None,
         metrics: Metrics | None = None,
         retry_interval_s: float = 2.0,
+        max_backlog: int = 10_000,
     ) -> None:
+        if max_backlog < 1:
+            raise ValueError("max_backlog must be >= 1")
         self.repository = repository
         self.media_dir = media_dir
         self.jpeg_quality = jpeg_quality
@@ -83,7 +95,9 @@ class EventWriter:
         # Hear each event whose clip was just linked (the `clip_ready` alert; the clip
         # recorder stops answering "still being cut" for it).
         self.clip_listeners: list[Callable[[EventRecord], None]] = []
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_backlog)
+        self.dropped_scores = 0
+        self._blocked_logged = -math.inf
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self.events_written = 0
         self.scores_written = 0
@@ -104,16 +118,48 @@ class EventWriter:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def max_backlog(self) -> int:
+        return self._queue.maxsize
+
     def _put(self, item: object) -> None:
-        with self._count_lock:
-            self._taken += 1
-            self._queue.put(item)
+        """Queue an item, waiting for room while the queue is full (see the module)."""
+        while True:
+            with self._count_lock:
+                try:
+                    self._queue.put_nowait(item)
+                except queue.Full:
+                    pass
+                else:
+                    self._taken += 1
+                    return
+            self._note_full()
+            time.sleep(0.01)
+
+    def _note_full(self) -> None:
+        now = time.monotonic()
+        if now - self._blocked_logged >= BLOCKED_LOG_S:
+            self._blocked_logged = now
+            log.warning(
+                "event writer: %d writes queued (storage.writer_backlog), the database is "
+                "slower than the writes; events wait for room and score samples are dropped",
+                self._queue.maxsize,
+            )
 
     def put_event(self, update: EventUpdate) -> None:
         self._put(update)
 
     def put_scores(self, samples: list[ScoreSample]) -> None:
-        self._put(samples)
+        """Score samples, dropped (and counted) rather than waited for when the queue is full."""
+        with self._count_lock:
+            try:
+                self._queue.put_nowait(samples)
+            except queue.Full:
+                self.dropped_scores += len(samples)
+            else:
+                self._taken += 1
+                return
+        self._note_full()
 
     def put_clip(self, clip: ClipLink) -> None:
         self._put(clip)
@@ -152,8 +198,12 @@ class EventWriter:
 
         What the database would not take stays in the spool for the next start.
         """
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:  # the thread is not draining: never started, or stuck
+            return False
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
         return not self._thread.is_alive()
 
     def replay(self) -> int:
