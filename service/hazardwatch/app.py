@@ -48,6 +48,7 @@ from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
 from hazardwatch.motion.stage import MotionStage
 from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy, make_test_alert
 from hazardwatch.outputs.clips import ClipRecorder
+from hazardwatch.outputs.fanout import FanOut, Sink
 from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.mqtt import MqttPublisher, MqttTls
 from hazardwatch.outputs.retention import MediaJanitor
@@ -623,18 +624,19 @@ class Service:
         clips: ClipRecorder | None,
         metrics: Metrics,
     ) -> Callable[[EventUpdate], None]:
-        """Where the detector's event updates go: weather attached (when it is on), then
-        the writer and the clip recorder."""
-        emit = _fan_out(writer.put_event, clips.on_event if clips else None)
+        """Where the detector's event updates go (outputs/fanout.py): weather attached
+        (when it is on), then the writer and the clip recorder, each isolated."""
+        sinks: list[tuple[str, Sink]] = [("writer", writer.put_event)]
+        if clips is not None:
+            sinks.append(("clips", clips.on_event))
         weather = build_enricher(
             self.settings.weather, self._location_of, writer.put_weather, metrics=metrics
         )
-        if weather is None:
-            return emit
-        weather.start()
-        stack.callback(weather.stop)
-        enrich = weather.enrich
-        return lambda update: emit(enrich(update))
+        if weather is not None:
+            weather.start()
+            stack.callback(weather.stop)
+        enrich = ("weather", weather.enrich) if weather is not None else None
+        return FanOut(sinks, enrich, metrics)
 
     def _location_of(self, camera: str) -> Location | None:
         """The camera's location in the running configuration (a reload may change it)."""
@@ -978,16 +980,6 @@ def build_clip_recorder(
         segment_s=r.segment_s,
         ffmpeg=r.ffmpeg,
     )
-
-
-def _fan_out(*targets: Callable[[EventUpdate], None] | None) -> Callable[[EventUpdate], None]:
-    live = [t for t in targets if t is not None]
-
-    def emit(update: EventUpdate) -> None:
-        for target in live:
-            target(update)
-
-    return emit
 
 
 def cameras_from_sources(sources: list[str], loop: bool) -> list[dict[str, Any]]:

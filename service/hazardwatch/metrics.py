@@ -127,6 +127,13 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
             registry=events,
         )
+        self.event_sink_failures = Counter(
+            PREFIX + "event_sink_failures",
+            "Event updates a sink (writer, clips, weather) raised on; the other sinks still "
+            "heard them (outputs/fanout.py).",
+            ["sink"],
+            registry=events,
+        )
         self.db_write_failures = Counter(
             PREFIX + "db_write_failures",
             "Database writes that failed (and were spooled).",
