@@ -105,3 +105,14 @@ def test_hold_raises_the_statistic_and_starts_a_run_only_from_zero() -> None:
     assert evidence.statistic == 6.0 and evidence.run_start == 1.0
     evidence.hold(2.0, 3.0)  # never lowers, and the run goes on from where it began
     assert evidence.statistic == 6.0 and evidence.run_start == 1.0
+
+
+def test_before_any_step_both_z_are_the_first_samples_and_probabilities_are_clamped() -> None:
+    """The detector explains a channel after its first sample, before any step."""
+    evidence = Evidence(DEFAULTS, 0.0, 0.5, BAND, 0.5)
+    first = (logit(0.5) - logit(0.1)) / 0.5  # the baseline clamped to the band's top
+    assert evidence.z == pytest.approx(first) and evidence.burst_z == pytest.approx(first)
+    evidence.step(1.0, 1.5)  # a score outside 0..1 (a bad channel) counts as 1
+    assert 0.5 < evidence.smoothed <= 1.0 and 0.5 < evidence.fast <= 1.0
+    evidence.step(100.0, -2.0)
+    assert 0.0 <= evidence.smoothed < 0.5 and 0.0 <= evidence.fast < 0.5
