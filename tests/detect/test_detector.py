@@ -101,6 +101,8 @@ def test_out_of_order_samples_are_skipped_and_counted() -> None:
     detector.update(2.0, {"fire": 0.1})
     detector.update(1.5, {"fire": 0.9})
     assert detector.skipped_out_of_order == 1
+    detector.update(2.0, {"fire": 0.5})  # the same time again (a second view) is in order
+    assert detector.skipped_out_of_order == 1 and detector.smoothed("fire") != 0.1
 
 
 def test_flush_closes_open_events_and_channel_filter_applies() -> None:

@@ -39,6 +39,9 @@ def test_tail_threshold_solves_the_exponential_tail_for_the_budget() -> None:
     assert tail_threshold(peaks[: MIN_EXCURSIONS - 1], 3600.0, 0.5) is None
     assert tail_threshold(peaks, 0.0, 0.5) is None
     assert tail_threshold(np.full(20, 3.0), 3600.0, 0.5) is None  # nothing above the median
+    # The edges: exactly five above the median is enough, and any positive duration counts.
+    assert tail_threshold(np.arange(1.0, 11.0), 3600.0, 0.5) is not None
+    assert tail_threshold(peaks, 0.5, 0.5) is not None
 
 
 def test_chi2_lower_is_the_5th_percentile() -> None:
