@@ -12,7 +12,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ import numpy as np
 from hazardwatch import __version__
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.api.server import ApiServer
+from hazardwatch.capture.fleet import Builder, CameraFleet, Cameras, NoCameras
 from hazardwatch.capture.reader import CameraReader, ReaderOptions, ReaderState
 from hazardwatch.capture.recorder import (
     RecorderOptions,
@@ -129,6 +130,11 @@ def build_camera(
     )
 
 
+def camera_builder(settings: Settings, sink: FrameSink[GatedFrame]) -> Builder:
+    """What a fleet builds its cameras with: `build_camera` on these settings."""
+    return lambda camera: build_camera(camera, settings, sink)
+
+
 def build_worker(
     settings: Settings,
     encoder: Encoder,
@@ -210,8 +216,6 @@ class Service:
         self._reload_settings = reload_settings
         self._reload = threading.Event()
         self._stop = threading.Event()
-        # Cameras whose source cannot even be parsed: reported (API, metrics, log), not run.
-        self.invalid_cameras: dict[str, str] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -288,13 +292,19 @@ class Service:
         queue: LocalQueue[GatedFrame] = LocalQueue(
             settings.scoring.queue_size, key=lambda g: g.frame.camera
         )
-        readers: list[CameraReader] = []  # filled below, changed in place by reloads
+        fleet = CameraFleet(
+            camera_builder(settings, queue),
+            settings.capture.read_timeout_s + 5,
+            # The stage is built next, with the fleet's readers for its clips: bound late.
+            opened=lambda started: _opened(started, stage, repository),
+            closed=lambda camera: stage.close_camera(camera),  # noqa: PLW0108
+        )
         stage, clips = self._events_side(
-            stack, repository, writer, metrics, api_state, readers, encoder.name
+            stack, repository, writer, metrics, api_state, fleet, encoder.name
         )
         worker = build_worker(settings, encoder, queue, stage.on_scored, metrics)
-        readers.extend(self._readers(queue))
-        if not readers:
+        fleet.build(settings.cameras)
+        if not fleet.readers:
             if not settings.api.enabled:
                 raise HazardwatchError(
                     "no camera could be started and the API is off: configure cameras: in "
@@ -304,37 +314,40 @@ class Service:
             # and /readyz say why nothing runs; the operator adds cameras and restarts.
             log.warning(
                 "no camera is running (%s): serving the API and the stored data until stopped",
-                "; ".join(f"{name}: {why}" for name, why in self.invalid_cameras.items())
+                "; ".join(f"{name}: {why}" for name, why in fleet.invalid.items())
                 or "none configured; add cameras: to the config file or pass --source",
             )
-        repository.ensure_cameras((r.camera, r.spec.kind) for r in readers)
-        view.readers, view.queue = readers, queue
+        repository.ensure_cameras((r.camera, r.spec.kind) for r in fleet.readers)
+        view.cameras = api_state.cameras = fleet
+        view.queue = queue
         view.stale_by_camera = worker.stats.stale_by_camera
-        self._watch(view, api_state, writer)
-        api_state.readers, api_state.worker = readers, worker
+        self._watch(view, writer)
+        api_state.worker = worker
         self._start_janitor(stack, repository, metrics)
         writer.start()
         if clips is not None:
             clips.start()
         worker.start()
-        for reader in readers:
-            reader.start()
-        log.info("running %d camera(s) with %s", len(readers), encoder.name)
+        fleet.start()
+        log.info("running %d camera(s) with %s", len(fleet.readers), encoder.name)
         ended: set[str] = set()
         try:
             # File sources end; with no camera at all only a signal ends the run.
-            while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
+            while not self._stop.is_set() and not fleet.done:
                 self._stop.wait(0.2)
                 if self._reload.is_set():
                     self._reload.clear()
-                    self._apply_reload(readers, queue, stage, repository)
-                _close_ended_cameras(readers, queue, stage, ended)
+                    self._apply_reload(fleet, queue)
+                _close_ended_cameras(fleet.readers, queue, stage, ended)
                 stage.expire_resumable()
         finally:
-            self._drain(readers, queue, worker, stage, clips, writer)
+            fleet.stop()
+            queue.close()
+            worker.wait_drained()
+            self._finish(stage, clips, writer)
         return RunSummary(
-            cameras=len(readers),
-            frames_read=sum(r.stats.frames_read for r in readers),
+            cameras=len(fleet.readers),
+            frames_read=sum(r.stats.frames_read for r in fleet.readers),
             frames_scored=worker.stats.frames,
             events=stage.events_started,
             queue_dropped=queue.dropped,
@@ -365,7 +378,7 @@ class Service:
         settings = self.settings
         banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
         stage, clips = self._events_side(
-            stack, repository, writer, metrics, api_state, [], settings.scoring.model
+            stack, repository, writer, metrics, api_state, NoCameras(), settings.scoring.model
         )
         frames, scores = layouts_from_settings(settings)
         link = link_from_settings(settings.broker, "events")
@@ -390,7 +403,7 @@ class Service:
         view.late_by_camera = consumer.late_by_camera
         view.handled_by_camera = consumer.frames_by_camera
         view.remote = board
-        self._watch(view, api_state, writer)
+        self._watch(view, writer)
         self._start_janitor(stack, repository, metrics)
         writer.start()
         if clips is not None:
@@ -434,7 +447,7 @@ class Service:
         writer: EventWriter,
         metrics: Metrics,
         api_state: ApiState,
-        readers: list[CameraReader],
+        cameras: Cameras,
         model_name: str,
     ) -> tuple[DetectorStage, ClipRecorder | None]:
         """Alerts, clips, weather and the detector stage: what turns scores into events,
@@ -460,7 +473,9 @@ class Service:
         # MQTT's retained state follows every event, whatever the alert policy held back.
         writer.listeners.extend(c.observe for c in channels if isinstance(c, MqttPublisher))
         writer.listeners.extend(self._event_listeners)
-        clips = build_clip_recorder(settings, writer, lambda cam: _segments_of(readers, cam))
+        clips = build_clip_recorder(
+            settings, writer, lambda cam: _segments_of(cameras.readers, cam)
+        )
         dispatcher.clips = clips is not None
         writer.clip_listeners.append(dispatcher.clip_ready)
         if clips is not None:
@@ -495,8 +510,7 @@ class Service:
         api_state.explain = stage.explain
         return stage, clips
 
-    def _watch(self, view: PipelineView, api_state: ApiState, writer: EventWriter) -> None:
-        view.invalid_cameras = api_state.invalid_cameras = self.invalid_cameras
+    def _watch(self, view: PipelineView, writer: EventWriter) -> None:
         view.open_events = lambda: writer.open_events
         view.spool = writer.spool
         view.writer = writer
@@ -517,25 +531,6 @@ class Service:
         janitor.start()
         stack.callback(janitor.stop)
 
-    def _drain(
-        self,
-        readers: list[CameraReader],
-        queue: LocalQueue[GatedFrame],
-        worker: ScoringWorker,
-        stage: DetectorStage,
-        clips: ClipRecorder | None,
-        writer: EventWriter,
-    ) -> None:
-        """Stop capture, then let every later stage finish what is in flight."""
-        for reader in readers:
-            reader.request_stop()
-        for reader in readers:
-            if not reader.stop(self.settings.capture.read_timeout_s + 5):
-                log.warning("camera %s: reader still blocked in a read; leaving it", reader.camera)
-        queue.close()
-        worker.wait_drained()
-        self._finish(stage, clips, writer)
-
     def _finish(
         self, stage: DetectorStage, clips: ClipRecorder | None, writer: EventWriter
     ) -> None:
@@ -551,71 +546,8 @@ class Service:
                 writer.spooled,
             )
 
-    def _apply_reload(
-        self,
-        readers: list[CameraReader],
-        queue: LocalQueue[GatedFrame],
-        stage: DetectorStage,
-        repository: Repository,
-    ) -> None:
-        """Cameras added, removed or changed take effect now; a removed camera's open events
-        end. `readers` is changed in place (the API and the metrics read the same list)."""
-        if self._reload_settings is None:
-            log.warning("reload requested, but this run has no configuration to re-read")
-            return
-        try:
-            new = self._reload_settings()
-        except (ConfigError, HazardwatchError, ValueError) as exc:
-            log.error(
-                "configuration not reloaded, the running one stays: %s", redact_text(str(exc))
-            )
-            return
-        old = self.settings
-        before = {c.name: c for c in old.cameras if c.enabled}
-        after = {c.name: c for c in new.cameras if c.enabled}
-        restart_all = new.motion != old.motion or new.capture != old.capture
-        changed = {n for n in before.keys() & after.keys() if before[n] != after[n]}
-        if restart_all:
-            changed |= before.keys() & after.keys()
-        stopping = [r for r in readers if r.camera not in after or r.camera in changed]
-        for reader in stopping:
-            reader.request_stop()
-        for reader in stopping:
-            reader.stop(new.capture.read_timeout_s + 5)
-            readers.remove(reader)
-            stage.close_camera(reader.camera)
-        self.invalid_cameras.clear()
-        self.settings = new
-        running = {r.camera for r in readers}
-        started = []
-        for name, camera in after.items():
-            if name in running:
-                continue
-            try:
-                reader = build_camera(camera, new, queue)
-            except SourceError as exc:
-                log.error("camera %s skipped: %s", name, exc)
-                self.invalid_cameras[name] = str(exc)
-                continue
-            stage.open_camera(name)
-            readers.append(reader)
-            reader.start()
-            started.append(reader)
-        repository.ensure_cameras((r.camera, r.spec.kind) for r in started)
-        ignored = [
-            section
-            for section in type(new).model_fields
-            if section not in ("cameras", "motion", "capture")
-            and getattr(new, section) != getattr(old, section)
-        ]
-        log.info(
-            "configuration reloaded: %d camera(s) running; removed %s, (re)started %s",
-            len(readers),
-            sorted(before.keys() - after.keys()) or "none",
-            sorted(r.camera for r in started) or "none",
-        )
-        if ignored:
-            log.warning("changes to %s take effect after a restart", ", ".join(ignored))
+    def _apply_reload(self, fleet: CameraFleet, queue: LocalQueue[GatedFrame]) -> None:
+        self.settings = reload_cameras(fleet, self.settings, self._reload_settings, queue)
 
     def _event_sink(
         self,
@@ -644,9 +576,6 @@ class Service:
             if c.name == camera:
                 return c.location
         return None
-
-    def _readers(self, queue: LocalQueue[GatedFrame]) -> list[CameraReader]:
-        return build_readers(self.settings, queue, self.invalid_cameras)
 
 
 def _register_remote_cameras(repository: Repository, board: RemoteStatus) -> None:
@@ -679,8 +608,53 @@ def left_open(repository: Repository) -> list[EventRecord]:
     return found
 
 
+def reload_cameras(
+    fleet: CameraFleet,
+    current: Settings,
+    read: Callable[[], Settings] | None,
+    sink: FrameSink[GatedFrame],
+) -> Settings:
+    """SIGHUP in `run` and `capture`: re-read the configuration; cameras added, removed or
+    changed take effect now through the fleet (a removed camera's open events end), every
+    camera restarts when the capture or motion settings changed, other sections wait for a
+    restart. Returns the settings in force: the current ones when the new cannot be read."""
+    if read is None:
+        log.warning("reload requested, but this run has no configuration to re-read")
+        return current
+    try:
+        new = read()
+    except (ConfigError, HazardwatchError, ValueError) as exc:
+        log.error("configuration not reloaded, the running one stays: %s", redact_text(str(exc)))
+        return current
+    restart_all = new.motion != current.motion or new.capture != current.capture
+    fleet.stop_timeout_s = new.capture.read_timeout_s + 5
+    change = fleet.reload(new.cameras, camera_builder(new, sink), restart_all)
+    ignored = [
+        section
+        for section in type(new).model_fields
+        if section not in ("cameras", "motion", "capture")
+        and getattr(new, section) != getattr(current, section)
+    ]
+    log.info(
+        "configuration reloaded: %d camera(s) running; removed %s, (re)started %s",
+        change.running,
+        change.removed or "none",
+        sorted(r.camera for r in change.started) or "none",
+    )
+    if ignored:
+        log.warning("changes to %s take effect after a restart", ", ".join(ignored))
+    return new
+
+
+def _opened(started: Sequence[CameraReader], stage: DetectorStage, repository: Repository) -> None:
+    """Cameras a reload started: the detector stage opens them, the cameras table has them."""
+    for reader in started:
+        stage.open_camera(reader.camera)
+    repository.ensure_cameras((r.camera, r.spec.kind) for r in started)
+
+
 def _close_ended_cameras(
-    readers: list[CameraReader],
+    readers: Sequence[CameraReader],
     queue: LocalQueue[GatedFrame],
     stage: DetectorStage,
     closed: set[str],
@@ -695,23 +669,6 @@ def _close_ended_cameras(
             stage.close_camera(reader.camera)
             log.info("camera %s: its source ended; its open events are closed", reader.camera)
     closed &= {r.camera for r in readers if r.state == ReaderState.ENDED}  # (re)started: again
-
-
-def build_readers(
-    settings: Settings, queue: FrameSink[GatedFrame], invalid: dict[str, str]
-) -> list[CameraReader]:
-    """Every enabled camera's reader; one whose source cannot be parsed goes to `invalid`
-    with the reason, and the others run."""
-    readers = []
-    for camera in settings.cameras:
-        if not camera.enabled:
-            continue
-        try:
-            readers.append(build_camera(camera, settings, queue))
-        except SourceError as exc:  # one bad camera must not stop the others
-            log.error("camera %s skipped: %s", camera.name, exc)
-            invalid[camera.name] = str(exc)
-    return readers
 
 
 def load_camera_states(
@@ -952,9 +909,9 @@ def send_test_alerts(
     return results
 
 
-def _segments_of(readers: list[CameraReader], camera: str) -> Path | None:
+def _segments_of(readers: Sequence[CameraReader], camera: str) -> Path | None:
     """The segment directory of `camera` while it is recorded at full rate."""
-    for reader in list(readers):  # a copy: a reload may change the list meanwhile
+    for reader in readers:
         if reader.camera == camera and reader.recorder is not None:
             return reader.recorder.directory
     return None

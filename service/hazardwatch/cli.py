@@ -145,7 +145,12 @@ def cmd_role(args: argparse.Namespace) -> int:
         )
     node: CaptureNode | WorkerNode | Service
     if args.role == "capture":
-        node = CaptureNode(settings, api_port=args.api_port)
+        # SIGHUP re-reads the same file and environment: cameras added, removed or changed.
+        node = CaptureNode(
+            settings,
+            api_port=args.api_port,
+            reload_settings=lambda: load_settings(args.config, **overrides),
+        )
     elif args.role == "worker":
         node = WorkerNode(settings, api_port=args.api_port)
     else:

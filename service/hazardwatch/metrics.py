@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hazardwatch.capture.fleet import Cameras, NoCameras
+
 if TYPE_CHECKING:
     from hazardwatch.capture.reader import CameraReader
     from hazardwatch.handoff.queue import LocalQueue
@@ -210,8 +212,7 @@ class RemoteStatus(Protocol):
 class PipelineView:
     """What the collector reads at scrape time; filled in as the service starts."""
 
-    readers: list[CameraReader] = field(default_factory=list)
-    invalid_cameras: dict[str, str] = field(default_factory=dict)  # configured, never run
+    cameras: Cameras = field(default_factory=NoCameras)  # readers, and cameras never run
     queue: LocalQueue[Any] | None = None
     stale_by_camera: Mapping[str, int] = field(default_factory=dict)  # too old to score
     # Distributed roles: frames handed to the broker that never reached the detector,
@@ -271,7 +272,7 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         v = self.view
-        readers = v.readers
+        readers = v.cameras.readers
         yield _counter(
             "frames_read", "Frames decoded per camera.", readers, lambda r: r.stats.frames_read
         )
@@ -315,7 +316,7 @@ class PipelineCollector(Collector):
             if r.recorder is not None:
                 running = r.recorder.stats.state == "recording"
                 recording.add_metric([r.camera], 1.0 if running else 0.0)
-        for name in v.invalid_cameras:
+        for name in v.cameras.invalid:
             up.add_metric([name], 0.0)
         remote = v.remote.cameras() if v.remote is not None else []
         for reported in remote:  # the events role: what the capture nodes report
@@ -483,13 +484,13 @@ def _drops(view: PipelineView) -> CounterMetricFamily:
         labels=["camera", "reason"],
     )
     queue_drops = view.queue.dropped_by_key if view.queue is not None else {}
-    for r in view.readers:
+    for r in view.cameras.readers:
         family.add_metric([r.camera, "fps_limit"], float(r.stats.frames_dropped_fps))
         family.add_metric([r.camera, "bad"], float(r.stats.frames_bad))
         family.add_metric([r.camera, "queue_full"], float(queue_drops.get(r.camera, 0)))
         family.add_metric([r.camera, "stale"], float(view.stale_by_camera.get(r.camera, 0)))
     # A worker role has no readers: the cameras it dropped frames of, as it saw them.
-    read = {r.camera for r in view.readers}
+    read = {r.camera for r in view.cameras.readers}
     for camera, count in sorted(view.stale_by_camera.items()):
         if camera not in read:
             family.add_metric([camera, "stale"], float(count))
@@ -497,7 +498,7 @@ def _drops(view: PipelineView) -> CounterMetricFamily:
 
 
 def _counter(
-    name: str, doc: str, readers: list[CameraReader], value: Callable[[CameraReader], float]
+    name: str, doc: str, readers: Iterable[CameraReader], value: Callable[[CameraReader], float]
 ) -> CounterMetricFamily:
     family = CounterMetricFamily(PREFIX + name, doc, labels=["camera"])
     for reader in readers:

@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,14 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
-from hazardwatch.app import EncoderFactory, build_readers, build_worker, load_encoder
+from hazardwatch.app import (
+    EncoderFactory,
+    build_worker,
+    camera_builder,
+    load_encoder,
+    reload_cameras,
+)
+from hazardwatch.capture.fleet import CameraFleet
 from hazardwatch.capture.reader import CameraReader, camera_problems
 from hazardwatch.handoff.jetstream import (
     BrokerLink,
@@ -119,14 +126,25 @@ class CaptureNode:
     """Reads this node's cameras and publishes their gated frames. File sources without
     `loop` end the run (exit 0) once every frame is published; otherwise SIGTERM does."""
 
-    def __init__(self, settings: Settings, api_port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api_port: int | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        """`reload_settings`: what SIGHUP re-reads (cameras added, removed or changed)."""
         self.settings = settings
         self.api_port = api_port
+        self._reload_settings = reload_settings
         self._stop = threading.Event()
-        self.invalid_cameras: dict[str, str] = {}
+        self._reload = threading.Event()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration soon (from a signal handler: only sets a flag)."""
+        self._reload.set()
 
     def run(self) -> RoleSummary:
         started = time.monotonic()
@@ -138,10 +156,10 @@ class CaptureNode:
         try:
             ensure_frames_stream(link, frames)
             sink = JetStreamSink(link, frames, wire_options(settings.broker))
-            readers = build_readers(settings, sink, self.invalid_cameras)
+            fleet = CameraFleet(camera_builder(settings, sink), settings.capture.read_timeout_s + 5)
+            fleet.build(settings.cameras)
             metrics = Metrics(role="capture")
-            view = PipelineView(readers=readers, invalid_cameras=self.invalid_cameras)
-            metrics.registry.register(PipelineCollector(view, events=False))
+            metrics.registry.register(PipelineCollector(PipelineView(cameras=fleet), events=False))
             metrics.registry.register(
                 PublishCollector(
                     lambda: {
@@ -153,21 +171,28 @@ class CaptureNode:
                 )
             )
             server = start_status(
-                "capture", settings, self.api_port, metrics, lambda: _capture_reasons(link, readers)
+                "capture",
+                settings,
+                self.api_port,
+                metrics,
+                lambda: _capture_reasons(link, fleet.readers),
             )
             node = node_id()
-            status = StatusPublisher(link, lambda: _capture_status(node, link, readers))
+            status = StatusPublisher(link, lambda: _capture_status(node, link, fleet.readers))
             try:
-                for reader in readers:
-                    reader.start()
+                fleet.start()
                 status.start()
-                log.info("capture: %d camera(s) publishing to %s", len(readers), frames.stream)
-                while not self._stop.is_set() and not (readers and all(r.done for r in readers)):
+                log.info(
+                    "capture: %d camera(s) publishing to %s", len(fleet.readers), frames.stream
+                )
+                while not self._stop.is_set() and not fleet.done:
                     self._stop.wait(0.2)
-                for reader in readers:
-                    reader.request_stop()
-                for reader in readers:
-                    reader.stop(settings.capture.read_timeout_s + 5)
+                    if self._reload.is_set():
+                        self._reload.clear()
+                        self.settings = reload_cameras(
+                            fleet, self.settings, self._reload_settings, sink
+                        )
+                fleet.stop()
                 if not sink.flush(30):
                     log.error("capture: frames still unpublished after 30 s")
             finally:
@@ -175,8 +200,8 @@ class CaptureNode:
                 server.stop()
             return RoleSummary(
                 "capture",
-                cameras=len(readers),
-                frames_read=sum(r.stats.frames_read for r in readers),
+                cameras=len(fleet.readers),
+                frames_read=sum(r.stats.frames_read for r in fleet.readers),
                 frames_published=sink.published,
                 seconds=time.monotonic() - started,
             )
@@ -185,7 +210,7 @@ class CaptureNode:
 
 
 def _capture_status(
-    node: str, link: BrokerLink, readers: list[CameraReader]
+    node: str, link: BrokerLink, readers: Sequence[CameraReader]
 ) -> dict[str, dict[str, Any]]:
     entries = {f"camera.{r.camera}": {**r.status(), "node": node} for r in readers}
     entries[f"node.capture.{node}"] = {
@@ -201,7 +226,7 @@ def _link_reasons(link: BrokerLink) -> list[str]:
     return [] if link.connected else ["not connected to NATS"]
 
 
-def _capture_reasons(link: BrokerLink, readers: list[CameraReader]) -> list[str]:
+def _capture_reasons(link: BrokerLink, readers: Sequence[CameraReader]) -> list[str]:
     return _link_reasons(link) + camera_problems(r.status() for r in readers)
 
 

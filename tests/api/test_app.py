@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
 from hazardwatch.api.app import ApiState, create_app
+from hazardwatch.capture.fleet import NoCameras
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import EventRecord, Weather
@@ -644,7 +645,7 @@ def test_failed_authentications_are_limited_and_logged_per_address(
 
 def test_readyz_without_the_token_gives_no_names(state: ApiState) -> None:
     state.worker = None
-    state.invalid_cameras = {"secret-gate-7": "unreachable"}
+    state.cameras = NoCameras(invalid={"secret-gate-7": "unreachable"})
     client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     anonymous = client.get("/readyz")
     assert anonymous.status_code == 503 and "secret-gate-7" not in anonymous.text

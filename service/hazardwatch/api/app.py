@@ -46,7 +46,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hazardwatch import __version__
 from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.api.overlay import decode_upload, hazard_mask, hazard_overlay
-from hazardwatch.capture.reader import CameraReader, camera_problems
+from hazardwatch.capture.fleet import Cameras, NoCameras
+from hazardwatch.capture.reader import camera_problems
 from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.status import STATUS_TTL_S, StatusBoard
@@ -80,14 +81,13 @@ class ApiState:
     repository: Repository
     media_dir: Path
     metrics: Metrics
-    readers: list[CameraReader] = field(default_factory=list)
+    cameras: Cameras = field(default_factory=NoCameras)  # readers, and cameras never run
     # The events role: cameras and scoring run on other nodes, not in this process; what
     # they report comes through the status bucket.
     scoring_elsewhere: bool = False
     status: StatusBoard | None = None
     worker: ScoringWorker | None = None
     writer: EventWriter | None = None
-    invalid_cameras: dict[str, str] = field(default_factory=dict)  # name -> why not run
     # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
     learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
     # Signs media links when a token is set (alerts and the events list carry them).
@@ -568,12 +568,12 @@ def create_app(  # noqa: PLR0915
     def cameras() -> dict[str, Any]:
         invalid = [
             {"name": name, "kind": None, "state": "invalid", "last_error": redact_text(error)}
-            for name, error in state.invalid_cameras.items()
+            for name, error in state.cameras.invalid.items()
         ]
         if state.status is not None:  # the events role: what the capture nodes report
             items = state.status.cameras() + invalid
         else:
-            items = [r.status() for r in state.readers] + invalid
+            items = [r.status() for r in state.cameras.readers] + invalid
         if state.calibration is not None:
             items = [
                 {**item, "calibration": state.calibration(str(item["name"]))} for item in items
@@ -747,10 +747,11 @@ def _readiness(state: ApiState) -> list[str]:
         reasons.append("model not loaded yet")
     elif not state.worker.is_alive():
         reasons.append("scoring worker is not running")
-    reasons += camera_problems(r.status() for r in state.readers)
-    for name in state.invalid_cameras:
+    cameras = state.cameras
+    reasons += camera_problems(r.status() for r in cameras.readers)
+    for name in cameras.invalid:
         reasons.append(f"camera {name}: invalid source, not running (see /api/v1/cameras)")
-    if state.worker is not None and not state.readers and not state.invalid_cameras:
+    if state.worker is not None and not cameras.readers and not cameras.invalid:
         reasons.append("no camera configured: add cameras: to the configuration and restart")
     return reasons
 
