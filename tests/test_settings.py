@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +9,16 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from hazardwatch.capture.reader import ReaderOptions
+from hazardwatch.capture.recorder import RecorderOptions
+from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.errors import ConfigError
-from hazardwatch.settings import Settings, _models_in, load_settings
+from hazardwatch.handoff.codec import WireOptions
+from hazardwatch.handoff.jetstream import FramesLayout, ScoresLayout
+from hazardwatch.motion.gate import GateParams
+from hazardwatch.motion.snippets import SamplerParams
+from hazardwatch.outputs.alerts import AlertPolicy
+from hazardwatch.settings import CameraSettings, Settings, _models_in, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "config" / "hazardwatch.example.yaml"
@@ -270,3 +279,61 @@ def test_percent_encoded_credentials_and_an_at_in_a_hook_query_are_fine() -> Non
         alerts={"webhook": {"url": "https://hooks.example:8443/a?notify=ops@example.com"}},
     )
     assert settings.storage.database_url is not None
+
+
+# Each stage's parameter class beside the settings it is built from (app.py and
+# handoff/jetstream.py build them field by field): a default that differs means a stage
+# built by hand (a test, a tool, a library user) behaves unlike the service. Param field ->
+# (settings section, its field), or None: not a setting (the scores stream's own limits,
+# which share names with the frames stream's settings); fields not listed are looked up
+# under the same name in the section.
+PARITY: list[tuple[type, str, dict[str, tuple[str, str] | None]]] = [
+    (DetectorParams, "detector", {}),
+    (GateParams, "motion", {}),
+    (SamplerParams, "motion", {}),
+    (ReaderOptions, "capture", {
+        "fps_limit": ("cameras", "fps_limit"),
+        "loop": ("cameras", "loop"),
+    }),
+    (RecorderOptions, "recording", {
+        "open_timeout_s": ("capture", "open_timeout_s"),
+        "backoff_initial_s": ("capture", "backoff_initial_s"),
+        "backoff_max_s": ("capture", "backoff_max_s"),
+    }),
+    (AlertPolicy, "alerts", {}),
+    (WireOptions, "broker", {}),
+    (FramesLayout, "broker", {"max_age_s": ("scoring", "max_frame_age_s")}),
+    (ScoresLayout, "broker", {
+        "max_age_s": ("broker", "scores_max_age_s"),
+        "ack_wait_s": None,
+        "max_ack_pending": None,
+    }),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("params", "section", "renamed"), PARITY, ids=lambda p: getattr(p, "__name__", "")
+)
+def test_every_stage_parameter_defaults_to_its_setting(
+    params: type, section: str, renamed: dict[str, tuple[str, str] | None]
+) -> None:
+    """One source of defaults: the settings (before, the frames stream's max_age_s was 5 s
+    while scoring.max_frame_age_s, which it mirrors, was 10 s)."""
+    models = {name: info.annotation for name, info in Settings.model_fields.items()}
+    models["cameras"] = CameraSettings
+    checked = 0
+    for f in dataclasses.fields(params):
+        setting = renamed.get(f.name, (section, f.name))
+        if f.default is dataclasses.MISSING or setting is None:
+            continue
+        where, name = setting
+        model = models[where]
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        if name not in model.model_fields:
+            continue  # not a setting (a stream's name, a subject)
+        assert f.default == model.model_fields[name].default, (
+            f"{params.__name__}.{f.name} defaults to {f.default!r}, "
+            f"{where}.{name} to {model.model_fields[name].default!r}"
+        )
+        checked += 1
+    assert checked, f"{params.__name__}: no field matched a setting"

@@ -83,7 +83,7 @@ SCORING_CONSUMER = "scoring"
 class FramesLayout:
     """The frames stream and its consumer, from the settings."""
 
-    max_age_s: float = 5.0
+    max_age_s: float = 10.0  # scoring.max_frame_age_s
     ack_wait_s: float = 2.0
     max_ack_pending: int = 256
     max_deliver: int = 3
