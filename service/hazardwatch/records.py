@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from hazardwatch.scoring.bank import PromptBank
 
 EventStatus = Literal["open", "closed", "interrupted"]
+# What happened to an event, the one vocabulary from the detector to the writer, clips and
+# MQTT; the alert payload's `type` (new, update, end) is the published webhook/MQTT
+# contract, derived from it in one place (outputs/alerts.py).
+EventKind = Literal["started", "updated", "ended"]
+EVENT_KINDS: tuple[EventKind, ...] = ("started", "updated", "ended")
 Severity = Literal["info", "warning", "critical"]
 EVENT_STATUSES: tuple[EventStatus, ...] = ("open", "closed", "interrupted")
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
@@ -236,10 +241,14 @@ class ScoredFrame:
 class EventUpdate:
     """An event record to store, with the kind of change and the peak frame's image."""
 
-    kind: str  # started | updated | ended
+    kind: EventKind
     record: EventRecord
     snapshot: Image | None
     latency_from: float | None  # wall-clock receive time of the frame that decided it
     # The first update of an event a previous run left open, continued by this one (kind
     # "updated": its start was stored and alerted by that run).
     resumed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")

@@ -39,10 +39,10 @@ from typing import Any, Literal
 
 from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
 from hazardwatch.detect.normal import CameraNormal, ClassNormal
+from hazardwatch.records import EventKind
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["started", "updated", "ended"]
 EndReason = Literal["below_exit", "max_duration", "flushed"]
 Rule = Literal["evidence", "offset"]
 RULES = ("evidence", "offset")

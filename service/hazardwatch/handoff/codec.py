@@ -1,5 +1,6 @@
-"""The wire format of the records that cross stage boundaries: gated frames (capture →
-scoring), scored frames (scoring → events) and event updates (events → outputs).
+"""The wire format of the records that cross process boundaries: gated frames (capture →
+scoring) and scored frames (scoring → events). Event records travel as JSON
+(`event_to_dict`, the spool's format); event updates never leave the events process.
 
 One envelope for all, versioned so a newer reader can refuse an unknown layout cleanly:
 
@@ -31,7 +32,6 @@ import simplejpeg
 
 from hazardwatch.records import (
     EventRecord,
-    EventUpdate,
     Frame,
     GatedFrame,
     Image,
@@ -43,7 +43,7 @@ from hazardwatch.scoring.bank import PromptBank
 
 MAGIC = b"HW"
 VERSION = 1
-KINDS = {"gated": 1, "scored": 2, "event": 3}
+KINDS = {"gated": 1, "scored": 2}  # 3 was event updates, never sent: not to be reused
 _NAMES = {code: name for name, code in KINDS.items()}
 _HEAD = struct.Struct(">2sBBI")
 _DATETIMES = ("started_at", "peak_at", "ended_at", "verdict_at")
@@ -345,7 +345,7 @@ def decode_scored(data: bytes, bank_of: Callable[[str], PromptBank]) -> ScoredFr
 
 
 def event_to_dict(record: EventRecord) -> dict[str, Any]:
-    """Every field of the record, times as ISO 8601 (the spool and the wire use this)."""
+    """Every field of the record, times as ISO 8601 (the spool stores events so)."""
     data = asdict(record)
     for key in _DATETIMES:
         if data[key] is not None:
@@ -362,32 +362,3 @@ def event_from_dict(data: dict[str, Any]) -> EventRecord:
     if data.get("weather") is not None:
         data["weather"] = Weather.from_json(data["weather"])
     return EventRecord(**data)
-
-
-def encode_event(update: EventUpdate, options: WireOptions | None = None) -> bytes:
-    header = {
-        "kind": update.kind,
-        "record": event_to_dict(update.record),
-        "latency_from": update.latency_from,
-    }
-    snapshot = b""
-    if update.snapshot is not None:
-        snapshot = encode_jpeg(update.snapshot, options or WireOptions())
-    return pack("event", header, snapshot)
-
-
-def decode_event(data: bytes) -> EventUpdate:
-    header, payload = _expect(data, "event")
-    try:
-        record = event_from_dict(header["record"])
-        latency = header.get("latency_from")
-        return EventUpdate(
-            str(header["kind"]),
-            record,
-            decode_jpeg(payload) if payload else None,
-            float(latency) if latency is not None else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CodecError):
-            raise
-        raise CodecError(f"bad event header: {type(exc).__name__}: {exc}") from None

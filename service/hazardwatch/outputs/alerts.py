@@ -22,12 +22,12 @@ from typing import Any, Literal, Protocol
 
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.media_links import MediaSigner
-from hazardwatch.records import SEVERITIES, EventRecord, EventUpdate, Severity
+from hazardwatch.records import SEVERITIES, EventKind, EventRecord, EventUpdate, Severity
 
 log = logging.getLogger(__name__)
 AlertType = Literal["new", "update", "end", "clip_ready", "test"]
 TEST_CLASS = "hazardwatch_test_alert"
-_TYPES: dict[str, AlertType] = {"started": "new", "updated": "update", "ended": "end"}
+_TYPES: dict[EventKind, AlertType] = {"started": "new", "updated": "update", "ended": "end"}
 MAX_AWAITING_CLIPS = 10_000  # ended events a clip_ready may still follow
 
 
