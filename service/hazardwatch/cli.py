@@ -341,10 +341,13 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
 
 
 def _print_bands(state: CameraNormal) -> None:
+    from hazardwatch.detect.normal import evidence_noise
+
     for name, band in state.classes.items():
         print(
             f"  {name:<24} {band.low:.3f} .. {band.high:.3f} (median {band.level:.3f}), "
-            f"noise {band.evidence_noise:.3f}, threshold {band.threshold or 0.0:.1f}"
+            f"noise {evidence_noise(band):.3f}, threshold {band.threshold or 0.0:.1f}, "
+            f"burst {band.burst or 0.0:.1f}"
         )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from hazardwatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from hazardwatch.scoring.bank import PromptBank
@@ -252,3 +255,83 @@ class EventUpdate:
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"event kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")
+
+
+# --------------------------------------------------------------------------- normal
+
+# A class's normal band: its prior comes with the prompt bank (scoring), its calibration
+# from the camera's footage (detect); the detector reads both.
+CALIBRATION_QUANTILES = (0.05, 0.95)
+OPTIONAL_KEYS = {"noise", "threshold", "burst"}
+
+
+@dataclass(frozen=True, slots=True)
+class ClassNormal:
+    """A class's normal on one camera: the band of its smoothed probability, and what the
+    detector's evidence is measured against (`detect.thresholds`).
+
+    `noise`: the scale of the smoothed level's residual around its baseline (logit units);
+    `threshold`: the evidence (z·s) at which an event opens, derived for the camera's
+    false-alarm budget; `burst`: the burst z (one fast-smoothed observation, in the same
+    noise units) that opens an event on its own. A class without a threshold (the bank's
+    prior, a state calibrated before thresholds came from noise) is decided by the offset
+    rule; one with a threshold but no burst limit (calibrated before there was one) has no
+    burst path; one with a threshold but no noise (written by hand) takes its noise from
+    the band (`detect.normal.evidence_noise`).
+    """
+
+    low: float
+    level: float
+    high: float
+    noise: float | None = None
+    threshold: float | None = None
+    burst: float | None = None
+
+    def __post_init__(self) -> None:
+        values = (self.low, self.level, self.high)
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
+            raise ConfigError(f"normal band {values} must hold numbers in 0..1")
+        if not self.low <= self.level <= self.high:
+            raise ConfigError(f"normal band needs low <= level <= high, got {values}")
+        for name in ("noise", "threshold", "burst"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"normal {name} must be a number above 0, got {value}")
+
+    @classmethod
+    def of(cls, values: npt.ArrayLike) -> ClassNormal:
+        """The band of a series of smoothed probabilities (5th percentile, median, 95th)."""
+        x = np.asarray(values, np.float64)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            raise ConfigError("no finite scores to calibrate from")
+        lo, hi = np.quantile(x, CALIBRATION_QUANTILES)
+        return cls(float(lo), float(np.median(x)), float(hi))
+
+    def as_dict(self) -> dict[str, float]:
+        out = {"low": self.low, "level": self.level, "high": self.high}
+        if self.noise is not None:
+            out["noise"] = self.noise
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        if self.burst is not None:
+            out["burst"] = self.burst
+        return out
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str) -> ClassNormal:
+        keys = {"low", "level", "high"}
+        if not isinstance(data, Mapping) or not keys <= set(data) <= keys | OPTIONAL_KEYS:
+            raise ConfigError(
+                f"{where}: normal must be a mapping of low, level and high "
+                "(and optionally noise, threshold and burst)"
+            )
+        try:
+            values = (float(data["low"]), float(data["level"]), float(data["high"]))
+            extra = {k: float(data[k]) for k in OPTIONAL_KEYS if data.get(k) is not None}
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: normal values must be numbers") from None
+        try:
+            return cls(*values, **extra)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None

@@ -666,8 +666,9 @@ def test_a_cameras_normal_explains_each_classes_rule_threshold_and_statistic(
     state: ApiState, client: TestClient
 ) -> None:
     from hazardwatch.detect.detector import DetectorParams
-    from hazardwatch.detect.normal import CameraNormal, ClassNormal
+    from hazardwatch.detect.normal import CameraNormal
     from hazardwatch.detect.stage import DetectorStage
+    from hazardwatch.records import ClassNormal
     from tests.detect.test_stage import scored
 
     calibrated = CameraNormal(

@@ -18,7 +18,8 @@ from hazardwatch.detect.detector import (
     rule_of,
 )
 from hazardwatch.detect.evidence import logit
-from hazardwatch.detect.normal import CameraNormal, ClassNormal
+from hazardwatch.detect.normal import CameraNormal
+from hazardwatch.records import ClassNormal
 from hazardwatch.scoring.bank import PromptBank
 
 PARAMS = DetectorParams(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hazardwatch.detect.detector import DetectionEvent, DetectorParams, TemporalDetector
 from hazardwatch.detect.evidence import logit
-from hazardwatch.detect.normal import CameraNormal, calibrate
+from hazardwatch.detect.normal import CameraNormal, calibrate, evidence_noise
 
 pytestmark = pytest.mark.shared
 
@@ -93,7 +93,7 @@ def lifted(noise: np.ndarray, normal: CameraNormal, name: str, sigmas: float) ->
     held-out noise riding on it (in logits)."""
     band = normal.classes[name]
     wobble = np.array([logit(v) for v in noise]) - np.median([logit(v) for v in noise])
-    level = logit(band.high) + sigmas * band.evidence_noise
+    level = logit(band.high) + sigmas * evidence_noise(band)
     return 1.0 / (1.0 + np.exp(-(level + wobble)))
 
 
@@ -185,7 +185,7 @@ def test_a_slow_climb_fires_once_it_leaves_normal_and_stays_open(
     frames = int(300 * fps)
     noise = np.resize(footage[name][POOL:], frames)
     wobble = np.array([logit(v) for v in noise]) - np.median([logit(v) for v in noise])
-    start, end = logit(band.level), logit(band.high) + 10.0 * band.evidence_noise
+    start, end = logit(band.level), logit(band.high) + 10.0 * evidence_noise(band)
     level = start + (end - start) * np.arange(frames) / frames
     events = run(1.0 / (1.0 + np.exp(-(level + wobble))), fps, name, normal)
     first = opened(events)

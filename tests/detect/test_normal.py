@@ -10,7 +10,6 @@ import pytest
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import (
     CameraNormal,
-    ClassNormal,
     ReferenceSet,
     calibrate,
     decode_embedding,
@@ -19,6 +18,7 @@ from hazardwatch.detect.normal import (
 )
 from hazardwatch.detect.thresholds import MIN_BURST_Z, smooth
 from hazardwatch.errors import ConfigError
+from hazardwatch.records import ClassNormal
 from hazardwatch.scoring.bank import PromptBank
 
 

@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 
 from hazardwatch.detect.detector import DetectorParams
-from hazardwatch.detect.normal import (
-    CameraNormal,
-    ClassNormal,
-    ReferenceSet,
-    decode_embedding,
-)
+from hazardwatch.detect.normal import CameraNormal, ReferenceSet, decode_embedding
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.records import (
+    ClassNormal,
     EventUpdate,
     Frame,
     GatedFrame,

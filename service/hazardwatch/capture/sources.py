@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 
 from hazardwatch.capture.native_log import NATIVE_STDERR
+from hazardwatch.capture.rtsp import describe
 from hazardwatch.errors import SourceError
 from hazardwatch.redact import ambiguous_credentials, redact_text, redact_url
 
@@ -120,8 +121,6 @@ def _rtsp_diagnosis(spec: SourceSpec, timeout_s: float) -> str | None:
     None when it answers well or is not plain RTSP."""
     if spec.kind != "rtsp" or spec.target.lower().startswith("rtsps"):
         return None
-    from hazardwatch.capture.probe import describe  # the probe builds on this module
-
     outcome = describe(spec.target, min(timeout_s, 5.0))
     return None if outcome.ok else outcome.detail
 

@@ -38,8 +38,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
-from hazardwatch.detect.normal import CameraNormal, ClassNormal
-from hazardwatch.records import EventKind
+from hazardwatch.detect.normal import CameraNormal, evidence_noise
+from hazardwatch.records import ClassNormal, EventKind
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ class TemporalDetector:
         if band is None or band.threshold is None or rule_of(p, band) == "offset":
             return _Channel(t, score, self.band(name), restored)
         ch = _Channel(t, score, (-math.inf, math.inf), None)
-        limits, noise = (logit(band.low), logit(band.high)), band.evidence_noise
+        limits, noise = (logit(band.low), logit(band.high)), evidence_noise(band)
         start = logit(restored) if restored is not None else None
         ch.evidence = Evidence(p.evidence, t, score, limits, noise, start)
         ch.threshold = band.threshold

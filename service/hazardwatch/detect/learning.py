@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from hazardwatch.detect.evidence import EvidenceParams
-from hazardwatch.detect.normal import ClassNormal, calibrate
+from hazardwatch.detect.normal import calibrate
+from hazardwatch.records import ClassNormal
 
 log = logging.getLogger(__name__)
 

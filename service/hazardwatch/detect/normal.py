@@ -32,92 +32,20 @@ import numpy.typing as npt
 from hazardwatch.detect.evidence import MIN_NOISE, EvidenceParams, logit
 from hazardwatch.detect.thresholds import Z95, band_of, fit_class
 from hazardwatch.errors import ConfigError
+from hazardwatch.records import ClassNormal
 
 FloatArray = npt.NDArray[np.float32]
 STATE_VERSION = 1
-CALIBRATION_QUANTILES = (0.05, 0.95)
-OPTIONAL_KEYS = {"noise", "threshold", "burst"}
 # Two references closer than this are the same sight: the newer one replaces the older.
 DUPLICATE_SIMILARITY = 0.995
 
 
-@dataclass(frozen=True, slots=True)
-class ClassNormal:
-    """A class's normal on one camera: the band of its smoothed probability, and what the
-    detector's evidence is measured against (`detect.thresholds`).
-
-    `noise`: the scale of the smoothed level's residual around its baseline (logit units);
-    `threshold`: the evidence (z·s) at which an event opens, derived for the camera's
-    false-alarm budget; `burst`: the burst z (one fast-smoothed observation, in the same
-    noise units) that opens an event on its own. A class without a threshold (the bank's
-    prior, a state calibrated before thresholds came from noise) is decided by the offset
-    rule; one with a threshold but no burst limit (calibrated before there was one) has no
-    burst path; one with a threshold but no noise (written by hand) takes its noise from
-    the band (`evidence_noise`).
-    """
-
-    low: float
-    level: float
-    high: float
-    noise: float | None = None
-    threshold: float | None = None
-    burst: float | None = None
-
-    def __post_init__(self) -> None:
-        values = (self.low, self.level, self.high)
-        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
-            raise ConfigError(f"normal band {values} must hold numbers in 0..1")
-        if not self.low <= self.level <= self.high:
-            raise ConfigError(f"normal band needs low <= level <= high, got {values}")
-        for name in ("noise", "threshold", "burst"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"normal {name} must be a number above 0, got {value}")
-
-    @classmethod
-    def of(cls, values: npt.ArrayLike) -> ClassNormal:
-        """The band of a series of smoothed probabilities (5th percentile, median, 95th)."""
-        x = np.asarray(values, np.float64)
-        x = x[np.isfinite(x)]
-        if x.size == 0:
-            raise ConfigError("no finite scores to calibrate from")
-        lo, hi = np.quantile(x, CALIBRATION_QUANTILES)
-        return cls(float(lo), float(np.median(x)), float(hi))
-
-    @property
-    def evidence_noise(self) -> float:
-        """The noise scale the detector divides by (from the band when not calibrated)."""
-        if self.noise is not None:
-            return self.noise
-        return max((logit(self.high) - logit(self.level)) / Z95, MIN_NOISE)
-
-    def as_dict(self) -> dict[str, float]:
-        out = {"low": self.low, "level": self.level, "high": self.high}
-        if self.noise is not None:
-            out["noise"] = self.noise
-        if self.threshold is not None:
-            out["threshold"] = self.threshold
-        if self.burst is not None:
-            out["burst"] = self.burst
-        return out
-
-    @classmethod
-    def from_mapping(cls, data: Any, where: str) -> ClassNormal:
-        keys = {"low", "level", "high"}
-        if not isinstance(data, Mapping) or not keys <= set(data) <= keys | OPTIONAL_KEYS:
-            raise ConfigError(
-                f"{where}: normal must be a mapping of low, level and high "
-                "(and optionally noise, threshold and burst)"
-            )
-        try:
-            values = (float(data["low"]), float(data["level"]), float(data["high"]))
-            extra = {k: float(data[k]) for k in OPTIONAL_KEYS if data.get(k) is not None}
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: normal values must be numbers") from None
-        try:
-            return cls(*values, **extra)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+def evidence_noise(band: ClassNormal) -> float:
+    """The noise scale the detector divides by: the calibrated one, else (a threshold
+    written by hand) one from the band's upper half."""
+    if band.noise is not None:
+        return band.noise
+    return max((logit(band.high) - logit(band.level)) / Z95, MIN_NOISE)
 
 
 @dataclass

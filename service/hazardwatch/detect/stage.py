@@ -35,13 +35,9 @@ from hazardwatch.detect.detector import (
     rule_of,
 )
 from hazardwatch.detect.learning import Learning
-from hazardwatch.detect.normal import (
-    CameraNormal,
-    ClassNormal,
-    ReferenceSet,
-    encode_embedding,
-)
+from hazardwatch.detect.normal import CameraNormal, ReferenceSet, encode_embedding, evidence_noise
 from hazardwatch.records import (
+    ClassNormal,
     EventRecord,
     EventUpdate,
     Frame,
@@ -183,7 +179,7 @@ class DetectorStage:
                         if band is not None
                         else None
                     ),
-                    "noise": band.evidence_noise
+                    "noise": evidence_noise(band)
                     if band is not None and rule == "evidence"
                     else None,
                     "threshold": (

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.detect.detector import DetectorParams, TemporalDetector, channel_params
-from hazardwatch.detect.normal import CameraNormal, ClassNormal, calibrate, pool
+from hazardwatch.detect.normal import CameraNormal, calibrate, pool
 from hazardwatch.detect.thresholds import smooth
 from hazardwatch.errors import ConfigError
 from hazardwatch.evaluation.metrics import (
@@ -37,6 +37,7 @@ from hazardwatch.evaluation.metrics import (
     spans_of,
     totals,
 )
+from hazardwatch.records import ClassNormal
 from hazardwatch.scoring.bank import PromptBank, class_cosines_from_prompts, class_probabilities
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -39,7 +39,9 @@ from hazardwatch.records import (
     ScoredFrame,
     Weather,
 )
-from hazardwatch.scoring.bank import PromptBank
+
+if TYPE_CHECKING:  # the bank only names a type here: scoring comes after the hand-off
+    from hazardwatch.scoring.bank import PromptBank
 
 MAGIC = b"HW"
 VERSION = 1

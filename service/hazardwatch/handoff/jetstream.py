@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -59,8 +59,10 @@ from hazardwatch.handoff.codec import (
 from hazardwatch.handoff.queue import Delivery, Retry
 from hazardwatch.records import GatedFrame, ScoredFrame
 from hazardwatch.redact import redact_url
-from hazardwatch.scoring.bank import PromptBank
 from hazardwatch.settings import BrokerSettings, Settings
+
+if TYPE_CHECKING:  # the bank only names a type here: scoring comes after the hand-off
+    from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from hazardwatch.detect.normal import ClassNormal
 from hazardwatch.errors import ConfigError
+from hazardwatch.records import ClassNormal
 
 log = logging.getLogger(__name__)
 
