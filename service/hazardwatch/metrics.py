@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hazardwatch.capture.fleet import Cameras, NoCameras
+from hazardwatch.motion.stage import MotionStage
 
 if TYPE_CHECKING:
     from hazardwatch.capture.reader import CameraReader
@@ -283,7 +284,7 @@ class PipelineCollector(Collector):
             "frames_motion",
             "Frames in which the gate saw motion, per camera.",
             readers,
-            lambda r: getattr(r.sink, "motion_frames", 0),
+            lambda r: r.sink.motion_frames if isinstance(r.sink, MotionStage) else 0,
         )
         yield _counter(
             "camera_reconnects",
