@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,6 +202,8 @@ def test_api_serves_a_running_service(tmp_path: Path, sqlite_url: str, red_clip:
         assert 'hazardwatch_frames_read_total{camera="crash"}' in metrics
         assert 'hazardwatch_events_total{camera="crash",class_name="traffic_accident"' in metrics
         assert 'hazardwatch_camera_up{camera="crash"} 1.0' in metrics
+        motion = re.search(r'hazardwatch_frames_motion_total\{camera="crash"\} (\S+)', metrics)
+        assert motion is not None and float(motion.group(1)) > 0  # the red square moved
     finally:
         service.stop()
         thread.join(30)
