@@ -434,7 +434,8 @@ def capture_costs(directory: Path) -> dict[str, float]:
 
 def run_capture_cost() -> int:
     """One `capture_costs` measurement: prints CPU ms per gated frame."""
-    from hazardwatch.app import build_readers
+    from hazardwatch.app import camera_builder
+    from hazardwatch.capture.fleet import CameraFleet
     from hazardwatch.handoff.codec import encode_gated
     from hazardwatch.settings import Settings
 
@@ -465,9 +466,9 @@ def run_capture_cost() -> int:
             count[0] += 1
             publish(item)
 
-    readers = build_readers(settings, Sink(), {})
-    for reader in readers:
-        reader.start()
+    fleet = CameraFleet(camera_builder(settings, Sink()), 10.0)
+    fleet.build(settings.cameras)
+    fleet.start()
     time.sleep(ARGS.warmup)
 
     def cpu() -> float:
@@ -477,10 +478,7 @@ def run_capture_cost() -> int:
     before, frames = cpu(), count[0]
     time.sleep(ARGS.seconds)
     used, frames = cpu() - before, count[0] - frames
-    for reader in readers:
-        reader.request_stop()
-    for reader in readers:
-        reader.stop(10)
+    fleet.stop()
     if link is not None:
         link.stop()
     print(1000 * used / max(frames, 1))
