@@ -434,8 +434,8 @@ def capture_costs(directory: Path) -> dict[str, float]:
 
 def run_capture_cost() -> int:
     """One `capture_costs` measurement: prints CPU ms per gated frame."""
-    from hazardwatch.app import camera_builder
     from hazardwatch.capture.fleet import CameraFleet
+    from hazardwatch.components import camera_builder
     from hazardwatch.handoff.codec import encode_gated
     from hazardwatch.settings import Settings
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pytest
 import sqlalchemy as sa
 
-from hazardwatch.app import cameras_from_sources
+from hazardwatch.components import cameras_from_sources
 from hazardwatch.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

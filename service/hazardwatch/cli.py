@@ -94,8 +94,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hazardwatch.app import Service, cameras_from_sources, install_signal_handlers
+    from hazardwatch.app import Service, install_signal_handlers
     from hazardwatch.capture.native_log import NATIVE_STDERR
+    from hazardwatch.components import cameras_from_sources
 
     overrides: dict[str, object] = {}
     if args.source:
@@ -170,7 +171,7 @@ def cmd_motion(args: argparse.Namespace) -> int:
 
     import cv2
 
-    from hazardwatch.app import gate_params
+    from hazardwatch.components import gate_params
     from hazardwatch.motion.scan import scan_video
 
     cv2.setNumThreads(1)  # cameras (here: frames) are the parallelism; OpenCV's pool spins
@@ -468,7 +469,7 @@ def cmd_weather(args: argparse.Namespace) -> int:
 
 def cmd_alert_test(args: argparse.Namespace) -> int:
     """Send a marked test alert through every configured channel; say per channel how it went."""
-    from hazardwatch.app import send_test_alerts
+    from hazardwatch.components import send_test_alerts
 
     settings = _settings(args)
     names = [c.name for c in settings.cameras]
@@ -493,7 +494,7 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
     import json
     import shutil
 
-    from hazardwatch.app import load_encoder
+    from hazardwatch.components import load_encoder
     from hazardwatch.detect.detector import DetectorParams
     from hazardwatch.evaluation import scores as ev
     from hazardwatch.evaluation import video
@@ -527,7 +528,7 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 def cmd_eval_images(args: argparse.Namespace) -> int:
     import json
 
-    from hazardwatch.app import load_encoder
+    from hazardwatch.components import load_encoder
     from hazardwatch.evaluation.images import evaluate_images, plot_confusion
     from hazardwatch.scoring.bank import load_bank
 
@@ -587,7 +588,7 @@ def cmd_eval_masks(args: argparse.Namespace) -> int:
     predict = None
     model = "predictions " + str(args.predictions)
     if args.predictions is None:
-        from hazardwatch.app import load_encoder
+        from hazardwatch.components import load_encoder
         from hazardwatch.scoring.bank import load_bank
 
         overrides: dict[str, object] = {"scoring": {"model": args.model}} if args.model else {}

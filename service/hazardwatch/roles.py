@@ -27,15 +27,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
-from hazardwatch.app import (
+from hazardwatch.capture.fleet import CameraFleet
+from hazardwatch.capture.reader import CameraReader, camera_problems
+from hazardwatch.components import (
     EncoderFactory,
     build_worker,
     camera_builder,
     load_encoder,
     reload_cameras,
 )
-from hazardwatch.capture.fleet import CameraFleet
-from hazardwatch.capture.reader import CameraReader, camera_problems
 from hazardwatch.handoff.jetstream import (
     BrokerLink,
     JetStreamSink,

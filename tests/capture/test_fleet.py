@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hazardwatch.app import camera_builder
 from hazardwatch.capture.fleet import CameraFleet
 from hazardwatch.capture.reader import CameraReader
+from hazardwatch.components import camera_builder
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.records import GatedFrame
 from hazardwatch.settings import CameraSettings, Settings, load_settings

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from hazardwatch.app import Service, cameras_from_sources, install_signal_handlers
+from hazardwatch.app import Service, install_signal_handlers
 from hazardwatch.capture.native_log import NATIVE_STDERR
+from hazardwatch.components import cameras_from_sources
 from hazardwatch.redact import configure_logging
 from hazardwatch.settings import load_settings
 from tests.fakes import FakeEncoder
