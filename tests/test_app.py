@@ -656,7 +656,7 @@ def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never
 
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())
     thread = threading.Thread(target=service.run, daemon=True)
-    with caplog.at_level("INFO", logger="hazardwatch.app"):
+    with caplog.at_level("INFO", logger="hazardwatch.events_side"):
         thread.start()
         assert wait_for(lambda: "camera gate: calibrated" in caplog.text, 30)
     assert "on 4 s of footage, 1 normal reference(s)" in caplog.text

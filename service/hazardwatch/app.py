@@ -1,6 +1,12 @@
-"""`hazardwatch run`: wire settings → cameras → motion gate → hand-off → CLIP worker →
-detector → event writer. Stages start in data-flow order and stop in reverse, draining
-what is in flight so no event is left open.
+"""The composition roots of `hazardwatch run` and `hazardwatch events` (`Service`):
+
+- `run` = camera fleet (capture/fleet.py) + local queue + CLIP worker + events side;
+- `events` = scores consumer (from NATS JetStream) + the same events side
+  (events_side.py).
+
+Components come from settings in components.py; stages start in data-flow order and
+stop in reverse, draining what is in flight so no event is left open. Also here:
+`calibrate` from a clip or from history, and the signal handlers.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,13 +28,11 @@ import numpy as np
 from hazardwatch import __version__
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.api.server import ApiServer
-from hazardwatch.capture.fleet import CameraFleet, Cameras, NoCameras
+from hazardwatch.capture.fleet import CameraFleet, NoCameras
 from hazardwatch.capture.reader import CameraReader, ReaderState
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.components import (
     EncoderFactory,
-    build_alert_channels,
-    build_clip_recorder,
     build_worker,
     camera_builder,
     check_exposure,
@@ -38,8 +42,9 @@ from hazardwatch.components import (
 )
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
-from hazardwatch.detect.stage import RESUME_WINDOW_S, DetectorStage
+from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError, HazardwatchError, SourceError
+from hazardwatch.events_side import EventsSide, state_record
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.metrics import (
     BrokerCollector,
@@ -48,16 +53,7 @@ from hazardwatch.metrics import (
     PipelineView,
     RemoteStatus,
 )
-from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
-from hazardwatch.outputs.clips import ClipRecorder
-from hazardwatch.outputs.fanout import FanOut, Sink
-from hazardwatch.outputs.mqtt import MqttPublisher
-from hazardwatch.outputs.retention import MediaJanitor
-from hazardwatch.outputs.weather import build_enricher
-from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import (
-    CameraStateRecord,
-    EventRecord,
     EventUpdate,
     GatedFrame,
 )
@@ -66,8 +62,7 @@ from hazardwatch.scoring.worker import TextIndex
 from hazardwatch.settings import Location, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
-from hazardwatch.storage.repository import MAX_PAGE, Repository
-from hazardwatch.storage.spool import Spool
+from hazardwatch.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -132,24 +127,13 @@ class Service:
         metrics.build_info.labels(__version__, settings.scoring.model).set(1)
         view = PipelineView()
         metrics.registry.register(PipelineCollector(view))
-
-        spool = Spool(settings.storage.data_dir / "spool.db", settings.storage.spool_max_items)
-        writer = EventWriter(
-            repository,
-            media_dir,
-            settings.media.snapshot_quality,
-            spool=spool,
-            metrics=metrics,
-            max_backlog=settings.storage.writer_backlog,
-        )
-        if len(spool):
-            log.info("replaying %d write(s) spooled by an earlier run", len(spool))
-            writer.replay()
         with contextlib.ExitStack() as stack:
-            stack.callback(spool.close)
+            events = EventsSide(
+                settings, repository, metrics, stack, self._location_of, self._event_listeners
+            )
             # The API comes up first so health checks answer while the model loads.
             api_state = ApiState(
-                repository, media_dir, metrics, writer=writer, signer=media_signer(settings)
+                repository, media_dir, metrics, writer=events.writer, signer=media_signer(settings)
             )
             if settings.api.enabled:
                 server = ApiServer(
@@ -160,21 +144,16 @@ class Service:
                 )
                 server.start()
                 stack.callback(server.stop)
-            return self._pipeline(stack, repository, writer, metrics, view, api_state, started)
+            if self._scores_from_broker:
+                return self._events_only(stack, events, view, api_state, started)
+            return self._pipeline(events, view, api_state, started)
 
     def _pipeline(
-        self,
-        stack: contextlib.ExitStack,
-        repository: Repository,
-        writer: EventWriter,
-        metrics: Metrics,
-        view: PipelineView,
-        api_state: ApiState,
-        started: float,
+        self, events: EventsSide, view: PipelineView, api_state: ApiState, started: float
     ) -> RunSummary:
-        if self._scores_from_broker:
-            return self._events_only(stack, repository, writer, metrics, view, api_state, started)
-        settings = self.settings
+        """`hazardwatch run`: the camera fleet, the local queue, the CLIP worker and the
+        events side, in one process."""
+        settings, repository, metrics = self.settings, events.repository, events.metrics
         encoder = self._encoder_factory(settings)
         queue: LocalQueue[GatedFrame] = LocalQueue(
             settings.scoring.queue_size, key=lambda g: g.frame.camera
@@ -186,9 +165,7 @@ class Service:
             opened=lambda started: _opened(started, stage, repository),
             closed=lambda camera: stage.close_camera(camera),  # noqa: PLW0108
         )
-        stage, clips = self._events_side(
-            stack, repository, writer, metrics, api_state, fleet, encoder.name
-        )
+        stage = events.build(api_state, fleet, encoder.name)
         worker = build_worker(settings, encoder, queue, stage.on_scored, metrics)
         fleet.build(settings.cameras)
         if not fleet.readers:
@@ -208,12 +185,9 @@ class Service:
         view.cameras = api_state.cameras = fleet
         view.queue = queue
         view.stale_by_camera = worker.stats.stale_by_camera
-        self._watch(view, writer)
+        events.watch(view)
         api_state.worker = worker
-        self._start_janitor(stack, repository, metrics)
-        writer.start()
-        if clips is not None:
-            clips.start()
+        events.start()
         worker.start()
         fleet.start()
         log.info("running %d camera(s) with %s", len(fleet.readers), encoder.name)
@@ -231,7 +205,7 @@ class Service:
             fleet.stop()
             queue.close()
             worker.wait_drained()
-            self._finish(stage, clips, writer)
+            events.finish()
         return RunSummary(
             cameras=len(fleet.readers),
             frames_read=sum(r.stats.frames_read for r in fleet.readers),
@@ -244,14 +218,13 @@ class Service:
     def _events_only(
         self,
         stack: contextlib.ExitStack,
-        repository: Repository,
-        writer: EventWriter,
-        metrics: Metrics,
+        events: EventsSide,
         view: PipelineView,
         api_state: ApiState,
         started: float,
     ) -> RunSummary:
-        """`hazardwatch events`: the same events side, its scores from the broker."""
+        """`hazardwatch events`: the scores consumer and the same events side, its scores
+        from the broker."""
         from hazardwatch.handoff.jetstream import (
             ScoresSource,
             consumer_lag,
@@ -262,11 +235,9 @@ class Service:
         from hazardwatch.handoff.scores import ScoresConsumer
         from hazardwatch.handoff.status import StatusBoard
 
-        settings = self.settings
+        settings, repository, metrics = self.settings, events.repository, events.metrics
         banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
-        stage, clips = self._events_side(
-            stack, repository, writer, metrics, api_state, NoCameras(), settings.scoring.model
-        )
+        stage = events.build(api_state, NoCameras(), settings.scoring.model)
         frames, scores = layouts_from_settings(settings)
         link = link_from_settings(settings.broker, "events")
         link.start()
@@ -280,7 +251,7 @@ class Service:
             ),
             stage.on_scored,
             settings.broker.reorder_window_s,
-            stored=writer,
+            stored=events.writer,
         )
         board = StatusBoard(link)
         board.start()
@@ -290,11 +261,8 @@ class Service:
         view.late_by_camera = consumer.late_by_camera
         view.handled_by_camera = consumer.frames_by_camera
         view.remote = board
-        self._watch(view, writer)
-        self._start_janitor(stack, repository, metrics)
-        writer.start()
-        if clips is not None:
-            clips.start()
+        events.watch(view)
+        events.start()
         consumer.start()
         log.info("events: consuming scores from %s", scores.stream)
         try:
@@ -307,7 +275,7 @@ class Service:
         finally:
             if not consumer.stop(30):
                 log.error("scores consumer did not stop in 30 s")
-            self._finish(stage, clips, writer)
+            events.finish()
             unstored = consumer.settle()
             if unstored:
                 log.warning("%d scored frame(s) not stored: left to the broker", unstored)
@@ -327,135 +295,8 @@ class Service:
             seconds=time.monotonic() - started,
         )
 
-    def _events_side(
-        self,
-        stack: contextlib.ExitStack,
-        repository: Repository,
-        writer: EventWriter,
-        metrics: Metrics,
-        api_state: ApiState,
-        cameras: Cameras,
-        model_name: str,
-    ) -> tuple[DetectorStage, ClipRecorder | None]:
-        """Alerts, clips, weather and the detector stage: what turns scores into events,
-        the same in one process and in the events role."""
-        settings = self.settings
-        channels = build_alert_channels(settings, metrics)
-        for channel in channels:
-            channel.start()
-            stack.callback(channel.stop)  # after the writer: its last alerts go out
-        a = settings.alerts
-        dispatcher = AlertDispatcher(
-            AlertPolicy(
-                min_severity=a.min_severity,
-                cooldown_s=a.cooldown_s,
-                update_interval_s=a.update_interval_s,
-            ),
-            list(channels),
-            public_url=settings.api.public_url,
-            signer=api_state.signer,
-            metrics=metrics,
-        )
-        writer.listeners.append(dispatcher)
-        # MQTT's retained state follows every event, whatever the alert policy held back.
-        writer.listeners.extend(c.observe for c in channels if isinstance(c, MqttPublisher))
-        writer.listeners.extend(self._event_listeners)
-        clips = build_clip_recorder(
-            settings, writer, lambda cam: _segments_of(cameras.readers, cam)
-        )
-        dispatcher.clips = clips is not None
-        writer.clip_listeners.append(dispatcher.clip_ready)
-        if clips is not None:
-            writer.clip_listeners.append(clips.clip_stored)
-            api_state.clip_pending = clips.pending
-        emit_event = self._event_sink(stack, writer, clips, metrics)
-        stage = DetectorStage(
-            DetectorParams.from_settings(settings.detector),
-            emit_event,
-            writer.put_scores if settings.storage.write_scores else None,
-            model_name=model_name,
-            score_interval_s=settings.storage.score_interval_s,
-            on_frame=clips.on_frame if clips else None,
-            normals=load_camera_states(
-                repository,
-                settings.detector.max_references,
-                # The events role has no cameras of its own: every stored state is logged.
-                [c.name for c in settings.cameras if c.enabled] or None,
-            ),
-            save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
-            max_references=settings.detector.max_references,
-            scores_stored_until=repository.scores_stored_until(),
-            observe_latency=metrics.frame_latency_seconds.observe,
-            # One process (or the events role) owns every camera's events: what an earlier
-            # run left open is continued by this one, or closed as interrupted.
-            resumable=left_open(repository),
-            learning_s=settings.detector.learning_s,
-            on_learning=metrics.set_learning,
-        )
-        api_state.learn_normal = stage.learn_normal
-        api_state.calibration = stage.calibration
-        api_state.explain = stage.explain
-        return stage, clips
-
-    def _watch(self, view: PipelineView, writer: EventWriter) -> None:
-        view.open_events = lambda: writer.open_events
-        view.spool = writer.spool
-        view.writer = writer
-
-    def _start_janitor(
-        self, stack: contextlib.ExitStack, repository: Repository, metrics: Metrics
-    ) -> None:
-        settings = self.settings
-        janitor = MediaJanitor(
-            settings.media_dir(),
-            settings.media.retention_days,
-            settings.media.max_size_gb,
-            interval_s=settings.media.retention_interval_s,
-            metrics=metrics,
-            on_deleted=repository.forget_media,
-            segment_keep_s=settings.recording.keep_s,
-        )
-        janitor.start()
-        stack.callback(janitor.stop)
-
-    def _finish(
-        self, stage: DetectorStage, clips: ClipRecorder | None, writer: EventWriter
-    ) -> None:
-        """Close every open event, finish clips and writes (spooling what cannot go)."""
-        stage.flush()
-        if clips is not None and not clips.stop(30):
-            log.error("clip recorder did not finish in 30 s")
-        if not writer.stop(60):
-            log.error("event writer did not drain in 60 s; %d item(s) left", writer.backlog)
-        if writer.spooled:
-            log.warning(
-                "%d write(s) remain in the spool; they are stored on the next start",
-                writer.spooled,
-            )
-
     def _apply_reload(self, fleet: CameraFleet, queue: LocalQueue[GatedFrame]) -> None:
         self.settings = reload_cameras(fleet, self.settings, self._reload_settings, queue)
-
-    def _event_sink(
-        self,
-        stack: contextlib.ExitStack,
-        writer: EventWriter,
-        clips: ClipRecorder | None,
-        metrics: Metrics,
-    ) -> Callable[[EventUpdate], None]:
-        """Where the detector's event updates go (outputs/fanout.py): weather attached
-        (when it is on), then the writer and the clip recorder, each isolated."""
-        sinks: list[tuple[str, Sink]] = [("writer", writer.put_event)]
-        if clips is not None:
-            sinks.append(("clips", clips.on_event))
-        weather = build_enricher(
-            self.settings.weather, self._location_of, writer.put_weather, metrics=metrics
-        )
-        if weather is not None:
-            weather.start()
-            stack.callback(weather.stop)
-        enrich = ("weather", weather.enrich) if weather is not None else None
-        return FanOut(sinks, enrich, metrics)
 
     def _location_of(self, camera: str) -> Location | None:
         """The camera's location in the running configuration (a reload may change it)."""
@@ -475,24 +316,6 @@ def _register_remote_cameras(repository: Repository, board: RemoteStatus) -> Non
         repository.ensure_cameras(cameras)
     except Exception as exc:  # the database is down: the writer spools; kinds can wait
         log.debug("camera kinds not registered yet: %s", exc)
-
-
-def left_open(repository: Repository) -> list[EventRecord]:
-    """Events an earlier run left open (it was killed): this run continues or closes them."""
-    found: list[EventRecord] = []
-    while True:
-        page = repository.list_events(status="open", limit=MAX_PAGE, offset=len(found))
-        found.extend(page)
-        if len(page) < MAX_PAGE:
-            break
-    if found:
-        log.warning(
-            "%d event(s) left open by an earlier run: each goes on if its hazard is seen "
-            "again within %.0f s, else it is closed as interrupted",
-            len(found),
-            RESUME_WINDOW_S,
-        )
-    return found
 
 
 def _opened(started: Sequence[CameraReader], stage: DetectorStage, repository: Repository) -> None:
@@ -518,47 +341,6 @@ def _close_ended_cameras(
             stage.close_camera(reader.camera)
             log.info("camera %s: its source ended; its open events are closed", reader.camera)
     closed &= {r.camera for r in readers if r.state == ReaderState.ENDED}  # (re)started: again
-
-
-def load_camera_states(
-    repository: Repository, max_references: int = 32, configured: Iterable[str] | None = None
-) -> dict[str, CameraNormal]:
-    """Every camera's stored normal; a state that cannot be read is logged and skipped
-    (the camera then starts from the prior), never fatal. Each `configured` camera's
-    state is logged (calibrated when, on how much footage; or not); stored states of other
-    cameras are kept and only counted."""
-    out = {}
-    for camera, text in repository.load_camera_states().items():
-        try:
-            out[camera] = CameraNormal.from_json(json.loads(text), max_references)
-        except (ValueError, ConfigError) as exc:
-            log.warning("camera %s: stored normal state ignored (%s); recalibrate it", camera, exc)
-    names = sorted(out) if configured is None else sorted(set(configured))
-    for camera in names:
-        normal = out.get(camera)
-        log.info(
-            "camera %s: %s",
-            camera,
-            normal.describe() if normal is not None else CameraNormal().describe(),
-        )
-    others = sorted(out.keys() - set(names))
-    if others:
-        log.info(
-            "stored normal state of %d camera(s) not in the configuration kept: %s",
-            len(others),
-            ", ".join(others),
-        )
-    return out
-
-
-def state_record(camera: str, normal: CameraNormal) -> CameraStateRecord:
-    return CameraStateRecord(
-        camera,
-        json.dumps(normal.to_json()),
-        normal.source,
-        len(normal.references),
-        normal.calibrated_at,
-    )
 
 
 def _calibrated_camera_kind(settings: Settings, camera: str, force: bool) -> str:
@@ -691,14 +473,6 @@ def calibrate_camera(
         return state
     finally:
         engine.dispose()
-
-
-def _segments_of(readers: Sequence[CameraReader], camera: str) -> Path | None:
-    """The segment directory of `camera` while it is recorded at full rate."""
-    for reader in readers:
-        if reader.camera == camera and reader.recorder is not None:
-            return reader.recorder.directory
-    return None
 
 
 class Stoppable(Protocol):

@@ -252,8 +252,8 @@ def test_restored_states_keep_as_many_references_as_configured(repo: Repository)
 
     import numpy as np
 
-    from hazardwatch.app import load_camera_states
     from hazardwatch.detect.normal import CameraNormal, ReferenceSet
+    from hazardwatch.events_side import load_camera_states
 
     state = CameraNormal(references=ReferenceSet(64))
     state.references.extend(np.eye(40, 48, dtype=np.float32))  # 40 distinct sights

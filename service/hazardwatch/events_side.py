@@ -1,0 +1,263 @@
+"""The events side: what turns scored frames into stored, alerted events, the same in
+`hazardwatch run` and in `hazardwatch events`.
+
+One `EventsSide` per process, with one lifecycle:
+
+1. constructed: the durable spool and the event writer, the spool an earlier run left
+   replayed first (the API may start now: it reads the writer);
+2. `build`: alert channels and their dispatcher, the clip recorder, weather, the event
+   fan-out and the detector stage (camera states loaded, events an earlier run left open
+   to continue), wired into the API's state;
+3. `start`: the media janitor, the writer and the clip recorder;
+4. `finish`: every open event closed, clips cut, writes drained (or left in the spool).
+
+Everything it starts is stopped through the caller's exit stack, after `finish`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from hazardwatch.api.app import ApiState
+from hazardwatch.capture.fleet import Cameras
+from hazardwatch.capture.reader import CameraReader
+from hazardwatch.components import build_alert_channels, build_clip_recorder
+from hazardwatch.detect.detector import DetectorParams
+from hazardwatch.detect.normal import CameraNormal
+from hazardwatch.detect.stage import RESUME_WINDOW_S, DetectorStage
+from hazardwatch.errors import ConfigError
+from hazardwatch.metrics import Metrics, PipelineView
+from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
+from hazardwatch.outputs.clips import ClipRecorder
+from hazardwatch.outputs.fanout import FanOut, Sink
+from hazardwatch.outputs.mqtt import MqttPublisher
+from hazardwatch.outputs.retention import MediaJanitor
+from hazardwatch.outputs.weather import build_enricher
+from hazardwatch.outputs.writer import EventWriter
+from hazardwatch.records import CameraStateRecord, EventRecord, EventUpdate
+from hazardwatch.settings import Location, Settings
+from hazardwatch.storage.repository import MAX_PAGE, Repository
+from hazardwatch.storage.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class EventsSide:
+    """The writer, alerts, clips, weather, detector stage and janitor of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repository: Repository,
+        metrics: Metrics,
+        stack: contextlib.ExitStack,
+        location_of: Callable[[str], Location | None],
+        event_listeners: Sequence[Callable[[EventUpdate], None]] = (),
+    ) -> None:
+        """`location_of`: a camera's location in the running configuration (weather);
+        `event_listeners` hear every stored event update."""
+        self.settings = settings
+        self.repository = repository
+        self.metrics = metrics
+        self._stack = stack
+        self._location_of = location_of
+        self._event_listeners = list(event_listeners)
+        storage = settings.storage
+        self.spool = Spool(storage.data_dir / "spool.db", storage.spool_max_items)
+        stack.callback(self.spool.close)
+        self.writer = EventWriter(
+            repository,
+            settings.media_dir(),
+            settings.media.snapshot_quality,
+            spool=self.spool,
+            metrics=metrics,
+            max_backlog=storage.writer_backlog,
+        )
+        if len(self.spool):
+            log.info("replaying %d write(s) spooled by an earlier run", len(self.spool))
+            self.writer.replay()
+        self.clips: ClipRecorder | None = None
+
+    def build(self, api_state: ApiState, cameras: Cameras, model_name: str) -> DetectorStage:
+        """Alerts, clips, weather and the detector stage, wired to the writer and the API.
+        `cameras`: this process's readers (full-rate segments for clips), if any."""
+        settings, writer, metrics = self.settings, self.writer, self.metrics
+        channels = build_alert_channels(settings, metrics)
+        for channel in channels:
+            channel.start()
+            self._stack.callback(channel.stop)  # after the writer: its last alerts go out
+        a = settings.alerts
+        dispatcher = AlertDispatcher(
+            AlertPolicy(
+                min_severity=a.min_severity,
+                cooldown_s=a.cooldown_s,
+                update_interval_s=a.update_interval_s,
+            ),
+            list(channels),
+            public_url=settings.api.public_url,
+            signer=api_state.signer,
+            metrics=metrics,
+        )
+        writer.listeners.append(dispatcher)
+        # MQTT's retained state follows every event, whatever the alert policy held back.
+        writer.listeners.extend(c.observe for c in channels if isinstance(c, MqttPublisher))
+        writer.listeners.extend(self._event_listeners)
+        clips = build_clip_recorder(
+            settings, writer, lambda cam: _segments_of(cameras.readers, cam)
+        )
+        self.clips = clips
+        dispatcher.clips = clips is not None
+        writer.clip_listeners.append(dispatcher.clip_ready)
+        if clips is not None:
+            writer.clip_listeners.append(clips.clip_stored)
+            api_state.clip_pending = clips.pending
+        self.stage = DetectorStage(
+            DetectorParams.from_settings(settings.detector),
+            self._fan_out(),
+            writer.put_scores if settings.storage.write_scores else None,
+            model_name=model_name,
+            score_interval_s=settings.storage.score_interval_s,
+            on_frame=clips.on_frame if clips else None,
+            normals=load_camera_states(
+                self.repository,
+                settings.detector.max_references,
+                # The events role has no cameras of its own: every stored state is logged.
+                [c.name for c in settings.cameras if c.enabled] or None,
+            ),
+            save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
+            max_references=settings.detector.max_references,
+            scores_stored_until=self.repository.scores_stored_until(),
+            observe_latency=metrics.frame_latency_seconds.observe,
+            # One process (or the events role) owns every camera's events: what an earlier
+            # run left open is continued by this one, or closed as interrupted.
+            resumable=left_open(self.repository),
+            learning_s=settings.detector.learning_s,
+            on_learning=metrics.set_learning,
+        )
+        api_state.learn_normal = self.stage.learn_normal
+        api_state.calibration = self.stage.calibration
+        api_state.explain = self.stage.explain
+        return self.stage
+
+    def watch(self, view: PipelineView) -> None:
+        """What the metrics collector reads of this side."""
+        view.open_events = lambda: self.writer.open_events
+        view.spool = self.writer.spool
+        view.writer = self.writer
+
+    def start(self) -> None:
+        settings = self.settings
+        janitor = MediaJanitor(
+            settings.media_dir(),
+            settings.media.retention_days,
+            settings.media.max_size_gb,
+            interval_s=settings.media.retention_interval_s,
+            metrics=self.metrics,
+            on_deleted=self.repository.forget_media,
+            segment_keep_s=settings.recording.keep_s,
+        )
+        janitor.start()
+        self._stack.callback(janitor.stop)
+        self.writer.start()
+        if self.clips is not None:
+            self.clips.start()
+
+    def finish(self) -> None:
+        """Close every open event, finish clips and writes (spooling what cannot go)."""
+        self.stage.flush()
+        if self.clips is not None and not self.clips.stop(30):
+            log.error("clip recorder did not finish in 30 s")
+        writer = self.writer
+        if not writer.stop(60):
+            log.error("event writer did not drain in 60 s; %d item(s) left", writer.backlog)
+        if writer.spooled:
+            log.warning(
+                "%d write(s) remain in the spool; they are stored on the next start",
+                writer.spooled,
+            )
+
+    def _fan_out(self) -> FanOut:
+        """Where the detector's event updates go (outputs/fanout.py): weather attached
+        (when it is on), then the writer and the clip recorder, each isolated."""
+        sinks: list[tuple[str, Sink]] = [("writer", self.writer.put_event)]
+        if self.clips is not None:
+            sinks.append(("clips", self.clips.on_event))
+        weather = build_enricher(
+            self.settings.weather, self._location_of, self.writer.put_weather, metrics=self.metrics
+        )
+        if weather is not None:
+            weather.start()
+            self._stack.callback(weather.stop)
+        enrich = ("weather", weather.enrich) if weather is not None else None
+        return FanOut(sinks, enrich, self.metrics)
+
+
+def _segments_of(readers: Sequence[CameraReader], camera: str) -> Path | None:
+    """The segment directory of `camera` while it is recorded at full rate."""
+    for reader in readers:
+        if reader.camera == camera and reader.recorder is not None:
+            return reader.recorder.directory
+    return None
+
+
+def left_open(repository: Repository) -> list[EventRecord]:
+    """Events an earlier run left open (it was killed): this run continues or closes them."""
+    found: list[EventRecord] = []
+    while True:
+        page = repository.list_events(status="open", limit=MAX_PAGE, offset=len(found))
+        found.extend(page)
+        if len(page) < MAX_PAGE:
+            break
+    if found:
+        log.warning(
+            "%d event(s) left open by an earlier run: each goes on if its hazard is seen "
+            "again within %.0f s, else it is closed as interrupted",
+            len(found),
+            RESUME_WINDOW_S,
+        )
+    return found
+
+
+def load_camera_states(
+    repository: Repository, max_references: int = 32, configured: Iterable[str] | None = None
+) -> dict[str, CameraNormal]:
+    """Every camera's stored normal; a state that cannot be read is logged and skipped
+    (the camera then starts from the prior), never fatal. Each `configured` camera's
+    state is logged (calibrated when, on how much footage; or not); stored states of other
+    cameras are kept and only counted."""
+    out = {}
+    for camera, text in repository.load_camera_states().items():
+        try:
+            out[camera] = CameraNormal.from_json(json.loads(text), max_references)
+        except (ValueError, ConfigError) as exc:
+            log.warning("camera %s: stored normal state ignored (%s); recalibrate it", camera, exc)
+    names = sorted(out) if configured is None else sorted(set(configured))
+    for camera in names:
+        normal = out.get(camera)
+        log.info(
+            "camera %s: %s",
+            camera,
+            normal.describe() if normal is not None else CameraNormal().describe(),
+        )
+    others = sorted(out.keys() - set(names))
+    if others:
+        log.info(
+            "stored normal state of %d camera(s) not in the configuration kept: %s",
+            len(others),
+            ", ".join(others),
+        )
+    return out
+
+
+def state_record(camera: str, normal: CameraNormal) -> CameraStateRecord:
+    return CameraStateRecord(
+        camera,
+        json.dumps(normal.to_json()),
+        normal.source,
+        len(normal.references),
+        normal.calibrated_at,
+    )
