@@ -387,7 +387,7 @@ def test_malformed_and_foreign_messages_are_terminated_and_never_block(
         reorder_window_s=0.0,
     )  # fmt: skip
     consumer.start()
-    bad = [b"not a frame", pack("event", {"x": 1}, b""), b"HW\x09garbage"]
+    bad = [b"not a frame", pack("scored", {"x": 1}, b""), b"HW\x09garbage"]
     try:
         assert wait_for(lambda: node.worker is not None, 30)
         sink = JetStreamSink(link, frames)
