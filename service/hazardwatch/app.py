@@ -185,7 +185,7 @@ class Service:
         view.cameras = api_state.cameras = fleet
         view.queue = queue
         view.stale_by_camera = worker.stats.stale_by_camera
-        events.watch(view)
+        view.writer = events.writer
         api_state.worker = worker
         events.start()
         worker.start()
@@ -261,7 +261,7 @@ class Service:
         view.late_by_camera = consumer.late_by_camera
         view.handled_by_camera = consumer.frames_by_camera
         view.remote = board
-        events.watch(view)
+        view.writer = events.writer
         events.start()
         consumer.start()
         log.info("events: consuming scores from %s", scores.stream)

@@ -30,7 +30,7 @@ from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal
 from hazardwatch.detect.stage import RESUME_WINDOW_S, DetectorStage
 from hazardwatch.errors import ConfigError
-from hazardwatch.metrics import Metrics, PipelineView
+from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
 from hazardwatch.outputs.clips import ClipRecorder
 from hazardwatch.outputs.fanout import FanOut, Sink
@@ -142,12 +142,6 @@ class EventsSide:
         api_state.calibration = self.stage.calibration
         api_state.explain = self.stage.explain
         return self.stage
-
-    def watch(self, view: PipelineView) -> None:
-        """What the metrics collector reads of this side."""
-        view.open_events = lambda: self.writer.open_events
-        view.spool = self.writer.spool
-        view.writer = self.writer
 
     def start(self) -> None:
         settings = self.settings

@@ -187,7 +187,13 @@ class Metrics:
 
 
 class WriterStatus(Protocol):
-    """The event writer's queue as the collector reads it (`outputs.writer.EventWriter`)."""
+    """The event writer as the collector reads it (`outputs.writer.EventWriter`): its open
+    events, its queue and the spool behind it."""
+
+    spool: Spool | None
+
+    @property
+    def open_events(self) -> int: ...
 
     @property
     def backlog(self) -> int: ...
@@ -222,8 +228,6 @@ class PipelineView:
     late_by_camera: Mapping[str, int] = field(default_factory=dict)
     handled_by_camera: Mapping[str, int] = field(default_factory=dict)
     remote: RemoteStatus | None = None  # the events role: the roles' status bucket
-    open_events: Callable[[], int] = lambda: 0
-    spool: Spool | None = None
     writer: WriterStatus | None = None
 
 
@@ -351,9 +355,8 @@ class PipelineCollector(Collector):
         yield _gauge("queue_depth", "Frames waiting for the CLIP worker.", depth)
         capacity = q.maxsize if q is not None else 0
         yield _gauge("queue_capacity", "Size of the hand-off queue.", capacity)
-        yield _gauge("open_events", "Hazard events open now.", v.open_events())
-        yield from _spool(v.spool)
         yield from _writer(v.writer)
+        yield from _spool(v.writer.spool if v.writer is not None else None)
 
 
 class DropsCollector(Collector):
@@ -436,6 +439,11 @@ class BrokerCollector(Collector):
 
 
 def _writer(writer: WriterStatus | None) -> Iterator[Metric]:
+    yield _gauge(
+        "open_events",
+        "Hazard events open now.",
+        writer.open_events if writer is not None else 0,
+    )
     yield _gauge(
         "writer_backlog",
         "Items queued for the event writer.",
