@@ -39,6 +39,7 @@ from hazardwatch.components import (
     load_encoder,
     media_signer,
     reload_cameras,
+    stop_timeout_s,
 )
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
@@ -160,7 +161,7 @@ class Service:
         )
         fleet = CameraFleet(
             camera_builder(settings, queue),
-            settings.capture.read_timeout_s + 5,
+            stop_timeout_s(settings),
             # The stage is built next, with the fleet's readers for its clips: bound late.
             opened=lambda started: _opened(started, stage, repository),
             closed=lambda camera: stage.close_camera(camera),  # noqa: PLW0108

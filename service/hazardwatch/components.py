@@ -157,6 +157,11 @@ def build_recorder(
     return SegmentRecorder(camera.name, spec, directory, options)
 
 
+def stop_timeout_s(settings: Settings) -> float:
+    """How long a stopping reader may take: its read timeout, and 5 s to close."""
+    return settings.capture.read_timeout_s + 5
+
+
 def reload_cameras(
     fleet: CameraFleet,
     current: Settings,
@@ -176,7 +181,7 @@ def reload_cameras(
         log.error("configuration not reloaded, the running one stays: %s", redact_text(str(exc)))
         return current
     restart_all = new.motion != current.motion or new.capture != current.capture
-    fleet.stop_timeout_s = new.capture.read_timeout_s + 5
+    fleet.stop_timeout_s = stop_timeout_s(new)
     change = fleet.reload(new.cameras, camera_builder(new, sink), restart_all)
     ignored = [
         section

@@ -35,6 +35,7 @@ from hazardwatch.components import (
     camera_builder,
     load_encoder,
     reload_cameras,
+    stop_timeout_s,
 )
 from hazardwatch.handoff.jetstream import (
     BrokerLink,
@@ -156,7 +157,7 @@ class CaptureNode:
         try:
             ensure_frames_stream(link, frames)
             sink = JetStreamSink(link, frames, wire_options(settings.broker))
-            fleet = CameraFleet(camera_builder(settings, sink), settings.capture.read_timeout_s + 5)
+            fleet = CameraFleet(camera_builder(settings, sink), stop_timeout_s(settings))
             fleet.build(settings.cameras)
             metrics = Metrics(role="capture")
             metrics.registry.register(PipelineCollector(PipelineView(cameras=fleet), events=False))

@@ -156,8 +156,8 @@ class DetectorStage:
 
     def explain(self, camera: str) -> dict[str, Any] | None:
         """What decides each class of the camera (GET /api/v1/cameras/{name}/normal): the
-        rule, the calibrated band, noise, threshold and burst limit, and the statistic now. None: a
-        camera this stage has neither seen nor holds a state for."""
+        rule, the calibrated band, noise, threshold and burst limit, and the statistic now.
+        None: a camera this stage has neither seen nor holds a state for."""
         with self._frames_lock:
             normal = self._normals.get(camera)
             detector = self._detectors.get(camera)
