@@ -141,4 +141,4 @@ def test_motion_on_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_motion_with_unknown_camera_for_masks(tmp_path: Path) -> None:
     result = run_cli("motion", "clip.mp4", "--camera", "nope", cwd=tmp_path)
     assert result.returncode == 2
-    assert "--camera 'nope' is not in the configuration" in result.stderr
+    assert "--camera 'nope' is not configured; cameras:" in result.stderr
