@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from hazardwatch.api.app import ApiState
+from hazardwatch.api.state import ApiState
 from hazardwatch.capture.fleet import Cameras
 from hazardwatch.capture.reader import CameraReader
 from hazardwatch.components import build_alert_channels, build_clip_recorder

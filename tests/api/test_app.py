@@ -442,7 +442,9 @@ def test_healthz_answers_while_uploads_are_scored(state: ApiState) -> None:
         for u in uploads:
             u.join(60)
         assert answers == [200] * 8
-        assert slowest < 0.1, f"/healthz took {slowest:.3f} s while uploads were scored"
+        # Scoring on the event loop would hold a check for a whole 0.4 s image; under that,
+        # with room for a loaded 2-core CI machine (0.1 s failed there once, unrelated).
+        assert slowest < 0.3, f"/healthz took {slowest:.3f} s while uploads were scored"
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
@@ -631,7 +633,7 @@ def test_failed_authentications_are_limited_and_logged_per_address(
 ) -> None:
     client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     wrong = {"Authorization": "Bearer guess"}
-    with caplog.at_level("WARNING", logger="hazardwatch.api.app"):
+    with caplog.at_level("WARNING", logger="hazardwatch.api.security"):
         answers = [client.get("/api/v1/events", headers=wrong).status_code for _ in range(25)]
     assert answers[:20] == [401] * 20 and answers[20:] == [429] * 5
     blocked = client.get("/api/v1/events", headers={"Authorization": "Bearer t0ken"})

@@ -1,0 +1,47 @@
+"""What the API reads: the parts of a running service, set as they come up, so the same
+app serves a half-started service (and says so in /readyz)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+
+from hazardwatch.capture.fleet import Cameras, NoCameras
+from hazardwatch.handoff.status import StatusBoard
+from hazardwatch.metrics import Metrics
+from hazardwatch.outputs.media_links import MediaSigner
+from hazardwatch.outputs.writer import EventWriter
+from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.storage.repository import Repository
+
+RETRY_AFTER_S = "5"  # seconds, on every 503
+
+
+@dataclass
+class ApiState:
+    """What the API reads; the service sets the parts as they come up."""
+
+    repository: Repository
+    media_dir: Path
+    metrics: Metrics
+    cameras: Cameras = field(default_factory=NoCameras)  # readers, and cameras never run
+    # The events role: cameras and scoring run on other nodes, not in this process; what
+    # they report comes through the status bucket.
+    scoring_elsewhere: bool = False
+    status: StatusBoard | None = None
+    worker: ScoringWorker | None = None
+    writer: EventWriter | None = None
+    # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
+    learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
+    # Signs media links when a token is set (alerts and the events list carry them).
+    signer: MediaSigner = field(default_factory=lambda: MediaSigner(None))
+    # A camera's calibration (calibrated, when, on how many seconds, references).
+    calibration: Callable[[str], dict[str, Any]] | None = None
+    # What decides each class of a camera now (detect/stage.py: DetectorStage.explain).
+    explain: Callable[[str], dict[str, Any] | None] | None = None
+    # Seconds until an event's clip should be stored; None when none is coming.
+    clip_pending: Callable[[str], float | None] = lambda uuid: None
