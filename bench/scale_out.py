@@ -61,14 +61,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import SHARED_DIR
 from tests.fakes import FakeEncoder
 
-from hazardwatch.handoff.jetstream import (
-    BrokerLink,
-    FramesLayout,
-    JetStreamSink,
-    ScoresLayout,
-    ensure_frames_stream,
-    ensure_scores_stream,
-)
+from hazardwatch.handoff.frames import FramesLayout, JetStreamSink, ensure_frames_stream
+from hazardwatch.handoff.link import BrokerLink
+from hazardwatch.handoff.scores import ScoresLayout, ensure_scores_stream
 from hazardwatch.records import Frame, GatedFrame, MotionResult
 from procs import cpu_flags, cpu_seconds, free_port, get, minor_faults, nats_server, wait_ready
 from wire_size import frames

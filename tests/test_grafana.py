@@ -307,7 +307,7 @@ def exposition(tmp_path_factory: pytest.TempPathFactory, red_clip: Path) -> Iter
 def events_role_exposition(tmp: Path) -> set[str]:
     """The metrics only the events role has (consumer lag), from one run against a
     private nats-server."""
-    from hazardwatch.handoff.jetstream import BrokerLink
+    from hazardwatch.handoff.link import BrokerLink
     from hazardwatch.handoff.status import StatusPublisher
     from tests.conftest import NatsServer
 

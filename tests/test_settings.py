@@ -14,7 +14,8 @@ from hazardwatch.capture.recorder import RecorderOptions
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.codec import WireOptions
-from hazardwatch.handoff.jetstream import FramesLayout, ScoresLayout
+from hazardwatch.handoff.frames import FramesLayout
+from hazardwatch.handoff.scores import ScoresLayout
 from hazardwatch.motion.gate import GateParams
 from hazardwatch.motion.snippets import SamplerParams
 from hazardwatch.outputs.alerts import AlertPolicy
@@ -281,8 +282,8 @@ def test_percent_encoded_credentials_and_an_at_in_a_hook_query_are_fine() -> Non
     assert settings.storage.database_url is not None
 
 
-# Each stage's parameter class beside the settings it is built from (app.py and
-# handoff/jetstream.py build them field by field): a default that differs means a stage
+# Each stage's parameter class beside the settings it is built from (components.py
+# builds them field by field): a default that differs means a stage
 # built by hand (a test, a tool, a library user) behaves unlike the service. Param field ->
 # (settings section, its field), or None: not a setting (the scores stream's own limits,
 # which share names with the frames stream's settings); fields not listed are looked up

@@ -226,14 +226,10 @@ class Service:
     ) -> RunSummary:
         """`hazardwatch events`: the scores consumer and the same events side, its scores
         from the broker."""
-        from hazardwatch.handoff.jetstream import (
-            ScoresSource,
-            consumer_lag,
-            ensure_scores_stream,
-            layouts_from_settings,
-            link_from_settings,
-        )
-        from hazardwatch.handoff.scores import ScoresConsumer
+        from hazardwatch.components import layouts_from_settings, link_from_settings
+        from hazardwatch.handoff.intake import ScoresConsumer
+        from hazardwatch.handoff.link import consumer_lag
+        from hazardwatch.handoff.scores import ScoresSource, ensure_scores_stream
         from hazardwatch.handoff.status import StatusBoard
 
         settings, repository, metrics = self.settings, events.repository, events.metrics

@@ -1,6 +1,7 @@
 """Settings into components: the cameras (reader, motion gate, sampler, recorder), the
 scoring worker, the alert channels, the clip recorder and the media signer, each stage's
-parameters taken from its settings section by keyword; and a reload's new cameras. The
+parameters taken from its settings section by keyword; a reload's new cameras; the broker
+link and the streams' layouts. The
 composition roots (`app.Service` for `run` and `events`, `roles` for `capture` and
 `worker`) wire what this module builds.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,11 @@ from hazardwatch.capture.recorder import (
 )
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.errors import ConfigError, HazardwatchError
+from hazardwatch.handoff.codec import WireOptions
+from hazardwatch.handoff.frames import FramesLayout
+from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.queue import FrameSink, FrameSource
+from hazardwatch.handoff.scores import ScoresLayout
 from hazardwatch.metrics import Metrics
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
@@ -39,7 +45,7 @@ from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker
-from hazardwatch.settings import CameraSettings, MotionSettings, Settings
+from hazardwatch.settings import BrokerSettings, CameraSettings, MotionSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +306,52 @@ def cameras_from_sources(sources: list[str], loop: bool) -> list[dict[str, Any]]
         used.add(name)
         cameras.append({"name": name, "url": source, "loop": loop})
     return cameras
+
+
+# ---------------------------------------------------------------------------- broker
+
+
+def link_from_settings(settings: BrokerSettings, name: str) -> BrokerLink:
+    """A link with the configured credentials and TLS (raises ConfigError when unset)."""
+    if settings.url is None:
+        raise ConfigError(
+            "broker.url is not set: the roles need NATS JetStream "
+            "(broker.url: nats://host:4222 in the config file, or HAZARDWATCH_BROKER__URL)"
+        )
+    tls = None
+    if settings.tls_ca_file or settings.tls_cert_file:
+        tls = ssl.create_default_context(
+            cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+        )
+        if settings.tls_cert_file:
+            tls.load_cert_chain(
+                str(settings.tls_cert_file),
+                str(settings.tls_key_file) if settings.tls_key_file else None,
+            )
+    return BrokerLink(
+        settings.url.get_secret_value(),
+        name,
+        creds_file=str(settings.creds_file) if settings.creds_file else None,
+        tls=tls,
+    )
+
+
+def layouts_from_settings(settings: Settings) -> tuple[FramesLayout, ScoresLayout]:
+    """The two streams' limits: the frames' age is `scoring.max_frame_age_s`."""
+    b = settings.broker
+    frames = FramesLayout(
+        max_age_s=settings.scoring.max_frame_age_s,
+        ack_wait_s=b.ack_wait_s,
+        max_ack_pending=b.max_ack_pending,
+        max_deliver=b.max_deliver,
+    )
+    return frames, ScoresLayout(max_age_s=b.scores_max_age_s)
+
+
+def wire_options(settings: BrokerSettings) -> WireOptions:
+    """How capture encodes frames for the broker."""
+    return WireOptions(
+        jpeg_quality=settings.jpeg_quality,
+        max_width=settings.max_width,
+        image_format=settings.image_format,
+    )

@@ -69,8 +69,8 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.capture.native_log import NativeStderr
     from hazardwatch.capture.reader import CameraReader
     from hazardwatch.capture.recorder import SegmentRecorder
-    from hazardwatch.handoff.jetstream import BrokerLink
-    from hazardwatch.handoff.scores import ScoresConsumer
+    from hazardwatch.handoff.intake import ScoresConsumer
+    from hazardwatch.handoff.link import BrokerLink
     from hazardwatch.handoff.status import StatusBoard, StatusPublisher
     from hazardwatch.outputs.clips import ClipRecorder
     from hazardwatch.outputs.mqtt import MqttPublisher

@@ -33,21 +33,16 @@ from hazardwatch.components import (
     EncoderFactory,
     build_worker,
     camera_builder,
+    layouts_from_settings,
+    link_from_settings,
     load_encoder,
     reload_cameras,
     stop_timeout_s,
-)
-from hazardwatch.handoff.jetstream import (
-    BrokerLink,
-    JetStreamSink,
-    JetStreamSource,
-    ScoresPublisher,
-    ensure_frames_stream,
-    ensure_scores_stream,
-    layouts_from_settings,
-    link_from_settings,
     wire_options,
 )
+from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
+from hazardwatch.handoff.link import BrokerLink
+from hazardwatch.handoff.scores import ScoresPublisher, ensure_scores_stream
 from hazardwatch.handoff.status import StatusPublisher, node_id
 from hazardwatch.metrics import (
     CONTENT_TYPE,

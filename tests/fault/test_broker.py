@@ -19,17 +19,10 @@ import pytest
 from nats.js.errors import NotFoundError
 from sqlalchemy.exc import SQLAlchemyError
 
-from hazardwatch.handoff.jetstream import (
-    BrokerLink,
-    FramesLayout,
-    JetStreamSink,
-    ScoresLayout,
-    ScoresSource,
-    consumer_lag,
-    ensure_frames_stream,
-    ensure_scores_stream,
-)
-from hazardwatch.handoff.scores import ScoresConsumer
+from hazardwatch.handoff.frames import FramesLayout, JetStreamSink, ensure_frames_stream
+from hazardwatch.handoff.intake import ScoresConsumer
+from hazardwatch.handoff.link import BrokerLink, consumer_lag
+from hazardwatch.handoff.scores import ScoresLayout, ScoresSource, ensure_scores_stream
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame, ScoreSample
 from hazardwatch.roles import CaptureNode, WorkerNode
@@ -127,7 +120,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
 def stored_seqs(link: BrokerLink, frames: FramesLayout, want: int) -> list[int]:
     """The frames the stream holds, read and acked through the scoring consumer: until
     `want` came and a fetch found nothing more (a duplicate would show), or 20 s."""
-    from hazardwatch.handoff.jetstream import JetStreamSource
+    from hazardwatch.handoff.frames import JetStreamSource
 
     source = JetStreamSource(link, frames)
     got: list[int] = []

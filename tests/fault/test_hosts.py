@@ -26,7 +26,7 @@ import pytest
 from nats.js.errors import NotFoundError
 from sqlalchemy.exc import SQLAlchemyError
 
-from hazardwatch.handoff.jetstream import BrokerLink, consumer_lag
+from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.conftest import REPO_ROOT, skip_or_fail

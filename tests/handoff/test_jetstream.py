@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from hazardwatch.handoff.jetstream import (
-    BrokerLink,
+from hazardwatch.handoff.frames import (
     FramesLayout,
     JetStreamSink,
     JetStreamSource,
     ensure_frames_stream,
 )
+from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.records import Frame, GatedFrame, MotionResult
 from tests.conftest import NatsServer
 from tests.helpers import wait_for
@@ -207,13 +207,13 @@ def test_scores_are_deduplicated_by_frame_and_come_back_in_capture_order(
 ) -> None:
     """Two workers scored the same frame (a redelivery): one message. Workers finished
     out of order: the reorder window gives the detector capture order again."""
-    from hazardwatch.handoff.jetstream import (
+    from hazardwatch.handoff.reorder import ReorderBuffer
+    from hazardwatch.handoff.scores import (
         ScoresLayout,
         ScoresPublisher,
         ScoresSource,
         ensure_scores_stream,
     )
-    from hazardwatch.handoff.reorder import ReorderBuffer
     from hazardwatch.records import ScoredFrame
     from hazardwatch.scoring.bank import load_bank
 
@@ -252,7 +252,7 @@ def test_a_worker_gives_frames_back_when_the_scores_cannot_be_published(
     link: BrokerLink,
 ) -> None:
     """No scores stream: publishing fails, the worker naks, the frames are redelivered."""
-    from hazardwatch.handoff.jetstream import ScoresLayout, ScoresPublisher
+    from hazardwatch.handoff.scores import ScoresLayout, ScoresPublisher
     from hazardwatch.scoring.bank import load_bank
     from hazardwatch.scoring.worker import ScoringWorker
     from tests.fakes import FakeEncoder

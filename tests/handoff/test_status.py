@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hazardwatch.handoff.jetstream import BrokerLink
+from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.status import (
     STATUS_BUCKET,
     STATUS_TTL_S,

@@ -1,166 +1,186 @@
-"""The events service's intake: scored frames from the broker, back in capture order per
-camera (`reorder.py`), into the detector stage; each acked once what the stage made of it
-(events, score rows, camera states) is stored or spooled, so an events service killed at
-any point loses nothing the broker forgot: the unacked frames come again after a restart
-(and their score rows, already written or not, are stored once)."""
+"""Scored frames over NATS JetStream, the scoring workers → the events service.
+
+Layout (created idempotently by `ensure_scores_stream`): stream `HAZARDWATCH_SCORES`,
+subjects `hazardwatch.scores.<camera>`, limits retention (kept for a restarting events
+service to resume from), de-duplicated by message id; one durable consumer `events`.
+"""
 
 from __future__ import annotations
 
-import collections
+import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from hazardwatch.handoff.jetstream import ScoresSource
-from hazardwatch.handoff.queue import Delivery
-from hazardwatch.handoff.reorder import ReorderBuffer
-from hazardwatch.lifecycle import Periodic
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from hazardwatch.handoff.codec import WireOptions, decode_scored, encode_scored
+from hazardwatch.handoff.consumer import PullConsumer
+from hazardwatch.handoff.frames import message_id
+from hazardwatch.handoff.link import BrokerLink
+from hazardwatch.handoff.queue import Delivery, Retry
 from hazardwatch.records import ScoredFrame
 
+if TYPE_CHECKING:  # the bank only names a type here: scoring comes after the hand-off
+    from hazardwatch.scoring.bank import PromptBank
+
 log = logging.getLogger(__name__)
-LOST_LOG_INTERVAL_S = 60.0  # a line per camera at most this often; the metric counts all
-# A hand-off number missing after a later one was handed on counts as lost only once it
-# has not come for this long: until then it may still arrive (late for the window).
-LOST_GRACE_S = 30.0
-MAX_MISSING = 10_000  # per camera; numbers missing beyond it count as lost at once
+
+SCORES_STREAM = "HAZARDWATCH_SCORES"
+SCORES_SUBJECT = "hazardwatch.scores"
+EVENTS_CONSUMER = "events"
 
 
-class Stored(Protocol):
-    """Where the stage's output goes (the event writer): a mark for what was put so far,
-    and whether everything up to a mark is stored."""
+@dataclass(frozen=True, slots=True)
+class ScoresLayout:
+    """Scored frames, workers → the events service: limits retention (kept `max_age_s`
+    for a restarting events service to resume from), de-duplicated by message id within
+    `duplicate_window_s` (a frame redelivered to a second worker is published twice)."""
 
-    def mark(self) -> int: ...
+    max_age_s: float = 3600.0
+    duplicate_window_s: float = 120.0
+    ack_wait_s: float = 30.0
+    max_ack_pending: int = 4096
+    stream: str = SCORES_STREAM
+    subject: str = SCORES_SUBJECT
+    consumer: str = EVENTS_CONSUMER
 
-    def durable(self, mark: int) -> bool: ...
+    def subject_for(self, camera: str) -> str:
+        return f"{self.subject}.{camera}"
 
 
-class ScoresConsumer(Periodic):
-    """One thread: fetch, hold in the reorder window, hand on in order, ack once stored
-    (start, stop, then `settle` after the writer has drained)."""
+async def _ensure_scores(js: JetStreamContext, layout: ScoresLayout) -> None:
+    config = StreamConfig(
+        name=layout.stream,
+        subjects=[f"{layout.subject}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=layout.max_age_s,
+        duplicate_window=layout.duplicate_window_s,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+def ensure_scores_stream(link: BrokerLink, layout: ScoresLayout) -> None:
+    """Create or update the scores stream (idempotent)."""
+    assert link.js is not None
+    link.call(_ensure_scores(link.js, layout), timeout=10)
+
+
+class ScoresPublisher:
+    """The worker's output: each scored frame published and acknowledged by the broker
+    before the worker acks the frame it came from, so a crash in between loses nothing
+    (the frame is scored again and the duplicate dropped by its message id)."""
+
+    def __init__(
+        self, link: BrokerLink, layout: ScoresLayout, options: WireOptions | None = None
+    ) -> None:
+        self.link = link
+        self.layout = layout
+        self.options = options or WireOptions()
+        self.published = 0
+        self.duplicates = 0
+        self.bytes_published = 0
+
+    def publish(self, frames: list[ScoredFrame]) -> None:
+        """Publish a batch at once (one round trip, not one per frame) and wait for the
+        broker's acks. Raises Retry when it did not take them all (the worker naks the
+        frames; the ones published already come again with the same id and are dropped)."""
+        encoded = [(scored, encode_scored(scored, self.options)) for scored in frames]
+        try:
+            acks = self.link.call(self._publish_all(encoded), timeout=15)
+        except Exception as exc:
+            raise Retry(f"scores not published: {type(exc).__name__}: {exc}") from None
+        for (_, data), ack in zip(encoded, acks, strict=True):
+            self.published += 1
+            self.bytes_published += len(data)
+            self.duplicates += bool(ack.duplicate)
+
+    async def _publish_all(self, encoded: list[tuple[ScoredFrame, bytes]]) -> list[Any]:
+        assert self.link.js is not None
+        js = self.link.js
+        return list(
+            await asyncio.gather(
+                *(
+                    js.publish(
+                        self.layout.subject_for(scored.gated.frame.camera),
+                        data,
+                        timeout=5,
+                        headers={"Nats-Msg-Id": message_id(scored.gated)},
+                    )
+                    for scored, data in encoded
+                )
+            )
+        )
+
+
+async def _take_over(link: BrokerLink, stream: str, config: ConsumerConfig) -> int:
+    """The events service is one instance: at start it takes over its durable consumer.
+    What an instance that died held unacked would come back only after `ack_wait`, behind
+    newer frames, and the reorder window would drop it as late. So a consumer with
+    unacked messages is recreated at its ack floor: everything after the floor is
+    delivered again at once, in stream order (what was stored already is stored once).
+    Returns how many messages were held."""
+    assert link.js is not None and config.durable_name is not None
+    try:
+        info = await link.js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
+        return 0
+    held = int(info.num_ack_pending or 0)
+    if not held:
+        return 0
+    floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+    await link.js.delete_consumer(stream, config.durable_name)
+    config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+    config.opt_start_seq = floor + 1
+    return held
+
+
+class ScoresSource(PullConsumer[ScoredFrame]):
+    """The events service's side: one durable consumer for the scores of every camera."""
 
     def __init__(
         self,
-        source: ScoresSource,
-        on_scored: Callable[[list[ScoredFrame]], None],
-        reorder_window_s: float = 0.5,
-        batch: int = 64,
-        *,
-        stored: Stored | None = None,
+        link: BrokerLink,
+        layout: ScoresLayout,
+        bank_of: Callable[[str], PromptBank],
+        on_malformed: Callable[[], None] | None = None,
     ) -> None:
-        self.source = source
-        self.on_scored = on_scored
-        self.batch = batch
-        self.stored = stored
-        self._unacked: deque[tuple[int, list[Delivery[ScoredFrame]]]] = deque()
-        self._window: ReorderBuffer[Delivery[ScoredFrame]] = ReorderBuffer(
-            reorder_window_s,
-            lambda d: d.item.gated.frame.camera,
-            lambda d: (d.item.gated.frame.timestamp, d.item.gated.frame.seq),
+        config = ConsumerConfig(
+            durable_name=layout.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=layout.ack_wait_s,
+            max_ack_pending=layout.max_ack_pending,
         )
-        super().__init__(0.0, "scores-consumer")  # back to back: the fetch waits
-        self.frames = 0
-        # Per camera: the last hand-off number handed on, the numbers missing before it
-        # (with when they were noticed), and the frames counted lost: expired in the
-        # broker unscored (no worker in time), dropped by a worker as stale or malformed,
-        # or dropped by a full capture buffer. A missing frame that arrives after a later
-        # one left the window is counted late instead, never both.
-        self._last_number: dict[str, int] = {}
-        self._missing: dict[str, dict[int, float]] = {}
-        self.lost_by_camera: collections.Counter[str] = collections.Counter()
-        self.late_by_camera: collections.Counter[str] = collections.Counter()
-        self.frames_by_camera: collections.Counter[str] = collections.Counter()
-        self._warned_at: dict[str, float] = {}
-
-    @property
-    def late(self) -> int:
-        return self._window.late
-
-    @property
-    def lost(self) -> int:
-        return sum(self.lost_by_camera.values())
-
-    def settle(self) -> int:
-        """Ack what is stored by now (after the writer drained, at shutdown); returns how
-        many deliveries stay unacked (the broker gives them to the next start)."""
-        self._ack_stored()
-        return sum(len(deliveries) for _, deliveries in self._unacked)
-
-    def tick(self) -> None:
-        for delivery in self.source.fetch(self.batch, 0.2):
-            if not self._window.push(delivery, time.monotonic()):
-                self._late(delivery.item)
-                delivery.ack()  # too late for the detector: counted, never again
-        self._hand_on(self._window.due(time.monotonic()))
-        self._ack_stored()
-        self._expire_missing(time.monotonic())
-
-    def finish(self) -> None:
-        """Stopped: hand on what the window holds, ack what is stored; numbers still
-        missing count as lost now, so the exit summary and the metric agree."""
-        self._hand_on(self._window.drain())
-        self._ack_stored()
-        self._expire_missing(float("inf"))
-
-    def _late(self, scored: ScoredFrame) -> None:
-        camera, number = scored.gated.frame.camera, scored.gated.handoff_seq
-        self.late_by_camera[camera] += 1
-        self._missing.get(camera, {}).pop(number, None)
-
-    def _expire_missing(self, now: float) -> None:
-        for camera, missing in self._missing.items():
-            expired = [n for n, noticed in missing.items() if now - noticed >= LOST_GRACE_S]
-            if not expired:
-                continue
-            for number in expired:
-                del missing[number]
-            self._count_lost(camera, len(expired))
-
-    def _count_lost(self, camera: str, count: int) -> None:
-        self.lost_by_camera[camera] += count
-        now = time.monotonic()
-        if now - self._warned_at.get(camera, -LOST_LOG_INTERVAL_S) >= LOST_LOG_INTERVAL_S:
-            self._warned_at[camera] = now
+        taken = link.call(_take_over(link, layout.stream, config), timeout=10)
+        if taken:
             log.warning(
-                "camera %s: %d frame(s) lost so far between capture and the events service "
-                "(expired unscored, or dropped as stale); see hazardwatch_frames_lost_total",
-                camera,
-                self.lost_by_camera[camera],
+                "%d scored frame(s) a previous events service held unacknowledged are "
+                "delivered again, in order",
+                taken,
             )
+        super().__init__(
+            link,
+            layout.stream,
+            f"{layout.subject}.>",
+            config,
+            lambda data: decode_scored(data, bank_of),
+            "a scored frame",
+            on_malformed,
+        )
 
-    def _hand_on(self, deliveries: list[Delivery[ScoredFrame]]) -> None:
-        if not deliveries:
-            return
-        self._count_gaps(deliveries)
-        try:
-            self.on_scored([d.item for d in deliveries])
-        except Exception:  # the detector's fault, not the frames': no second delivery
-            log.exception("handling %d scored frames failed", len(deliveries))
-        self.frames += len(deliveries)
-        self._unacked.append((self.stored.mark() if self.stored else 0, deliveries))
-
-    def _count_gaps(self, deliveries: list[Delivery[ScoredFrame]]) -> None:
-        now = time.monotonic()
-        for delivery in deliveries:
-            gated = delivery.item.gated
-            camera, number = gated.frame.camera, gated.handoff_seq
-            self.frames_by_camera[camera] += 1
-            if not number:
-                continue
-            last = self._last_number.get(camera)
-            if last is not None and number > last + 1:
-                missing = self._missing.setdefault(camera, {})
-                gap = range(last + 1, number)
-                room = max(0, MAX_MISSING - len(missing))
-                for skipped in gap[-room:] if room else ():
-                    missing[skipped] = now
-                if len(gap) > room:
-                    self._count_lost(camera, len(gap) - room)
-            # A lower number: the capture node restarted and numbers from 1 again.
-            self._last_number[camera] = number
-
-    def _ack_stored(self) -> None:
-        while self._unacked and (self.stored is None or self.stored.durable(self._unacked[0][0])):
-            for delivery in self._unacked.popleft()[1]:
-                delivery.ack()
+    def fetch(self, max_items: int, timeout_s: float) -> list[Delivery[ScoredFrame]]:
+        return self.fetch_deliveries(max_items, timeout_s)

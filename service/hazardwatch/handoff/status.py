@@ -31,7 +31,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from hazardwatch.handoff.jetstream import BrokerLink
+from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.lifecycle import Periodic
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from hazardwatch.handoff.scores import ScoresConsumer
+from hazardwatch.handoff.intake import ScoresConsumer
 from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame
 from hazardwatch.scoring.bank import load_bank
 from tests.helpers import wait_for
