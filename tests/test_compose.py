@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from hazardwatch.settings import Settings, _check_env_names, load_settings
+from hazardwatch.settings import Settings, check_env_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -74,7 +74,7 @@ def test_named_volumes_are_declared_and_used() -> None:
 
 def test_the_service_config_is_valid_and_matches_the_mounts(app_settings: Settings) -> None:
     hw = SERVICES["hazardwatch"]
-    _check_env_names({k: "x" for k in hw["environment"] if k.startswith("HAZARDWATCH_")})
+    check_env_names({k: "x" for k in hw["environment"] if k.startswith("HAZARDWATCH_")})
     m = mounts("hazardwatch")
     assert app_settings.storage.data_dir.as_posix() in m  # events spool and media persist
     assert app_settings.scoring.download_dir.as_posix() in m  # weights downloaded once
@@ -181,7 +181,7 @@ def test_scale_profile_runs_the_three_roles_over_jetstream(app_settings: Setting
         command = " ".join(service["command"])
         assert f"hazardwatch {role} --config /etc/hazardwatch/hazardwatch.yaml" in command
         env = {k: default_of(v) for k, v in service["environment"].items()}
-        _check_env_names(env)  # every HAZARDWATCH_ variable names a setting
+        check_env_names(env)  # every HAZARDWATCH_ variable names a setting
         assert urlsplit(env["HAZARDWATCH_BROKER__URL"]).hostname == "nats"
         assert "nats" in service["depends_on"]
         if "--api-port" in service["command"]:

@@ -19,7 +19,7 @@ from hazardwatch.handoff.scores import ScoresLayout
 from hazardwatch.motion.gate import GateParams
 from hazardwatch.motion.snippets import SamplerParams
 from hazardwatch.outputs.alerts import AlertPolicy
-from hazardwatch.settings import CameraSettings, Settings, _models_in, load_settings
+from hazardwatch.settings import CameraSettings, Settings, load_settings, models_in
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "config" / "hazardwatch.example.yaml"
@@ -182,7 +182,7 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     keys = set()
     for name, field in model.model_fields.items():
         keys.add(prefix + name)
-        for sub in _models_in(field.annotation):
+        for sub in models_in(field.annotation):
             keys |= _all_keys(sub, f"{prefix}{name}.")
     return keys
 
@@ -211,7 +211,7 @@ def test_example_config_documents_every_key_and_validates(
 def test_every_field_is_documented() -> None:
     def walk(model: type[BaseModel]) -> None:
         for name, field in model.model_fields.items():
-            submodels = _models_in(field.annotation)
+            submodels = models_in(field.annotation)
             assert field.description or submodels, f"{model.__name__}.{name} has no description"
             for sub in submodels:
                 walk(sub)

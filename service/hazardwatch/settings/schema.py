@@ -1,41 +1,32 @@
-"""Configuration: one YAML file plus HAZARDWATCH_… environment overrides (nested with `__`).
-
-Every section is a pydantic model with unknown keys forbidden and every field documented
-with its bounds. Secrets (database URL, camera URLs, tokens, passwords) are `SecretStr`
-so they never appear in `repr`, logs or `hazardwatch config check`.
+"""The configuration schema: every section a pydantic model with unknown keys forbidden
+and every field documented with its bounds. Secrets (database URL, camera URLs, tokens,
+passwords) are `SecretStr`, so they never appear in `repr`, logs or `hazardwatch config
+check`. Loading (YAML, `${ENV}` references, HAZARDWATCH_… variables) is `loading.py`;
+turning a validation error into lines an operator can act on is `problems.py`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from hazardwatch.errors import ConfigError
-from hazardwatch.redact import ambiguous_credentials, redact_hook_url, redact_text, redact_url
+from hazardwatch.redact import ambiguous_credentials, redact_hook_url, redact_url
 
-DEFAULT_CONFIG_FILE = Path("hazardwatch.yaml")
 ENV_PREFIX = "HAZARDWATCH_"
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 _Secret = TypeVar("_Secret", bound=SecretStr | None)
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class SecretUrl(SecretStr):
@@ -863,204 +854,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return value.as_posix()
     return value
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _expand_env(value: Any, where: str = "") -> Any:
-    """Replace ${NAME} in every string of the YAML tree with the environment's value."""
-    if isinstance(value, dict):
-        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, str):
-
-        def _sub(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(
-                    f"{where}: refers to ${{{name}}} but the environment variable {name} is "
-                    "not set; export it or write the value in the file"
-                )
-            return os.environ[name]
-
-        return _ENV_REF.sub(_sub, value)
-    return value
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a configuration file into a mapping, with errors that say what to fix."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist; pass an existing file to --config"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} must hold a mapping of sections (cameras:, motion:, …), "
-            f"not a {type(data).__name__}"
-        )
-    expanded: dict[str, Any] = _expand_env(data)
-    return expanded
-
-
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Load settings from `path` (default ./hazardwatch.yaml when present) and the environment.
-
-    `overrides` are top-level sections merged over the file (used by CLI flags).
-    Raises ConfigError with one line per problem, naming the key, the value and what is allowed.
-    """
-    _check_env_names(os.environ)
-    if path is None and DEFAULT_CONFIG_FILE.is_file():
-        path = DEFAULT_CONFIG_FILE
-    data = read_yaml(path) if path is not None else {}
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        source = f"config file {path}" if path else "configuration"
-        raise ConfigError(format_validation_error(exc, source)) from None
-
-
-def _check_env_names(environ: typing.Mapping[str, str]) -> None:
-    """Reject HAZARDWATCH_… variables that name no setting: a typo must not pass silently."""
-    problems = []
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name.startswith(f"{ENV_PREFIX}TEST_"):
-            continue
-        parts = name.removeprefix(ENV_PREFIX).lower().split("__")
-        model: type[BaseModel] | None = Settings
-        for part in parts:
-            if model is None:
-                break
-            field = model.model_fields.get(part)
-            if field is None:
-                allowed = ", ".join(model.model_fields)
-                problems.append(f"  {name}: {part!r} is not a setting here; allowed: {allowed}")
-                break
-            models = _models_in(field.annotation)
-            model = (
-                models[0] if models and typing.get_origin(field.annotation) is not list else None
-            )
-    if problems:
-        raise ConfigError("environment overrides are invalid:\n" + "\n".join(problems))
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation can hold (through Optional, list, Union)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple, typing.Union, types.UnionType) or origin is not None:
-        found: list[type[BaseModel]] = []
-        for arg in typing.get_args(annotation):
-            found.extend(_models_in(arg))
-        return found
-    return []
-
-
-def _field_at(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, str | None]:
-    """Walk `loc` from the Settings root; return (model holding the last key, that key)."""
-    model: type[BaseModel] | None = Settings
-    for i, part in enumerate(loc):
-        if model is None:
-            return None, None
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if i == len(loc) - 1 or field is None:
-            return model, part
-        models = _models_in(field.annotation)
-        model = models[0] if models else None
-    return model, None
-
-
-def _is_secret(model: type[BaseModel] | None, key: str | None) -> bool:
-    if model is None or key is None or key not in model.model_fields:
-        return False
-    annotation = model.model_fields[key].annotation
-    text = str(annotation)
-    return "Secret" in text
-
-
-def _loc_text(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # Validators add loc parts of their own ('function-after[…]', 'float', 'tuple[…]').
-    return tuple(
-        p
-        for p in loc
-        if not (isinstance(p, str) and ("[" in p or p in {"float", "int", "str", "bool"}))
-    )
-
-
-def _env_name(loc: tuple[int | str, ...]) -> str | None:
-    """The HAZARDWATCH_SECTION__KEY variable that sets this key, when it is set."""
-    parts = [str(p) for p in loc if isinstance(p, str)]
-    if len(parts) < 2:
-        return None
-    name = f"{ENV_PREFIX}{'__'.join(parts).upper()}"
-    return name if name in os.environ else None
-
-
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem: key path, bad value (secrets masked), what is allowed; a value
-    from an environment variable is blamed on that variable, not on the file."""
-    errors = exc.errors(include_url=False)
-    from_env = [_env_name(_clean_loc(e["loc"])) for e in errors]
-    if all(from_env):
-        source = "environment variable" + ("s" if len(set(from_env)) > 1 else "")
-    lines = [
-        f"{source} {'are' if source.endswith('s') else 'is'} invalid "
-        f"({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"
-    ]
-    for error, env in zip(errors, from_env, strict=True):
-        loc = _clean_loc(error["loc"])
-        model, key = _field_at(loc)
-        where = (_loc_text(loc) or "(top level)") + (f" (from {env})" if env else "")
-        value = error.get("input")
-        if _is_secret(model, key):
-            field = model.model_fields.get(key or "") if model is not None else None
-            hook = field is not None and "SecretHookUrl" in str(field.annotation)
-            mask = redact_hook_url if hook else redact_url
-            shown = repr(mask(value)) if isinstance(value, str) and "://" in value else "***"
-        else:
-            shown = redact_text(repr(value))
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        if error["type"] == "extra_forbidden":
-            parent = _loc_text(loc[:-1]) or "the top level"
-            allowed = ", ".join(model.model_fields) if model is not None else "?"
-            # Never its value: a mistyped key is often a secret's ('tokn: <the token>').
-            lines.append(f"  {where}: unknown key {key!r} under {parent}; allowed keys: {allowed}")
-            continue
-        message = redact_text(str(error["msg"])).removeprefix("Value error, ")
-        hint = ""
-        if model is not None and key in model.model_fields:
-            description = model.model_fields[key].description
-            if description:
-                hint = f" — {description}"
-        lines.append(f"  {where}: {message} (got {shown}){hint}")
-    return "\n".join(lines)
