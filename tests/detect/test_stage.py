@@ -89,6 +89,28 @@ def test_a_stored_state_is_used_and_saved_with_its_baselines() -> None:
     assert len(saves.calls) == 2  # shutdown always saves
 
 
+def test_a_camera_closed_by_a_reload_is_saved_with_the_baselines_it_ran_to() -> None:
+    saves = Saves()
+    stored = CameraNormal(
+        classes={"fire": ClassNormal(0.3, 0.4, 0.5)}, baselines={"fire": 0.45}, source="calibrated"
+    )
+    stage = DetectorStage(
+        PARAMS, lambda e: None, normals={"gate": stored}, save_state=saves, state_interval_s=3600
+    )
+    stage.on_scored([scored("gate", i / 10, 0.32) for i in range(600)])  # a minute lower
+    stage.close_camera("gate")
+    assert len(saves.calls) == 2  # the first frame's, and the close's
+    first, closed = (data["baselines"]["fire"] for _, data in saves.calls)  # type: ignore[index]
+    assert first == pytest.approx(0.45, abs=0.01)
+    assert closed < first - 0.05  # what the minute taught, not the state it started from
+    stage.on_scored([scored("gate", 60 + i / 10, 0.32) for i in range(10)])
+    assert len(saves.calls) == 2  # closed: its queued frames are ignored
+    stage.open_camera("gate")
+    stage.on_scored([scored("gate", 61 + i / 10, 0.32) for i in range(10)])
+    stage.flush()
+    assert saves.calls[-1][1]["baselines"]["fire"] == pytest.approx(closed, abs=0.02)  # type: ignore[index]
+
+
 def test_a_failing_save_never_stops_the_detector(caplog: pytest.LogCaptureFixture) -> None:
     events: list[EventUpdate] = []
 

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,30 @@ def _first(*values: float | None) -> float | None:
 
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(eq=False)
+class CameraSlot:
+    """Everything the stage holds for one camera. A camera closed by a reload keeps its
+    slot (its normal is saved, and it may come back); what it ran with is dropped."""
+
+    normal: CameraNormal | None = None  # stored, learned or the prior; None until seen
+    detector: TemporalDetector | None = None
+    bank_version: str | None = None  # the bank `detector` was built for
+    learning: Learning | None = None  # never calibrated: learning its normal online
+    closed: bool = False  # removed by a reload: its queued frames are ignored
+    last_t: float = 0.0  # the newest frame time
+    # The newest stored score row (a restart): frames up to an interval after it give none.
+    stored_until: datetime | None = None
+    last_sample: dict[str, float] = field(default_factory=dict)  # class -> frame time
+    saved_at: float = -1e18  # monotonic
+    save_due: bool = False  # taught by feedback: save with the next frame
+    # Bank versions seen: version -> (first seen, last seen), frame time.
+    versions: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def drop_detector(self) -> TemporalDetector | None:
+        detector, self.detector, self.bank_version = self.detector, None, None
+        return detector
 
 
 class DetectorStage:
@@ -99,27 +124,23 @@ class DetectorStage:
         self._on_frame = on_frame
         self.model_name = model_name
         self.score_interval_s = score_interval_s
-        self._detectors: dict[str, TemporalDetector] = {}
-        self._bank_version: dict[str, str] = {}
-        self._revisions: dict[str, int] = {}
-        self._last_sample: dict[tuple[str, str], float] = {}
-        self._last_t: dict[str, float] = {}
-        self._stored_until = dict(scores_stored_until or {})
+        # One lock for all of it: frames come on the scoring (or intake) thread; reloads,
+        # feedback and the API's reads come on others.
+        self._lock = threading.RLock()
+        self._cameras: dict[str, CameraSlot] = {}
+        for camera, normal in (normals or {}).items():
+            self._slot(camera).normal = normal
+        for camera, stored in (scores_stored_until or {}).items():
+            self._slot(camera).stored_until = stored
+        self._revisions: dict[str, int] = {}  # by detector event id
         self._observe_latency = observe_latency
         self._bank: PromptBank | None = None
         self.events_started = 0
-        self._normals: dict[str, CameraNormal] = dict(normals or {})
         self._save_state = save_state
         self.state_interval_s = state_interval_s
         self.max_references = max_references
-        self._saved_at: dict[str, float] = {}
-        self._save_due: set[str] = set()
-        self._closed: set[str] = set()  # cameras removed by a reload
-        # Bank versions seen per camera: version -> (first seen, last seen), frame time.
-        self._versions: dict[str, dict[str, tuple[float, float]]] = {}
         self._banks: dict[str, PromptBank] = {}
         self.frames_old_bank = 0  # scored with a superseded bank of other classes: dropped
-        self._frames_lock = threading.RLock()  # the scoring thread, and reloads
         # Events left open by a previous run, by (camera, class), until continued or closed;
         # and the detector events that continue one, by detector event id.
         self._resumable: dict[tuple[str, str], EventRecord] = {}
@@ -136,21 +157,26 @@ class DetectorStage:
         self._started_wall = time.time()  # the earlier run died before this
         self.events_resumed = 0
         self.events_interrupted = 0
-        self._lock = threading.Lock()  # normals are read by the worker, taught by the API
         self.learning_s = learning_s
         self._on_learning = on_learning
-        self._learning: dict[str, Learning] = {}
+
+    def _slot(self, camera: str) -> CameraSlot:
+        slot = self._cameras.get(camera)
+        if slot is None:
+            slot = self._cameras[camera] = CameraSlot()
+        return slot
 
     def normal(self, camera: str) -> CameraNormal | None:
         """The camera's state (None until it is first seen and no state was stored)."""
-        return self._normals.get(camera)
+        slot = self._cameras.get(camera)
+        return slot.normal if slot is not None else None
 
     def calibration(self, camera: str) -> dict[str, Any]:
         """The camera's calibration as the API shows it (`CameraNormal.summary`)."""
         with self._lock:
-            normal = self._normals.get(camera)
-            summary = (normal or CameraNormal()).summary()
-            learning = self._learning.get(camera)
+            slot = self._cameras.get(camera) or CameraSlot()
+            summary = (slot.normal or CameraNormal()).summary()
+            learning = slot.learning
         summary["learning"] = learning.progress() if learning is not None else None
         return summary
 
@@ -158,11 +184,11 @@ class DetectorStage:
         """What decides each class of the camera (GET /api/v1/cameras/{name}/normal): the
         rule, the calibrated band, noise, threshold and burst limit, and the statistic now.
         None: a camera this stage has neither seen nor holds a state for."""
-        with self._frames_lock:
-            normal = self._normals.get(camera)
-            detector = self._detectors.get(camera)
-            if normal is None and detector is None:
+        with self._lock:
+            slot = self._cameras.get(camera)
+            if slot is None or (slot.normal is None and slot.detector is None):
                 return None
+            normal, detector = slot.normal, slot.detector
             normal = normal or CameraNormal()
             names = set(normal.classes)
             if detector is not None:
@@ -197,7 +223,7 @@ class DetectorStage:
             }
 
     def references(self, camera: str) -> ReferenceSet | None:
-        normal = self._normals.get(camera)
+        normal = self.normal(camera)
         return normal.references if normal is not None else None
 
     def learn_normal(self, camera: str, embedding: npt.ArrayLike) -> int:
@@ -206,69 +232,61 @@ class DetectorStage:
         Returns the number of references the camera now holds.
         """
         with self._lock:
-            normal = self._normals.get(camera)
-            if normal is None:
-                normal = (
+            slot = self._slot(camera)
+            if slot.normal is None:
+                slot.normal = (
                     CameraNormal.prior(self._bank, self.max_references)
                     if self._bank is not None
                     else CameraNormal(references=ReferenceSet(self.max_references))
                 )
-                self._normals[camera] = normal
-            normal.references.add(embedding)
-            count = len(normal.references)
-            # Saved by the scoring thread with its next frame of the camera (or at flush):
-            # the detector's baselines are only ever read on the thread that writes them.
-            self._save_due.add(camera)
-        return count
+            slot.normal.references.add(embedding)
+            # Saved with the camera's next frame (or at flush), with its baselines.
+            slot.save_due = True
+            return len(slot.normal.references)
 
     def _save(self, camera: str, force: bool = False, now: float | None = None) -> None:
-        if self._save_state is None:
+        slot = self._cameras.get(camera)
+        if self._save_state is None or slot is None or slot.normal is None:
             return
-        normal = self._normals.get(camera)
-        if normal is None:
-            return
+        normal = slot.normal
         now = time.monotonic() if now is None else now
-        with self._lock:
-            due = camera in self._save_due
-            self._save_due.discard(camera)
-        if not (force or due) and now - self._saved_at.get(camera, -1e18) < self.state_interval_s:
+        due, slot.save_due = slot.save_due, False
+        if not (force or due) and now - slot.saved_at < self.state_interval_s:
             return
-        self._saved_at[camera] = now
-        detector = self._detectors.get(camera)
-        if detector is not None:
-            normal.baselines = detector.baselines()
+        slot.saved_at = now
+        if slot.detector is not None:
+            normal.baselines = slot.detector.baselines()
         try:
             self._save_state(camera, normal)
         except Exception:  # the detector must go on; the next save carries a newer state
             log.exception("camera %s: its learned normal could not be handed over", camera)
 
-    def _detector(self, camera: str, bank: PromptBank) -> TemporalDetector:
-        detector = self._detectors.get(camera)
-        if detector is not None and self._bank_version.get(camera) == bank.version:
+    def _detector(self, camera: str, slot: CameraSlot, bank: PromptBank) -> TemporalDetector:
+        detector = slot.detector
+        if detector is not None and slot.bank_version == bank.version:
             return detector
         overrides = channel_params(bank, self.params)
-        self._bank_version[camera] = bank.version
+        slot.bank_version = bank.version
         if detector is not None and detector.channels == frozenset(bank.hazard_classes):
             detector.reconfigure(self.params, overrides)  # same classes: events carry on
             return detector
         if detector is not None:  # classes changed: close what is open, start afresh
-            self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
-        with self._lock:
-            normal = self._normals.get(camera)
-            if normal is None:
-                normal = self._normals[camera] = CameraNormal.prior(bank, self.max_references)
-            elif normal.source == "prior":  # never calibrated: follow the bank's prior
-                normal.classes = CameraNormal.prior(bank).classes
+            self._emit_all(detector.flush(slot.last_t), None)
+        normal = slot.normal
+        if normal is None:
+            normal = slot.normal = CameraNormal.prior(bank, self.max_references)
+        elif normal.source == "prior":  # never calibrated: follow the bank's prior
+            normal.classes = CameraNormal.prior(bank).classes
         detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, normal)
-        self._detectors[camera] = detector
-        learning = self._learning.get(camera)
+        slot.detector = detector
+        learning = slot.learning
         classes = tuple(bank.hazard_classes)
         if (
             normal.source == "prior"
             and self.learning_s > 0
             and (learning is None or learning.classes != classes)  # new, or the bank changed
         ):
-            self._learning[camera] = Learning(
+            slot.learning = Learning(
                 camera,
                 bank.hazard_classes,
                 self.learning_s,
@@ -289,22 +307,23 @@ class DetectorStage:
         """A camera removed from the configuration (reload) or whose source ended: its open
         events end now at its last frame's time (reason "flushed"), its state is saved,
         and frames of it still queued are ignored until `open_camera`."""
-        with self._frames_lock:
-            self._closed.add(camera)
-            detector = self._detectors.pop(camera, None)
-            self._bank_version.pop(camera, None)
-            if detector is None:
+        with self._lock:
+            slot = self._slot(camera)
+            slot.closed = True
+            if slot.detector is None:
                 return
-            self._save(camera, force=True)
-            self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
+            self._save(camera, force=True)  # with the baselines, before they go
+            detector = slot.drop_detector()
+            assert detector is not None
+            self._emit_all(detector.flush(slot.last_t), None)
 
     def open_camera(self, camera: str) -> None:
         """A camera (re)added by a reload: its frames count again."""
-        with self._frames_lock:
-            self._closed.discard(camera)
+        with self._lock:
+            self._slot(camera).closed = False
 
     def on_scored(self, frames: list[ScoredFrame]) -> None:
-        with self._frames_lock:
+        with self._lock:
             self._on_scored(frames)
 
     def _on_scored(self, frames: list[ScoredFrame]) -> None:
@@ -315,10 +334,11 @@ class DetectorStage:
             if self._observe_latency is not None and scored.gated.reason != "preroll":
                 # (Pre-roll frames are held back until motion starts: old by design.)
                 self._observe_latency(max(0.0, now - frame.received_at))
-            if frame.camera in self._closed:
+            slot = self._slot(frame.camera)
+            if slot.closed:
                 continue
             t = frame.timestamp
-            bank = self._rollout_bank(frame.camera, scored.bank, t)
+            bank = self._rollout_bank(slot, scored.bank, t)
             if bank is None:
                 if not self.frames_old_bank:
                     log.warning(
@@ -328,20 +348,20 @@ class DetectorStage:
                     )
                 self.frames_old_bank += 1
                 continue
-            detector = self._detector(frame.camera, bank)
+            detector = self._detector(frame.camera, slot, bank)
             self._bank = bank
-            self._last_t[frame.camera] = t
+            slot.last_t = t
             if self._on_frame is not None:
                 self._on_frame(frame)
             events = detector.update(
-                t, scored.probabilities, ref=scored, normal_similarity=self._similarity(scored)
+                t, scored.probabilities, ref=scored, normal_similarity=_similarity(slot, scored)
             )
             self._emit_all(events, frame.received_at)
-            if frame.camera in self._learning:
-                self._learn(frame.camera, detector, t, scored.probabilities, events)
+            if slot.learning is not None:
+                self._learn(frame.camera, slot, detector, t, scored.probabilities, events)
             if self._resumable:
                 self._interrupt_stale(frame.camera, t)
-            samples.extend(self._samples(scored, detector))
+            samples.extend(self._samples(slot, scored, detector))
             self._save(frame.camera)
         if samples and self._emit_scores is not None:
             self._emit_scores(samples)
@@ -349,6 +369,7 @@ class DetectorStage:
     def _learn(
         self,
         camera: str,
+        slot: CameraSlot,
         detector: TemporalDetector,
         t: float,
         probabilities: Mapping[str, float],
@@ -356,7 +377,8 @@ class DetectorStage:
     ) -> None:
         """A learning camera's frame: learn from it, and once its calibration is done and
         no event is open, swap it in (the detector is rebuilt at the next frame) and save."""
-        learning = self._learning[camera]
+        learning = slot.learning
+        assert learning is not None
         for event in events:
             if event.kind == "started":
                 learning.event_started(event.started_at)
@@ -367,30 +389,30 @@ class DetectorStage:
             )
         fitted = learning.result()
         if learning.failed:
-            del self._learning[camera]
+            slot.learning = None
             if self._on_learning is not None:
                 self._on_learning(camera, False)
             return
         if fitted is not None and not detector.active_channels:
-            self._adopt(camera, fitted)
+            self._adopt(camera, slot, fitted)
 
-    def _adopt(self, camera: str, fitted: dict[str, ClassNormal]) -> None:
+    def _adopt(self, camera: str, slot: CameraSlot, fitted: dict[str, ClassNormal]) -> None:
         """A learning camera's own calibration replaces its prior; saved at once."""
-        with self._lock:
-            normal = self._normals[camera]
-            normal.classes = fitted
-            normal.source = "calibrated"
-            normal.calibrated_s = self._learning.pop(camera).seconds
-            normal.calibrated_at = time.time()
-            normal.baselines = {}
-        self._detectors.pop(camera, None)  # rebuilt from the calibration at its next frame
-        self._bank_version.pop(camera, None)
+        normal, learning = slot.normal, slot.learning
+        assert normal is not None and learning is not None
+        normal.classes = fitted
+        normal.source = "calibrated"
+        normal.calibrated_s = learning.seconds
+        normal.calibrated_at = time.time()
+        normal.baselines = {}
+        slot.learning = None
+        slot.drop_detector()  # rebuilt from the calibration at its next frame
         self._save(camera, force=True)
         log.info("camera %s calibrated itself: %s", camera, normal.describe())
         if self._on_learning is not None:
             self._on_learning(camera, False)
 
-    def _rollout_bank(self, camera: str, bank: PromptBank, t: float) -> PromptBank | None:
+    def _rollout_bank(self, slot: CameraSlot, bank: PromptBank, t: float) -> PromptBank | None:
         """The bank to read a frame with while workers change banks (a rollout, or frames
         scored before a reload still in flight): the newest version seen for the camera in
         the last `ROLLOUT_WINDOW_S` of frame time wins. A frame of an older version is read
@@ -398,7 +420,7 @@ class DetectorStage:
         mixed versions never restart the camera's detector back and forth. A version not
         seen for the window stops counting: a rollback takes over."""
         self._banks.setdefault(bank.version, bank)
-        seen = self._versions.setdefault(camera, {})
+        seen = slot.versions
         first, _ = seen.get(bank.version, (t, t))
         seen[bank.version] = (first, t)
         live = {v: f for v, (f, last) in seen.items() if t - last <= ROLLOUT_WINDOW_S}
@@ -413,32 +435,22 @@ class DetectorStage:
         )
         return current if same else None
 
-    def _similarity(self, scored: ScoredFrame) -> float | None:
-        """The frame's best cosine with its camera's normal references (None: it has
-        none, or the frame no embedding). Here, not in the worker: the references live
-        with the detector, and a worker on another machine never sees them."""
-        if scored.embedding is None:
-            return None
-        with self._lock:  # learn_normal adds references from the API's thread
-            normal = self._normals.get(scored.gated.frame.camera)
-            return normal.references.similarity(scored.embedding) if normal is not None else None
-
-    def _samples(self, scored: ScoredFrame, detector: TemporalDetector) -> list[ScoreSample]:
+    def _samples(
+        self, slot: CameraSlot, scored: ScoredFrame, detector: TemporalDetector
+    ) -> list[ScoreSample]:
         frame = scored.gated.frame
         t = frame.timestamp
         # Stored times have millisecond precision: an interval counts from 1 ms early, so
         # a series resumed from a stored time samples the frames the first run would have.
         interval = self.score_interval_s - 0.001
-        stored = self._stored_until.get(frame.camera)
-        if stored is not None:
-            if (frame.captured_at - stored).total_seconds() < interval:
+        if slot.stored_until is not None:
+            if (frame.captured_at - slot.stored_until).total_seconds() < interval:
                 return []
-            del self._stored_until[frame.camera]
+            slot.stored_until = None
         out = []
         for name, value in scored.probabilities.items():
-            key = (frame.camera, name)
-            if t - self._last_sample.get(key, -1e18) >= interval:
-                self._last_sample[key] = t
+            if t - slot.last_sample.get(name, -1e18) >= interval:
+                slot.last_sample[name] = t
                 # 1.0 at the class's threshold; None for classes it does not follow.
                 signal = detector.progress(name)
                 out.append(ScoreSample(frame.camera, frame.captured_at, name, value, signal))
@@ -447,7 +459,7 @@ class DetectorStage:
     def flush(self) -> None:
         """Close every open event (end of input, shutdown), and any a previous run left
         open that was not continued."""
-        with self._frames_lock:
+        with self._lock:
             self._flush()
             self._interrupt([*self._superseded, *self._resumable.values()])
 
@@ -456,11 +468,11 @@ class DetectorStage:
         open that no frame continued are closed as interrupted (a camera that never came
         back). The service calls this every few seconds."""
         if self._superseded:
-            with self._frames_lock:
+            with self._lock:
                 self._interrupt(self._superseded)
         if not self._resumable or time.monotonic() < self._resume_until:
             return
-        with self._frames_lock:
+        with self._lock:
             self._interrupt(list(self._resumable.values()))
 
     def _interrupt_stale(self, camera: str, t: float) -> None:
@@ -496,19 +508,21 @@ class DetectorStage:
                 log.exception("event %s could not be handed to the writer", record.uuid)
 
     def _flush(self) -> None:
-        for camera, learning in list(self._learning.items()):
-            learning.join(5.0)  # a calibration finishing at shutdown is kept, not lost
-            fitted = learning.result()
+        for camera, slot in self._cameras.items():
+            if slot.learning is None:
+                continue
+            slot.learning.join(5.0)  # a calibration finishing at shutdown is kept, not lost
+            fitted = slot.learning.result()
             if fitted is not None:
-                detector = self._detectors.get(camera)
-                if detector is not None:  # shutting down: what is open ends now anyway
-                    self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
-                self._adopt(camera, fitted)
-        for camera in self._normals.keys() - self._detectors.keys():
-            self._save(camera, force=True)  # taught by feedback, never seen this run
-        for camera, detector in self._detectors.items():
-            self._save(camera, force=True)  # before flushing: baselines as the incident left them
-            self._emit_all(detector.flush(self._last_t.get(camera, 0.0)), None)
+                if slot.detector is not None:  # shutting down: what is open ends now anyway
+                    self._emit_all(slot.detector.flush(slot.last_t), None)
+                self._adopt(camera, slot, fitted)
+        for camera, slot in self._cameras.items():
+            # Before flushing, the baselines as the incident left them; a camera taught
+            # by feedback but never seen this run is saved too.
+            self._save(camera, force=True)
+            if slot.detector is not None:
+                self._emit_all(slot.detector.flush(slot.last_t), None)
 
     def _emit_all(self, events: list[DetectionEvent], latency_from: float | None) -> None:
         for event in events:
@@ -619,6 +633,15 @@ class DetectorStage:
             snapshot = None
         kind = "updated" if event.kind == "started" else event.kind
         return EventUpdate(kind, merged, snapshot, latency_from, resumed=event.kind == "started")
+
+
+def _similarity(slot: CameraSlot, scored: ScoredFrame) -> float | None:
+    """The frame's best cosine with its camera's normal references (None: it has none, or
+    the frame no embedding). Here, not in the worker: the references live with the
+    detector, and a worker on another machine never sees them."""
+    if scored.embedding is None or slot.normal is None:
+        return None
+    return slot.normal.references.similarity(scored.embedding)
 
 
 def _last_known(record: EventRecord) -> float:
