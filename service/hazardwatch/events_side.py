@@ -28,7 +28,8 @@ from hazardwatch.capture.reader import CameraReader
 from hazardwatch.components import build_alert_channels, build_clip_recorder
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal
-from hazardwatch.detect.stage import RESUME_WINDOW_S, DetectorStage
+from hazardwatch.detect.resume import RESUME_WINDOW_S
+from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy

@@ -7,23 +7,19 @@ Detector events become `EventRecord`s with a growing revision (started 0, each u
 +1, ended +1), so repeated or replayed writes stay idempotent. The peak frame travels
 with the record so the writer can store its snapshot.
 
-Events a previous run left open (it was killed) are `resumable`: when the detector starts
-an event of the same camera and class within `RESUME_WINDOW_S` of this start (the broker
-delivering the unacked frames again, or a camera whose hazard is still in view), that
-event continues the stored one — same uuid, start and alert — instead of
-adding a second row. Those not continued by then are closed as interrupted.
+Events a previous run left open (it was killed) are `resumable`: an event the detector
+starts in time continues one of them (detect/resume.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy.typing as npt
@@ -37,6 +33,7 @@ from hazardwatch.detect.detector import (
 )
 from hazardwatch.detect.learning import Learning
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, encode_embedding, evidence_noise
+from hazardwatch.detect.resume import LeftOpen, continuation
 from hazardwatch.records import (
     ClassNormal,
     EventRecord,
@@ -50,11 +47,6 @@ from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
 ROLLOUT_WINDOW_S = 30.0
-RESUME_WINDOW_S = 60.0
-
-
-def _first(*values: float | None) -> float | None:
-    return next((v for v in values if v is not None), None)
 
 
 def utc(ts: float) -> datetime:
@@ -141,22 +133,7 @@ class DetectorStage:
         self.max_references = max_references
         self._banks: dict[str, PromptBank] = {}
         self.frames_old_bank = 0  # scored with a superseded bank of other classes: dropped
-        # Events left open by a previous run, by (camera, class), until continued or closed;
-        # and the detector events that continue one, by detector event id.
-        self._resumable: dict[tuple[str, str], EventRecord] = {}
-        # Two left open for one camera and class (rare): the newer may go on, the older
-        # is closed with the first expiry round.
-        self._superseded: list[EventRecord] = []
-        for record in sorted(resumable, key=lambda r: r.started_at):
-            older = self._resumable.get((record.camera, record.class_name))
-            if older is not None:
-                self._superseded.append(older)
-            self._resumable[(record.camera, record.class_name)] = record
-        self._continues: dict[str, EventRecord] = {}
-        self._resume_until = time.monotonic() + RESUME_WINDOW_S
-        self._started_wall = time.time()  # the earlier run died before this
-        self.events_resumed = 0
-        self.events_interrupted = 0
+        self.left_open = LeftOpen(resumable, emit_event)  # a killed run's open events
         self.learning_s = learning_s
         self._on_learning = on_learning
 
@@ -359,8 +336,8 @@ class DetectorStage:
             self._emit_all(events, frame.received_at)
             if slot.learning is not None:
                 self._learn(frame.camera, slot, detector, t, scored.probabilities, events)
-            if self._resumable:
-                self._interrupt_stale(frame.camera, t)
+            if self.left_open:
+                self.left_open.frame(frame.camera, t)
             samples.extend(self._samples(slot, scored, detector))
             self._save(frame.camera)
         if samples and self._emit_scores is not None:
@@ -456,56 +433,28 @@ class DetectorStage:
                 out.append(ScoreSample(frame.camera, frame.captured_at, name, value, signal))
         return out
 
+    @property
+    def events_resumed(self) -> int:
+        return self.left_open.resumed
+
+    @property
+    def events_interrupted(self) -> int:
+        return self.left_open.interrupted
+
     def flush(self) -> None:
         """Close every open event (end of input, shutdown), and any a previous run left
         open that was not continued."""
         with self._lock:
             self._flush()
-            self._interrupt([*self._superseded, *self._resumable.values()])
+            self.left_open.close_all()
 
     def expire_resumable(self) -> None:
-        """Once `RESUME_WINDOW_S` has passed since the start, events a previous run left
-        open that no frame continued are closed as interrupted (a camera that never came
-        back). The service calls this every few seconds."""
-        if self._superseded:
+        """Events a previous run left open that no frame continued in time are closed as
+        interrupted (a camera that never came back). The service calls this every few
+        seconds."""
+        if self.left_open:
             with self._lock:
-                self._interrupt(self._superseded)
-        if not self._resumable or time.monotonic() < self._resume_until:
-            return
-        with self._lock:
-            self._interrupt(list(self._resumable.values()))
-
-    def _interrupt_stale(self, camera: str, t: float) -> None:
-        """Frames of the camera have gone past what an event left open could continue."""
-        stale = [
-            record
-            for (cam, _), record in self._resumable.items()
-            if cam == camera and t > self._resume_deadline(record)
-        ]
-        self._interrupt(stale)
-
-    def _interrupt(self, records: list[EventRecord]) -> None:
-        for record in list(records):
-            if self._resumable.get((record.camera, record.class_name)) is record:
-                del self._resumable[(record.camera, record.class_name)]
-            elif record in self._superseded:
-                self._superseded.remove(record)
-            self.events_interrupted += 1
-            ended = record.ended_at or datetime.now(UTC)
-            closed = dataclasses.replace(
-                record, status="interrupted", ended_at=ended, revision=record.revision + 1
-            )
-            log.warning(
-                "event %s (%s on camera %s) left open by an earlier run was closed as "
-                "interrupted: nothing continued it",
-                record.uuid,
-                record.class_name,
-                record.camera,
-            )
-            try:
-                self._emit_event(EventUpdate("ended", closed, None, None))
-            except Exception:
-                log.exception("event %s could not be handed to the writer", record.uuid)
+                self.left_open.expire()
 
     def _flush(self) -> None:
         for camera, slot in self._cameras.items():
@@ -542,7 +491,7 @@ class DetectorStage:
                 severity = bank.get(event.channel).severity
         revision = self._revisions.get(event.event_id, -1) + 1
         self._revisions[event.event_id] = revision
-        continued = self._continued(event)
+        continued = self.left_open.continued(event)
         if event.kind == "started" and continued is None:
             self.events_started += 1
         if event.kind == "ended":
@@ -571,68 +520,7 @@ class DetectorStage:
         )
         if continued is None:
             return EventUpdate(event.kind, record, _snapshot(peak), latency_from)
-        return self._continue(event, record, continued, _snapshot(peak), latency_from)
-
-    def _continued(self, event: DetectionEvent) -> EventRecord | None:
-        """The stored event (left open by an earlier run) this detector event continues."""
-        if event.kind == "started":
-            stored = self._resumable.get((event.camera, event.channel))
-            started = utc(event.started_at)
-            if (
-                stored is not None
-                and stored.started_at - timedelta(seconds=RESUME_WINDOW_S) <= started
-                and event.started_at <= self._resume_deadline(stored)
-            ):
-                del self._resumable[(event.camera, event.channel)]
-                self._continues[event.event_id] = stored
-                self.events_resumed += 1
-                log.info(
-                    "event %s (%s on camera %s) left open by an earlier run goes on",
-                    stored.uuid,
-                    stored.class_name,
-                    stored.camera,
-                )
-        if event.kind == "ended":
-            return self._continues.pop(event.event_id, None)
-        return self._continues.get(event.event_id)
-
-    def _resume_deadline(self, stored: EventRecord) -> float:
-        """The latest frame time at which the event may still be continued: the window
-        after what was stored of it, or after this start (the earlier run died between the
-        two, and its last frames of the event were never stored)."""
-        return max(_last_known(stored), self._started_wall) + RESUME_WINDOW_S
-
-    def _continue(
-        self,
-        event: DetectionEvent,
-        record: EventRecord,
-        stored: EventRecord,
-        snapshot: Image | None,
-        latency_from: float | None,
-    ) -> EventUpdate:
-        """The detector's record as the continuation of `stored`: its uuid, start and the
-        higher of the two peaks (the stored snapshot stays when its peak was higher)."""
-        merged = dataclasses.replace(
-            record,
-            uuid=stored.uuid,
-            started_at=min(stored.started_at, record.started_at),
-            revision=stored.revision + 1 + record.revision,
-            weather=stored.weather,
-            # What opened the stored event opened this one: the earlier run's decision.
-            opened_statistic=_first(stored.opened_statistic, record.opened_statistic),
-            opened_threshold=_first(stored.opened_threshold, record.opened_threshold),
-        )
-        if stored.peak_score > record.peak_score:
-            merged = dataclasses.replace(
-                merged,
-                peak_at=stored.peak_at,
-                peak_score=stored.peak_score,
-                peak_embedding=stored.peak_embedding,
-                snapshot_path=stored.snapshot_path,
-            )
-            snapshot = None
-        kind = "updated" if event.kind == "started" else event.kind
-        return EventUpdate(kind, merged, snapshot, latency_from, resumed=event.kind == "started")
+        return continuation(event, record, continued, _snapshot(peak), latency_from)
 
 
 def _similarity(slot: CameraSlot, scored: ScoredFrame) -> float | None:
@@ -642,11 +530,6 @@ def _similarity(slot: CameraSlot, scored: ScoredFrame) -> float | None:
     if scored.embedding is None or slot.normal is None:
         return None
     return slot.normal.references.similarity(scored.embedding)
-
-
-def _last_known(record: EventRecord) -> float:
-    """The latest frame time stored of an event (seconds since the epoch)."""
-    return max(record.peak_at, record.ended_at or record.peak_at).timestamp()
 
 
 def _snapshot(peak: ScoredFrame | None) -> Image | None:

@@ -1,0 +1,164 @@
+"""Events a previous run left open (it was killed), and how this run takes them over.
+
+When the detector starts an event of the same camera and class within `RESUME_WINDOW_S`
+of what was stored of it, or of this start (the broker delivering the unacked frames
+again, or a camera whose hazard is still in view), that event continues the stored one —
+same uuid, start and alert — instead of adding a second row. Those not continued by then
+are closed as interrupted; of two left open for one camera and class (rare) the older is
+closed at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from hazardwatch.detect.detector import DetectionEvent
+from hazardwatch.records import EventRecord, EventUpdate, Image
+
+log = logging.getLogger(__name__)
+RESUME_WINDOW_S = 60.0
+
+
+class LeftOpen:
+    """The stored open events, by (camera, class), until continued or closed; and the
+    detector events that continue one, by detector event id. Not thread-safe: the
+    detector stage calls it under its lock."""
+
+    def __init__(
+        self, records: Sequence[EventRecord], emit_event: Callable[[EventUpdate], None]
+    ) -> None:
+        self._emit_event = emit_event
+        self._open: dict[tuple[str, str], EventRecord] = {}
+        self._superseded: list[EventRecord] = []
+        for record in sorted(records, key=lambda r: r.started_at):
+            older = self._open.get((record.camera, record.class_name))
+            if older is not None:
+                self._superseded.append(older)
+            self._open[(record.camera, record.class_name)] = record
+        self._continues: dict[str, EventRecord] = {}
+        self._until = time.monotonic() + RESUME_WINDOW_S
+        self._started_wall = time.time()  # the earlier run died before this
+        self.resumed = 0
+        self.interrupted = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._open or self._superseded)
+
+    def frame(self, camera: str, t: float) -> None:
+        """Frames of the camera at `t`: what they have gone past can no longer continue."""
+        self._interrupt(
+            [
+                record
+                for (cam, _), record in self._open.items()
+                if cam == camera and t > self._deadline(record)
+            ]
+        )
+
+    def expire(self) -> None:
+        """The superseded at once; the rest once `RESUME_WINDOW_S` has passed since the
+        start (a camera that never came back)."""
+        self._interrupt(self._superseded)
+        if self._open and time.monotonic() >= self._until:
+            self._interrupt(list(self._open.values()))
+
+    def close_all(self) -> None:
+        """Shutdown: whatever no frame continued is closed as interrupted."""
+        self._interrupt([*self._superseded, *self._open.values()])
+
+    def continued(self, event: DetectionEvent) -> EventRecord | None:
+        """The stored event this detector event continues, if any (a start within the
+        window takes one over)."""
+        if event.kind == "started":
+            stored = self._open.get((event.camera, event.channel))
+            started = datetime.fromtimestamp(event.started_at, UTC)
+            if (
+                stored is not None
+                and stored.started_at - timedelta(seconds=RESUME_WINDOW_S) <= started
+                and event.started_at <= self._deadline(stored)
+            ):
+                del self._open[(event.camera, event.channel)]
+                self._continues[event.event_id] = stored
+                self.resumed += 1
+                log.info(
+                    "event %s (%s on camera %s) left open by an earlier run goes on",
+                    stored.uuid,
+                    stored.class_name,
+                    stored.camera,
+                )
+        if event.kind == "ended":
+            return self._continues.pop(event.event_id, None)
+        return self._continues.get(event.event_id)
+
+    def _deadline(self, stored: EventRecord) -> float:
+        """The latest frame time at which the event may still be continued: the window
+        after what was stored of it, or after this start (the earlier run died between the
+        two, and its last frames of the event were never stored)."""
+        return max(_last_known(stored), self._started_wall) + RESUME_WINDOW_S
+
+    def _interrupt(self, records: list[EventRecord]) -> None:
+        for record in list(records):
+            if self._open.get((record.camera, record.class_name)) is record:
+                del self._open[(record.camera, record.class_name)]
+            elif record in self._superseded:
+                self._superseded.remove(record)
+            self.interrupted += 1
+            ended = record.ended_at or datetime.now(UTC)
+            closed = dataclasses.replace(
+                record, status="interrupted", ended_at=ended, revision=record.revision + 1
+            )
+            log.warning(
+                "event %s (%s on camera %s) left open by an earlier run was closed as "
+                "interrupted: nothing continued it",
+                record.uuid,
+                record.class_name,
+                record.camera,
+            )
+            try:
+                self._emit_event(EventUpdate("ended", closed, None, None))
+            except Exception:
+                log.exception("event %s could not be handed to the writer", record.uuid)
+
+
+def continuation(
+    event: DetectionEvent,
+    record: EventRecord,
+    stored: EventRecord,
+    snapshot: Image | None,
+    latency_from: float | None,
+) -> EventUpdate:
+    """The detector's record as the continuation of `stored`: its uuid, start and the
+    higher of the two peaks (the stored snapshot stays when its peak was higher)."""
+    merged = dataclasses.replace(
+        record,
+        uuid=stored.uuid,
+        started_at=min(stored.started_at, record.started_at),
+        revision=stored.revision + 1 + record.revision,
+        weather=stored.weather,
+        # What opened the stored event opened this one: the earlier run's decision.
+        opened_statistic=_first(stored.opened_statistic, record.opened_statistic),
+        opened_threshold=_first(stored.opened_threshold, record.opened_threshold),
+    )
+    if stored.peak_score > record.peak_score:
+        merged = dataclasses.replace(
+            merged,
+            peak_at=stored.peak_at,
+            peak_score=stored.peak_score,
+            peak_embedding=stored.peak_embedding,
+            snapshot_path=stored.snapshot_path,
+        )
+        snapshot = None
+    kind = "updated" if event.kind == "started" else event.kind
+    return EventUpdate(kind, merged, snapshot, latency_from, resumed=event.kind == "started")
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _last_known(record: EventRecord) -> float:
+    """The latest frame time stored of an event (seconds since the epoch)."""
+    return max(record.peak_at, record.ended_at or record.peak_at).timestamp()
