@@ -282,3 +282,24 @@ def test_the_capture_and_worker_roles_keep_opencv_to_one_thread(
     finally:
         worker.stop()
         thread.join(30)
+
+
+def test_a_capture_node_reports_its_invalid_cameras_too() -> None:
+    """The events role's /api/v1/cameras and /readyz show a camera whose source does not
+    parse on its capture node, as one process shows its own (it was left out)."""
+    from hazardwatch.capture.fleet import NoCameras
+    from hazardwatch.records import CameraStatus
+    from hazardwatch.roles import _capture_status
+
+    class Link:
+        connected = True
+
+    fleet = NoCameras(invalid={"door": "rtsp://user:pw@door/: no host"})
+    entries = _capture_status("a-1", Link(), fleet)  # type: ignore[arg-type]
+    door = CameraStatus.from_json(entries["camera.door"])
+    assert (door.state, door.node) == ("invalid", "a-1")
+    assert door.last_error is not None and "pw" not in door.last_error
+    assert door.problem() == (
+        "camera door: invalid source, not running (see /api/v1/cameras) (capture node a-1)"
+    )
+    assert entries["node.capture.a-1"]["cameras"] == ["door"]

@@ -52,7 +52,6 @@ from hazardwatch.metrics import (
     Metrics,
     PipelineCollector,
     PipelineView,
-    RemoteStatus,
 )
 from hazardwatch.records import (
     EventUpdate,
@@ -61,6 +60,7 @@ from hazardwatch.records import (
 from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions, load_bank
 from hazardwatch.scoring.worker import TextIndex
 from hazardwatch.settings import Location, Settings
+from hazardwatch.status import LocalStatus, StatusSource
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
 from hazardwatch.storage.repository import Repository
@@ -183,7 +183,8 @@ class Service:
                 or "none configured; add cameras: to the config file or pass --source",
             )
         repository.ensure_cameras((r.camera, r.spec.kind) for r in fleet.readers)
-        view.cameras = api_state.cameras = fleet
+        view.cameras = fleet
+        api_state.status = LocalStatus(fleet)
         view.queue = queue
         view.stale_by_camera = worker.stats.stale_by_camera
         view.writer = events.writer
@@ -253,7 +254,7 @@ class Service:
         board = StatusBoard(link)
         board.start()
         stack.callback(board.stop)
-        api_state.scoring_elsewhere, api_state.status = True, board
+        api_state.status = api_state.roles = board
         view.lost_by_camera = consumer.lost_by_camera
         view.late_by_camera = consumer.late_by_camera
         view.handled_by_camera = consumer.frames_by_camera
@@ -303,10 +304,10 @@ class Service:
         return None
 
 
-def _register_remote_cameras(repository: Repository, board: RemoteStatus) -> None:
+def _register_remote_cameras(repository: Repository, board: StatusSource) -> None:
     """The events role: each camera's source kind as its capture node reports it (the
     scores alone register a camera as "unknown")."""
-    cameras = [(str(c["name"]), str(c["kind"])) for c in board.cameras() if c.get("kind")]
+    cameras = [(c.name, c.kind) for c in board.cameras() if c.kind]
     if not cameras:
         return
     try:

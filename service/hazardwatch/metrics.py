@@ -27,6 +27,8 @@ from prometheus_client.registry import Collector
 
 from hazardwatch.capture.fleet import Cameras, NoCameras
 from hazardwatch.motion.stage import MotionStage
+from hazardwatch.records import CameraState, CameraStatus
+from hazardwatch.status import LocalStatus, RoleStatus
 
 if TYPE_CHECKING:
     from hazardwatch.capture.reader import CameraReader
@@ -205,16 +207,6 @@ class WriterStatus(Protocol):
     def dropped_scores(self) -> int: ...
 
 
-class RemoteStatus(Protocol):
-    """The roles' status as the events service reads it (`handoff.status.StatusBoard`)."""
-
-    def cameras(self) -> list[dict[str, Any]]: ...
-
-    def workers(self) -> list[dict[str, Any]]: ...
-
-    def capture_nodes(self) -> list[dict[str, Any]]: ...
-
-
 @dataclass
 class PipelineView:
     """What the collector reads at scrape time; filled in as the service starts."""
@@ -227,15 +219,20 @@ class PipelineView:
     lost_by_camera: Mapping[str, int] = field(default_factory=dict)
     late_by_camera: Mapping[str, int] = field(default_factory=dict)
     handled_by_camera: Mapping[str, int] = field(default_factory=dict)
-    remote: RemoteStatus | None = None  # the events role: the roles' status bucket
+    remote: RoleStatus | None = None  # the events role: the roles' status bucket
     writer: WriterStatus | None = None
+
+    def statuses(self) -> list[CameraStatus]:
+        """Every camera's status: as capture nodes report them (the events role), or
+        from this process's readers."""
+        return (self.remote or LocalStatus(self.cameras)).cameras()
 
 
 def _intake(v: PipelineView) -> Iterator[Metric]:
     """The events role's counts of what came through the broker, per camera: every camera
     a capture node reports has its series from the start (at 0), so rates and alerts work
     before the first loss."""
-    reported = {str(c.get("name")) for c in v.remote.cameras()} if v.remote is not None else set()
+    reported = {c.name for c in v.remote.cameras()} if v.remote is not None else set()
     for name, text, counts in (
         (
             "frames_lost",
@@ -311,28 +308,16 @@ class PipelineCollector(Collector):
             "cameras that are not recorded).",
             labels=["camera"],
         )
-        for r in readers:
-            streaming = r.state.value == "streaming" and not r.stalled
-            up.add_metric([r.camera], 1.0 if streaming else 0.0)
-            fps.add_metric([r.camera], r.stats.fps)
-            frame_age = r.frame_age_s()
-            if frame_age is not None:
-                age.add_metric([r.camera], max(0.0, frame_age))
-            if r.recorder is not None:
-                running = r.recorder.stats.state == "recording"
-                recording.add_metric([r.camera], 1.0 if running else 0.0)
-        for name in v.cameras.invalid:
-            up.add_metric([name], 0.0)
-        remote = v.remote.cameras() if v.remote is not None else []
-        for reported in remote:  # the events role: what the capture nodes report
-            remote_name = str(reported.get("name"))
-            up.add_metric([remote_name], 1.0 if reported.get("state") == "streaming" else 0.0)
-            fps.add_metric([remote_name], float(reported.get("fps") or 0.0))
-            if reported.get("last_frame_age_s") is not None:
-                age.add_metric([remote_name], float(reported["last_frame_age_s"]))
-            if reported.get("recording") is not None:
-                running = reported["recording"].get("state") == "recording"
-                recording.add_metric([remote_name], 1.0 if running else 0.0)
+        for status in v.statuses():
+            up.add_metric([status.name], 1.0 if status.delivering else 0.0)
+            if status.state is CameraState.INVALID:
+                continue  # never ran: no rate, no frame, no recorder
+            fps.add_metric([status.name], status.fps)
+            if status.last_frame_age_s is not None:
+                age.add_metric([status.name], max(0.0, status.last_frame_age_s))
+            if status.recording is not None:
+                running = status.recording.state == "recording"
+                recording.add_metric([status.name], 1.0 if running else 0.0)
         yield up
         yield age
         yield fps

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -335,3 +336,170 @@ class ClassNormal:
             return cls(*values, **extra)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- status
+#
+# What the API, readiness and the metrics read of the cameras and the roles, the same in
+# one process (status.LocalStatus, from the readers) and in the events role
+# (handoff.status.StatusBoard, from what capture nodes and workers publish as JSON).
+
+
+class CameraState(StrEnum):
+    """A camera as an operator sees it: its reader's state, or one of three the reader
+    does not have (stalled: streaming but no frame within `capture.stall_timeout_s`;
+    invalid: its source does not parse, it never ran; unknown: its report is old news)."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STALLED = "stalled"
+    BACKING_OFF = "backing_off"
+    ENDED = "ended"
+    STOPPED = "stopped"
+    INVALID = "invalid"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> CameraState:
+        """A reported state; one this version does not know is `unknown`."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStatus:
+    """A camera's full-rate recorder: recording, restarting, …; restarts; its last error."""
+
+    state: str
+    restarts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """One camera's status (credentials already redacted from `last_error`)."""
+
+    name: str
+    kind: str | None
+    state: CameraState
+    fps: float = 0.0
+    last_frame_age_s: float | None = None  # None before the first frame
+    frames_read: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+    recording: RecordingStatus | None = None  # None: the camera is not recorded
+    node: str | None = None  # the capture node that reported it (distributed roles)
+    status_age_s: float | None = None  # seconds since that node's report
+
+    @property
+    def delivering(self) -> bool:
+        return self.state is CameraState.STREAMING
+
+    def problem(self) -> str | None:
+        """Why the camera keeps the service from being ready, or None when it does not
+        (delivering, or ended as a file does)."""
+        where = f" (capture node {self.node})" if self.node else ""
+        if self.state is CameraState.INVALID:
+            return f"camera {self.name}: invalid source, not running (see /api/v1/cameras){where}"
+        if self.state in (CameraState.CONNECTING, CameraState.BACKING_OFF, CameraState.STALLED):
+            return f"camera {self.name}: {self.state}{where}"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "state": self.state.value,
+            "fps": self.fps,
+            "last_frame_age_s": self.last_frame_age_s,
+            "frames_read": self.frames_read,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "recording": None,
+        }
+        if self.recording is not None:
+            r = self.recording
+            data["recording"] = {
+                "state": r.state,
+                "restarts": r.restarts,
+                "last_error": r.last_error,
+            }
+        if self.node is not None:
+            data["node"] = self.node
+        if self.status_age_s is not None:
+            data["status_age_s"] = self.status_age_s
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CameraStatus:
+        """A capture node's report; a field missing or of the wrong type reads as absent
+        (a node of another version must not take the status page down)."""
+        recording = data.get("recording")
+        return cls(
+            name=str(data.get("name")),
+            kind=_str_or_none(data.get("kind")),
+            state=CameraState.parse(data.get("state")),
+            fps=_number(data.get("fps")) or 0.0,
+            last_frame_age_s=_number(data.get("last_frame_age_s")),
+            frames_read=int(_number(data.get("frames_read")) or 0),
+            reconnects=int(_number(data.get("reconnects")) or 0),
+            last_error=_str_or_none(data.get("last_error")),
+            recording=(
+                RecordingStatus(
+                    str(recording.get("state")),
+                    int(_number(recording.get("restarts")) or 0),
+                    _str_or_none(recording.get("last_error")),
+                )
+                if isinstance(recording, Mapping)
+                else None
+            ),
+            node=_str_or_none(data.get("node")),
+            status_age_s=_number(data.get("status_age_s")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """A capture node or scoring worker as it reported itself (the distributed roles)."""
+
+    role: Literal["capture", "worker"]
+    node: str
+    connected: bool = True  # to NATS
+    cameras: tuple[str, ...] = ()  # capture: the cameras it reads
+    encoder: str | None = None  # worker: the model it scores with
+    frames_scored: int = 0  # worker
+    running: bool = True  # worker: its scoring thread runs
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "node": self.node, "connected": self.connected}
+        if self.role == "capture":
+            data["cameras"] = list(self.cameras)
+        else:
+            data |= {"encoder": self.encoder, "frames_scored": self.frames_scored,
+                     "running": self.running}  # fmt: skip
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeStatus:
+        cameras = data.get("cameras")
+        return cls(
+            role="worker" if data.get("role") == "worker" else "capture",
+            node=str(data.get("node")),
+            connected=bool(data.get("connected", True)),
+            cameras=tuple(map(str, cameras)) if isinstance(cameras, list) else (),
+            encoder=_str_or_none(data.get("encoder")),
+            frames_scored=int(_number(data.get("frames_scored")) or 0),
+            running=bool(data.get("running", True)),
+        )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

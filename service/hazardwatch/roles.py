@@ -14,11 +14,12 @@ Each starts its components in data-flow order and stops them in reverse, and ser
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
-from hazardwatch.capture.fleet import CameraFleet
-from hazardwatch.capture.reader import CameraReader, camera_problems
+from hazardwatch.capture.fleet import CameraFleet, Cameras
 from hazardwatch.components import (
     EncoderFactory,
     build_worker,
@@ -52,8 +52,10 @@ from hazardwatch.metrics import (
     PipelineView,
     PublishCollector,
 )
+from hazardwatch.records import NodeStatus
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import Settings
+from hazardwatch.status import LocalStatus, camera_problems
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +173,10 @@ class CaptureNode:
                 settings,
                 self.api_port,
                 metrics,
-                lambda: _capture_reasons(link, fleet.readers),
+                lambda: _capture_reasons(link, fleet),
             )
             node = node_id()
-            status = StatusPublisher(link, lambda: _capture_status(node, link, fleet.readers))
+            status = StatusPublisher(link, lambda: _capture_status(node, link, fleet))
             try:
                 fleet.start()
                 status.start()
@@ -205,16 +207,13 @@ class CaptureNode:
             link.stop()
 
 
-def _capture_status(
-    node: str, link: BrokerLink, readers: Sequence[CameraReader]
-) -> dict[str, dict[str, Any]]:
-    entries = {f"camera.{r.camera}": {**r.status(), "node": node} for r in readers}
-    entries[f"node.capture.{node}"] = {
-        "role": "capture",
-        "node": node,
-        "cameras": [r.camera for r in readers],
-        "connected": link.connected,
-    }
+def _capture_status(node: str, link: BrokerLink, fleet: Cameras) -> dict[str, dict[str, Any]]:
+    """This node's entries in the status bucket: each camera (invalid ones too), and the
+    node itself."""
+    cameras = LocalStatus(fleet).cameras()
+    entries = {f"camera.{c.name}": dataclasses.replace(c, node=node).to_json() for c in cameras}
+    capture = NodeStatus("capture", node, link.connected, tuple(c.name for c in cameras))
+    entries[f"node.capture.{node}"] = capture.to_json()
     return entries
 
 
@@ -222,8 +221,8 @@ def _link_reasons(link: BrokerLink) -> list[str]:
     return [] if link.connected else ["not connected to NATS"]
 
 
-def _capture_reasons(link: BrokerLink, readers: Sequence[CameraReader]) -> list[str]:
-    return _link_reasons(link) + camera_problems(r.status() for r in readers)
+def _capture_reasons(link: BrokerLink, fleet: Cameras) -> list[str]:
+    return _link_reasons(link) + camera_problems(LocalStatus(fleet).cameras())
 
 
 class WorkerNode:
@@ -274,14 +273,14 @@ class WorkerNode:
             status = StatusPublisher(
                 link,
                 lambda: {
-                    f"node.worker.{node}": {
-                        "role": "worker",
-                        "node": node,
-                        "encoder": encoder.name,
-                        "frames_scored": worker.stats.frames,
-                        "running": worker.is_alive(),
-                        "connected": link.connected,
-                    }
+                    f"node.worker.{node}": NodeStatus(
+                        "worker",
+                        node,
+                        link.connected,
+                        encoder=encoder.name,
+                        frames_scored=worker.stats.frames,
+                        running=worker.is_alive(),
+                    ).to_json()
                 },
             )
             try:

@@ -21,6 +21,7 @@ from hazardwatch.records import EventRecord, Weather
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
+from hazardwatch.status import LocalStatus
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -647,7 +648,7 @@ def test_failed_authentications_are_limited_and_logged_per_address(
 
 def test_readyz_without_the_token_gives_no_names(state: ApiState) -> None:
     state.worker = None
-    state.cameras = NoCameras(invalid={"secret-gate-7": "unreachable"})
+    state.status = LocalStatus(NoCameras(invalid={"secret-gate-7": "unreachable"}))
     client = api_client(create_app(state, ApiSettings(token="t0ken")))  # type: ignore[arg-type]
     anonymous = client.get("/readyz")
     assert anonymous.status_code == 503 and "secret-gate-7" not in anonymous.text

@@ -17,6 +17,7 @@ from hazardwatch.handoff.status import (
     StatusPublisher,
     _Bucket,
 )
+from hazardwatch.records import CameraState, CameraStatus, NodeStatus
 from tests.conftest import NatsServer
 from tests.helpers import wait_for
 
@@ -41,9 +42,10 @@ def test_roles_status_is_read_back_and_removed_on_a_clean_stop(link: BrokerLink)
     try:
         assert wait_for(lambda: len(board.workers()) == 1 and len(board.cameras()) == 1, 10)
         (camera,) = board.cameras()
-        assert camera["name"] == "gate" and camera["node"] == "a-1"
-        assert time.time() - camera["updated_at"] < 5
-        assert [n["role"] for n in board.capture_nodes()] == ["capture"]
+        assert camera.name == "gate" and camera.node == "a-1"
+        assert camera.state is CameraState.STREAMING
+        assert camera.status_age_s is not None and camera.status_age_s < 5
+        assert [n.role for n in board.capture_nodes()] == ["capture"]
         # A camera the node no longer runs (a reload removed it) goes with the next round.
         cameras.clear()
         assert wait_for(lambda: board.cameras() == [], 10)
@@ -71,7 +73,7 @@ def test_a_role_that_fell_silent_counts_as_gone_after_the_ttl(link: BrokerLink) 
     link.call(put_old(), timeout=10)
     board = StatusBoard(link)
     board.refresh()
-    assert board.read_ok and [w["role"] for w in board.workers()] == ["worker"]
+    assert board.read_ok and [w.role for w in board.workers()] == ["worker"]
     assert len(board._entries) == 2  # both read; only the fresh one counts
 
 
@@ -115,13 +117,13 @@ def test_while_the_broker_is_away_cameras_read_unknown_and_their_frame_age_grows
     capture.start()
     board.start()
     try:
-        assert wait_for(lambda: [c["state"] for c in board.cameras()] == ["streaming"], 10)
+        assert wait_for(lambda: [c.state for c in board.cameras()] == ["streaming"], 10)
         silent.append(True)  # no more reports: the one held ages
         time.sleep(1.0)
-        (held,) = board.cameras() or [{}]
-        assert held.get("last_frame_age_s", 0) >= 1.0 and held.get("status_age_s", 0) >= 0.9
+        (held,) = board.cameras()
+        assert (held.last_frame_age_s or 0) >= 1.0 and (held.status_age_s or 0) >= 0.9
         nats_server.stop()
-        assert wait_for(lambda: [c["state"] for c in board.cameras()] in ([], ["unknown"]), 3)
+        assert wait_for(lambda: [c.state for c in board.cameras()] in ([], ["unknown"]), 3)
     finally:
         capture.stop(1)
         board.stop(5)
@@ -149,3 +151,25 @@ def test_reading_the_board_leaves_no_consumers_behind(link: BrokerLink) -> None:
         )
     finally:
         publisher.stop(5)
+
+
+def test_a_report_of_another_version_reads_as_far_as_it_goes() -> None:
+    """A capture node of another version must not take the status page down: fields it
+    lacks or sends with the wrong type read as absent, a state this version does not know
+    as unknown."""
+    status = CameraStatus.from_json(
+        {"name": "gate", "state": "dreaming", "fps": "fast", "frames_read": 7,
+         "recording": {"state": "recording", "restarts": None}, "extra": 1}
+    )  # fmt: skip
+    assert status == CameraStatus(
+        "gate", None, CameraState.UNKNOWN, fps=0.0, frames_read=7,
+        recording=status.recording,
+    )  # fmt: skip
+    assert status.recording is not None and status.recording.restarts == 0
+    assert status.problem() is None  # unknown is not a reason to be unready
+    node = NodeStatus.from_json({"role": "worker", "node": "b-2", "frames_scored": 3.0})
+    assert (node.role, node.frames_scored, node.running) == ("worker", 3, True)
+    assert NodeStatus.from_json(node.to_json()) == node
+    stalled = CameraStatus("gate", "rtsp", CameraState.STALLED, node="a-1")
+    assert CameraStatus.from_json(stalled.to_json()) == stalled
+    assert stalled.problem() == "camera gate: stalled (capture node a-1)"

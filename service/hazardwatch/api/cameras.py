@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException
 
 from hazardwatch.api.schemas import Responses, errors
 from hazardwatch.api.state import ApiState
-from hazardwatch.redact import redact_text
 
 
 def router(state: ApiState, auth: Responses) -> APIRouter:
@@ -17,18 +16,11 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
 
     @router.get("")
     def cameras() -> dict[str, Any]:
-        invalid = [
-            {"name": name, "kind": None, "state": "invalid", "last_error": redact_text(error)}
-            for name, error in state.cameras.invalid.items()
-        ]
-        if state.status is not None:  # the events role: what the capture nodes report
-            items = state.status.cameras() + invalid
-        else:
-            items = [r.status() for r in state.cameras.readers] + invalid
+        """Every camera: running, ended, or with a source that does not parse (invalid);
+        in the events role, as its capture node last reported it."""
+        items = [status.to_json() for status in state.status.cameras()]
         if state.calibration is not None:
-            items = [
-                {**item, "calibration": state.calibration(str(item["name"]))} for item in items
-            ]
+            items = [{**item, "calibration": state.calibration(item["name"])} for item in items]
         return {"items": items}
 
     @router.get(

@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.schemas import Readiness
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
-from hazardwatch.capture.reader import camera_problems
-from hazardwatch.handoff.status import STATUS_TTL_S, StatusBoard
+from hazardwatch.handoff.status import STATUS_TTL_S
 from hazardwatch.metrics import CONTENT_TYPE
 from hazardwatch.settings import ApiSettings
+from hazardwatch.status import RoleStatus, camera_problems
 
 
 def router(state: ApiState, settings: ApiSettings, metrics: bool) -> APIRouter:
@@ -62,28 +62,25 @@ def _readiness(state: ApiState) -> list[str]:
     writer = state.writer
     if writer is not None and writer.spooled:
         reasons.append(f"{writer.spooled} write(s) spooled, waiting for the database")
-    if state.scoring_elsewhere:  # cameras and the model live on the capture and worker nodes
-        return reasons + (_remote_readiness(state.status) if state.status is not None else [])
+    if state.roles is not None:  # cameras and the model live on the capture and worker nodes
+        return reasons + _roles_readiness(state.roles)
     if state.worker is None:
         reasons.append("model not loaded yet")
     elif not state.worker.is_alive():
         reasons.append("scoring worker is not running")
-    cameras = state.cameras
-    reasons += camera_problems(r.status() for r in cameras.readers)
-    for name in cameras.invalid:
-        reasons.append(f"camera {name}: invalid source, not running (see /api/v1/cameras)")
-    if state.worker is not None and not cameras.readers and not cameras.invalid:
+    cameras = state.status.cameras()
+    if state.worker is not None and not cameras:
         reasons.append("no camera configured: add cameras: to the configuration and restart")
-    return reasons
+    return reasons + camera_problems(cameras)
 
 
-def _remote_readiness(board: StatusBoard) -> list[str]:
-    if not board.current:
+def _roles_readiness(roles: RoleStatus) -> list[str]:
+    if not roles.current:
         return ["the roles' status cannot be read from NATS"]
     reasons = []
-    if not board.workers():
+    if not roles.workers():
         reasons.append(f"no scoring worker has reported in the last {STATUS_TTL_S:g} s")
-    cameras = board.cameras()
+    cameras = roles.cameras()
     if not cameras:
         reasons.append(f"no capture node has reported a camera in the last {STATUS_TTL_S:g} s")
     return reasons + camera_problems(cameras)

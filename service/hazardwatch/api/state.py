@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy.typing as npt
 
-from hazardwatch.capture.fleet import Cameras, NoCameras
-from hazardwatch.handoff.status import StatusBoard
+from hazardwatch.capture.fleet import NoCameras
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.status import LocalStatus, RoleStatus, StatusSource
 from hazardwatch.storage.repository import Repository
 
 RETRY_AFTER_S = "5"  # seconds, on every 503
@@ -28,11 +28,11 @@ class ApiState:
     repository: Repository
     media_dir: Path
     metrics: Metrics
-    cameras: Cameras = field(default_factory=NoCameras)  # readers, and cameras never run
+    # Every camera's status: this process's readers, or what capture nodes report.
+    status: StatusSource = field(default_factory=lambda: LocalStatus(NoCameras()))
     # The events role: cameras and scoring run on other nodes, not in this process; what
     # they report comes through the status bucket.
-    scoring_elsewhere: bool = False
-    status: StatusBoard | None = None
+    roles: RoleStatus | None = None
     worker: ScoringWorker | None = None
     writer: EventWriter | None = None
     # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
@@ -45,3 +45,7 @@ class ApiState:
     explain: Callable[[str], dict[str, Any] | None] | None = None
     # Seconds until an event's clip should be stored; None when none is coming.
     clip_pending: Callable[[str], float | None] = lambda uuid: None
+
+    @property
+    def scoring_elsewhere(self) -> bool:
+        return self.roles is not None

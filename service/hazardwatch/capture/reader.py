@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -16,7 +16,7 @@ import cv2
 
 from hazardwatch.capture.sources import SourceSpec, open_capture
 from hazardwatch.errors import SourceError
-from hazardwatch.records import Frame
+from hazardwatch.records import CameraState, CameraStatus, Frame, RecordingStatus
 from hazardwatch.redact import redact_text
 
 if TYPE_CHECKING:
@@ -156,29 +156,26 @@ class CameraReader:
             age is not None and age > self.options.stall_timeout_s
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> CameraStatus:
         """What `/api/v1/cameras` shows of this camera (credentials redacted)."""
         stats = self.stats
         age = self.frame_age_s()
         recording = None
         if self.recorder is not None:
             r = self.recorder.stats
-            recording = {
-                "state": r.state,
-                "restarts": r.restarts,
-                "last_error": redact_text(r.last_error) if r.last_error else None,
-            }
-        return {
-            "name": self.camera,
-            "kind": self.spec.kind,
-            "state": "stalled" if self.stalled else self._state.value,
-            "fps": round(stats.fps, 2),
-            "last_frame_age_s": round(age, 3) if age is not None else None,
-            "frames_read": stats.frames_read,
-            "reconnects": stats.reconnects,
-            "last_error": redact_text(stats.last_error) if stats.last_error else None,
-            "recording": recording,
-        }
+            error = redact_text(r.last_error) if r.last_error else None
+            recording = RecordingStatus(r.state, r.restarts, error)
+        return CameraStatus(
+            name=self.camera,
+            kind=self.spec.kind,
+            state=CameraState.STALLED if self.stalled else CameraState(self._state.value),
+            fps=round(stats.fps, 2),
+            last_frame_age_s=round(age, 3) if age is not None else None,
+            frames_read=stats.frames_read,
+            reconnects=stats.reconnects,
+            last_error=redact_text(stats.last_error) if stats.last_error else None,
+            recording=recording,
+        )
 
     def start(self) -> None:
         if self.recorder is not None:
@@ -362,18 +359,6 @@ class CameraReader:
         except Exception:
             self.stats.sink_errors += 1
             log.exception("camera %s: frame %d could not be processed", self.camera, self._seq)
-
-
-def camera_problems(statuses: Iterable[dict[str, Any]]) -> list[str]:
-    """Readiness reasons for cameras not delivering, from `CameraReader.status()` dicts
-    (in this process, or as a capture node reported them, with its `node`)."""
-    reasons = []
-    for status in statuses:
-        state = status.get("state")
-        if state in (ReaderState.CONNECTING, ReaderState.BACKING_OFF, "stalled"):
-            where = f" (capture node {status['node']})" if status.get("node") else ""
-            reasons.append(f"camera {status.get('name')}: {state}{where}")
-    return reasons
 
 
 def mean_interval(mean: float | None, dt: float, weight: float = 0.1) -> float:

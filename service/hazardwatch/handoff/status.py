@@ -4,9 +4,9 @@ In one process `/api/v1/cameras`, `/readyz` and the metrics read the readers and
 worker directly. Distributed, those live on other machines, so each role publishes what
 it knows into the bucket `HAZARDWATCH_STATUS` every `PUBLISH_INTERVAL_S`:
 
-- a capture node: `camera.<name>` per camera (the fields of `/api/v1/cameras`, plus the
-  node) and `node.capture.<node>`;
-- a worker: `node.worker.<node>` (encoder, frames scored, whether it runs).
+- a capture node: `camera.<name>` per camera (`CameraStatus` with its node, as in
+  `/api/v1/cameras`) and `node.capture.<node>` (`NodeStatus`);
+- a worker: `node.worker.<node>` (`NodeStatus`: encoder, frames scored, whether it runs).
 
 Each value is JSON with `updated_at` (UTC epoch seconds). The bucket keeps values
 `STATUS_TTL_S` (memory storage: status, not data); a role stopped cleanly deletes its keys
@@ -19,6 +19,7 @@ on the broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.lifecycle import Periodic
+from hazardwatch.records import CameraState, CameraStatus, NodeStatus
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ class StatusBoard(Periodic):
         worked): while not, what it holds is old news."""
         return self.read_ok and self.link.connected
 
-    def cameras(self) -> list[dict[str, Any]]:
+    def cameras(self) -> list[CameraStatus]:
         """Every camera a capture node reported within the TTL, by name. Its frame age
         grows with the age of the report; while the broker cannot be read its state is
         "unknown", never the "streaming" it last had."""
@@ -192,21 +194,25 @@ class StatusBoard(Periodic):
         current = self.current
         out = []
         for value in self._fresh("camera."):
-            entry = dict(value)
-            reported_s = max(0.0, now - float(entry.get("updated_at", now)))
-            entry["status_age_s"] = round(reported_s, 3)
-            if entry.get("last_frame_age_s") is not None:
-                entry["last_frame_age_s"] = round(float(entry["last_frame_age_s"]) + reported_s, 3)
+            status = CameraStatus.from_json(value)
+            reported_s = max(0.0, now - float(value.get("updated_at", now)))
+            age = status.last_frame_age_s
+            status = dataclasses.replace(
+                status,
+                status_age_s=round(reported_s, 3),
+                last_frame_age_s=round(age + reported_s, 3) if age is not None else None,
+            )
             if not current:
-                entry["state"] = "unknown"
-                entry["last_error"] = (
-                    "no current status: the events service cannot read it from NATS"
+                status = dataclasses.replace(
+                    status,
+                    state=CameraState.UNKNOWN,
+                    last_error="no current status: the events service cannot read it from NATS",
                 )
-            out.append(entry)
+            out.append(status)
         return out
 
-    def workers(self) -> list[dict[str, Any]]:
-        return self._fresh("node.worker.")
+    def workers(self) -> list[NodeStatus]:
+        return [NodeStatus.from_json(value) for value in self._fresh("node.worker.")]
 
-    def capture_nodes(self) -> list[dict[str, Any]]:
-        return self._fresh("node.capture.")
+    def capture_nodes(self) -> list[NodeStatus]:
+        return [NodeStatus.from_json(value) for value in self._fresh("node.capture.")]
