@@ -510,13 +510,8 @@ def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
     worker's decode and OpenCV's reader, which the codec used before, each in a fresh
     process as a worker is (in this one, what was allocated so far decides whether
     OpenCV's buffers are mapped in afresh)."""
-    from hazardwatch.handoff.codec import (
-        decode_at_least,
-        decode_gated,
-        decode_scored,
-        encode_gated,
-        encode_scored,
-    )
+    from hazardwatch.handoff.codec import decode_gated, decode_scored, encode_gated, encode_scored
+    from hazardwatch.images import decode_at_least
     from hazardwatch.records import ScoredFrame
     from hazardwatch.scoring.bank import load_bank
 
@@ -554,7 +549,7 @@ def codec_costs(rounds: int = 200) -> dict[str, dict[str, float]]:
 
 def run_decode_cost(rounds: int = 200) -> int:
     """One fresh-process decode measurement: prints CPU ms and minor faults per frame."""
-    from hazardwatch.handoff.codec import decode_at_least
+    from hazardwatch.images import decode_at_least
 
     wire = [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
             for image in footage(20)]  # fmt: skip

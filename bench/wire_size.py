@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import SHARED_DIR
 
-from hazardwatch.handoff.codec import WireOptions, encode_gated
+from hazardwatch.handoff.codec import encode_gated
+from hazardwatch.images import ImageOptions
 from hazardwatch.records import Frame, GatedFrame, MotionResult
 
 
@@ -55,9 +56,9 @@ def main() -> int:
     images = frames(args.video, args.frames)
     rows = []
     for name, options in (
-        ("jpeg q85 (default)", WireOptions()),
-        ("jpeg q70, 640 px", WireOptions(jpeg_quality=70, max_width=640)),
-        ("png (lossless)", WireOptions(image_format="png")),
+        ("jpeg q85 (default)", ImageOptions()),
+        ("jpeg q70, 640 px", ImageOptions(jpeg_quality=70, max_width=640)),
+        ("png (lossless)", ImageOptions(image_format="png")),
     ):
         sizes, seconds = [], 0.0
         for i, image in enumerate(images):

@@ -107,3 +107,19 @@ def test_the_checker_sees_a_cycle_and_sees_through_type_checking() -> None:
     # records names the prompt bank only for the type checker: no edge.
     assert "hazardwatch.scoring.bank" not in edges["hazardwatch.records"]
     assert "hazardwatch.records" in edges["hazardwatch.scoring.bank"]
+
+
+def test_only_the_hand_off_reads_the_wire_format() -> None:
+    """The envelope of gated and scored frames is the hand-off's business: scoring decodes
+    pixels (images.py) and the spool stores event records as their own JSON, neither
+    through the codec. And a module is sized to one concern: none but the settings
+    schema runs much past 500 lines."""
+    edges = graph()
+    readers = sorted(n for n, targets in edges.items() if "hazardwatch.handoff.codec" in targets)
+    assert all(n.startswith("hazardwatch.handoff.") for n in readers), readers
+    sizes = {
+        module_name(p): len(p.read_text().splitlines())
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "schema.py"
+    }
+    assert not {n: lines for n, lines in sizes.items() if lines > 600}, sizes

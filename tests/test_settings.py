@@ -13,9 +13,9 @@ from hazardwatch.capture.reader import ReaderOptions
 from hazardwatch.capture.recorder import RecorderOptions
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.errors import ConfigError
-from hazardwatch.handoff.codec import WireOptions
 from hazardwatch.handoff.frames import FramesLayout
 from hazardwatch.handoff.scores import ScoresLayout
+from hazardwatch.images import ImageOptions
 from hazardwatch.motion.gate import GateParams
 from hazardwatch.motion.snippets import SamplerParams
 from hazardwatch.outputs.alerts import AlertPolicy
@@ -302,7 +302,7 @@ PARITY: list[tuple[type, str, dict[str, tuple[str, str] | None]]] = [
         "backoff_max_s": ("capture", "backoff_max_s"),
     }),
     (AlertPolicy, "alerts", {}),
-    (WireOptions, "broker", {}),
+    (ImageOptions, "broker", {}),
     (FramesLayout, "broker", {"max_age_s": ("scoring", "max_frame_age_s")}),
     (ScoresLayout, "broker", {
         "max_age_s": ("broker", "scores_max_age_s"),

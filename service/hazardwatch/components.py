@@ -25,11 +25,11 @@ from hazardwatch.capture.recorder import (
 )
 from hazardwatch.capture.sources import SourceSpec
 from hazardwatch.errors import ConfigError, HazardwatchError
-from hazardwatch.handoff.codec import WireOptions
 from hazardwatch.handoff.frames import FramesLayout
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.queue import FrameSink, FrameSource
 from hazardwatch.handoff.scores import ScoresLayout
+from hazardwatch.images import ImageOptions
 from hazardwatch.metrics import Metrics
 from hazardwatch.motion.gate import GateParams, MotionGate
 from hazardwatch.motion.snippets import SamplerParams, SnippetSampler
@@ -348,9 +348,9 @@ def layouts_from_settings(settings: Settings) -> tuple[FramesLayout, ScoresLayou
     return frames, ScoresLayout(max_age_s=b.scores_max_age_s)
 
 
-def wire_options(settings: BrokerSettings) -> WireOptions:
+def wire_options(settings: BrokerSettings) -> ImageOptions:
     """How capture encodes frames for the broker."""
-    return WireOptions(
+    return ImageOptions(
         jpeg_quality=settings.jpeg_quality,
         max_width=settings.max_width,
         image_format=settings.image_format,

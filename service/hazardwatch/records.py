@@ -209,6 +209,28 @@ class EventRecord:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field, times as ISO 8601 (the spool stores events so)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in _EVENT_TIMES:
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        data["weather"] = self.weather.to_json() if self.weather is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EventRecord:
+        data = dict(data)
+        for key in _EVENT_TIMES:
+            if data.get(key) is not None:
+                data[key] = datetime.fromisoformat(data[key])
+        if data.get("weather") is not None:
+            data["weather"] = Weather.from_json(data["weather"])
+        return cls(**data)
+
+
+_EVENT_TIMES = ("started_at", "peak_at", "ended_at", "verdict_at")
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreSample:

@@ -13,19 +13,14 @@ import pytest
 
 from hazardwatch.handoff.codec import (
     CodecError,
-    WireOptions,
-    decode_at_least,
     decode_gated,
-    decode_jpeg,
     decode_scored,
     encode_gated,
     encode_scored,
-    event_from_dict,
-    event_to_dict,
-    jpeg_size,
     pack,
     unpack,
 )
+from hazardwatch.images import ImageError, ImageOptions, decode_at_least, decode_jpeg, jpeg_size
 from hazardwatch.records import (
     EventRecord,
     EventUpdate,
@@ -70,7 +65,7 @@ def test_frames_are_scaled_to_the_wire_width() -> None:
     big = dataclasses.replace(
         gated(), frame=dataclasses.replace(gated().frame, pixels=image(1920, 1080))
     )
-    back = decode_gated(encode_gated(big, WireOptions(jpeg_quality=70, max_width=640)))
+    back = decode_gated(encode_gated(big, ImageOptions(jpeg_quality=70, max_width=640)))
     assert back.frame.image.shape == (360, 640, 3)
     # The motion box is in the pixels of the image that travels: a third of (10, 20, 60, 80).
     assert back.motion.box == (3, 7, 20, 27)
@@ -100,7 +95,7 @@ def test_the_wire_image_is_read_at_the_size_the_model_needs() -> None:
     assert decode_at_least(data, 90)[1] == 0.125
     small = encode_gated(gated())
     assert decode_at_least(decode_gated(small).wire_image or b"", 224)[1] == 1.0
-    png = decode_gated(encode_gated(big, WireOptions(image_format="png"))).wire_image or b""
+    png = decode_gated(encode_gated(big, ImageOptions(image_format="png"))).wire_image or b""
     assert jpeg_size(png) is None
     assert np.array_equal(decode_at_least(png, 224)[0], image(1280, 720))
     assert jpeg_size(b"\xff\xd8\xff\xe0\x00") is None  # a header cut short
@@ -131,9 +126,9 @@ def test_wire_jpegs_decode_to_the_pixels_opencv_reads(min_side: int, flag: int) 
 def test_a_damaged_jpeg_is_a_codec_error_in_libjpegs_words() -> None:
     _, jpeg = cv2.imencode(".jpg", image(320, 240))
     data = jpeg.tobytes()
-    with pytest.raises(CodecError, match=r"not a JPEG .*: .+"):
+    with pytest.raises(ImageError, match=r"not a JPEG .*: .+"):
         decode_jpeg(data[: len(data) // 2])
-    with pytest.raises(CodecError, match="not a JPEG"):
+    with pytest.raises(ImageError, match="not a JPEG"):
         decode_at_least(data[:40], 90)
 
 
@@ -143,13 +138,13 @@ def test_a_payload_that_is_no_image_is_refused_before_anything_decodes_it() -> N
         decode_gated(pack("gated", header, b"GIF89a not a frame"))
     cut = pack("gated", header, b"\xff\xd8\xff\xe0 and then nothing")
     frame = decode_gated(cut).frame  # starts like a JPEG: found out at first use
-    with pytest.raises(CodecError, match="not a JPEG"):
+    with pytest.raises(ImageError, match="not a JPEG"):
         _ = frame.image
 
 
 def test_png_frames_are_exact() -> None:
     original = gated()
-    back = decode_gated(encode_gated(original, WireOptions(image_format="png")))
+    back = decode_gated(encode_gated(original, ImageOptions(image_format="png")))
     assert np.array_equal(back.frame.image, original.frame.image)
 
 
@@ -203,9 +198,9 @@ def test_an_event_record_round_trips_every_field_as_json() -> None:
         verdict="confirmed", verdict_note="seen on site", verdict_at=T,
         weather=Weather(61, "slight rain", 3.4, 0.6, 17.3, None, T),
     )  # fmt: skip
-    assert event_from_dict(json.loads(json.dumps(event_to_dict(record)))) == record
+    assert EventRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
     bare = dataclasses.replace(record, ended_at=None, weather=None, verdict_at=None)
-    assert event_from_dict(json.loads(json.dumps(event_to_dict(bare)))) == bare
+    assert EventRecord.from_json(json.loads(json.dumps(bare.to_json()))) == bare
 
 
 def test_an_event_update_of_an_unknown_kind_is_refused() -> None:

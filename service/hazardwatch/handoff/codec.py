@@ -1,13 +1,14 @@
 """The wire format of the records that cross process boundaries: gated frames (capture →
 scoring) and scored frames (scoring → events). Event records travel as JSON
-(`event_to_dict`, the spool's format); event updates never leave the events process.
+(`EventRecord.to_json`, the spool's format); event updates never leave the events
+process.
 
 One envelope for all, versioned so a newer reader can refuse an unknown layout cleanly:
 
     b"HW" | version (1 byte) | kind (1 byte) | header length (4 bytes, big-endian)
     | header (UTF-8 JSON) | payload (a JPEG of the frame or snapshot, or nothing)
 
-Pixels travel as JPEG at `WireOptions.jpeg_quality`, scaled down to `max_width` — the
+Pixels travel as JPEG at `ImageOptions.jpeg_quality`, scaled down to `max_width` — the
 only lossy part; every other field round-trips exactly (times as ISO 8601 strings and
 epoch floats, embeddings as float16, as the database stores them). Anything that is not
 a well-formed envelope of a known version and kind raises `CodecError`, which a consumer
@@ -21,23 +22,18 @@ import functools
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
-import simplejpeg
 
+from hazardwatch.images import ImageError, ImageOptions, check_image, decode_jpeg, encode_image
 from hazardwatch.records import (
-    EventRecord,
     Frame,
     GatedFrame,
-    Image,
     MotionResult,
     ScoredFrame,
-    Weather,
 )
 
 if TYPE_CHECKING:  # the bank only names a type here: scoring comes after the hand-off
@@ -53,13 +49,6 @@ _DATETIMES = ("started_at", "peak_at", "ended_at", "verdict_at")
 
 class CodecError(ValueError):
     """Not a message this version can read; the text says what is wrong with it."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WireOptions:
-    jpeg_quality: int = 85
-    max_width: int = 1280
-    image_format: str = "jpeg"  # or "png": lossless (the equivalence test), larger
 
 
 # ---------------------------------------------------------------------------- envelope
@@ -98,115 +87,6 @@ def _expect(data: bytes, kind: str) -> tuple[dict[str, Any], bytes]:
     if got != kind:
         raise CodecError(f"expected a {kind} message, got {got}")
     return header, payload
-
-
-# ---------------------------------------------------------------------------- pixels
-
-
-def encode_jpeg(image: Image, options: WireOptions) -> bytes:
-    return encode_image(image, options)[0]
-
-
-def encode_image(image: Image, options: WireOptions) -> tuple[bytes, float]:
-    """The wire image and the scale it was resized by (1.0: full size)."""
-    height, width = image.shape[:2]
-    scale = 1.0
-    if width > options.max_width:
-        size = (options.max_width, max(1, round(height * options.max_width / width)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        scale = options.max_width / width
-    if options.image_format == "png":
-        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    else:
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality])
-    if not ok:
-        raise CodecError(f"the frame could not be encoded as {options.image_format}")
-    return bytes(data.tobytes()), scale
-
-
-_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
-# Start-of-frame markers (baseline, extended, progressive, lossless…): they carry the size.
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-_NOT_AN_IMAGE = "the payload is not a JPEG (or PNG) image"
-
-
-def check_image(data: bytes) -> bytes:
-    """The payload if it starts like a JPEG or a PNG, else CodecError (before any decode)."""
-    if not data.startswith((_JPEG, _PNG)):
-        raise CodecError(_NOT_AN_IMAGE)
-    return data
-
-
-def decode_jpeg(data: bytes) -> Image:
-    return _decode(data, 1, None)
-
-
-def _decode(data: bytes, factor: int, size: tuple[int, int] | None) -> Image:
-    """A JPEG through libjpeg-turbo (simplejpeg), at 1/`factor` of `size` (libjpeg's DCT
-    scaling); a PNG, or anything else, through OpenCV.
-
-    The same library and settings as OpenCV's JPEG reader — the pixels are identical —, but
-    OpenCV's `imdecode` can map its output and a working buffer in afresh on every call,
-    by what the process allocated before (in a bare process about 450 minor faults for a
-    768×432 frame: 1.7 ms against 0.6–0.8 here); simplejpeg's decode takes none.
-    `bench/scale_out.py` times both in fresh processes."""
-    if data.startswith(_JPEG):
-        scaled = {} if size is None or factor == 1 else {
-            "min_factor": factor,
-            "min_width": -(-size[0] // factor),
-            "min_height": -(-size[1] // factor),
-        }  # fmt: skip
-        try:
-            jpeg: Image = simplejpeg.decode_jpeg(data, colorspace="BGR", **scaled)
-        except ValueError as exc:  # damaged or cut short: libjpeg's own words
-            raise CodecError(f"{_NOT_AN_IMAGE}: {exc}") from None
-        return jpeg
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CodecError(_NOT_AN_IMAGE)
-    decoded: Image = image
-    return decoded
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame segment, without decoding it; None
-    for anything else (a PNG, a damaged header)."""
-    if not data.startswith(_JPEG):
-        return None
-    i, end = 2, len(data)
-    while i + 9 <= end:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-            continue
-        if marker in _SOF:
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return (width, height) if width and height else None
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return None
-
-
-def decode_at_least(data: bytes, min_side: int) -> tuple[Image, float]:
-    """The image decoded at the smallest of 1/8, 1/4, 1/2 or full size whose shorter side
-    is still at least `min_side`, and that scale.
-
-    For a worker that shrinks the frame to the model's resolution anyway: libjpeg scales
-    in the DCT domain while decoding, which costs a fraction of a full decode and does the
-    exact halvings `scoring/preprocess.resize_crop` would do next (an area average, up to
-    a grey level or two apart). A PNG, or a JPEG too small to shrink, is decoded in full.
-    """
-    size = jpeg_size(data)
-    factor = 1
-    if size is not None:
-        factor = next((k for k in (8, 4, 2) if min(size) // k >= min_side), 1)
-    decoded = _decode(data, factor, size)
-    return decoded, (decoded.shape[1] / size[0] if size is not None and factor > 1 else 1.0)
 
 
 def _f16(values: npt.NDArray[Any]) -> str:
@@ -262,7 +142,7 @@ def _gated_from(header: dict[str, Any], payload: bytes) -> GatedFrame:
             int(header["seq"]),
             float(header["received_at"]),
             datetime.fromisoformat(header["captured_at"]),
-            functools.partial(decode_jpeg, check_image(payload)),  # decoded where needed
+            functools.partial(decode_jpeg, _image(payload)),  # decoded where needed
         )
         return GatedFrame(
             frame,
@@ -278,18 +158,28 @@ def _gated_from(header: dict[str, Any], payload: bytes) -> GatedFrame:
         raise CodecError(f"bad frame header: {type(exc).__name__}: {exc}") from None
 
 
-def encode_gated(gated: GatedFrame, options: WireOptions | None = None) -> bytes:
+def _image(payload: bytes) -> bytes:
+    try:
+        return check_image(payload)
+    except ImageError as exc:
+        raise CodecError(str(exc)) from None
+
+
+def encode_gated(gated: GatedFrame, options: ImageOptions | None = None) -> bytes:
     header = _frame_header(gated)
     return pack("gated", header, _image_of(gated, options, header))
 
 
-def _image_of(gated: GatedFrame, options: WireOptions | None, header: dict[str, Any]) -> bytes:
+def _image_of(gated: GatedFrame, options: ImageOptions | None, header: dict[str, Any]) -> bytes:
     """The frame's wire image: the one it arrived as, or the pixels encoded now. A frame
     shrunk to `max_width` gets its motion box shrunk with it: the box is in the pixels of
     the image that travels."""
     if gated.wire_image is not None:
         return gated.wire_image
-    data, scale = encode_image(gated.frame.image, options or WireOptions())
+    try:
+        data, scale = encode_image(gated.frame.image, options or ImageOptions())
+    except ImageError as exc:
+        raise CodecError(str(exc)) from None
     box = header["motion"]["box"]
     if scale != 1.0 and box is not None:
         header["motion"]["box"] = [round(v * scale) for v in box]
@@ -304,7 +194,7 @@ def decode_gated(data: bytes) -> GatedFrame:
 # ---------------------------------------------------------------------------- scored frames
 
 
-def encode_scored(scored: ScoredFrame, options: WireOptions | None = None) -> bytes:
+def encode_scored(scored: ScoredFrame, options: ImageOptions | None = None) -> bytes:
     """The scores, the bank version they were computed with, the embedding, and the
     frame itself (the events side makes snapshots and clips from it)."""
     header = _frame_header(scored.gated)
@@ -341,26 +231,3 @@ def decode_scored(data: bytes, bank_of: Callable[[str], PromptBank]) -> ScoredFr
         if isinstance(exc, CodecError):
             raise
         raise CodecError(f"bad scores header: {type(exc).__name__}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------- events
-
-
-def event_to_dict(record: EventRecord) -> dict[str, Any]:
-    """Every field of the record, times as ISO 8601 (the spool stores events so)."""
-    data = asdict(record)
-    for key in _DATETIMES:
-        if data[key] is not None:
-            data[key] = data[key].isoformat()
-    data["weather"] = record.weather.to_json() if record.weather is not None else None
-    return data
-
-
-def event_from_dict(data: dict[str, Any]) -> EventRecord:
-    data = dict(data)
-    for key in _DATETIMES:
-        if data.get(key) is not None:
-            data[key] = datetime.fromisoformat(data[key])
-    if data.get("weather") is not None:
-        data["weather"] = Weather.from_json(data["weather"])
-    return EventRecord(**data)

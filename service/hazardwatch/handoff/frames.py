@@ -37,10 +37,11 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
-from hazardwatch.handoff.codec import WireOptions, decode_gated, encode_gated
+from hazardwatch.handoff.codec import decode_gated, encode_gated
 from hazardwatch.handoff.consumer import PullConsumer
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.queue import Delivery
+from hazardwatch.images import ImageOptions
 from hazardwatch.records import GatedFrame
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,12 @@ class JetStreamSink:
         self,
         link: BrokerLink,
         layout: FramesLayout,
-        options: WireOptions | None = None,
+        options: ImageOptions | None = None,
         buffer: int = 256,
     ) -> None:
         self.link = link
         self.layout = layout
-        self.options = options or WireOptions()
+        self.options = options or ImageOptions()
         self._pending: collections.deque[_Outgoing] = collections.deque()
         self._buffer = buffer
         self._lock = threading.Lock()

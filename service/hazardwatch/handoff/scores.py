@@ -24,11 +24,12 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
-from hazardwatch.handoff.codec import WireOptions, decode_scored, encode_scored
+from hazardwatch.handoff.codec import decode_scored, encode_scored
 from hazardwatch.handoff.consumer import PullConsumer
 from hazardwatch.handoff.frames import message_id
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.queue import Delivery, Retry
+from hazardwatch.images import ImageOptions
 from hazardwatch.records import ScoredFrame
 
 if TYPE_CHECKING:  # the bank only names a type here: scoring comes after the hand-off
@@ -86,11 +87,11 @@ class ScoresPublisher:
     (the frame is scored again and the duplicate dropped by its message id)."""
 
     def __init__(
-        self, link: BrokerLink, layout: ScoresLayout, options: WireOptions | None = None
+        self, link: BrokerLink, layout: ScoresLayout, options: ImageOptions | None = None
     ) -> None:
         self.link = link
         self.layout = layout
-        self.options = options or WireOptions()
+        self.options = options or ImageOptions()
         self.published = 0
         self.duplicates = 0
         self.bytes_published = 0

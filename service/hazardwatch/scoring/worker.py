@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.errors import ConfigError
-from hazardwatch.handoff.codec import decode_at_least
 from hazardwatch.handoff.queue import Delivery, FrameSource, Retry
+from hazardwatch.images import decode_at_least
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import GatedFrame, Image, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank, class_probabilities
@@ -214,7 +214,7 @@ class ScoringWorker:
                         box = (round(box[0] * scale), round(box[1] * scale),
                                round(box[2] * scale), round(box[3] * scale))  # fmt: skip
                     view.append(preprocess_batch([crop_around(image, box)], resolution)[0])
-            except ValueError as exc:  # CodecError included: a JPEG that does not decode
+            except ValueError as exc:  # ImageError included: a JPEG that does not decode
                 self.stats.bad_frames += 1
                 if self.metrics is not None:
                     self.metrics.frames_rejected.inc()

@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from hazardwatch.handoff.codec import event_from_dict, event_to_dict
 from hazardwatch.records import (
     CameraStateRecord,
     ClipLink,
@@ -37,7 +36,7 @@ Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord | WeatherL
 
 def encode(item: Item) -> tuple[Kind, str]:
     if isinstance(item, EventRecord):
-        return "event", json.dumps(event_to_dict(item))
+        return "event", json.dumps(item.to_json())
     if isinstance(item, ClipLink):
         return "clip", json.dumps(asdict(item))
     if isinstance(item, CameraStateRecord):
@@ -50,7 +49,7 @@ def encode(item: Item) -> tuple[Kind, str]:
 def decode(kind: str, payload: str) -> Item:
     data: Any = json.loads(payload)
     if kind == "event":
-        return event_from_dict(data)
+        return EventRecord.from_json(data)
     if kind == "clip":
         return ClipLink(**data)
     if kind == "state":
