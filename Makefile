@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.hazardwatch-deps-$(DEPS_HASH)
 
-.PHONY: install run test lint bench clean constraints
+.PHONY: install run test lint docs bench clean constraints
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# The documentation site in site/; --strict: a broken link or anchor is an error.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet

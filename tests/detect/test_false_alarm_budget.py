@@ -126,7 +126,7 @@ def test_an_hour_of_unseen_normal_footage_keeps_to_the_budget(footage, fps: floa
     The budget (1 a day per camera) expects 0.04 events in this hour; the test allows 2,
     which a Poisson count at the budget exceeds with probability below 1e-5 — but this is
     unseen footage of a *moving* camera, whose next three minutes show roads the
-    calibration never saw (README: Detection states the measured rates).
+    calibration never saw (docs/detection.md states the measured rates).
     """
     rng = np.random.default_rng(int(fps))
     total = 0

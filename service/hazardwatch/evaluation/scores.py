@@ -474,7 +474,7 @@ def cross_validate(
 
     def prior(p: DetectorParams, train: Sequence[Scene]) -> CameraNormal:
         # Bands only, as a bank's `normal:` prior holds: a camera never calibrated has no
-        # thresholds from its own noise and follows the offset rule (README: Detection).
+        # thresholds from its own noise and follows the offset rule (docs/detection.md).
         runs = [r for r in (normal_run(s, bank, logit_scale, fps) for s in train) if r]
         if not runs:
             raise ConfigError("no training scene has a second of normal footage")

@@ -11,7 +11,7 @@ How a mask is made from the evidence (`label_map`): each class's cell evidence i
 interpolated bilinearly to the image size; a pixel gets the class among the requested ones
 with the highest evidence, when that evidence reaches `threshold`, else no class (0).
 Masks are therefore coarse by construction: at grid 4 they can follow an object only to
-about a quarter of the image, whatever the model (README: zero-shot masks).
+about a quarter of the image, whatever the model (docs/detection.md: zero-shot masks).
 """
 
 from __future__ import annotations

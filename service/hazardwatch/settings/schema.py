@@ -310,7 +310,7 @@ class DetectorSettings(Section):
         le=1000,
         description="The false-alarm budget per camera: each class's threshold is derived from "
         "the camera's calibrated noise so that its normal footage raises at most this many "
-        "events a day, shared among the classes (README: Detection).",
+        "events a day, shared among the classes (docs/detection.md).",
     )
     rule: Literal["evidence", "offset"] = Field(
         "evidence",
@@ -325,7 +325,7 @@ class DetectorSettings(Section):
         ge=0,
         le=10,
         description="Time constant of the fast smoothing behind the burst limit: a sight this "
-        "far outside the camera's normal opens an event at once (README: Detection).",
+        "far outside the camera's normal opens an event at once (docs/detection.md).",
     )
     reference_z: float = Field(
         2.0,
