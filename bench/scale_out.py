@@ -481,7 +481,8 @@ def run_capture_cost() -> int:
 
 
 def run_role() -> int:
-    from hazardwatch.app import Service, install_signal_handlers
+    from hazardwatch.app import Service
+    from hazardwatch.lifecycle import install_signal_handlers
     from hazardwatch.redact import configure_logging
     from hazardwatch.roles import WorkerNode
     from hazardwatch.settings import load_settings

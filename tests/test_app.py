@@ -624,11 +624,11 @@ def test_a_calibrated_camera_keeps_its_verdicts_and_a_newer_calibration_is_never
     """Issue 29.1: calibrate, run, a false-alarm verdict, stop: the stored state holds the
     verdict's reference (a restart loads it). A calibration made while a second run is
     going is what stays stored after that run's saves and its shutdown."""
-    from hazardwatch import app
-    from hazardwatch.app import calibrate_camera
+    from hazardwatch import calibration
+    from hazardwatch.calibration import calibrate_camera
     from tests.fakes import write_red_square_clip
 
-    monkeypatch.setattr(app, "load_encoder", lambda settings: FakeEncoder())
+    monkeypatch.setattr(calibration, "load_encoder", lambda settings: FakeEncoder())
     quiet = tmp_path / "quiet.mp4"
     write_red_square_clip(str(quiet), seconds=4, busy=True, on=(99.0, 99.0))
     clip = tmp_path / "gate.mp4"

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hazardwatch.app import Service
 from hazardwatch.outputs.weather import describe
 from hazardwatch.records import EventRecord, ScoreSample, Weather
+from hazardwatch.roles import EventsNode
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -318,7 +319,7 @@ def events_role_exposition(tmp: Path) -> set[str]:
     settings = service_settings(
         tmp / "events", f"sqlite:///{tmp / 'events.db'}", [], broker={"url": nats.url}
     )
-    service = Service(settings, scores_from_broker=True)
+    service = EventsNode(settings)
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     # A capture node's report of one camera: the per-camera intake counters start at 0.

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from hazardwatch.app import Service
-from hazardwatch.roles import CaptureNode, WorkerNode
+from hazardwatch.roles import CaptureNode, EventsNode, WorkerNode
 from hazardwatch.settings import Settings
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -61,9 +61,9 @@ def test_roles_store_the_same_events_and_scores_as_one_process(
 
     broker = {"url": nats_server.url, "image_format": "png", "reorder_window_s": 0.5}
     roles, roles_url = settings_for(tmp_path, "roles", red_clip, broker=broker)
-    events = Service(roles, scores_from_broker=True)
+    events = EventsNode(roles)
     events_thread = threading.Thread(target=events.run, daemon=True)
-    caplog.set_level("INFO", logger="hazardwatch.app")
+    caplog.set_level("INFO", logger="hazardwatch.roles")
     events_thread.start()
     workers = [WorkerNode(roles, encoder_factory=lambda s: FakeEncoder(), api_port=0)
                for _ in range(3)]  # fmt: skip
@@ -199,7 +199,7 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
     looped = settings.model_copy(
         update={"cameras": [c.model_copy(update={"loop": True}) for c in settings.cameras]}
     )
-    events = Service(settings, scores_from_broker=True)
+    events = EventsNode(settings)
     worker_port, capture_port = free_port(), free_port()
     worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=worker_port)
     capture = CaptureNode(looped, api_port=capture_port)

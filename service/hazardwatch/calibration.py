@@ -1,4 +1,5 @@
-"""Calibrating a camera without a clip: from the score rows already stored for it.
+"""Calibrating a camera: from a clip of its normal footage (`calibrate_camera`), or
+without one, from the score rows already stored for it (`calibrate_camera_from_history`).
 
 `hazardwatch calibrate --camera NAME --from-history HOURS` reads the camera's stored
 class probabilities of the last HOURS, leaves out every event's span (with
@@ -11,18 +12,30 @@ and a threshold for `detector.false_alarms_per_day`). The camera's normal refere
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from hazardwatch.capture.sources import SourceSpec
+from hazardwatch.components import load_encoder
+from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.evidence import EvidenceParams
-from hazardwatch.detect.normal import CameraNormal, calibrate
-from hazardwatch.errors import ConfigError
+from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
+from hazardwatch.errors import ConfigError, SourceError
+from hazardwatch.events_side import state_record
 from hazardwatch.records import ScoreSample
+from hazardwatch.scoring.bank import load_bank
+from hazardwatch.scoring.worker import TextIndex
+from hazardwatch.settings import Settings
+from hazardwatch.storage import migrate
+from hazardwatch.storage.engine import check_connection, create_engine
 from hazardwatch.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -127,3 +140,136 @@ def calibrate_from_history(
         len(spans),
     )
     return state
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _calibrated_camera_kind(settings: Settings, camera: str, force: bool) -> str:
+    """The source kind of a camera about to be calibrated; a camera not in the
+    configuration is refused unless `force` (its state would never be used)."""
+    configured = {c.name: c for c in settings.cameras}
+    if camera not in configured and not force:
+        known = ", ".join(sorted(configured)) or "none: the configuration has no cameras"
+        raise ConfigError(
+            f"camera {camera!r} is not in the configuration (configured: {known}); check "
+            "the name, or pass --force to store a state for it all the same"
+        )
+    kind = "unknown"
+    if camera in configured:
+        with contextlib.suppress(SourceError):
+            kind = SourceSpec.parse(configured[camera].url.get_secret_value()).kind
+    return kind
+
+
+def _store_calibration(repository: Repository, camera: str, kind: str, state: CameraNormal) -> None:
+    repository.ensure_cameras([(camera, kind)])
+    record = state_record(camera, state)
+    repository.save_camera_state(
+        camera, record.state, record.source, record.references, replace_newer=True
+    )
+
+
+def calibrate_camera_from_history(
+    settings: Settings, camera: str, hours: float, *, force: bool = False
+) -> CameraNormal:
+    """Calibrate a camera from its stored score rows of the last `hours` (calibration.py)
+    and store the state, keeping its normal references. No model is loaded."""
+    kind = _calibrated_camera_kind(settings, camera, force)
+    engine = create_engine(settings.storage.resolved_url())
+    try:
+        check_connection(engine)
+        migrate.upgrade(engine)
+        repository = Repository(engine)
+        text = repository.load_camera_states().get(camera)
+        stored = None
+        if text is not None:
+            with contextlib.suppress(ValueError, ConfigError):  # unreadable: nothing to keep
+                stored = CameraNormal.from_json(json.loads(text), settings.detector.max_references)
+        bank = load_bank(settings.prompts.path)
+        params = DetectorParams.from_settings(settings.detector)
+        state = calibrate_from_history(
+            repository,
+            camera,
+            hours,
+            bank.hazard_classes,
+            params.evidence,
+            params.false_alarms_per_day,
+            stored,
+            score_interval_s=settings.storage.score_interval_s,
+        )
+        _store_calibration(repository, camera, kind, state)
+        return state
+    finally:
+        engine.dispose()
+
+
+def calibrate_camera(
+    settings: Settings, camera: str, video: Path, *, force: bool = False
+) -> CameraNormal:
+    """Learn a camera's normal from a clip of its normal footage and store it.
+
+    Every frame is scored with the live model and bank; each hazard class's smoothed
+    probability gives its band, and evenly spaced frames become normal references. The
+    camera name, the video and the database are checked first (a typo, a file that is not
+    a video or a bad URL fails before the model loads). A camera that is not configured is
+    refused unless `force` (its state would never be used).
+    """
+    from hazardwatch.capture.sources import open_capture
+    from hazardwatch.evaluation.video import frame_rate, score_video
+
+    kind = _calibrated_camera_kind(settings, camera, force)
+    try:
+        opened = open_capture(SourceSpec("file", str(video)), 30.0, 30.0)
+        readable = opened.grab()
+        opened.release()
+    except SourceError as exc:
+        raise ConfigError(f"calibrate: {exc}; pass a video file of normal footage") from None
+    if not readable:
+        raise ConfigError(
+            f"calibrate: {video} holds no decodable frame; pass a video file of normal footage"
+        )
+    engine = create_engine(settings.storage.resolved_url())
+    try:
+        check_connection(engine)
+        migrate.upgrade(engine)
+        bank = load_bank(settings.prompts.path)
+        encoder = load_encoder(settings)
+        index = TextIndex.build(bank, encoder)
+        try:
+            embeddings = score_video(
+                video, encoder, bank, settings.scoring.batch_size, progress=False, embeddings=True
+            )
+        except ValueError as exc:  # no decodable frame
+            raise ConfigError(f"calibrate: {exc}; pass a video file of normal footage") from None
+        probs, _ = index.score(embeddings, encoder.logit_scale)
+        fps = frame_rate(video)
+        times = np.arange(len(embeddings)) / fps
+        columns = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
+        hazards = {name: columns[name] for name in bank.hazard_classes}
+        params = DetectorParams.from_settings(settings.detector)
+        capacity = settings.detector.max_references
+        references = ReferenceSet(capacity)
+        references.extend(embeddings[:: max(1, len(embeddings) // capacity)])
+        state = CameraNormal(
+            classes=calibrate(
+                hazards,
+                times,
+                params.evidence,
+                settings.detector.false_alarms_per_day,
+            ),
+            references=references,
+            source="calibrated",
+            calibrated_s=float(len(embeddings) / fps),
+            calibrated_at=time.time(),
+        )
+        _store_calibration(Repository(engine), camera, kind, state)
+        log.info(
+            "camera %s calibrated: %d class band(s), %d reference(s)",
+            camera,
+            len(state.classes),
+            len(references),
+        )
+        return state
+    finally:
+        engine.dispose()

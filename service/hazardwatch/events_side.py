@@ -12,6 +12,9 @@ One `EventsSide` per process, with one lifecycle:
 4. `finish`: every open event closed, clips cut, writes drained (or left in the spool).
 
 Everything it starts is stopped through the caller's exit stack, after `finish`.
+
+`hosted` opens what both roots put around it — the database (migrated), the metrics,
+the API's state and server — and hands them over as a `Host`.
 """
 
 from __future__ import annotations
@@ -19,19 +22,28 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from hazardwatch import __version__
+from hazardwatch.api.app import create_app
+from hazardwatch.api.server import ApiServer
 from hazardwatch.api.state import ApiState
 from hazardwatch.capture.fleet import Cameras
 from hazardwatch.capture.reader import CameraReader
-from hazardwatch.components import build_alert_channels, build_clip_recorder
+from hazardwatch.components import (
+    build_alert_channels,
+    build_clip_recorder,
+    check_exposure,
+    media_signer,
+)
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.normal import CameraNormal
 from hazardwatch.detect.resume import RESUME_WINDOW_S
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.errors import ConfigError
-from hazardwatch.metrics import Metrics
+from hazardwatch.metrics import Metrics, PipelineCollector, PipelineView, Role
 from hazardwatch.outputs.alerts import AlertDispatcher, AlertPolicy
 from hazardwatch.outputs.clips import ClipRecorder
 from hazardwatch.outputs.fanout import FanOut, Sink
@@ -41,10 +53,65 @@ from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import CameraStateRecord, EventRecord, EventUpdate
 from hazardwatch.settings import Location, Settings
+from hazardwatch.storage import migrate
+from hazardwatch.storage.engine import check_connection, create_engine
 from hazardwatch.storage.repository import MAX_PAGE, Repository
 from hazardwatch.storage.spool import Spool
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Host:
+    """The events side as a composition root receives it, with what surrounds it."""
+
+    events: EventsSide
+    view: PipelineView  # what the metrics collector reads; the root fills it in
+    api: ApiState  # what the API reads; the root fills it in
+    stack: contextlib.ExitStack  # stops what the root starts, in reverse
+
+
+@contextlib.contextmanager
+def hosted(
+    settings: Settings,
+    role: Role,
+    location_of: Callable[[str], Location | None],
+    event_listeners: Sequence[Callable[[EventUpdate], None]] = (),
+) -> Iterator[Host]:
+    """The database reachable and migrated, the metrics, the events side, and the API
+    serving (so health checks answer while the rest comes up); all closed on exit."""
+    check_exposure(settings)
+    engine = create_engine(settings.storage.resolved_url())
+    try:
+        check_connection(engine)
+        migrate.upgrade(engine)
+        repository = Repository(engine)
+        metrics = Metrics(role=role)
+        metrics.build_info.labels(__version__, settings.scoring.model).set(1)
+        view = PipelineView()
+        metrics.registry.register(PipelineCollector(view))
+        with contextlib.ExitStack() as stack:
+            events = EventsSide(settings, repository, metrics, stack, location_of, event_listeners)
+            api = ApiState(
+                repository,
+                settings.media_dir(),
+                metrics,
+                writer=events.writer,
+                signer=media_signer(settings),
+            )
+            if settings.api.enabled:
+                api_settings = settings.api
+                server = ApiServer(
+                    create_app(api, api_settings, settings.metrics.enabled),
+                    api_settings.host,
+                    api_settings.port,
+                    api_settings,
+                )
+                server.start()
+                stack.callback(server.stop)
+            yield Host(events, view, api, stack)
+    finally:
+        engine.dispose()
 
 
 class EventsSide:

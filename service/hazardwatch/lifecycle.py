@@ -1,17 +1,19 @@
 """One lifecycle for every component that owns a thread: `start()`, then `stop(timeout)`,
 which returns True once the component's threads have ended.
 
-A composition root (`app.py` for `hazardwatch run`) starts its components in data-flow
-order and stops them in reverse, so nothing is stopped while something upstream still
-feeds it. Components that stop in two phases (many readers at once) also offer a
-non-blocking `request_stop()`.
+A composition root (`app.py` for `hazardwatch run`, `roles.py` for the others) starts
+its components in data-flow order and stops them in reverse, so nothing is stopped while
+something upstream still feeds it. Components that stop in two phases (many readers at
+once) also offer a non-blocking `request_stop()`. The roots themselves stop on SIGINT /
+SIGTERM and reload on SIGHUP where they can (`install_signal_handlers`).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 log = logging.getLogger(__name__)
 FAILED_TICK_PAUSE_S = 1.0
@@ -97,3 +99,29 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         EventWriter,
         ScoringWorker,
     )
+
+
+class Stoppable(Protocol):
+    """A composition root: `stop` drains and ends its `run`."""
+
+    def stop(self) -> None: ...
+
+
+def install_signal_handlers(service: Stoppable) -> None:
+    """SIGINT / SIGTERM stop (drain first); SIGHUP reloads where the process can."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping, draining what is in flight", signum)
+        service.stop()
+
+    def reload(signum: int, _frame: Any) -> None:
+        log.info("signal %d: reloading the configuration", signum)
+        request = getattr(service, "request_reload", None)
+        if request is None:
+            log.warning("this role does not reload its configuration; restart it")
+        else:
+            request()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, reload)

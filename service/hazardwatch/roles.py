@@ -4,12 +4,14 @@
   handing gated frames to the frames stream instead of the local queue;
 - `WorkerNode` (`hazardwatch worker`): a `ScoringWorker` fetching frames from the shared
   durable consumer and publishing scores, acked only once the broker holds them;
-- the events role (`hazardwatch events`) is `app.Service` with its scores taken from the
-  broker (`Service(..., scores_from_broker=True)`): the same detector stage, writer,
-  alerts, media and API as the single process.
+- `EventsNode` (`hazardwatch events`): the scores consumer (capture order restored, acks
+  once stored) and the same events side as the single process (events_side.py):
+  detector stage, writer, alerts, media and the whole API, with the other roles' status
+  read from the status bucket.
 
-Each starts its components in data-flow order and stops them in reverse, and serves
-`/healthz`, `/readyz` and `/metrics` on its own port (0: a free one, logged).
+Each starts its components in data-flow order and stops them in reverse. Capture and
+worker serve `/healthz`, `/readyz` and `/metrics` on their own port (0: a free one,
+logged); the events node serves the API.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
-from hazardwatch.capture.fleet import CameraFleet, Cameras
+from hazardwatch.capture.fleet import CameraFleet, Cameras, NoCameras
 from hazardwatch.components import (
     EncoderFactory,
     build_worker,
@@ -40,12 +42,15 @@ from hazardwatch.components import (
     stop_timeout_s,
     wire_options,
 )
+from hazardwatch.events_side import hosted
 from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
-from hazardwatch.handoff.link import BrokerLink
-from hazardwatch.handoff.scores import ScoresPublisher, ensure_scores_stream
-from hazardwatch.handoff.status import StatusPublisher, node_id
+from hazardwatch.handoff.intake import ScoresConsumer
+from hazardwatch.handoff.link import BrokerLink, consumer_lag
+from hazardwatch.handoff.scores import ScoresPublisher, ScoresSource, ensure_scores_stream
+from hazardwatch.handoff.status import StatusBoard, StatusPublisher, node_id
 from hazardwatch.metrics import (
     CONTENT_TYPE,
+    BrokerCollector,
     DropsCollector,
     Metrics,
     PipelineCollector,
@@ -53,9 +58,11 @@ from hazardwatch.metrics import (
     PublishCollector,
 )
 from hazardwatch.records import NodeStatus
+from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions
 from hazardwatch.scoring.worker import ScoringWorker
-from hazardwatch.settings import Settings
-from hazardwatch.status import LocalStatus, camera_problems
+from hazardwatch.settings import Location, Settings
+from hazardwatch.status import LocalStatus, StatusSource, camera_problems
+from hazardwatch.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,8 @@ class RoleSummary:
     frames_read: int = 0
     frames_published: int = 0
     frames_scored: int = 0
+    events: int = 0  # the events role: events started
+    frames_late: int = 0  # the events role: too late for the reorder window
     seconds: float = 0.0
 
 
@@ -301,3 +310,92 @@ class WorkerNode:
             )
         finally:
             link.stop()
+
+
+class EventsNode:
+    """Detects, stores and alerts on the scores every worker publishes, and serves the
+    API, until stopped (SIGTERM); then closes what is open and acks what is stored. It
+    has no cameras to reload: a new camera's scores simply start to arrive."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> RoleSummary:
+        started = time.monotonic()
+        settings = self.settings
+        with hosted(settings, "events", self._location_of) as host:
+            events, view, api, stack = host.events, host.view, host.api, host.stack
+            metrics = events.metrics
+            banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
+            stage = events.build(api, NoCameras(), settings.scoring.model)
+            frames, scores = layouts_from_settings(settings)
+            link = link_from_settings(settings.broker, "events")
+            link.start()
+            stack.callback(link.stop)
+            ensure_scores_stream(link, scores)
+            watched = [(frames.stream, frames.consumer), (scores.stream, scores.consumer)]
+            metrics.registry.register(BrokerCollector(lambda: consumer_lag(link, watched)))
+            source = ScoresSource(
+                link, scores, banks.get, metrics.broker_malformed.labels(scores.consumer).inc
+            )
+            consumer = ScoresConsumer(
+                source, stage.on_scored, settings.broker.reorder_window_s, stored=events.writer
+            )
+            board = StatusBoard(link)
+            board.start()
+            stack.callback(board.stop)
+            api.status = api.roles = board
+            view.remote, view.writer = board, events.writer
+            view.lost_by_camera = consumer.lost_by_camera
+            view.late_by_camera = consumer.late_by_camera
+            view.handled_by_camera = consumer.frames_by_camera
+            events.start()
+            consumer.start()
+            log.info("events: consuming scores from %s", scores.stream)
+            try:
+                while not self._stop.wait(0.5):
+                    _register_remote_cameras(events.repository, board)
+                    stage.expire_resumable()
+            finally:
+                if not consumer.stop(30):
+                    log.error("scores consumer did not stop in 30 s")
+                events.finish()
+                unstored = consumer.settle()
+                if unstored:
+                    log.warning("%d scored frame(s) not stored: left to the broker", unstored)
+                log.info(
+                    "events: %d scored frame(s) handled, %d lost, %d too late for the "
+                    "reorder window (as hazardwatch_frames_handled/lost/late_total)",
+                    consumer.frames,
+                    consumer.lost,
+                    consumer.late,
+                )
+            return RoleSummary(
+                "events",
+                frames_scored=consumer.frames,
+                events=stage.events_started,
+                frames_late=consumer.late,
+                seconds=time.monotonic() - started,
+            )
+
+    def _location_of(self, camera: str) -> Location | None:
+        for c in self.settings.cameras:  # where the events node's own file names them
+            if c.name == camera:
+                return c.location
+        return None
+
+
+def _register_remote_cameras(repository: Repository, board: StatusSource) -> None:
+    """The events role: each camera's source kind as its capture node reports it (the
+    scores alone register a camera as "unknown")."""
+    cameras = [(c.name, c.kind) for c in board.cameras() if c.kind]
+    if not cameras:
+        return
+    try:
+        repository.ensure_cameras(cameras)
+    except Exception as exc:  # the database is down: the writer spools; kinds can wait
+        log.debug("camera kinds not registered yet: %s", exc)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from hazardwatch.app import Service, install_signal_handlers
+from hazardwatch.app import Service
 from hazardwatch.capture.native_log import NATIVE_STDERR
 from hazardwatch.components import cameras_from_sources
+from hazardwatch.lifecycle import install_signal_handlers
 from hazardwatch.redact import configure_logging
 from hazardwatch.settings import load_settings
 from tests.fakes import FakeEncoder

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from hazardwatch.app import Service, install_signal_handlers
+from hazardwatch.lifecycle import install_signal_handlers
 from hazardwatch.redact import configure_logging
-from hazardwatch.roles import WorkerNode
+from hazardwatch.roles import EventsNode, WorkerNode
 from hazardwatch.settings import load_settings
 from tests.conftest import free_port
 from tests.fakes import SlowFakeEncoder
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
         detector={"cooldown_s": 2.0},
         api={"port": free_port()},
     )
-    service = Service(settings, scores_from_broker=True)
+    service = EventsNode(settings)
     install_signal_handlers(service)
     print(service.run(), flush=True)
     return 0

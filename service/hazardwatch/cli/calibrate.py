@@ -112,7 +112,7 @@ def _calibrate_scores(args: argparse.Namespace) -> int:
 
 
 def _calibrate_history(args: argparse.Namespace) -> int:
-    from hazardwatch.app import calibrate_camera_from_history
+    from hazardwatch.calibration import calibrate_camera_from_history
 
     settings = settings_from(args)
     state = calibrate_camera_from_history(
@@ -128,7 +128,7 @@ def _calibrate_history(args: argparse.Namespace) -> int:
 
 
 def _calibrate_video(args: argparse.Namespace) -> int:
-    from hazardwatch.app import calibrate_camera
+    from hazardwatch.calibration import calibrate_camera
 
     settings = settings_from(args)
     if not args.video.is_file():

@@ -50,9 +50,10 @@ def register(sub: Subcommands) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hazardwatch.app import Service, install_signal_handlers
+    from hazardwatch.app import Service
     from hazardwatch.capture.native_log import NATIVE_STDERR
     from hazardwatch.components import cameras_from_sources
+    from hazardwatch.lifecycle import install_signal_handlers
 
     overrides: dict[str, object] = {}
     if args.source:
@@ -86,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_role(args: argparse.Namespace) -> int:
     """`capture`, `worker` or `events`: one role of the distributed pipeline."""
-    from hazardwatch.app import Service, install_signal_handlers
     from hazardwatch.capture.native_log import NATIVE_STDERR
-    from hazardwatch.roles import CaptureNode, WorkerNode, free_port
+    from hazardwatch.lifecycle import install_signal_handlers
+    from hazardwatch.roles import CaptureNode, EventsNode, WorkerNode, free_port
 
     overrides: dict[str, object] = {}
     if args.role == "events" and args.api_port is not None:
@@ -100,7 +101,7 @@ def cmd_role(args: argparse.Namespace) -> int:
             f"`hazardwatch {args.role}` needs NATS JetStream: set broker.url "
             "(nats://host:4222) in the config file or HAZARDWATCH_BROKER__URL"
         )
-    node: CaptureNode | WorkerNode | Service
+    node: CaptureNode | WorkerNode | EventsNode
     if args.role == "capture":
         # SIGHUP re-reads the same file and environment: cameras added, removed or changed.
         node = CaptureNode(
@@ -111,7 +112,7 @@ def cmd_role(args: argparse.Namespace) -> int:
     elif args.role == "worker":
         node = WorkerNode(settings, api_port=args.api_port)
     else:
-        node = Service(settings, scores_from_broker=True)
+        node = EventsNode(settings)
     install_signal_handlers(node)
     NATIVE_STDERR.start()
     try:
