@@ -142,3 +142,20 @@ def test_motion_with_unknown_camera_for_masks(tmp_path: Path) -> None:
     result = run_cli("motion", "clip.mp4", "--camera", "nope", cwd=tmp_path)
     assert result.returncode == 2
     assert "--camera 'nope' is not configured; cameras:" in result.stderr
+
+
+def test_user_hash_password_reads_stdin_and_prints_a_hash_that_opens_with_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from hazardwatch.api.accounts import verify_password
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long passphrase\n"))
+    assert main(["user", "hash-password"]) == 0
+    encoded = capsys.readouterr().out.strip()
+    assert encoded.startswith("scrypt$") and verify_password("a long passphrase", encoded)
+    assert "a long passphrase" not in encoded
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["user", "hash-password"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err

@@ -8,6 +8,7 @@ composition roots (`app.Service` for `run` and `events`, `roles` for `capture` a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import ssl
@@ -214,8 +215,15 @@ def check_exposure(settings: Settings) -> None:
 
 
 def media_signer(settings: Settings) -> MediaSigner:
-    token = settings.api.token
-    return MediaSigner(token.get_secret_value() if token else None, settings.api.media_url_ttl_s)
+    """Signs the media links of alerts and the events list whenever the API asks who is
+    calling: keyed by api.token, or with users only, by a digest of their secrets (the
+    same across restarts, so links in sent alerts keep working)."""
+    api = settings.api
+    key = api.token.get_secret_value() if api.token is not None else None
+    if key is None and api.users:
+        secrets = [s.get_secret_value() for u in api.users for s in (u.password_hash, u.token) if s]
+        key = hashlib.sha256("\n".join(["hazardwatch media links", *secrets]).encode()).hexdigest()
+    return MediaSigner(key, api.media_url_ttl_s)
 
 
 def build_alert_channels(settings: Settings, metrics: Metrics) -> list[AlertSink]:

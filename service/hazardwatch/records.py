@@ -191,6 +191,7 @@ class EventRecord:
     verdict: Verdict | None = None
     verdict_note: str | None = None
     verdict_at: datetime | None = None
+    verdict_by: str | None = None  # the API user who gave it
     # Conditions at the camera's location at the start (cameras with a location); may
     # arrive after the first write (WeatherLink).
     weather: Weather | None = None
@@ -358,6 +359,14 @@ class ClassNormal:
             return cls(*values, **extra)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- users
+
+# What an API user may do: a viewer sees; an operator also gives verdicts; an admin also
+# changes what the API lets be changed (api/accounts.py).
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 
 
 # ---------------------------------------------------------------------------- status

@@ -22,7 +22,7 @@ from hazardwatch.settings import ApiSettings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
-from tests.api.test_app import UUIDS, event
+from tests.api.conftest import UUIDS, event
 from tests.helpers import api_client
 
 TOKEN = "fuzz-token-123"

@@ -22,7 +22,7 @@ from hazardwatch.metrics import Metrics
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
-from tests.api.test_app import event
+from tests.api.conftest import event
 from tests.conftest import REPO_ROOT
 from tests.fakes import FakeEncoder
 from tests.helpers import serve_app

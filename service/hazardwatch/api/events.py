@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from hazardwatch.api.accounts import Principal
 from hazardwatch.api.schemas import (
     ErrorBody,
     Feedback,
@@ -20,6 +21,7 @@ from hazardwatch.api.schemas import (
     Responses,
     errors,
 )
+from hazardwatch.api.security import requires
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import ConfigError
@@ -73,14 +75,20 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
 
     @router.post(
         "/{uuid}/feedback",
-        responses={
-            **errors(e404="No such event", e503="Verdict stored; the detector is not running"),
-        },
+        responses=errors(
+            e403="The caller is a viewer (verdicts need the operator role), or a session's "
+            "POST came without its X-CSRF-Token",
+            e404="No such event",
+            e503="Verdict stored; the detector is not running",
+        ),
     )
-    def feedback(uuid: str, body: Feedback) -> dict[str, Any]:
-        """Record a verdict. A false alarm teaches the camera that its peak frame is normal."""
+    def feedback(
+        uuid: str, body: Feedback, by: Annotated[Principal, Depends(requires("operator"))]
+    ) -> dict[str, Any]:
+        """Record a verdict, and who gave it. A false alarm teaches the camera that its
+        peak frame is normal."""
         event = _find(state, uuid)
-        updated = state.repository.set_verdict(event.uuid, body.verdict, body.note)
+        updated = state.repository.set_verdict(event.uuid, body.verdict, body.note, by.name)
         if updated is None:
             raise HTTPException(404, f"no event {uuid!r}")
         references = None

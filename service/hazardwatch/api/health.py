@@ -34,7 +34,7 @@ def router(state: ApiState, settings: ApiSettings, metrics: bool) -> APIRouter:
         With a token set, a caller without it learns only ready or not and how many
         reasons (no camera names)."""
         reasons = _readiness(state)
-        if settings.token is not None and not request.scope.get("hazardwatch.authorised"):
+        if settings.authenticated and not request.scope.get("hazardwatch.authorised"):
             reasons = (
                 [f"{len(reasons)} reason(s); send the API token to see them"] if reasons else []
             )

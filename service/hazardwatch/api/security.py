@@ -10,6 +10,7 @@ import math
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -17,35 +18,52 @@ from fastapi.responses import JSONResponse, Response
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hazardwatch.api.accounts import (
+    ANONYMOUS,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Accounts,
+    Principal,
+    Session,
+    Sessions,
+)
 from hazardwatch.api.docs import DOCS_PATHS, DOCS_STATIC
 from hazardwatch.outputs.media_links import MediaSigner
+from hazardwatch.records import Role
 
 log = logging.getLogger(__name__)
 MEDIA_PATH = re.compile(r"^/api/v1/events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip\.mp4)$")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# The health checks, and the login (it is how a caller gets to say who it is).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/session"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed on top of the upload limit
 AUTH_FAILURES_ALLOWED = 20  # per client address and window: then 429 until it has passed
 AUTH_WINDOW_S = 60.0
 
 
-class BearerAuth(BaseHTTPMiddleware):
-    """The token on everything but health checks; signed media links and (when configured)
-    the docs pass without it."""
+class Authentication(BaseHTTPMiddleware):
+    """Who each request is (a bearer token, or the review page's session cookie), on
+    everything but the health checks and the login; signed media links and (when
+    configured) the docs and metrics pass without it. A request by cookie that changes
+    something must carry its session's CSRF token. The caller is left in the request's
+    scope (`caller`) for the routes' role checks."""
 
     def __init__(
         self,
         app: Any,
-        token: str,
+        accounts: Accounts,
+        sessions: Sessions,
         signer: MediaSigner,
         docs_public: bool,
         metrics_public: bool = False,
     ) -> None:
         super().__init__(app)
-        self._expected = f"Bearer {token}".encode()
+        self._accounts = accounts
+        self._sessions = sessions
         self._signer = signer
         self._docs_public = docs_public
         self._metrics_public = metrics_public
-        self._failures = FailedAuth()
+        self.failures = FailedAuth()
 
     def _open(self, request: Request) -> bool:
         path = request.url.path
@@ -60,28 +78,69 @@ class BearerAuth(BaseHTTPMiddleware):
             path, query.get("exp"), query.get("sig")
         )
 
+    def _who(self, request: Request) -> tuple[Principal | None, Session | None]:
+        if not self._accounts.required:
+            return Principal(ANONYMOUS, "admin"), None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return self._accounts.by_token(token.strip()), None
+        sid = request.cookies.get(SESSION_COOKIE)
+        session = self._sessions.get(sid) if sid else None
+        return (session.principal, session) if session is not None else (None, None)
+
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        authorised = hmac.compare_digest(given, self._expected)  # constant time
-        request.scope["hazardwatch.authorised"] = authorised
+        principal, session = self._who(request)
+        request.scope["hazardwatch.caller"] = principal
+        request.scope["hazardwatch.session"] = session
+        request.scope["hazardwatch.authorised"] = principal is not None
         if self._open(request):
             return await call_next(request)
         client = request.client.host if request.client else "unknown"
-        wait_s = self._failures.blocked_for(client)
+        wait_s = self.failures.blocked_for(client)
         if wait_s:
             return JSONResponse(
                 {"detail": "too many failed authentications from this address; retry later"},
                 status_code=429,
                 headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             )
-        if not authorised:
-            self._failures.failed(client)
+        if principal is None:
+            self.failures.failed(client)
             return JSONResponse(
-                {"detail": "missing or wrong bearer token (Authorization: Bearer <api.token>)"},
+                {
+                    "detail": "missing or wrong credentials: send Authorization: Bearer "
+                    "<api.token or a user's token>, or log in on the review page"
+                },
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        if session is not None and request.method not in SAFE_METHODS:
+            given = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+                return JSONResponse(
+                    {"detail": f"missing or wrong {CSRF_HEADER} header for this session"},
+                    status_code=403,
+                )
         return await call_next(request)
+
+
+def caller(request: Request) -> Principal | None:
+    """Who the request is (set by `Authentication`); None on an open path without
+    credentials."""
+    found = request.scope.get("hazardwatch.caller")
+    return found if isinstance(found, Principal) else None
+
+
+def requires(role: Role) -> Callable[[Request], Principal]:
+    """A route dependency: the caller, who must have at least `role` (else 403)."""
+
+    def check(request: Request) -> Principal:
+        principal = caller(request)
+        if principal is None or not principal.may(role):
+            who = f"; {principal.name} is a {principal.role}" if principal is not None else ""
+            raise HTTPException(403, f"this needs the {role} role{who}")
+        return principal
+
+    return check
 
 
 class FailedAuth:

@@ -8,6 +8,7 @@ turning a validation error into lines an operator can act on is `problems.py`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hazardwatch.records import Role
 from hazardwatch.redact import ambiguous_credentials, redact_hook_url, redact_url
 
 ENV_PREFIX = "HAZARDWATCH_"
@@ -593,6 +595,48 @@ class BrokerSettings(Section):
     )
 
 
+class UserSettings(Section):
+    name: str = Field(
+        description="Shown beside every verdict the user gives. 1-64 characters: letters, "
+        "digits, '_', '-', '.', '@'.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$",
+    )
+    role: Role = Field(
+        description="viewer: sees events, media and cameras; operator: also gives verdicts; "
+        "admin: also changes what the API lets be changed."
+    )
+    password_hash: SecretStr | None = Field(
+        None,
+        description="For the review page's login form: an scrypt hash made by "
+        "`hazardwatch user hash-password` (never the password itself).",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="A bearer token for programs acting as this user (at least 16 "
+        "characters; e.g. `openssl rand -hex 32`).",
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _check_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not PASSWORD_HASH.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "not a password hash (scrypt$N$r$p$salt$hash): make one with `hazardwatch "
+                "user hash-password`, and never put the password itself here"
+            )
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a user's token needs at least 16 characters")
+        return value
+
+
+PASSWORD_HASH = re.compile(r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*")
+
+
 class ApiSettings(Section):
     enabled: bool = Field(True, description="Serve the HTTP API and /metrics while running.")
     host: str = Field(
@@ -600,7 +644,20 @@ class ApiSettings(Section):
     )
     port: int = Field(8080, ge=1, le=65535, description="HTTP port of the API and /metrics.")
     token: SecretStr | None = Field(
-        None, description="Bearer token required on everything but health checks."
+        None,
+        description="Bearer token required on everything but health checks; it acts as an "
+        "admin named api-token (users: below).",
+    )
+    users: list[UserSettings] = Field(
+        default_factory=list,
+        description="Who may use the API and the review page, each with a role; with "
+        "users or a token set, every request but the health checks must say who it is.",
+    )
+    session_ttl_s: float = Field(
+        12 * 3600,
+        gt=60,
+        le=30 * 86_400,
+        description="How long a review-page login lasts (logout ends it sooner).",
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Allowed CORS origins; empty turns CORS off."
@@ -673,11 +730,24 @@ class ApiSettings(Section):
         "beyond it the connection idle longest waiting for a request is closed first.",
     )
 
+    @model_validator(mode="after")
+    def _unique_user_names(self) -> ApiSettings:
+        names = [u.name for u in self.users]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"api.users: the name(s) {', '.join(twice)} appear more than once")
+        return self
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether every request must say who it is (a token or a user is configured)."""
+        return self.token is not None or bool(self.users)
+
     def exposure(self) -> str | None:
         """Why this API must not start as configured, or None: beyond loopback without a
         token, anyone on the network could read every snapshot and post verdicts that
         silence a sight for good."""
-        if self.enabled and self.token is None and not is_loopback(self.host):
+        if self.enabled and not self.authenticated and not is_loopback(self.host):
             return (
                 f"api.host is {self.host}, reachable from the network, and api.token is unset: "
                 "set api.token (or HAZARDWATCH_API__TOKEN; e.g. `openssl rand -hex 32`), or "

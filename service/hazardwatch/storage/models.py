@@ -113,6 +113,7 @@ class Event(Base):
     verdict: Mapped[str | None] = mapped_column(sa.String(16))
     verdict_note: Mapped[str | None] = mapped_column(sa.String(1000))
     verdict_at: Mapped[datetime | None]
+    verdict_by: Mapped[str | None] = mapped_column(sa.String(64))  # the API user
     # The peak frame's CLIP image embedding, float16 as base64 (see detect/normal.py).
     peak_embedding: Mapped[str | None] = mapped_column(sa.Text)
     # Weather at the camera's location when the event started (outputs/weather.py).

@@ -299,13 +299,22 @@ class Repository:
             )
             return int(result.rowcount)
 
-    def set_verdict(self, uuid: str, verdict: Verdict, note: str | None) -> EventRecord | None:
-        """Record an operator's verdict on an event; None when no such event is stored."""
+    def set_verdict(
+        self, uuid: str, verdict: Verdict, note: str | None, by: str | None = None
+    ) -> EventRecord | None:
+        """Record an operator's verdict on an event, and who gave it (`by`: the API user);
+        None when no such event is stored."""
         with self._engine.begin() as conn:
             result = conn.execute(
                 sa.update(Event)
                 .where(Event.uuid == uuid)
-                .values(verdict=verdict, verdict_note=note, verdict_at=_now(), updated_at=_now())
+                .values(
+                    verdict=verdict,
+                    verdict_note=note,
+                    verdict_at=_now(),
+                    verdict_by=by,
+                    updated_at=_now(),
+                )
             )
             if not result.rowcount:
                 return None
@@ -465,6 +474,7 @@ def _to_record(row: Any) -> EventRecord:
         verdict=row["verdict"],
         verdict_note=row["verdict_note"],
         verdict_at=row["verdict_at"],
+        verdict_by=row["verdict_by"],
         weather=_weather(row),
         opened_statistic=row["opened_statistic"],
         opened_threshold=row["opened_threshold"],
