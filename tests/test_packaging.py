@@ -36,7 +36,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("hazardwatch/config/prompts.yaml", "hazardwatch/config/eval/hazard-scenes.yaml",
                     "hazardwatch/migrations/env.py", "hazardwatch/migrations/script.py.mako",
-                    "hazardwatch/migrations/versions/0003_camera_normal.py"):  # fmt: skip
+                    "hazardwatch/migrations/versions/0003_camera_normal.py",
+                    "hazardwatch/api/page/index.html",
+                    "hazardwatch/api/page/review.js"):  # fmt: skip
         assert shipped in names, f"{shipped} is not in the wheel"
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)

@@ -54,3 +54,13 @@ def state(tmp_path: Path, database_url: str) -> Iterator[ApiState]:
     worker = ScoringWorker(FakeEncoder(), load_bank(DEFAULT_BANK), LocalQueue(4), lambda _: None)
     yield ApiState(repo, media, Metrics(), worker=worker)
     engine.dispose()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Marks a test whose call failed (`failed_call`), for fixtures that keep evidence of
+    it (the browser tests' screenshot and console log)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        item.failed_call = True  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from hazardwatch.api import cameras, events, health, scoring, session
 from hazardwatch.api.accounts import Account, Accounts, Sessions
 from hazardwatch.api.docs import offline_docs
 from hazardwatch.api.errors import problem
+from hazardwatch.api.page import serve_page
 from hazardwatch.api.schemas import Responses, errors, reject_unknown_query
 from hazardwatch.api.security import Authentication, BodyLimit, FailedAuth, HostCheck
 from hazardwatch.api.state import ApiState
@@ -53,6 +54,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     auth: Responses = errors(e401="Missing or wrong credentials") if settings.authenticated else {}
     offline_docs(app)
+    serve_page(app)
     app.include_router(health.router(state, settings, metrics))
     secure = (settings.public_url or "").startswith("https://")
     app.include_router(session.router(accounts, sessions, FailedAuth(), secure))

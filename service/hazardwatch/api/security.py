@@ -28,6 +28,7 @@ from hazardwatch.api.accounts import (
     Sessions,
 )
 from hazardwatch.api.docs import DOCS_PATHS, DOCS_STATIC
+from hazardwatch.api.page import PAGE_PREFIX
 from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.records import Role
 
@@ -68,6 +69,8 @@ class Authentication(BaseHTTPMiddleware):
     def _open(self, request: Request) -> bool:
         path = request.url.path
         if path in PUBLIC_PATHS or request.method == "OPTIONS":
+            return True
+        if path == "/" or path.startswith(PAGE_PREFIX + "/"):  # the page holds no data
             return True
         if self._docs_public and (path in DOCS_PATHS or path.startswith(DOCS_STATIC + "/")):
             return True

@@ -33,8 +33,11 @@ class Login(BaseModel):
 
 
 class Caller(BaseModel):
-    name: str = Field(description="The user; api-token for api.token, anonymous when open")
-    role: Role
+    name: str | None = Field(
+        description="The user; api-token for api.token, anonymous when the API is open; "
+        "null: nobody is logged in"
+    )
+    role: Role | None
     csrf_token: str | None = Field(
         description=f"With a session: send it as {CSRF_HEADER} on every POST and DELETE"
     )
@@ -80,13 +83,13 @@ def router(
         )
         return answer
 
-    @router.get("", response_model=Caller, responses=errors(e401="Not logged in"))
+    @router.get("", response_model=Caller)
     def whoami(request: Request) -> dict[str, Any]:
-        """Who the caller is: a session's user (with its CSRF token), a token's, or
-        anonymous when the API is open."""
+        """Who the caller is: a session's user (with its CSRF token), a token's, anonymous
+        when the API is open, or nobody (all null: the page shows its login form)."""
         principal = caller(request)
         if principal is None:
-            raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
+            return {"name": None, "role": None, "csrf_token": None}
         return _caller(principal, _session(request))
 
     @router.delete(

@@ -1,0 +1,195 @@
+"""The review page in a real browser: Debian's chromium, driven by Playwright (no browser
+download), against the API on a real server with real media. An operator logs in, filters,
+opens an event whose clip plays, marks it a false alarm with a key (stored under her
+name; the camera learns the sight) and logs out; a viewer sees but cannot judge.
+
+A failing test leaves a screenshot and the page's console log in its temporary
+directory and prints their paths."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from hazardwatch.api.accounts import hash_password
+from hazardwatch.api.app import ApiState, create_app
+from hazardwatch.detect.normal import encode_embedding
+from hazardwatch.settings import ApiSettings
+from tests.api.conftest import UUIDS, event
+from tests.conftest import skip_or_fail
+from tests.helpers import serve_app, wait_for
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+USERS = [
+    {"name": "alice", "role": "operator", "password_hash": hash_password("alice pass", n=2**10)},
+    {"name": "vera", "role": "viewer", "password_hash": hash_password("vera pass", n=2**10)},
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if CHROMIUM is None:
+        skip_or_fail("no chromium: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("playwright is a dev dependency (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def write_media(media: Path) -> tuple[str, str]:
+    """A real snapshot and a real H.264 clip (what the recorder stores) of camera south."""
+    (media / "south").mkdir(parents=True, exist_ok=True)
+    frame = np.full((180, 320, 3), (40, 90, 200), np.uint8)
+    cv2.rectangle(frame, (120, 60), (200, 120), (0, 0, 255), -1)
+    cv2.imwrite(str(media / "south" / "peak.jpg"), frame)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc=duration=4:size=320x180:rate=10", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+         "-movflags", "+faststart", str(media / "south" / "clip.mp4")],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return "south/peak.jpg", "south/clip.mp4"
+
+
+@pytest.fixture
+def served(state: ApiState) -> Iterator[tuple[str, ApiState, list[str]]]:
+    snapshot, clip = write_media(state.media_dir)
+    embedding = encode_embedding(np.eye(8, dtype=np.float32)[0])
+    state.repository.upsert_event(
+        event(4, snapshot_path=snapshot, clip_path=clip, peak_embedding=embedding, revision=3)
+    )
+    for i in (0, 2):  # the API tests' media made to fail: here every image is real
+        state.repository.upsert_event(event(i, snapshot_path=snapshot, revision=3))
+    learned: list[str] = []
+    state.learn_normal = lambda camera, _embedding: learned.append(camera) or len(learned)
+    settings = ApiSettings(users=USERS)  # type: ignore[arg-type]
+    with serve_app(create_app(state, settings)) as base:
+        yield base, state, learned
+
+
+@pytest.fixture
+def page(chromium: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.console_log = console
+    yield page
+    failed = getattr(request.node, "failed_call", False)
+    if failed:
+        shot, log = tmp_path / "page.png", tmp_path / "console.log"
+        page.screenshot(path=str(shot), full_page=True)
+        log.write_text("\n".join(console))
+        print(f"review page test failed: screenshot {shot}, console log {log}")
+    context.close()
+
+
+def log_in(page: Any, base: str, name: str, password: str) -> None:
+    page.goto(base + "/")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("#events tbody tr")
+
+
+def until(page: Any, predicate: str, timeout_s: float = 5.0) -> bool:
+    """Poll `predicate` in the page. (Playwright's wait_for_function evaluates a string in
+    the page, which the page's content security policy rightly forbids.)"""
+    return wait_for(lambda: bool(page.evaluate(predicate)), timeout_s, interval=0.1)
+
+
+def errors(page: Any) -> list[str]:
+    return [line for line in page.console_log if line.startswith(("error", "pageerror"))]
+
+
+def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alarm(
+    served: tuple[str, ApiState, list[str]], page: Any
+) -> None:
+    base, state, learned = served
+    log_in(page, base, "alice", "alice pass")
+    assert page.locator("#me").inner_text() == "alice (operator)"
+    assert page.locator("#events tbody tr").count() == 5
+    # Every image has a text alternative.
+    assert page.locator("img:not([alt])").count() == 0
+    # Filter by camera: kept in the URL, so a reload or a shared link shows the same.
+    page.get_by_label("Camera").fill("south")
+    page.get_by_role("button", name="Filter").click()
+    assert until(page, "() => document.querySelectorAll('#events tbody tr').length === 3")
+    assert "camera=south" in page.url
+    # The newest south event has the clip: open it with the keyboard and watch it play.
+    page.locator("#events tbody tr").first.focus()
+    page.keyboard.press("Enter")
+    assert until(page, "() => document.getElementById('clip').currentTime > 0.2", 15)
+    assert page.locator("#detail-title").inner_text().startswith("fire_smoke on south")
+    page.keyboard.press("f")  # false alarm
+    page.wait_for_selector("text=The camera learned this sight")
+    stored = state.repository.get_event(UUIDS[4])
+    assert stored is not None and stored.verdict == "false_alarm" and stored.verdict_by == "alice"
+    assert learned == ["south"]  # the sight went to the camera's normal references
+    assert "false alarm" in page.locator("#events tbody tr").first.inner_text()
+    # j moves to the next event; c confirms it.
+    page.keyboard.press("j")
+    page.keyboard.press("c")
+    page.wait_for_selector("text=Stored: confirmed.")
+    confirmed = state.repository.get_event(UUIDS[2])
+    assert confirmed is not None and confirmed.verdict == "confirmed"
+    # Cameras tab, then log out: the session ends, the login form is back.
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_selector("#login:not([hidden])")
+    assert page.request.get(base + "/api/v1/events").status == 401
+    assert errors(page) == []
+
+
+def test_a_viewer_sees_but_has_no_verdict_buttons_and_the_api_refuses_her(
+    served: tuple[str, ApiState, list[str]], page: Any
+) -> None:
+    base, state, _ = served
+    log_in(page, base, "vera", "vera pass")
+    page.locator("#events tbody tr").first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    assert page.locator("#judge").is_hidden()
+    page.keyboard.press("f")  # the shortcut does nothing for a viewer
+    status = page.evaluate(
+        """async (uuid) => {
+            const me = await (await fetch('/api/v1/session')).json();
+            const answer = await fetch(`/api/v1/events/${uuid}/feedback`, {
+                method: 'POST', headers: {'Content-Type': 'application/json',
+                'X-CSRF-Token': me.csrf_token}, body: JSON.stringify({verdict: 'confirmed'})});
+            return answer.status;
+        }""",
+        UUIDS[4],
+    )
+    assert status == 403
+    stored = state.repository.get_event(UUIDS[4])
+    assert stored is not None and stored.verdict is None
+    # Nothing from another host; the page's policy allows only this origin.
+    answer = page.request.get(base + "/")
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
+    assert "://" not in answer.text().replace(base, "")
+    assert [e for e in errors(page) if "403" not in e] == []  # (the refused POST above)
+
+
+def test_a_wrong_password_says_so_and_the_page_stays_locked(
+    served: tuple[str, ApiState, list[str]], page: Any
+) -> None:
+    base, _, _ = served
+    page.goto(base + "/")
+    page.get_by_label("Name").fill("alice")
+    page.get_by_label("Password").fill("not it")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("text=Wrong name or password.")
+    assert page.locator("#review").is_hidden()
+    assert [e for e in errors(page) if "401" not in e] == []  # the refused login itself
