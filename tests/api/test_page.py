@@ -121,6 +121,7 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     base, state, learned = served
     log_in(page, base, "alice", "alice pass")
     assert page.locator("#me").inner_text() == "alice (operator)"
+    assert page.locator("#login").is_hidden()
     assert page.locator("#events tbody tr").count() == 5
     # Every image has a text alternative.
     assert page.locator("img:not([alt])").count() == 0
@@ -129,6 +130,10 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     page.get_by_role("button", name="Filter").click()
     assert until(page, "() => document.querySelectorAll('#events tbody tr').length === 3")
     assert "camera=south" in page.url
+    page.reload()  # the URL alone brings back the same filtered list
+    page.wait_for_selector("#events tbody tr")
+    assert page.locator("#events tbody tr").count() == 3
+    assert page.get_by_label("Camera").input_value() == "south"
     # The newest south event has the clip: open it with the keyboard and watch it play.
     page.locator("#events tbody tr").first.focus()
     page.keyboard.press("Enter")

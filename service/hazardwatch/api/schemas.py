@@ -92,10 +92,12 @@ def _query_names(dependant: Any) -> set[str]:
 
 def reject_unknown_query(request: Request) -> None:
     """422 for a query parameter the route does not take: a typo must not widen a filter
-    (`/api/v1/events?class_name=fire` would otherwise list every event)."""
+    (`/api/v1/events?class_name=fire` would otherwise list every event). Routes outside
+    the API document are pages, whose query is the browser's (the review page keeps its
+    filters there)."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
+    if dependant is None or not getattr(route, "include_in_schema", True):
         return
     known = _query_names(dependant)
     unknown = sorted(set(request.query_params) - known)
