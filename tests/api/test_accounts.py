@@ -154,3 +154,32 @@ def test_wrong_passwords_are_rate_limited_per_address(state: ApiState) -> None:
     assert answers[:20] == [401] * 20 and answers[20:] == [429, 429]
     blocked = login(client, "alice", "correct horse")  # even the right one, for now
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+
+
+def test_opening_an_event_marks_it_reviewed_for_that_user_only(state: ApiState) -> None:
+    client = api_client(create_app(state, settings()))
+    csrf = login(client, "alice", "correct horse").json()["csrf_token"]
+    items = client.get("/api/v1/events").json()["items"]
+    assert [e["reviewed"] for e in items] == [False] * 5
+    opened = client.post(f"/api/v1/events/{UUIDS[1]}/review", headers={CSRF_HEADER: csrf})
+    assert opened.status_code == 200 and opened.json()["by"] == "alice"
+    again = client.post(f"/api/v1/events/{UUIDS[1]}/review", headers={CSRF_HEADER: csrf})
+    assert again.status_code == 200  # opening it twice changes nothing
+    unknown = "99999999-0000-4000-8000-000000000000"
+    assert (
+        client.post(f"/api/v1/events/{unknown}/review", headers={CSRF_HEADER: csrf}).status_code
+        == 404
+    )
+    left = client.get("/api/v1/events", params={"reviewed": "false"}).json()["items"]
+    assert UUIDS[1] not in [e["uuid"] for e in left] and len(left) == 4
+    done = client.get("/api/v1/events", params={"reviewed": "true"}).json()["items"]
+    assert [e["uuid"] for e in done] == [UUIDS[1]] and done[0]["reviewed"]
+    # Another user has reviewed nothing; a viewer may mark what she opened.
+    bearer = {"Authorization": f"Bearer {VERA_TOKEN}"}
+    theirs = client.get("/api/v1/events", headers=bearer).json()["items"]
+    assert not any(e["reviewed"] for e in theirs)
+    repo = state.repository
+    assert repo.unreviewed_by_camera("alice") == {"north": 1, "south": 3}  # UUIDS[1]: north
+    assert repo.unreviewed_by_camera("vera") == {"north": 2, "south": 3}
+    cameras = client.get("/api/v1/cameras").json()["items"]
+    assert all("unreviewed" in c for c in cameras)

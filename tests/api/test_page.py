@@ -139,6 +139,9 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     page.keyboard.press("Enter")
     assert until(page, "() => document.getElementById('clip').currentTime > 0.2", 15)
     assert page.locator("#detail-title").inner_text().startswith("fire_smoke on south")
+    # Opened: reviewed, for alice (the row loses its unreviewed mark).
+    assert wait_for(lambda: state.repository.reviewed_among([UUIDS[4]], "alice"), 5)
+    assert page.locator("#events tbody tr.unreviewed").count() == 2
     page.keyboard.press("f")  # false alarm
     page.wait_for_selector("text=The camera learned this sight")
     stored = state.repository.get_event(UUIDS[4])

@@ -3,22 +3,33 @@ its calibration, and how each of its classes is decided now."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 
+from hazardwatch.api.accounts import Principal
 from hazardwatch.api.schemas import Responses, errors
+from hazardwatch.api.security import requires
 from hazardwatch.api.state import ApiState
+
+UNREVIEWED_WINDOW = timedelta(days=7)  # what a camera's unreviewed count covers
 
 
 def router(state: ApiState, auth: Responses) -> APIRouter:
     router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"], responses=auth)
 
     @router.get("")
-    def cameras() -> dict[str, Any]:
+    def cameras(by: Annotated[Principal, Depends(requires("viewer"))]) -> dict[str, Any]:
         """Every camera: running, ended, or with a source that does not parse (invalid);
-        in the events role, as its capture node last reported it."""
-        items = [status.to_json() for status in state.status.cameras()]
+        in the events role, as its capture node last reported it. `unreviewed`: its events
+        of the last 7 days the caller has not opened yet."""
+        since = datetime.now(UTC) - UNREVIEWED_WINDOW
+        unreviewed = state.repository.unreviewed_by_camera(by.name, since)
+        items = [
+            {**status.to_json(), "unreviewed": unreviewed.get(status.name, 0)}
+            for status in state.status.cameras()
+        ]
         if state.calibration is not None:
             items = [{**item, "calibration": state.calibration(item["name"])} for item in items]
         return {"items": items}

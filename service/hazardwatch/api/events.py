@@ -44,10 +44,16 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         until: IsoTime | None = None,
         min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
         verdict: Verdict | None = None,
+        reviewed: Annotated[
+            bool | None, Query(description="Only those the caller has (not) opened")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        *,
+        by: Annotated[Principal, Depends(requires("viewer"))],
     ) -> dict[str, Any]:
-        """Events newest first; `since`/`until` bound the start time (ISO 8601 with zone)."""
+        """Events newest first; `since`/`until` bound the start time (ISO 8601 with zone).
+        Each says whether the caller has `reviewed` (opened) it."""
         rows = state.repository.list_events(
             camera=camera,
             class_name=class_name,
@@ -56,11 +62,14 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
             until=until,
             min_score=min_score,
             verdict=verdict,
+            reviewed_by=by.name,
+            reviewed=reviewed,
             limit=limit,
             offset=offset,
         )
+        seen = state.repository.reviewed_among([e.uuid for e in rows], by.name)
         return {
-            "items": [_event(e, state) for e in rows],
+            "items": [{**_event(e, state), "reviewed": e.uuid in seen} for e in rows],
             "limit": limit,
             "offset": offset,
             "next_offset": offset + limit if len(rows) == limit else None,
@@ -72,6 +81,14 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     )
     def get_event(uuid: str) -> dict[str, Any]:
         return _event(_find(state, uuid), state)
+
+    @router.post("/{uuid}/review", responses=errors(e404="No such event"))
+    def review(uuid: str, by: Annotated[Principal, Depends(requires("viewer"))]) -> dict[str, Any]:
+        """The caller has opened the event (the review page says so): reviewed, for the
+        caller, from now on."""
+        if not UUID_RE.match(uuid) or not state.repository.mark_reviewed(uuid, by.name):
+            raise HTTPException(404, f"no event {uuid[:64]!r}")
+        return {"uuid": uuid, "reviewed": True, "by": by.name}
 
     @router.post(
         "/{uuid}/feedback",

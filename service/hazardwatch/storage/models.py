@@ -132,6 +132,23 @@ class Event(Base):
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 
 
+class EventReview(Base):
+    """An event a user of the review page has opened: reviewed, for that user."""
+
+    __tablename__ = "event_reviews"
+    __table_args__ = (
+        sa.PrimaryKeyConstraint("reviewer", "event_uuid"),
+        sa.Index("ix_event_reviews_event_uuid", "event_uuid"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    reviewer: Mapped[str] = mapped_column(sa.String(64))
+    event_uuid: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("events.uuid", ondelete="CASCADE")
+    )
+    reviewed_at: Mapped[datetime]
+
+
 class CameraState(Base):
     """A camera's learned normal (`CameraNormal` as JSON), kept across restarts."""
 

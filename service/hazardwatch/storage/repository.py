@@ -12,7 +12,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict, Weather
-from hazardwatch.storage.models import Camera, CameraState, Event, ScoreRow
+from hazardwatch.storage.models import Camera, CameraState, Event, EventReview, ScoreRow
 
 # A later write without a media path (the file failed, or was not made yet) keeps the old one.
 WEATHER_COLUMNS = (
@@ -247,10 +247,13 @@ class Repository:
         until: datetime | None = None,
         min_score: float | None = None,
         verdict: Verdict | None = None,
+        reviewed_by: str | None = None,
+        reviewed: bool | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[EventRecord]:
-        """Events newest first; `since` (inclusive) and `until` (exclusive) bound started_at."""
+        """Events newest first; `since` (inclusive) and `until` (exclusive) bound started_at;
+        `reviewed`: only those `reviewed_by` has (True) or has not (False) opened."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit={limit} must be between 1 and {MAX_PAGE}")
         if offset < 0:
@@ -270,9 +273,41 @@ class Repository:
             query = query.where(Event.peak_score >= min_score)
         if verdict is not None:
             query = query.where(Event.verdict == verdict)
+        if reviewed is not None and reviewed_by is not None:
+            seen = _reviewed_by(reviewed_by)
+            query = query.where(seen if reviewed else ~seen)
         query = query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit).offset(offset)
         with self._engine.connect() as conn:
             return [_to_record(row._mapping) for row in conn.execute(query)]
+
+    def mark_reviewed(self, uuid: str, reviewer: str) -> bool:
+        """`reviewer` has opened the event (again: the first time stays); False when no
+        such event is stored."""
+        with self._engine.begin() as conn:
+            if conn.execute(sa.select(Event.id).where(Event.uuid == uuid)).first() is None:
+                return False
+            row = {"reviewer": reviewer, "event_uuid": uuid, "reviewed_at": _now()}
+            conn.execute(self._insert_ignore(EventReview.__table__), [row])  # type: ignore[arg-type]
+        return True
+
+    def reviewed_among(self, uuids: Collection[str], reviewer: str) -> set[str]:
+        """Which of these events `reviewer` has opened."""
+        if not uuids:
+            return set()
+        query = sa.select(EventReview.event_uuid).where(
+            EventReview.reviewer == reviewer, EventReview.event_uuid.in_(list(uuids))
+        )
+        with self._engine.connect() as conn:
+            return {row[0] for row in conn.execute(query)}
+
+    def unreviewed_by_camera(self, reviewer: str, since: datetime | None = None) -> dict[str, int]:
+        """Per camera, the events (started since `since`) `reviewer` has not opened yet."""
+        query = sa.select(Event.camera, sa.func.count()).where(~_reviewed_by(reviewer))
+        if since is not None:
+            query = query.where(Event.started_at >= since)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.group_by(Event.camera))
+            return {str(camera): int(count) for camera, count in rows}
 
     def close_open_events(
         self,
@@ -449,6 +484,16 @@ def _new_value(new: Any, table: Any, name: str) -> Any:
     if name in _EVENT_MEDIA:
         return sa.func.coalesce(new[name], table.c[name])
     return new[name]
+
+
+def _reviewed_by(reviewer: str) -> sa.ColumnElement[bool]:
+    """The event has been opened by `reviewer` (an index lookup per event: the review
+    table's key starts with the reviewer)."""
+    return (
+        sa.select(EventReview.event_uuid)
+        .where(EventReview.reviewer == reviewer, EventReview.event_uuid == Event.uuid)
+        .exists()
+    )
 
 
 def _to_record(row: Any) -> EventRecord:

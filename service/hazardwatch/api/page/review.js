@@ -6,6 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const state = { me: null, csrf: null, items: [], index: -1, nextOffset: null };
 const PAGE = 25;
+const FILTERS = ["camera", "class", "verdict", "reviewed"];
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -75,14 +76,14 @@ async function start() {
   $("cameras").hidden = view !== "cameras";
   if (view === "cameras") return loadCameras();
   const p = params();
-  for (const name of ["camera", "class", "verdict"]) $("filters").elements[name].value = p.get(name) || "";
+  for (const name of FILTERS) $("filters").elements[name].value = p.get(name) || "";
   return loadEvents();
 }
 
 async function loadEvents() {
   const p = params();
   const query = new URLSearchParams({ limit: String(PAGE), offset: p.get("offset") || "0" });
-  for (const name of ["camera", "class", "verdict"]) if (p.get(name)) query.set(name, p.get(name));
+  for (const name of FILTERS) if (p.get(name)) query.set(name, p.get(name));
   const answer = await api("/api/v1/events?" + query.toString());
   if (!answer.ok) return;
   const body = await answer.json();
@@ -104,6 +105,7 @@ function row(event, i) {
   const tr = document.createElement("tr");
   tr.tabIndex = 0;
   tr.dataset.index = String(i);
+  if (!event.reviewed) tr.classList.add("unreviewed");
   const cell = document.createElement("td");
   if (event.snapshot_url) {
     const img = document.createElement("img");
@@ -127,6 +129,11 @@ function open(i) {
   if (i < 0 || i >= state.items.length) return;
   state.index = i;
   const event = state.items[i];
+  if (!event.reviewed) {
+    event.reviewed = true;  // opened: reviewed, for this user
+    $("events").tBodies[0].rows[i].classList.remove("unreviewed");
+    api(`/api/v1/events/${event.uuid}/review`, { method: "POST" });
+  }
   for (const tr of $("events").tBodies[0].rows) tr.setAttribute("aria-selected", String(tr.dataset.index === String(i)));
   $("events").tBodies[0].rows[i].focus();
   $("detail").hidden = false;
@@ -171,7 +178,7 @@ async function judge(verdict) {
     $("verdict-status").textContent = `Not stored: ${typeof body.detail === "string" ? body.detail : answer.status}`;
     return;
   }
-  state.items[state.index] = body.event;
+  state.items[state.index] = { ...body.event, reviewed: true };
   const i = state.index;
   $("events").tBodies[0].rows[i].replaceWith(row(body.event, i));
   open(i);
@@ -188,7 +195,8 @@ async function loadCameras() {
   for (const camera of (await answer.json()).items) {
     const li = document.createElement("li");
     li.append(text("h3", camera.name), text("p", camera.state, `state-${camera.state}`),
-      text("p", `${camera.fps} fps, last frame ${camera.last_frame_age_s ?? "–"} s ago`));
+      text("p", `${camera.fps} fps, last frame ${camera.last_frame_age_s ?? "–"} s ago`),
+      text("p", `${camera.unreviewed} unreviewed in the last 7 days`, camera.unreviewed ? "unreviewed" : ""));
     const c = camera.calibration;
     if (c) li.append(text("p", c.learning ? "learning its normal" : c.calibrated ? "calibrated" : "not calibrated"));
     if (camera.last_error) li.append(text("p", camera.last_error));
@@ -218,7 +226,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filters").addEventListener("submit", (e) => {
     e.preventDefault();
     const f = e.target.elements;
-    setParams({ camera: f.camera.value.trim(), class: f.class.value.trim(), verdict: f.verdict.value, offset: "" });
+    setParams({ camera: f.camera.value.trim(), class: f.class.value.trim(), verdict: f.verdict.value,
+      reviewed: f.reviewed.value, offset: "" });
     loadEvents();
   });
   $("prev").addEventListener("click", () => {
