@@ -13,22 +13,19 @@ Targets (issue 25): under 300 ms for the API answer, under 1 s to a rendered lis
     python bench/review_page.py [--events 100000] [--repeat 20] [--json]
 
 MariaDB is the local one (`HAZARDWATCH_TEST_MYSQL_URL`, default root@127.0.0.1:3306); the
-bench creates and drops its own database.
+bench creates and drops its own database (score_rows.database).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers import serve_app
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hazardwatch.api.accounts import hash_password
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.metrics import Metrics
@@ -48,25 +46,12 @@ from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.migrate import upgrade
 from hazardwatch.storage.models import Camera, Event, EventReview
 from hazardwatch.storage.repository import Repository
+from procs import cpu_flags
+from score_rows import database
 
-MYSQL = os.environ.get("HAZARDWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 CAMERAS = [f"cam-{i:02d}" for i in range(20)]
 CLASSES = ["traffic_accident", "fire_smoke", "person_down", "debris_on_road", "stalled_vehicle"]
 PASSWORD = "bench password"
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    server = sa.create_engine(MYSQL)
-    name = f"hw_bench_{uuid.uuid4().hex[:8]}"
-    with server.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield server.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE {name}"))
-        server.dispose()
 
 
 def seed(engine: sa.Engine, events: int) -> None:
@@ -193,24 +178,13 @@ def time_browser(base: str, repeat: int) -> dict[str, float] | None:
     }
 
 
-def cpu_flags() -> str:
-    try:
-        flags = next(
-            line for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        ).split()  # fmt: skip
-    except (OSError, StopIteration):
-        return "unknown"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16") if f in flags)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with database() as url, tempfile.TemporaryDirectory() as media:
+    with database("mysql") as url, tempfile.TemporaryDirectory() as media:
         engine = create_engine(url)
         upgrade(engine)
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from hazardwatch.components import (
     build_worker,
     camera_builder,
     load_encoder,
+    location_of,
     reload_cameras,
     stop_timeout_s,
 )
@@ -156,10 +157,7 @@ class Service:
 
     def _location_of(self, camera: str) -> Location | None:
         """The camera's location in the running configuration (a reload may change it)."""
-        for c in self.settings.cameras:
-            if c.name == camera:
-                return c.location
-        return None
+        return location_of(self.settings, camera)
 
 
 def _opened(started: Sequence[CameraReader], stage: DetectorStage, repository: Repository) -> None:

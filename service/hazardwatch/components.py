@@ -46,7 +46,13 @@ from hazardwatch.redact import redact_hook_url, redact_text
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker
-from hazardwatch.settings import BrokerSettings, CameraSettings, MotionSettings, Settings
+from hazardwatch.settings import (
+    BrokerSettings,
+    CameraSettings,
+    Location,
+    MotionSettings,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,12 @@ EncoderFactory = Callable[[Settings], Encoder]
 
 
 AlertSink = WebhookSender | MqttPublisher
+
+
+def location_of(settings: Settings, camera: str) -> Location | None:
+    """A camera's location in `settings` (weather for its events); None: not configured
+    there, or without one."""
+    return next((c.location for c in settings.cameras if c.name == camera), None)
 
 
 def load_encoder(settings: Settings) -> Encoder:

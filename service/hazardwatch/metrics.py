@@ -225,7 +225,8 @@ class PipelineView:
     def statuses(self) -> list[CameraStatus]:
         """Every camera's status: as capture nodes report them (the events role), or
         from this process's readers."""
-        return (self.remote or LocalStatus(self.cameras)).cameras()
+        source = self.remote if self.remote is not None else LocalStatus(self.cameras)
+        return source.cameras()
 
 
 def _intake(v: PipelineView) -> Iterator[Metric]:

@@ -17,6 +17,7 @@ logged); the events node serves the API.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import socket
 import threading
@@ -38,6 +39,7 @@ from hazardwatch.components import (
     layouts_from_settings,
     link_from_settings,
     load_encoder,
+    location_of,
     reload_cameras,
     stop_timeout_s,
     wire_options,
@@ -60,7 +62,7 @@ from hazardwatch.metrics import (
 from hazardwatch.records import NodeStatus
 from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions
 from hazardwatch.scoring.worker import ScoringWorker
-from hazardwatch.settings import Location, Settings
+from hazardwatch.settings import Settings
 from hazardwatch.status import LocalStatus, StatusSource, camera_problems
 from hazardwatch.storage.repository import Repository
 
@@ -327,7 +329,8 @@ class EventsNode:
     def run(self) -> RoleSummary:
         started = time.monotonic()
         settings = self.settings
-        with hosted(settings, "events", self._location_of) as host:
+        where = functools.partial(location_of, settings)  # as the events node's file says
+        with hosted(settings, "events", where) as host:
             events, view, api, stack = host.events, host.view, host.api, host.stack
             metrics = events.metrics
             banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
@@ -381,12 +384,6 @@ class EventsNode:
                 frames_late=consumer.late,
                 seconds=time.monotonic() - started,
             )
-
-    def _location_of(self, camera: str) -> Location | None:
-        for c in self.settings.cameras:  # where the events node's own file names them
-            if c.name == camera:
-                return c.location
-        return None
 
 
 def _register_remote_cameras(repository: Repository, board: StatusSource) -> None:

@@ -102,11 +102,6 @@ class Accounts:
         """Whether callers must say who they are (a token or a user is configured)."""
         return bool(self._tokens or self._by_name)
 
-    @property
-    def logins(self) -> bool:
-        """Whether anyone can log in with a password (the page's form)."""
-        return any(a.password_hash for a in self._by_name.values())
-
     def by_token(self, token: str) -> Principal | None:
         given = token.encode()
         found = None
@@ -159,9 +154,6 @@ class Sessions:
     def end(self, sid: str) -> None:
         with self._lock:
             self._sessions.pop(sid, None)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
