@@ -81,7 +81,10 @@ def test_acks_made_just_before_a_stop_reach_the_broker(nats_server: NatsServer) 
     for d in deliveries:
         d.ack()
     link.loop.call_soon_threadsafe = original  # type: ignore[method-assign]
-    assert 1 <= len(hops) < 10  # not one per ack
+    # Not one per ack: acks that come while a hop is pending ride on it. How many hops
+    # 40 acks take depends on when the loop's thread gets the CPU (10 once, in a CI run
+    # on 2 loaded cores); one per ack would be 40.
+    assert 1 <= len(hops) <= len(deliveries) // 2
     assert link.stop(10)
 
     check = BrokerLink(nats_server.url, "check")
