@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import cv2
@@ -14,7 +15,7 @@ from PIL import Image as PILImage
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.capture.fleet import NoCameras
 from hazardwatch.handoff.queue import LocalQueue
-from hazardwatch.records import Weather
+from hazardwatch.records import ScoreSample, Weather
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import ApiSettings
@@ -72,6 +73,45 @@ def test_list_filters_and_pages(client: TestClient) -> None:
     assert [e["uuid"] for e in strong] == [UUIDS[4], UUIDS[3]]
     page = client.get("/api/v1/events?limit=2&offset=2").json()
     assert [e["uuid"] for e in page["items"]] == [UUIDS[2], UUIDS[1]] and page["next_offset"] == 4
+    # Keyset pages: older from the last uuid, newer from the first, same filters.
+    older = client.get("/api/v1/events", params={"limit": 2, "before": UUIDS[3]}).json()
+    assert [e["uuid"] for e in older["items"]] == [UUIDS[2], UUIDS[1]]
+    assert older["next_before"] == UUIDS[1] and older["next_offset"] is None
+    newer = client.get("/api/v1/events", params={"limit": 2, "after": UUIDS[2]}).json()
+    assert [e["uuid"] for e in newer["items"]] == [UUIDS[4], UUIDS[3]]
+    last = client.get("/api/v1/events", params={"limit": 2, "before": UUIDS[1]}).json()
+    assert [e["uuid"] for e in last["items"]] == [UUIDS[0]] and last["next_before"] is None
+    gone = client.get("/api/v1/events", params={"before": "00000000-0000-4000-8000-999999999999"})
+    assert gone.status_code == 404 and "start from the top" in gone.json()["detail"]
+    both = client.get("/api/v1/events", params={"before": UUIDS[1], "after": UUIDS[3]})
+    assert both.status_code == 422
+
+
+def test_an_events_score_series_covers_it_and_keeps_its_peak(state: ApiState) -> None:
+    first = state.repository.get_event(UUIDS[0])
+    assert first is not None
+    start = first.started_at
+    samples = [
+        ScoreSample(
+            first.camera,
+            start + timedelta(seconds=(i - 300) / 10),
+            first.class_name,
+            0.9 if i == 333 else 0.1,
+            i / 600,
+        )
+        for i in range(600)
+    ] + [ScoreSample(first.camera, start, "other_class", 0.99, 0.5)]
+    state.repository.add_scores(samples)
+    client = api_client(create_app(state))
+    body = client.get(f"/api/v1/events/{UUIDS[0]}/scores", params={"points": 50}).json()
+    assert body["camera"] == first.camera and body["class_name"] == first.class_name
+    assert len(body["ts"]) == len(body["score"]) == len(body["progress"]) == 50
+    assert max(body["score"]) == 0.9  # the one high frame survives the thinning
+    assert body["ts"] == sorted(body["ts"])
+    assert body["progress"][-1] == pytest.approx(599 / 600, abs=1e-3)
+    assert client.get(f"/api/v1/events/{UUIDS[1]}/scores").json()["ts"] == []
+    assert client.get("/api/v1/events/not-one/scores").status_code == 404
+    assert client.get(f"/api/v1/events/{UUIDS[0]}/scores?before_s=9999").status_code == 422
 
 
 @pytest.mark.parametrize(

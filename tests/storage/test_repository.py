@@ -135,6 +135,41 @@ def test_list_events_orders_newest_first_and_filters(repo: Repository) -> None:
     assert [e.uuid for e in repo.list_events(limit=2, offset=1)] == ["e-3", "e-2"]
 
 
+@pytest.mark.parametrize("camera", [None, "yard"])
+def test_keyset_pages_walk_the_list_both_ways_through_ties(
+    repo: Repository, camera: str | None
+) -> None:
+    # 23 events, many started in the same millisecond: the order's tie-break (id) must
+    # neither skip nor repeat one at a page boundary.
+    for i in range(23):
+        at = T0 + timedelta(seconds=i // 4)
+        repo.upsert_event(
+            make_event(uuid=f"k-{i:02d}", camera="yard" if i % 3 else "gate", started_at=at)
+        )
+    everything = [e.uuid for e in repo.list_events(camera=camera, limit=100)]
+    pages: list[list[str]] = []
+    page = repo.list_events(camera=camera, limit=4)
+    while page:
+        pages.append([e.uuid for e in page])
+        page = repo.list_events(camera=camera, limit=4, before=page[-1].uuid)
+    assert [u for p in pages for u in p] == everything
+    assert pages[:-1] == [everything[i : i + 4] for i in range(0, 4 * (len(pages) - 1), 4)]
+    # And back, newest first within each page, to the top.
+    back = [pages[-1]]
+    while (newer := repo.list_events(camera=camera, limit=4, after=back[-1][0])) != []:
+        back.append([e.uuid for e in newer])
+    assert [u for p in reversed(back) for u in p] == everything
+    with pytest.raises(KeyError):
+        repo.list_events(before="no-such-event")
+
+
+def test_open_events_are_counted_per_camera(repo: Repository) -> None:
+    repo.upsert_event(make_event("o-1", camera="gate"))
+    repo.upsert_event(make_event("o-2", camera="gate", status="closed", ended_at=T0))
+    repo.upsert_event(make_event("o-3", camera="yard"))
+    assert repo.open_by_camera() == {"gate": 1, "yard": 1}
+
+
 @pytest.mark.parametrize(("limit", "offset"), [(0, 0), (1001, 0), (10, -1)])
 def test_list_events_rejects_bad_pages(repo: Repository, limit: int, offset: int) -> None:
     with pytest.raises(ValueError, match="must be"):

@@ -23,11 +23,17 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     def cameras(by: Annotated[Principal, Depends(requires("viewer"))]) -> dict[str, Any]:
         """Every camera: running, ended, or with a source that does not parse (invalid);
         in the events role, as its capture node last reported it. `unreviewed`: its events
-        of the last 7 days the caller has not opened yet."""
+        of the last 7 days the caller has not opened yet; `open_events`: its events open
+        now."""
         since = datetime.now(UTC) - UNREVIEWED_WINDOW
         unreviewed = state.repository.unreviewed_by_camera(by.name, since)
+        open_now = state.repository.open_by_camera()
         items = [
-            {**status.to_json(), "unreviewed": unreviewed.get(status.name, 0)}
+            {
+                **status.to_json(),
+                "unreviewed": unreviewed.get(status.name, 0),
+                "open_events": open_now.get(status.name, 0),
+            }
             for status in state.status.cameras()
         ]
         if state.calibration is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,11 +27,13 @@ from hazardwatch.api.security import requires
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import ConfigError
-from hazardwatch.outputs.alerts import event_json
-from hazardwatch.records import EventRecord, EventStatus, Verdict
+from hazardwatch.outputs.alerts import event_json, iso
+from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Verdict
 from hazardwatch.storage.repository import MAX_PAGE
 
 UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+MAX_AROUND_S = 600.0  # the score series reaches at most this far either side of an event
+MAX_EVENT_S = 3600.0  # and covers at most this much of a long event
 
 
 def router(state: ApiState, auth: Responses) -> APIRouter:
@@ -49,30 +53,54 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        before: Annotated[
+            str | None, Query(description="Keyset page: the events listed after this uuid")
+        ] = None,
+        after: Annotated[
+            str | None, Query(description="Keyset page: the events listed before this uuid")
+        ] = None,
         *,
         by: Annotated[Principal, Depends(requires("viewer"))],
     ) -> dict[str, Any]:
         """Events newest first; `since`/`until` bound the start time (ISO 8601 with zone).
-        Each says whether the caller has `reviewed` (opened) it."""
-        rows = state.repository.list_events(
-            camera=camera,
-            class_name=class_name,
-            status=status,
-            since=since,
-            until=until,
-            min_score=min_score,
-            verdict=verdict,
-            reviewed_by=by.name,
-            reviewed=reviewed,
-            limit=limit,
-            offset=offset,
-        )
+        Each says whether the caller has `reviewed` (opened) it.
+
+        Pages: `before=<next_before>` gives the next (older) page and `after=<first
+        uuid>` the previous (newer) one, equally fast at any depth; `offset` still works
+        and costs its depth. Pages are kept with the same filters."""
+        if before is not None and after is not None:
+            raise HTTPException(422, "give before (older page) or after (newer page), not both")
+        for cursor in (before, after):
+            if cursor is not None and not UUID_RE.match(cursor):
+                raise HTTPException(422, f"{cursor[:64]!r} is not an event uuid to page from")
+        try:
+            rows = state.repository.list_events(
+                camera=camera,
+                class_name=class_name,
+                status=status,
+                since=since,
+                until=until,
+                min_score=min_score,
+                verdict=verdict,
+                reviewed_by=by.name,
+                reviewed=reviewed,
+                limit=limit,
+                offset=offset,
+                before=before,
+                after=after,
+            )
+        except KeyError as missing:
+            raise HTTPException(
+                404, f"no event {missing.args[0]!r} to page from (removed?): start from the top"
+            ) from None
         seen = state.repository.reviewed_among([e.uuid for e in rows], by.name)
+        full = len(rows) == limit
         return {
             "items": [{**_event(e, state), "reviewed": e.uuid in seen} for e in rows],
             "limit": limit,
             "offset": offset,
-            "next_offset": offset + limit if len(rows) == limit else None,
+            "next_offset": offset + limit if full and before is None and after is None else None,
+            "next_before": rows[-1].uuid if rows and (full or after is not None) else None,
         }
 
     @router.get(
@@ -81,6 +109,32 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     )
     def get_event(uuid: str) -> dict[str, Any]:
         return _event(_find(state, uuid), state)
+
+    @router.get("/{uuid}/scores", responses=errors(e404="No such event"))
+    def scores(
+        uuid: str,
+        before_s: Annotated[float, Query(ge=0, le=MAX_AROUND_S)] = 60.0,
+        after_s: Annotated[float, Query(ge=0, le=MAX_AROUND_S)] = 30.0,
+        points: Annotated[int, Query(ge=10, le=2000)] = 400,
+    ) -> dict[str, Any]:
+        """The event's class on its camera from `before_s` before its start to `after_s`
+        after its end (or now): the score and `progress` (the decision's way to its
+        threshold, 1 opens an event), at most `points` points (each the highest of its
+        stretch, so no peak is lost). Empty where `storage.write_scores` is off."""
+        event = _find(state, uuid)
+        end = event.ended_at or datetime.now(UTC)
+        since = event.started_at - timedelta(seconds=before_s)
+        until = min(end, event.started_at + timedelta(seconds=MAX_EVENT_S)) + timedelta(
+            seconds=after_s
+        )
+        samples = state.repository.list_scores(event.camera, since, until, event.class_name)
+        return {
+            "camera": event.camera,
+            "class_name": event.class_name,
+            "since": iso(since),
+            "until": iso(until),
+            **score_series(samples, points),
+        }
 
     @router.post("/{uuid}/review", responses=errors(e404="No such event"))
     def review(uuid: str, by: Annotated[Principal, Depends(requires("viewer"))]) -> dict[str, Any]:
@@ -195,3 +249,20 @@ def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
     )
     data["clip_url"] = state.signer.link(f"{base}/clip.mp4") if event.clip_path else None
     return data
+
+
+def score_series(samples: Sequence[ScoreSample], points: int) -> dict[str, list[Any]]:
+    """At most `points` points: the samples in equal runs, each run its highest score
+    (with that sample's time) and highest progress, so a peak is never averaged away."""
+    ts: list[str | None] = []
+    score: list[float] = []
+    progress: list[float | None] = []
+    step = max(1, math.ceil(len(samples) / points))
+    for start in range(0, len(samples), step):
+        run = samples[start : start + step]
+        top = max(run, key=lambda s: s.score)
+        signals = [s.signal for s in run if s.signal is not None]
+        ts.append(iso(top.ts))
+        score.append(round(float(top.score), 4))
+        progress.append(round(float(max(signals)), 4) if signals else None)
+    return {"ts": ts, "score": score, "progress": progress}

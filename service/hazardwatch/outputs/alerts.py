@@ -57,25 +57,25 @@ class Alert:
             "class_name": e.class_name,
             "severity": e.severity,
             "score": e.peak_score,
-            "started_at": _iso(e.started_at),
-            "ended_at": _iso(e.ended_at),
+            "started_at": iso(e.started_at),
+            "ended_at": iso(e.ended_at),
             "snapshot_url": self.snapshot_url,
             "clip_url": self.clip_url,
             "weather": e.weather.to_json() if e.weather is not None else None,
-            "sent_at": _iso(datetime.now(UTC)),
+            "sent_at": iso(datetime.now(UTC)),
         }
 
 
 def event_json(e: EventRecord) -> dict[str, Any]:
     data = asdict(e)
     for key in ("started_at", "ended_at", "peak_at", "verdict_at"):
-        data[key] = _iso(data[key])
+        data[key] = iso(data[key])
     del data["peak_embedding"]  # internal: what a false-alarm verdict teaches the detector
     data["weather"] = e.weather.to_json() if e.weather is not None else None
     return data
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 

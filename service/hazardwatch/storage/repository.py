@@ -251,34 +251,59 @@ class Repository:
         reviewed: bool | None = None,
         limit: int = 100,
         offset: int = 0,
+        before: str | None = None,
+        after: str | None = None,
     ) -> list[EventRecord]:
         """Events newest first; `since` (inclusive) and `until` (exclusive) bound started_at;
-        `reviewed`: only those `reviewed_by` has (True) or has not (False) opened."""
+        `reviewed`: only those `reviewed_by` has (True) or has not (False) opened.
+
+        Keyset pages: `before` (an event's uuid) gives the events listed after that one,
+        `after` those listed before it (still newest first), each read from the index at
+        any depth, where `offset` counts its way there. Raises KeyError for a uuid that
+        is not stored."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit={limit} must be between 1 and {MAX_PAGE}")
         if offset < 0:
             raise ValueError(f"offset={offset} must be >= 0")
-        query = sa.select(Event.__table__)
-        if camera is not None:
-            query = query.where(Event.camera == camera)
-        if class_name is not None:
-            query = query.where(Event.class_name == class_name)
-        if status is not None:
-            query = query.where(Event.status == status)
-        if since is not None:
-            query = query.where(Event.started_at >= since)
-        if until is not None:
-            query = query.where(Event.started_at < until)
-        if min_score is not None:
-            query = query.where(Event.peak_score >= min_score)
-        if verdict is not None:
-            query = query.where(Event.verdict == verdict)
+        if before is not None and after is not None:
+            raise ValueError("give before or after, not both")
+        conditions = [
+            Event.camera == camera if camera is not None else None,
+            Event.class_name == class_name if class_name is not None else None,
+            Event.status == status if status is not None else None,
+            Event.started_at >= since if since is not None else None,
+            Event.started_at < until if until is not None else None,
+            Event.peak_score >= min_score if min_score is not None else None,
+            Event.verdict == verdict if verdict is not None else None,
+        ]
         if reviewed is not None and reviewed_by is not None:
             seen = _reviewed_by(reviewed_by)
-            query = query.where(seen if reviewed else ~seen)
-        query = query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit).offset(offset)
+            conditions.append(seen if reviewed else ~seen)
+        query = sa.select(Event.__table__).where(*(c for c in conditions if c is not None))
         with self._engine.connect() as conn:
-            return [_to_record(row._mapping) for row in conn.execute(query)]
+            if before is not None:
+                query = query.where(self._keyset(conn, before, older=True))
+            elif after is not None:
+                query = query.where(self._keyset(conn, after, older=False))
+            if after is None:
+                query = query.order_by(Event.started_at.desc(), Event.id.desc())
+            else:
+                query = query.order_by(Event.started_at, Event.id)
+            query = query.limit(limit).offset(offset)
+            rows = [_to_record(row._mapping) for row in conn.execute(query)]
+        return rows[::-1] if after is not None else rows
+
+    @staticmethod
+    def _keyset(conn: Any, uuid: str, *, older: bool) -> sa.ColumnElement[bool]:
+        """The events listed after (`older`) or before the event `uuid`, newest first:
+        by (started_at, id), the order of the list, which the indexes hold."""
+        key = conn.execute(sa.select(Event.started_at, Event.id).where(Event.uuid == uuid)).first()
+        if key is None:
+            raise KeyError(uuid)
+        at, id_ = key
+        if older:
+            return sa.or_(Event.started_at < at, sa.and_(Event.started_at == at, Event.id < id_))
+        return sa.or_(Event.started_at > at, sa.and_(Event.started_at == at, Event.id > id_))
 
     def mark_reviewed(self, uuid: str, reviewer: str) -> bool:
         """`reviewer` has opened the event (again: the first time stays); False when no
@@ -305,6 +330,13 @@ class Repository:
         query = sa.select(Event.camera, sa.func.count()).where(~_reviewed_by(reviewer))
         if since is not None:
             query = query.where(Event.started_at >= since)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.group_by(Event.camera))
+            return {str(camera): int(count) for camera, count in rows}
+
+    def open_by_camera(self) -> dict[str, int]:
+        """Per camera, its events open now."""
+        query = sa.select(Event.camera, sa.func.count()).where(Event.status == "open")
         with self._engine.connect() as conn:
             rows = conn.execute(query.group_by(Event.camera))
             return {str(camera): int(count) for camera, count in rows}
