@@ -198,6 +198,9 @@ def test_api_serves_a_running_service(tmp_path: Path, sqlite_url: str, red_clip:
         cameras = httpx.get(base + "/api/v1/cameras").json()["items"]
         assert cameras[0]["name"] == "crash" and cameras[0]["state"] == "streaming"
         assert cameras[0]["fps"] > 0 and cameras[0]["last_frame_age_s"] < 5
+        assert cameras[0]["open_events"] in (0, 1)
+        tile = httpx.get(base + "/api/v1/cameras/crash/latest.jpg")
+        assert tile.status_code == 200 and tile.content[:3] == b"\xff\xd8\xff"
         metrics = httpx.get(base + "/metrics").text
         assert 'hazardwatch_frames_read_total{camera="crash"}' in metrics
         assert 'hazardwatch_events_total{camera="crash",class_name="traffic_accident"' in metrics

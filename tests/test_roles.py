@@ -226,6 +226,10 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
         assert wait_for(lambda: cameras()[0]["frames_read"] > 0, 15), cameras()
         assert [(c["name"], c["state"]) for c in cameras()] == [("crash", "streaming")]
         assert cameras()[0]["node"]
+        # The camera tile's picture: the capture node's latest frame, through the broker.
+        tile = get("/api/v1/cameras/crash/latest.jpg")
+        assert tile.status_code == 200 and tile.content[:3] == b"\xff\xd8\xff", tile.text
+        assert get("/api/v1/cameras/nowhere/latest.jpg").status_code == 404
         metrics = get("/metrics").text
         assert 'hazardwatch_camera_up{camera="crash"} 1.0' in metrics
         assert 'hazardwatch_nodes{role="worker"} 1.0' in metrics

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 
 from hazardwatch.capture.fleet import CameraFleet
+from hazardwatch.capture.latest import LatestFrames
 from hazardwatch.capture.reader import CameraReader, ReaderState
 from hazardwatch.components import (
     EncoderFactory,
@@ -120,6 +121,7 @@ class Service:
         repository.ensure_cameras((r.camera, r.spec.kind) for r in fleet.readers)
         view.cameras = fleet
         api_state.status = LocalStatus(fleet)
+        api_state.latest_frame = LatestFrames(fleet).jpeg
         view.queue = queue
         view.stale_by_camera = worker.stats.stale_by_camera
         view.writer = events.writer

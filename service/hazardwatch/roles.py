@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
 from hazardwatch.capture.fleet import CameraFleet, Cameras, NoCameras
+from hazardwatch.capture.latest import LatestFrames
 from hazardwatch.components import (
     EncoderFactory,
     build_worker,
@@ -47,6 +48,7 @@ from hazardwatch.components import (
 from hazardwatch.events_side import hosted
 from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
 from hazardwatch.handoff.intake import ScoresConsumer
+from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
 from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.handoff.scores import ScoresPublisher, ScoresSource, ensure_scores_stream
 from hazardwatch.handoff.status import StatusBoard, StatusPublisher, node_id
@@ -188,9 +190,11 @@ class CaptureNode:
             )
             node = node_id()
             status = StatusPublisher(link, lambda: _capture_status(node, link, fleet))
+            latest = LatestPublisher(link, LatestFrames(fleet))
             try:
                 fleet.start()
                 status.start()
+                latest.start()
                 log.info(
                     "capture: %d camera(s) publishing to %s", len(fleet.readers), frames.stream
                 )
@@ -205,6 +209,7 @@ class CaptureNode:
                 if not sink.flush(30):
                     log.error("capture: frames still unpublished after 30 s")
             finally:
+                latest.stop()
                 status.stop()
                 server.stop()
             return RoleSummary(
@@ -352,6 +357,7 @@ class EventsNode:
             board.start()
             stack.callback(board.stop)
             api.status = api.roles = board
+            api.latest_frame = LatestBoard(link).jpeg
             view.remote, view.writer = board, events.writer
             view.lost_by_camera = consumer.lost_by_camera
             view.late_by_camera = consumer.late_by_camera

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.status import (
     STATUS_BUCKET,
     STATUS_TTL_S,
+    KvBucket,
     StatusBoard,
     StatusPublisher,
-    _Bucket,
 )
 from hazardwatch.records import CameraState, CameraStatus, NodeStatus
 from tests.conftest import NatsServer
@@ -61,7 +62,7 @@ def test_a_role_that_fell_silent_counts_as_gone_after_the_ttl(link: BrokerLink) 
     """A value older than the TTL (a node that died, its key not expired yet) is ignored."""
 
     async def put_old() -> None:
-        kv = await _Bucket(link).get()
+        kv = await KvBucket(link).get()
         old = time.time() - STATUS_TTL_S - 1
         await kv.put(
             "node.worker.dead-9", json.dumps({"role": "worker", "updated_at": old}).encode()
@@ -173,3 +174,35 @@ def test_a_report_of_another_version_reads_as_far_as_it_goes() -> None:
     stalled = CameraStatus("gate", "rtsp", CameraState.STALLED, node="a-1")
     assert CameraStatus.from_json(stalled.to_json()) == stalled
     assert stalled.problem() == "camera gate: stalled (capture node a-1)"
+
+
+def test_a_capture_nodes_latest_frames_reach_the_events_service(link: BrokerLink) -> None:
+    class Frames:
+        def __init__(self) -> None:
+            self.frames = {"gate": b"\xff\xd8\xff gate"}
+
+        def cameras(self) -> list[str]:
+            return list(self.frames)
+
+        def jpeg(self, camera: str) -> bytes | None:
+            return self.frames.get(camera)
+
+    frames = Frames()
+    publisher = LatestPublisher(link, frames, interval_s=0.5)
+    board = LatestBoard(link, cache_s=0.0)
+    assert board.jpeg("gate") is None  # nothing put yet
+    publisher.start()
+    try:
+        assert wait_for(lambda: board.jpeg("gate") == b"\xff\xd8\xff gate", 10)
+        frames.frames["gate"] = b"\xff\xd8\xff newer"
+        assert wait_for(lambda: board.jpeg("gate") == b"\xff\xd8\xff newer", 10)
+        assert board.jpeg("yard") is None
+        frames.frames["yard"] = b"\xff\xd8\xff yard"  # a new camera: put at the next tick
+        assert wait_for(lambda: board.jpeg("yard") == b"\xff\xd8\xff yard", 3)
+        cached = LatestBoard(link, cache_s=60.0)
+        assert cached.jpeg("gate") == b"\xff\xd8\xff newer"
+        frames.frames["gate"] = b"\xff\xd8\xff newest"
+        time.sleep(1.2)
+        assert cached.jpeg("gate") == b"\xff\xd8\xff newer"  # a page's refreshes: no broker read
+    finally:
+        assert publisher.stop(5)

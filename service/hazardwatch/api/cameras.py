@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from hazardwatch.api.accounts import Principal
 from hazardwatch.api.schemas import Responses, errors
@@ -39,6 +39,23 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         if state.calibration is not None:
             items = [{**item, "calibration": state.calibration(item["name"])} for item in items]
         return {"items": items}
+
+    @router.get(
+        "/{name}/latest.jpg",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}}, "description": "The camera's latest frame"},
+            **errors(e404="No such camera, or no frame from it yet (or for a minute)"),
+        },
+    )
+    def latest(name: str) -> Response:
+        """The camera's latest frame, at most 480 px wide: where its reader runs in this
+        process, the frame read last; in the events role, what its capture node put in
+        the last minute (every 10 s)."""
+        data = state.latest_frame(name)
+        if data is None:
+            raise HTTPException(404, f"no frame of camera {name[:64]!r} to show (yet)")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @router.get(
         "/{name}/normal",

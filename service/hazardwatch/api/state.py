@@ -45,6 +45,8 @@ class ApiState:
     explain: Callable[[str], dict[str, Any] | None] | None = None
     # Seconds until an event's clip should be stored; None when none is coming.
     clip_pending: Callable[[str], float | None] = lambda uuid: None
+    # A camera's latest frame as JPEG (the camera tiles); None when there is none.
+    latest_frame: Callable[[str], bytes | None] = lambda camera: None
 
     @property
     def scoring_elsewhere(self) -> bool:

@@ -52,12 +52,14 @@ def node_id() -> str:
     return f"{host or 'host'}-{os.getpid()}"
 
 
-class _Bucket:
-    """The bucket's handle, looked up (or created) once rather than every round, and
-    again after a round failed: a restarted nats-server has lost the memory bucket."""
+class KvBucket:
+    """A memory key-value bucket's handle, looked up (or created) once rather than every
+    round, and again after a round failed: a restarted nats-server has lost it."""
 
-    def __init__(self, link: BrokerLink) -> None:
+    def __init__(self, link: BrokerLink, name: str = STATUS_BUCKET, ttl_s: float = STATUS_TTL_S):
         self.link = link
+        self.name = name
+        self.ttl_s = ttl_s
         self._kv: KeyValue | None = None
 
     async def get(self) -> KeyValue:
@@ -72,15 +74,15 @@ class _Bucket:
         js = self.link.js
         assert js is not None
         try:
-            return await js.key_value(STATUS_BUCKET)
+            return await js.key_value(self.name)
         except BucketNotFoundError:
             config = KeyValueConfig(
-                bucket=STATUS_BUCKET, ttl=STATUS_TTL_S, history=1, storage=StorageType.MEMORY
+                bucket=self.name, ttl=self.ttl_s, history=1, storage=StorageType.MEMORY
             )
             try:
                 return await js.create_key_value(config)
             except Exception:  # another role created it meanwhile
-                return await js.key_value(STATUS_BUCKET)
+                return await js.key_value(self.name)
 
 
 class StatusPublisher(Periodic):
@@ -96,7 +98,7 @@ class StatusPublisher(Periodic):
         self.link = link
         self.entries = entries
         self._keys: set[str] = set()
-        self._bucket = _Bucket(link)
+        self._bucket = KvBucket(link)
 
     def tick(self) -> None:
         try:
@@ -135,7 +137,7 @@ class StatusBoard(Periodic):
         self.link = link
         self._entries: Entries = {}
         self.read_ok = False
-        self._bucket = _Bucket(link)
+        self._bucket = KvBucket(link)
 
     def tick(self) -> None:
         self.refresh()
