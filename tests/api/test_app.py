@@ -76,15 +76,20 @@ def test_list_filters_and_pages(client: TestClient) -> None:
     # Keyset pages: older from the last uuid, newer from the first, same filters.
     older = client.get("/api/v1/events", params={"limit": 2, "before": UUIDS[3]}).json()
     assert [e["uuid"] for e in older["items"]] == [UUIDS[2], UUIDS[1]]
-    assert older["next_before"] == UUIDS[1] and older["next_offset"] is None
+    assert older["next_before"] == UUIDS[1] and older["next_after"] == UUIDS[2]
+    assert older["next_offset"] is None
     newer = client.get("/api/v1/events", params={"limit": 2, "after": UUIDS[2]}).json()
     assert [e["uuid"] for e in newer["items"]] == [UUIDS[4], UUIDS[3]]
+    assert newer["next_after"] is None  # the top, though the page is full
     last = client.get("/api/v1/events", params={"limit": 2, "before": UUIDS[1]}).json()
     assert [e["uuid"] for e in last["items"]] == [UUIDS[0]] and last["next_before"] is None
+    exact = client.get("/api/v1/events", params={"limit": 1, "before": UUIDS[1]}).json()
+    assert exact["next_before"] is None  # ends at the last event: no empty page offered
     gone = client.get("/api/v1/events", params={"before": "00000000-0000-4000-8000-999999999999"})
     assert gone.status_code == 404 and "start from the top" in gone.json()["detail"]
-    both = client.get("/api/v1/events", params={"before": UUIDS[1], "after": UUIDS[3]})
-    assert both.status_code == 422
+    both = client.get("/api/v1/events", params={"before": UUIDS[4], "after": UUIDS[1]}).json()
+    assert [e["uuid"] for e in both["items"]] == [UUIDS[3], UUIDS[2]]  # those between
+    assert client.get("/api/v1/events", params={"before": "x"}).status_code == 422
 
 
 def test_an_events_score_series_covers_it_and_keeps_its_peak(state: ApiState) -> None:

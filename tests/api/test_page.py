@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import pytest
 from hazardwatch.api.accounts import hash_password
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.detect.normal import encode_embedding
+from hazardwatch.images import ImageOptions, encode_jpeg
+from hazardwatch.records import CameraState, CameraStatus, ScoreSample
 from hazardwatch.settings import ApiSettings
-from tests.api.conftest import UUIDS, event
+from tests.api.conftest import T0, UUIDS, event
 from tests.conftest import skip_or_fail
 from tests.helpers import serve_app, wait_for
 
@@ -32,6 +35,16 @@ USERS = [
     {"name": "alice", "role": "operator", "password_hash": hash_password("alice pass", n=2**10)},
     {"name": "vera", "role": "viewer", "password_hash": hash_password("vera pass", n=2**10)},
 ]
+
+
+class Tiles:
+    """Two cameras as the readers would report them."""
+
+    def cameras(self) -> list[CameraStatus]:
+        return [
+            CameraStatus("south", "rtsp", CameraState.STREAMING, 10.0, 0.1, 500),
+            CameraStatus("north", "rtsp", CameraState.BACKING_OFF, 0.0, 30.0, 90, 3, "refused"),
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +81,30 @@ def served(state: ApiState) -> Iterator[tuple[str, ApiState, list[str]]]:
     snapshot, clip = write_media(state.media_dir)
     embedding = encode_embedding(np.eye(8, dtype=np.float32)[0])
     state.repository.upsert_event(
-        event(4, snapshot_path=snapshot, clip_path=clip, peak_embedding=embedding, revision=3)
+        event(
+            4,
+            snapshot_path=snapshot,
+            clip_path=clip,
+            peak_embedding=embedding,
+            revision=3,
+            opened_statistic=9.7,
+            opened_threshold=8.2,
+        )
     )
     for i in (0, 2):  # the API tests' media made to fail: here every image is real
         state.repository.upsert_event(event(i, snapshot_path=snapshot, revision=3))
+    four = event(4)
+    state.repository.add_scores(
+        [
+            ScoreSample("south", four.started_at + timedelta(seconds=t / 2), "fire_smoke",
+                        0.9 if 0 <= t < 10 else 0.2, min(1.5, max(0.0, (t + 6) / 8)))
+            for t in range(-60, 40)
+        ]
+    )  # fmt: skip
+    state.status = Tiles()
+    tile = encode_jpeg(np.full((90, 160, 3), 128, np.uint8), ImageOptions())
+    state.latest_frame = lambda camera: tile if camera == "south" else None
+    state.repository.upsert_event(event(3, status="open", ended_at=None, revision=3))
     learned: list[str] = []
     state.learn_normal = lambda camera, _embedding: learned.append(camera) or len(learned)
     settings = ApiSettings(users=USERS)  # type: ignore[arg-type]
@@ -139,6 +172,15 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     page.keyboard.press("Enter")
     assert until(page, "() => document.getElementById('clip').currentTime > 0.2", 15)
     assert page.locator("#detail-title").inner_text().startswith("fire_smoke on south")
+    # The statistic that opened it, its camera's scores around it, its neighbours.
+    assert "statistic 9.70 against threshold 8.20" in page.locator("#facts").inner_text()
+    page.wait_for_selector("#series:not([hidden]) polyline.progress")
+    points = page.locator("#plot polyline.progress").get_attribute("points") or ""
+    assert len(points.split()) == 100
+    assert page.locator("#plot rect.span").count() == 1
+    assert page.locator("#plot line.threshold").count() == 1
+    assert until(page, "() => document.querySelectorAll('#neighbours li').length === 2")
+    assert "traffic_accident" in page.locator("#neighbours li").first.inner_text()
     # Opened: reviewed, for alice (the row loses its unreviewed mark).
     assert wait_for(lambda: state.repository.reviewed_among([UUIDS[4]], "alice"), 5)
     assert page.locator("#events tbody tr.unreviewed").count() == 2
@@ -154,7 +196,11 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     page.wait_for_selector("text=Stored: confirmed.")
     confirmed = state.repository.get_event(UUIDS[2])
     assert confirmed is not None and confirmed.verdict == "confirmed"
-    # Cameras tab, then log out: the session ends, the login form is back.
+    # A neighbour opens in place; j goes on through the list from the top.
+    page.locator("#neighbours a").last.click()
+    assert until(page, f"() => location.search.includes('event={UUIDS[0]}')")  # a link to it
+    assert page.locator("#detail-title").inner_text().startswith("traffic_accident on south")
+    # Log out: the session ends, the login form is back.
     page.get_by_role("button", name="Log out").click()
     page.wait_for_selector("#login:not([hidden])")
     assert page.request.get(base + "/api/v1/events").status == 401
@@ -201,3 +247,78 @@ def test_a_wrong_password_says_so_and_the_page_stays_locked(
     page.wait_for_selector("text=Wrong name or password.")
     assert page.locator("#review").is_hidden()
     assert [e for e in errors(page) if "401" not in e] == []  # the refused login itself
+
+
+def test_pages_go_older_and_back_newer_through_deep_keyset_pages(
+    served: tuple[str, ApiState, list[str]], page: Any
+) -> None:
+    base, state, _ = served
+    for i in range(55):  # 60 events in all: pages of 25, 25 and 10
+        at = T0 - timedelta(hours=1, minutes=i)
+        state.repository.upsert_event(
+            event(0, uuid=f"00000000-0000-4000-9000-{i:012d}", camera="east", started_at=at,
+                  peak_at=at, ended_at=at + timedelta(seconds=3))
+        )  # fmt: skip
+    log_in(page, base, "alice", "alice pass")
+
+    def starts() -> list[str]:
+        return list(page.locator("#events tbody tr td:nth-child(5)").all_inner_texts())
+
+    first = starts()
+    assert len(first) == 25 and page.locator("#prev").is_disabled()
+    page.get_by_role("button", name="Older").click()
+    assert wait_for(lambda: len(starts()) == 25 and starts() != first, 5)
+    assert "before=" in page.url
+    second = starts()
+    page.get_by_role("button", name="Older").click()
+    assert wait_for(lambda: len(starts()) == 10, 5)
+    assert page.locator("#next").is_disabled()
+    page.get_by_role("button", name="Newer").click()
+    assert wait_for(lambda: starts() == second, 5) and "after=" in page.url
+    page.get_by_role("button", name="Newer").click()  # back at the top: a full first page
+    assert wait_for(lambda: starts() == first, 5)
+    assert "after=" not in page.url and page.locator("#prev").is_disabled()
+    # Every event once, in order, over the three pages.
+    stored = [e.started_at for e in state.repository.list_events(limit=100)]
+    assert len(stored) == 60 and stored == sorted(stored, reverse=True)
+    # A time range, kept in the URL as ISO times: the five events of T0's minutes.
+    page.get_by_label("From").fill(localized(page, T0 - timedelta(minutes=1)))
+    page.get_by_role("button", name="Filter").click()
+    assert until(page, "() => document.querySelectorAll('#events tbody tr').length === 5")
+    assert "since=" in page.url
+    page.reload()
+    page.wait_for_selector("#events tbody tr")
+    assert page.locator("#events tbody tr").count() == 5
+    assert errors(page) == []
+
+
+def test_camera_tiles_show_the_latest_frame_state_and_open_events(
+    served: tuple[str, ApiState, list[str]], page: Any
+) -> None:
+    base, _, _ = served
+    log_in(page, base, "vera", "vera pass")
+    page.get_by_role("link", name="Cameras").click()
+    page.wait_for_selector("#tiles li")
+    south, north = page.locator("#tiles li").all()
+    assert until(page, "() => document.querySelector('#tiles li img').naturalWidth === 160")
+    assert south.locator("img").get_attribute("alt") == "latest frame of camera south"
+    assert "streaming" in south.inner_text() and "no open event" in south.inner_text()
+    assert "1 open event" in north.inner_text() and "refused" in north.inner_text()
+    assert north.locator("img").get_attribute("alt") == "no frame from camera north yet"
+    # The unreviewed count links to that camera's events.
+    north.get_by_role("link").click()
+    assert until(page, "() => location.search.includes('camera=north')")
+    page.wait_for_selector("#events tbody tr")
+    assert page.locator("#events tbody tr").count() == 2
+    assert [e for e in errors(page) if "404" not in e] == []  # north's missing frame
+
+
+def localized(page: Any, at: Any) -> str:
+    """`at` as the page's datetime-local input takes it, in the browser's time zone."""
+    return str(
+        page.evaluate(
+            """(iso) => { const d = new Date(iso);
+                return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16); }""",
+            at.isoformat(),
+        )
+    )

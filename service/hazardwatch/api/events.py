@@ -31,7 +31,8 @@ from hazardwatch.outputs.alerts import event_json, iso
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Verdict
 from hazardwatch.storage.repository import MAX_PAGE
 
-UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+UUID_PATTERN = r"^[0-9a-fA-F-]{8,64}$"
+UUID_RE = re.compile(UUID_PATTERN)
 MAX_AROUND_S = 600.0  # the score series reaches at most this far either side of an event
 MAX_EVENT_S = 3600.0  # and covers at most this much of a long event
 
@@ -39,7 +40,7 @@ MAX_EVENT_S = 3600.0  # and covers at most this much of a long event
 def router(state: ApiState, auth: Responses) -> APIRouter:
     router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=auth)
 
-    @router.get("")
+    @router.get("", responses=errors(e404="The event to page from is not stored (any more)"))
     def list_events(
         camera: str | None = None,
         class_name: Annotated[str | None, Query(alias="class")] = None,
@@ -54,10 +55,12 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         before: Annotated[
-            str | None, Query(description="Keyset page: the events listed after this uuid")
+            str | None,
+            Query(pattern=UUID_PATTERN, description="Keyset page: the events listed after it"),
         ] = None,
         after: Annotated[
-            str | None, Query(description="Keyset page: the events listed before this uuid")
+            str | None,
+            Query(pattern=UUID_PATTERN, description="Keyset page: the events listed before it"),
         ] = None,
         *,
         by: Annotated[Principal, Depends(requires("viewer"))],
@@ -65,43 +68,22 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         """Events newest first; `since`/`until` bound the start time (ISO 8601 with zone).
         Each says whether the caller has `reviewed` (opened) it.
 
-        Pages: `before=<next_before>` gives the next (older) page and `after=<first
-        uuid>` the previous (newer) one, equally fast at any depth; `offset` still works
-        and costs its depth. Pages are kept with the same filters."""
-        if before is not None and after is not None:
-            raise HTTPException(422, "give before (older page) or after (newer page), not both")
-        for cursor in (before, after):
-            if cursor is not None and not UUID_RE.match(cursor):
-                raise HTTPException(422, f"{cursor[:64]!r} is not an event uuid to page from")
-        try:
-            rows = state.repository.list_events(
-                camera=camera,
-                class_name=class_name,
-                status=status,
-                since=since,
-                until=until,
-                min_score=min_score,
-                verdict=verdict,
-                reviewed_by=by.name,
-                reviewed=reviewed,
-                limit=limit,
-                offset=offset,
-                before=before,
-                after=after,
-            )
-        except KeyError as missing:
-            raise HTTPException(
-                404, f"no event {missing.args[0]!r} to page from (removed?): start from the top"
-            ) from None
-        seen = state.repository.reviewed_among([e.uuid for e in rows], by.name)
-        full = len(rows) == limit
-        return {
-            "items": [{**_event(e, state), "reviewed": e.uuid in seen} for e in rows],
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if full and before is None and after is None else None,
-            "next_before": rows[-1].uuid if rows and (full or after is not None) else None,
+        Pages: `before=<next_before>` gives the next (older) page and `after=<next_after>`
+        the previous (newer) one, equally fast at any depth; each is null where there is
+        nothing that way (both: the events between the two). `offset` still works and
+        costs its depth. Keep the filters."""
+        filters: dict[str, Any] = {
+            "camera": camera,
+            "class_name": class_name,
+            "status": status,
+            "since": since,
+            "until": until,
+            "min_score": min_score,
+            "verdict": verdict,
+            "reviewed_by": by.name,
+            "reviewed": reviewed,
         }
+        return _page(state, filters, limit, offset, before, after)
 
     @router.get(
         "/{uuid}",
@@ -219,6 +201,41 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         return FileResponse(_media(state, event.clip_path, "clip"), media_type="video/mp4")
 
     return router
+
+
+def _page(
+    state: ApiState,
+    filters: dict[str, Any],
+    limit: int,
+    offset: int,
+    before: str | None,
+    after: str | None,
+) -> dict[str, Any]:
+    """One page of the list, and whether there is one either side."""
+    try:
+        rows = state.repository.list_events(
+            **filters, limit=limit, offset=offset, before=before, after=after
+        )
+        # Whether there is a page either side: one indexed row each, so a page that
+        # ends exactly at the last event offers no empty "older" page.
+        older = rows and bool(
+            state.repository.list_events(**filters, limit=1, before=rows[-1].uuid)
+        )
+        newer = rows and bool(state.repository.list_events(**filters, limit=1, after=rows[0].uuid))
+    except KeyError as missing:
+        raise HTTPException(
+            404, f"no event {missing.args[0]!r} to page from (removed?): start from the top"
+        ) from None
+    seen = state.repository.reviewed_among([e.uuid for e in rows], filters["reviewed_by"])
+    keyset = before is not None or after is not None
+    return {
+        "items": [{**_event(e, state), "reviewed": e.uuid in seen} for e in rows],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(rows) == limit and not keyset else None,
+        "next_before": rows[-1].uuid if older else None,
+        "next_after": rows[0].uuid if newer else None,
+    }
 
 
 def _find(state: ApiState, uuid: str) -> EventRecord:

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 PAGE_DIR = Path(str(resources.files("hazardwatch") / "api" / "page"))
 PAGE_PREFIX = "/page"
 HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; media-src 'self'; "
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Frame-Options": "DENY",
     # Signed media links carry their signature in the URL: never sent on to another site.

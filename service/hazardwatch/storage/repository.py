@@ -258,15 +258,13 @@ class Repository:
         `reviewed`: only those `reviewed_by` has (True) or has not (False) opened.
 
         Keyset pages: `before` (an event's uuid) gives the events listed after that one,
-        `after` those listed before it (still newest first), each read from the index at
-        any depth, where `offset` counts its way there. Raises KeyError for a uuid that
-        is not stored."""
+        `after` those listed before it, both those between the two (still newest first),
+        each read from the index at any depth, where `offset` counts its way there.
+        Raises KeyError for a uuid that is not stored."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit={limit} must be between 1 and {MAX_PAGE}")
         if offset < 0:
             raise ValueError(f"offset={offset} must be >= 0")
-        if before is not None and after is not None:
-            raise ValueError("give before or after, not both")
         conditions = [
             Event.camera == camera if camera is not None else None,
             Event.class_name == class_name if class_name is not None else None,
@@ -283,15 +281,16 @@ class Repository:
         with self._engine.connect() as conn:
             if before is not None:
                 query = query.where(self._keyset(conn, before, older=True))
-            elif after is not None:
+            if after is not None:
                 query = query.where(self._keyset(conn, after, older=False))
-            if after is None:
-                query = query.order_by(Event.started_at.desc(), Event.id.desc())
-            else:
+            upwards = after is not None and before is None  # read from `after` up, then turned
+            if upwards:
                 query = query.order_by(Event.started_at, Event.id)
+            else:
+                query = query.order_by(Event.started_at.desc(), Event.id.desc())
             query = query.limit(limit).offset(offset)
             rows = [_to_record(row._mapping) for row in conn.execute(query)]
-        return rows[::-1] if after is not None else rows
+        return rows[::-1] if upwards else rows
 
     @staticmethod
     def _keyset(conn: Any, uuid: str, *, older: bool) -> sa.ColumnElement[bool]:

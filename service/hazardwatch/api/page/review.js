@@ -4,9 +4,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { me: null, csrf: null, items: [], index: -1, nextOffset: null };
+const state = { me: null, csrf: null, items: [], index: -1, current: null, older: null, newer: null, tiles: null };
 const PAGE = 25;
-const FILTERS = ["camera", "class", "verdict", "reviewed"];
+const FILTERS = ["camera", "class", "verdict", "reviewed", "since", "until"];
+const TIMES = ["since", "until"];  // datetime-local inputs; ISO 8601 with zone in the URL
+const TILE_REFRESH_MS = 10000;
+const SVG = "http://www.w3.org/2000/svg";  // a namespace name, not a request
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -74,31 +77,63 @@ async function start() {
   else $("tab-cameras").setAttribute("aria-current", "page");
   $("review").hidden = view !== "review";
   $("cameras").hidden = view !== "cameras";
-  if (view === "cameras") return loadCameras();
+  clearInterval(state.tiles);
+  if (view === "cameras") {
+    state.tiles = setInterval(loadCameras, TILE_REFRESH_MS);
+    return loadCameras();
+  }
   const p = params();
-  for (const name of FILTERS) $("filters").elements[name].value = p.get(name) || "";
-  return loadEvents();
+  for (const name of FILTERS) {
+    const value = p.get(name) || "";
+    $("filters").elements[name].value = TIMES.includes(name) ? localTime(value) : value;
+  }
+  await loadEvents();
+  if (p.get("event")) await openByUuid(p.get("event"));
+}
+
+function localTime(iso) {
+  // An ISO time as the value of a datetime-local input (the browser's zone).
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function isoTime(local) {
+  return local ? new Date(local).toISOString() : "";
 }
 
 async function loadEvents() {
   const p = params();
-  const query = new URLSearchParams({ limit: String(PAGE), offset: p.get("offset") || "0" });
+  const query = new URLSearchParams({ limit: String(PAGE) });
   for (const name of FILTERS) if (p.get(name)) query.set(name, p.get(name));
+  for (const key of ["before", "after"]) if (p.get(key)) query.set(key, p.get(key));
   const answer = await api("/api/v1/events?" + query.toString());
+  if (answer.status === 404 && (p.get("before") || p.get("after"))) {
+    setParams({ before: "", after: "" });  // the page's first event is gone: from the top
+    return loadEvents();
+  }
   if (!answer.ok) return;
   const body = await answer.json();
+  if (p.get("after") && body.next_after === null) {
+    setParams({ after: "" });  // reached the newest: the first page, full
+    if (body.items.length < PAGE) return loadEvents();
+  }
   state.items = body.items;
-  state.nextOffset = body.next_offset;
+  state.older = body.next_before;
+  state.newer = body.next_after;
   const rows = $("events").tBodies[0];
   rows.replaceChildren();
   body.items.forEach((event, i) => rows.append(row(event, i)));
   $("empty").hidden = body.items.length > 0;
-  const offset = Number(p.get("offset") || 0);
-  $("page").textContent = body.items.length ? `${offset + 1}–${offset + body.items.length}` : "";
-  $("prev").disabled = offset === 0;
-  $("next").disabled = body.next_offset === null;
+  const items = body.items;
+  $("page").textContent = items.length
+    ? `${items.length} events, ${when(items[0].started_at)} to ${when(items[items.length - 1].started_at)}` : "";
+  $("prev").disabled = state.newer === null;
+  $("next").disabled = state.older === null;
   $("detail").hidden = true;
   state.index = -1;
+  state.current = null;
 }
 
 function row(event, i) {
@@ -128,14 +163,30 @@ function row(event, i) {
 function open(i) {
   if (i < 0 || i >= state.items.length) return;
   state.index = i;
-  const event = state.items[i];
-  if (!event.reviewed) {
-    event.reviewed = true;  // opened: reviewed, for this user
-    $("events").tBodies[0].rows[i].classList.remove("unreviewed");
-    api(`/api/v1/events/${event.uuid}/review`, { method: "POST" });
-  }
   for (const tr of $("events").tBodies[0].rows) tr.setAttribute("aria-selected", String(tr.dataset.index === String(i)));
   $("events").tBodies[0].rows[i].focus();
+  show(state.items[i]);
+}
+
+async function openByUuid(uuid) {
+  // An event by its uuid (a neighbour, or a shared link): in the list when it is there.
+  const i = state.items.findIndex((e) => e.uuid === uuid);
+  if (i >= 0) return open(i);
+  const answer = await api(`/api/v1/events/${encodeURIComponent(uuid)}`);
+  if (!answer.ok) return;
+  state.index = -1;
+  for (const tr of $("events").tBodies[0].rows) tr.setAttribute("aria-selected", "false");
+  show(await answer.json());
+}
+
+function show(event) {
+  state.current = event;
+  setParams({ event: event.uuid });
+  if (!event.reviewed) {
+    event.reviewed = true;  // opened: reviewed, for this user
+    if (state.index >= 0) $("events").tBodies[0].rows[state.index].classList.remove("unreviewed");
+    api(`/api/v1/events/${event.uuid}/review`, { method: "POST" });
+  }
   $("detail").hidden = false;
   $("detail-title").textContent = `${event.class_name} on ${event.camera}, ${when(event.started_at)}`;
   const clip = $("clip");
@@ -154,7 +205,7 @@ function open(i) {
   const facts = $("facts");
   facts.replaceChildren();
   const opened = event.opened_statistic === null ? "not recorded"
-    : `${event.opened_statistic.toFixed(2)} against ${event.opened_threshold.toFixed(2)}`;
+    : `statistic ${event.opened_statistic.toFixed(2)} against threshold ${event.opened_threshold.toFixed(2)}`;
   for (const [label, value] of [
     ["Severity", event.severity], ["Status", event.status], ["Duration", seconds(event)],
     ["Peak", `${event.peak_score.toFixed(3)} at ${when(event.peak_at)}`], ["Opened by", opened],
@@ -164,11 +215,75 @@ function open(i) {
   $("judge").hidden = !(state.me && (state.me.role === "operator" || state.me.role === "admin"));
   $("note").value = event.verdict_note || "";
   $("verdict-status").textContent = "";
+  loadSeries(event);
+  loadNeighbours(event);
+}
+
+async function loadSeries(event) {
+  const figure = $("series");
+  figure.hidden = true;
+  const answer = await api(`/api/v1/events/${event.uuid}/scores`);
+  if (!answer.ok || state.current !== event) return;
+  const body = await answer.json();
+  const plot = $("plot");
+  plot.replaceChildren();
+  $("series-caption").textContent = body.ts.length
+    ? `${event.class_name} on ${event.camera}: score (grey) and the way to the threshold (blue; 1 opens an event), `
+      + `${when(body.since)} to ${when(body.until)}; the shaded span is the event.`
+    : "No scores stored around this event (storage.write_scores is off, or they were removed).";
+  figure.hidden = false;
+  if (!body.ts.length) return;
+  const [w, h, pad] = [600, 140, 4];
+  const t0 = new Date(body.since).getTime();
+  const span = Math.max(1, new Date(body.until).getTime() - t0);
+  const top = Math.max(1.2, ...body.progress.filter((v) => v !== null).map((v) => Math.min(v, 3)));
+  const x = (iso) => pad + ((new Date(iso).getTime() - t0) / span) * (w - 2 * pad);
+  const y = (v) => h - pad - (Math.min(v, top) / top) * (h - 2 * pad);
+  const shape = (tag, attrs) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    plot.append(node);
+    return node;
+  };
+  const end = event.ended_at || body.until;
+  shape("rect", { x: x(event.started_at), y: pad, width: Math.max(1, x(end) - x(event.started_at)),
+    height: h - 2 * pad, class: "span" });
+  shape("line", { x1: pad, x2: w - pad, y1: y(1), y2: y(1), class: "threshold" });
+  const line = (values, cls) => {
+    const points = body.ts.map((t, i) => (values[i] === null ? null : `${x(t).toFixed(1)},${y(values[i]).toFixed(1)}`));
+    shape("polyline", { points: points.filter((p) => p !== null).join(" "), class: cls });
+  };
+  line(body.score, "score");
+  line(body.progress, "progress");
+}
+
+async function loadNeighbours(event) {
+  const list = $("neighbours");
+  list.replaceChildren();
+  const around = async (key) => {
+    const query = new URLSearchParams({ camera: event.camera, limit: "3", [key]: event.uuid });
+    const answer = await api("/api/v1/events?" + query.toString());
+    return answer.ok ? (await answer.json()).items : [];
+  };
+  const [newer, older] = await Promise.all([around("after"), around("before")]);
+  if (state.current !== event) return;
+  const neighbours = [...newer, ...older];
+  $("no-neighbours").hidden = neighbours.length > 0;
+  for (const other of neighbours) {
+    const li = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `?${new URLSearchParams({ camera: other.camera, event: other.uuid })}`;
+    link.textContent = `${when(other.started_at)}: ${other.class_name}, peak ${other.peak_score.toFixed(2)}`
+      + (other.verdict ? `, ${other.verdict.replace("_", " ")}` : "");
+    link.addEventListener("click", (e) => { e.preventDefault(); openByUuid(other.uuid); });
+    li.append(link);
+    list.append(li);
+  }
 }
 
 async function judge(verdict) {
-  if (state.index < 0 || $("judge").hidden) return;
-  const event = state.items[state.index];
+  const event = state.current;
+  if (event === null || $("judge").hidden) return;
   const note = $("note").value.trim();
   const answer = await api(`/api/v1/events/${event.uuid}/feedback`, {
     method: "POST", body: { verdict, note: note || null },
@@ -178,30 +293,64 @@ async function judge(verdict) {
     $("verdict-status").textContent = `Not stored: ${typeof body.detail === "string" ? body.detail : answer.status}`;
     return;
   }
-  state.items[state.index] = { ...body.event, reviewed: true };
-  const i = state.index;
-  $("events").tBodies[0].rows[i].replaceWith(row(body.event, i));
-  open(i);
+  const updated = { ...body.event, reviewed: true };
+  const i = state.items.findIndex((e) => e.uuid === updated.uuid);
+  if (i >= 0) {
+    state.items[i] = updated;
+    $("events").tBodies[0].rows[i].replaceWith(row(updated, i));
+  }
+  if (i >= 0 && i === state.index) open(i);
+  else show(updated);
   $("verdict-status").textContent = verdict === "false_alarm"
     ? `Stored: false alarm. The camera learned this sight (${body.normal_references ?? "?"} normal references).`
     : "Stored: confirmed.";
 }
 
 async function loadCameras() {
+  if ($("cameras").hidden) return clearInterval(state.tiles);
   const answer = await api("/api/v1/cameras");
   if (!answer.ok) return;
+  const cameras = (await answer.json()).items;
   const tiles = $("tiles");
+  const old = new Map([...tiles.children].map((li) => [li.dataset.camera, li]));
   tiles.replaceChildren();
-  for (const camera of (await answer.json()).items) {
+  for (const camera of cameras) {
     const li = document.createElement("li");
-    li.append(text("h3", camera.name), text("p", camera.state, `state-${camera.state}`),
-      text("p", `${camera.fps} fps, last frame ${camera.last_frame_age_s ?? "–"} s ago`),
-      text("p", `${camera.unreviewed} unreviewed in the last 7 days`, camera.unreviewed ? "unreviewed" : ""));
+    li.dataset.camera = camera.name;
+    const img = old.get(camera.name)?.querySelector("img") || document.createElement("img");
+    img.alt = `latest frame of camera ${camera.name}`;
+    const review = document.createElement("a");
+    review.href = `?${new URLSearchParams({ camera: camera.name })}`;
+    review.textContent = `${camera.unreviewed} unreviewed in the last 7 days`;
+    if (camera.unreviewed) review.className = "unreviewed";
+    li.append(img, text("h3", camera.name), text("p", camera.state, `state-${camera.state}`),
+      text("p", `${camera.fps ?? 0} fps, last frame ${camera.last_frame_age_s ?? "–"} s ago`
+        + (camera.node ? `, on ${camera.node}` : "")),
+      text("p", camera.open_events ? `${camera.open_events} open event${camera.open_events > 1 ? "s" : ""}` : "no open event",
+        camera.open_events ? "open" : ""));
+    const p = document.createElement("p");
+    p.append(review);
+    li.append(p);
     const c = camera.calibration;
     if (c) li.append(text("p", c.learning ? "learning its normal" : c.calibrated ? "calibrated" : "not calibrated"));
     if (camera.last_error) li.append(text("p", camera.last_error));
     tiles.append(li);
+    latestFrame(camera.name, img);
   }
+}
+
+async function latestFrame(name, img) {
+  // Fetched, not linked: the same URL every 10 s would come from the browser's cache.
+  const answer = await api(`/api/v1/cameras/${encodeURIComponent(name)}/latest.jpg`);
+  if (!answer.ok) {
+    img.removeAttribute("src");
+    img.alt = `no frame from camera ${name} yet`;
+    return;
+  }
+  const url = URL.createObjectURL(await answer.blob());
+  const before = img.src;
+  img.src = url;
+  if (before.startsWith("blob:")) URL.revokeObjectURL(before);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -227,15 +376,15 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     const f = e.target.elements;
     setParams({ camera: f.camera.value.trim(), class: f.class.value.trim(), verdict: f.verdict.value,
-      reviewed: f.reviewed.value, offset: "" });
+      reviewed: f.reviewed.value, since: isoTime(f.since.value), until: isoTime(f.until.value),
+      before: "", after: "", event: "" });
     loadEvents();
   });
   $("prev").addEventListener("click", () => {
-    setParams({ offset: String(Math.max(0, Number(params().get("offset") || 0) - PAGE)) || "" });
-    loadEvents();
+    if (state.newer !== null) { setParams({ after: state.newer, before: "", event: "" }); loadEvents(); }
   });
   $("next").addEventListener("click", () => {
-    if (state.nextOffset !== null) { setParams({ offset: String(state.nextOffset) }); loadEvents(); }
+    if (state.older !== null) { setParams({ before: state.older, after: "", event: "" }); loadEvents(); }
   });
   $("confirm").addEventListener("click", () => judge("confirmed"));
   $("false-alarm").addEventListener("click", () => judge("false_alarm"));
