@@ -2,8 +2,9 @@
 in MariaDB, some reviewed and judged, then measures on the real API server:
 
 - the API's answer to the first page (`GET /api/v1/events?limit=25`) and to filtered
-  pages (one camera; one camera not yet reviewed; false alarms; a page deep in), median
-  and p95 of repeated requests;
+  pages (one camera; one camera not yet reviewed; false alarms), and to pages deep in by
+  offset and by keyset (`before`/`after`, what the page's Older/Newer use), median and
+  p95 of repeated requests;
 - in Debian's chromium (Playwright), the time from navigating to `/` (logged in) to the
   rendered list, and from a filter submitted to the filtered list;
 - the query plans MariaDB chooses for those lists (EXPLAIN), so a missing index shows.
@@ -88,19 +89,34 @@ def seed(engine: sa.Engine, events: int) -> None:
                 conn.execute(sa.insert(EventReview.__table__), reviews)
 
 
-QUERIES = {
-    "first page": {},
-    "one camera": {"camera": "cam-07"},
-    "one camera, not reviewed": {"camera": "cam-07", "reviewed": "false"},
-    "false alarms": {"verdict": "false_alarm"},
-    "page 200": {"offset": "5000"},
-}
+def queries(engine: sa.Engine, events: int) -> dict[str, dict[str, str]]:
+    """The lists measured; the deep pages start halfway down the list."""
+    half = events // 2
+    with engine.connect() as conn:
+        middle = conn.execute(
+            sa.select(Event.uuid)
+            .order_by(Event.started_at.desc(), Event.id.desc())
+            .offset(half - 1)
+            .limit(1)
+        ).scalar_one()
+    return {
+        "first page": {},
+        "one camera": {"camera": "cam-07"},
+        "one camera, not reviewed": {"camera": "cam-07", "reviewed": "false"},
+        "false alarms": {"verdict": "false_alarm"},
+        "page 200 by offset": {"offset": "5000"},
+        f"page {half // 25 + 1} by offset": {"offset": str(half)},
+        f"page {half // 25 + 1} by keyset (Older)": {"before": middle},
+        f"page {half // 25} by keyset (Newer)": {"after": middle},
+    }
 
 
-def time_api(base: str, cookies: httpx.Cookies, repeat: int) -> dict[str, dict[str, float]]:
+def time_api(
+    base: str, cookies: httpx.Cookies, repeat: int, lists: dict[str, dict[str, str]]
+) -> dict[str, dict[str, float]]:
     out = {}
     with httpx.Client(base_url=base, cookies=cookies, timeout=30) as client:
-        for name, params in QUERIES.items():
+        for name, params in lists.items():
             times = []
             for _ in range(repeat):
                 started = time.perf_counter()
@@ -116,7 +132,9 @@ def time_api(base: str, cookies: httpx.Cookies, repeat: int) -> dict[str, dict[s
     return out
 
 
-def explain(engine: sa.Engine, repository: Repository) -> dict[str, list[str]]:
+def explain(
+    engine: sa.Engine, repository: Repository, lists: dict[str, dict[str, str]]
+) -> dict[str, list[str]]:
     """MariaDB's plan for each list query, as the repository builds it."""
     plans = {}
     captured: list[str] = []
@@ -126,16 +144,17 @@ def explain(engine: sa.Engine, repository: Repository) -> dict[str, list[str]]:
             captured.append(cursor.mogrify(statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", capture)
-    for name, params in QUERIES.items():
+    for name, params in lists.items():
         captured.clear()
         reviewed = {"true": True, "false": False}.get(params.get("reviewed", ""))
         repository.list_events(
             camera=params.get("camera"), verdict=params.get("verdict"),  # type: ignore[arg-type]
             reviewed_by="alice", reviewed=reviewed, limit=25,
-            offset=int(params.get("offset", 0)),
+            offset=int(params.get("offset", 0)), before=params.get("before"),
+            after=params.get("after"),
         )  # fmt: skip
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql("EXPLAIN " + captured[0]).mappings().all()
+        with engine.connect() as conn:  # the list itself (a keyset page looks its key up first)
+            rows = conn.exec_driver_sql("EXPLAIN " + captured[-1]).mappings().all()
         plans[name] = [
             f"{r['table']}: type={r['type']} key={r['key']} rows={r['rows']} extra={r['Extra']}"
             for r in rows
@@ -198,9 +217,10 @@ def main() -> int:
             login = httpx.post(
                 base + "/api/v1/session", json={"name": "alice", "password": PASSWORD}
             )
-            api = time_api(base, login.cookies, args.repeat)
+            lists = queries(engine, args.events)
+            api = time_api(base, login.cookies, args.repeat, lists)
             browser = time_browser(base, max(3, args.repeat // 4))
-        plans = explain(engine, repository)
+        plans = explain(engine, repository, lists)
         engine.dispose()
     report = {
         "events": args.events, "cameras": len(CAMERAS), "seeded_s": seeded_s,

@@ -25,12 +25,14 @@ from tests.helpers import serve_app  # noqa: E402
 
 from hazardwatch.api.accounts import hash_password  # noqa: E402
 from hazardwatch.api.app import ApiState, create_app  # noqa: E402
+from hazardwatch.images import ImageOptions, encode_jpeg  # noqa: E402
 from hazardwatch.metrics import Metrics  # noqa: E402
 from hazardwatch.records import (  # noqa: E402
     CameraState,
     CameraStatus,
     EventRecord,
     RecordingStatus,
+    ScoreSample,
     Weather,
 )
 from hazardwatch.settings import ApiSettings  # noqa: E402
@@ -89,9 +91,9 @@ def seed(repository: Repository, media: Path) -> None:
                 camera=camera,
                 class_name=CLASSES[i % len(CLASSES)],
                 severity="critical" if i % 2 else "warning",
-                status="closed",
+                status="open" if i == 33 else "closed",
                 started_at=begun,
-                ended_at=begun + timedelta(seconds=4 + i % 9),
+                ended_at=None if i == 33 else begun + timedelta(seconds=4 + i % 9),
                 peak_at=begun + timedelta(seconds=2),
                 peak_score=0.55 + (i % 7) / 20,
                 mean_score=0.5,
@@ -102,6 +104,17 @@ def seed(repository: Repository, media: Path) -> None:
                 opened_threshold=7.3,
             )
         )
+    newest = start + timedelta(minutes=7 * 35)
+    rng = np.random.default_rng(35)
+    samples = []
+    for k in range(-600, 400):  # 10 fps, a minute before to 40 s after: a rise, a fall
+        t = k / 10
+        rise = 0.75 / (1 + np.exp(-(t - 1.0) * 3)) * (1 if t < 12 else np.exp(-(t - 12) / 3))
+        score = float(np.clip(0.1 + rise + rng.normal(0, 0.03), 0, 1))
+        progress = float(np.clip(rise / 0.5 + rng.normal(0, 0.02), 0, None))
+        samples.append(ScoreSample(CAMERAS[35 % 3], newest + timedelta(seconds=t),
+                                   CLASSES[35 % len(CLASSES)], score, progress))  # fmt: skip
+    repository.add_scores(samples)
     repository.set_verdict("00000000-0000-4000-8000-000000000004", "false_alarm", None, "alice")
     repository.set_verdict("00000000-0000-4000-8000-000000000007", "confirmed", None, "alice")
 
@@ -124,6 +137,11 @@ def main() -> int:
         seed(repository, Path(tmp) / "media")
         state = ApiState(repository, Path(tmp) / "media", Metrics(), status=Cameras())
         state.calibration = lambda name: {"calibrated": name != "tunnel-east", "learning": None}
+        tiles = {
+            name: encode_jpeg(frame(100 + k), ImageOptions(max_width=480))
+            for k, name in enumerate(CAMERAS[:2])  # tunnel-east is backing off: no frame
+        }
+        state.latest_frame = tiles.get
         users = [{"name": "alice", "role": "operator",
                   "password_hash": hash_password("alice pass", n=2**10)}]  # fmt: skip
         app = create_app(state, ApiSettings(users=users))  # type: ignore[arg-type]
@@ -139,11 +157,13 @@ def main() -> int:
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(args.out / f"review-list-{tag}.png"))
                 page.locator("#events tbody tr").first.click()
+                page.wait_for_selector("#plot polyline.progress")
                 page.wait_for_timeout(1500)
-                page.locator("#detail").scroll_into_view_if_needed()
+                page.locator("#detail").evaluate("(node) => node.scrollIntoView()")
                 page.screenshot(path=str(args.out / f"review-detail-{tag}.png"))
                 page.goto(base + "/?view=cameras")
-                page.wait_for_selector("#tiles li")
+                page.wait_for_selector("#tiles li img[src]")
+                page.wait_for_timeout(500)
                 page.screenshot(path=str(args.out / f"review-cameras-{tag}.png"))
                 page.close()
             browser.close()

@@ -303,8 +303,13 @@ def test_camera_tiles_show_the_latest_frame_state_and_open_events(
     assert until(page, "() => document.querySelector('#tiles li img').naturalWidth === 160")
     assert south.locator("img").get_attribute("alt") == "latest frame of camera south"
     assert "streaming" in south.inner_text() and "no open event" in south.inner_text()
+    assert south.locator(".noframe").is_hidden()
     assert "1 open event" in north.inner_text() and "refused" in north.inner_text()
-    assert north.locator("img").get_attribute("alt") == "no frame from camera north yet"
+    assert "backing off" in north.inner_text()
+    assert until(
+        page, "() => document.querySelectorAll('#tiles li')[1].querySelector('img').hidden"
+    )
+    assert north.locator(".noframe").inner_text() == "no frame from north yet"
     # The unreviewed count links to that camera's events.
     north.get_by_role("link").click()
     assert until(page, "() => location.search.includes('camera=north')")

@@ -233,12 +233,12 @@ async function loadSeries(event) {
     : "No scores stored around this event (storage.write_scores is off, or they were removed).";
   figure.hidden = false;
   if (!body.ts.length) return;
-  const [w, h, pad] = [600, 140, 4];
+  const [w, h, pad, axis] = [600, 160, 4, 18];  // the bottom `axis` px hold the times
   const t0 = new Date(body.since).getTime();
   const span = Math.max(1, new Date(body.until).getTime() - t0);
   const top = Math.max(1.2, ...body.progress.filter((v) => v !== null).map((v) => Math.min(v, 3)));
   const x = (iso) => pad + ((new Date(iso).getTime() - t0) / span) * (w - 2 * pad);
-  const y = (v) => h - pad - (Math.min(v, top) / top) * (h - 2 * pad);
+  const y = (v) => h - axis - (Math.min(v, top) / top) * (h - axis - pad);
   const shape = (tag, attrs) => {
     const node = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
@@ -247,8 +247,14 @@ async function loadSeries(event) {
   };
   const end = event.ended_at || body.until;
   shape("rect", { x: x(event.started_at), y: pad, width: Math.max(1, x(end) - x(event.started_at)),
-    height: h - 2 * pad, class: "span" });
+    height: h - axis - pad, class: "span" });
   shape("line", { x1: pad, x2: w - pad, y1: y(1), y2: y(1), class: "threshold" });
+  const label = (content, attrs) => { shape("text", attrs).textContent = content; };
+  const clock = (iso) => new Date(iso).toLocaleTimeString();
+  label("threshold", { x: w - pad, y: y(1) - 3, "text-anchor": "end" });
+  label(clock(body.since), { x: pad, y: h - 4 });
+  label(clock(event.started_at), { x: x(event.started_at), y: h - 4, "text-anchor": "middle" });
+  label(clock(body.until), { x: w - pad, y: h - 4, "text-anchor": "end" });
   const line = (values, cls) => {
     const points = body.ts.map((t, i) => (values[i] === null ? null : `${x(t).toFixed(1)},${y(values[i]).toFixed(1)}`));
     shape("polyline", { points: points.filter((p) => p !== null).join(" "), class: cls });
@@ -319,11 +325,13 @@ async function loadCameras() {
     li.dataset.camera = camera.name;
     const img = old.get(camera.name)?.querySelector("img") || document.createElement("img");
     img.alt = `latest frame of camera ${camera.name}`;
+    const none = text("div", `no frame from ${camera.name} yet`, "noframe");
+    none.hidden = !img.hidden;
     const review = document.createElement("a");
     review.href = `?${new URLSearchParams({ camera: camera.name })}`;
     review.textContent = `${camera.unreviewed} unreviewed in the last 7 days`;
     if (camera.unreviewed) review.className = "unreviewed";
-    li.append(img, text("h3", camera.name), text("p", camera.state, `state-${camera.state}`),
+    li.append(img, none, text("h3", camera.name), text("p", camera.state.replace("_", " "), `state-${camera.state}`),
       text("p", `${camera.fps ?? 0} fps, last frame ${camera.last_frame_age_s ?? "–"} s ago`
         + (camera.node ? `, on ${camera.node}` : "")),
       text("p", camera.open_events ? `${camera.open_events} open event${camera.open_events > 1 ? "s" : ""}` : "no open event",
@@ -335,18 +343,16 @@ async function loadCameras() {
     if (c) li.append(text("p", c.learning ? "learning its normal" : c.calibrated ? "calibrated" : "not calibrated"));
     if (camera.last_error) li.append(text("p", camera.last_error));
     tiles.append(li);
-    latestFrame(camera.name, img);
+    latestFrame(camera.name, img, none);
   }
 }
 
-async function latestFrame(name, img) {
+async function latestFrame(name, img, none) {
   // Fetched, not linked: the same URL every 10 s would come from the browser's cache.
   const answer = await api(`/api/v1/cameras/${encodeURIComponent(name)}/latest.jpg`);
-  if (!answer.ok) {
-    img.removeAttribute("src");
-    img.alt = `no frame from camera ${name} yet`;
-    return;
-  }
+  img.hidden = !answer.ok;
+  none.hidden = answer.ok;
+  if (!answer.ok) return;
   const url = URL.createObjectURL(await answer.blob());
   const before = img.src;
   img.src = url;
