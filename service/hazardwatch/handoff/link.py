@@ -76,6 +76,10 @@ class BrokerLink:
                 self.call(self._shutdown(), timeout=timeout)
             except Exception as exc:  # closing anyway
                 log.debug("NATS shutdown: %s", exc)
+                try:  # the close hung (a server gone): still end every task
+                    self.call(_end_tasks(), timeout=2)
+                except Exception as again:
+                    log.debug("NATS tasks not ended: %s", again)
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
         stopped = not self._thread.is_alive()
@@ -87,13 +91,11 @@ class BrokerLink:
         self.connected = False  # closing on purpose: no "disconnected; reconnecting" line
         self._run_settles()  # what was settled before stop goes out before the close
         await asyncio.gather(*self._settling, return_exceptions=True)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
-        current = asyncio.current_task()
-        tasks = [t for t in asyncio.all_tasks() if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            if self._nc is not None and not self._nc.is_closed:
+                await self._nc.close()  # raises when the server went away meanwhile
+        finally:
+            await _end_tasks()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coro` on the link's loop from another thread and wait for its result."""
@@ -188,3 +190,13 @@ def consumer_lag(link: BrokerLink, consumers: list[tuple[str, str]]) -> list[tup
     except Exception as exc:
         log.debug("consumer lag not read: %s", exc)
         return []
+
+
+async def _end_tasks() -> None:
+    """Cancel every other task on this loop and wait for them: a task left pending when
+    the loop closes is destroyed at some later garbage collection, with an error."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
