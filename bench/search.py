@@ -43,7 +43,7 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,16 +152,22 @@ class Exact(Candidate):
             self.parts[c] = (np.ascontiguousarray(data.vectors[rows]), data.ts[rows], rows)
             self.alive[c] = np.ones(len(rows), bool)
 
-    def search(self, query: Query) -> I64:
-        cameras = range(CAMERAS) if query.camera is None else [query.camera]
-        best_ids: list[I64] = []
-        best_scores: list[F32] = []
-        for c in cameras:
-            vectors, ts, ids = self.parts[c]
+    def slices(self, query: Query) -> Iterator[tuple[int, int, int]]:
+        """(camera, first row, end row) of each partition the filters leave."""
+        for c in range(CAMERAS) if query.camera is None else [query.camera]:
+            ts = self.parts[c][1]
             lo, hi = 0, len(ts)
             if query.since is not None:
                 lo = int(np.searchsorted(ts, query.since, "left"))
                 hi = int(np.searchsorted(ts, query.until, "left"))
+            if hi > lo:
+                yield c, lo, hi
+
+    def search(self, query: Query) -> I64:
+        best_ids: list[I64] = []
+        best_scores: list[F32] = []
+        for c, lo, hi in self.slices(query):
+            vectors, _, ids = self.parts[c]
             for start in range(lo, hi, CHUNK):
                 end = min(hi, start + CHUNK)
                 scores = vectors[start:end].astype(np.float32) @ query.vector
@@ -200,17 +206,10 @@ class ExactSimd(Exact):
     def search(self, query: Query) -> I64:
         from usearch.index import MetricKind, search
 
-        cameras = range(CAMERAS) if query.camera is None else [query.camera]
         vector = query.vector.astype(np.float16)
         keys, distances = [], []
-        for c in cameras:
-            vectors, ts, ids = self.parts[c]
-            lo, hi = 0, len(ts)
-            if query.since is not None:
-                lo = int(np.searchsorted(ts, query.since, "left"))
-                hi = int(np.searchsorted(ts, query.until, "left"))
-            if hi <= lo:
-                continue
+        for c, lo, hi in self.slices(query):
+            vectors, _, ids = self.parts[c]
             found = search(vectors[lo:hi], vector, K, MetricKind.IP, exact=True, threads=2)
             keys.append(ids[lo:hi][found.keys.astype(np.int64)])
             distances.append(found.distances)
@@ -367,14 +366,7 @@ class Hybrid(Candidate):
         self.exact.insert(data)
 
     def search(self, query: Query) -> I64:
-        cameras = range(CAMERAS) if query.camera is None else [query.camera]
-        rows = 0
-        for c in cameras:
-            ts = self.exact.parts[c][1]
-            if query.since is None:
-                rows += len(ts)
-            else:
-                rows += int(np.searchsorted(ts, query.until) - np.searchsorted(ts, query.since))
+        rows = sum(hi - lo for _, lo, hi in self.exact.slices(query))
         return (self.exact if rows <= self.EXACT_ROWS else self.graph).search(query)
 
     def delete(self, ids: I64) -> None:
