@@ -50,8 +50,8 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     )
     def latest(name: str) -> Response:
         """The camera's latest frame, at most 480 px wide: where its reader runs in this
-        process, the frame read last; in the events role, what its capture node put in
-        the last minute (every 10 s)."""
+        process, the copy it keeps every 2 s; in the events role, what its capture node
+        put in the last minute (every 10 s)."""
         data = state.latest_frame(name)
         if data is None:
             raise HTTPException(404, f"no frame of camera {name[:64]!r} to show (yet)")

@@ -218,10 +218,12 @@ def _page(
         )
         # Whether there is a page either side: one indexed row each, so a page that
         # ends exactly at the last event offers no empty "older" page.
-        older = rows and bool(
+        older = bool(rows) and bool(
             state.repository.list_events(**filters, limit=1, before=rows[-1].uuid)
         )
-        newer = rows and bool(state.repository.list_events(**filters, limit=1, after=rows[0].uuid))
+        newer = bool(rows) and bool(
+            state.repository.list_events(**filters, limit=1, after=rows[0].uuid)
+        )
     except KeyError as missing:
         raise HTTPException(
             404, f"no event {missing.args[0]!r} to page from (removed?): start from the top"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 
+from hazardwatch.capture.latest import LatestFrame
 from hazardwatch.capture.sources import SourceSpec, open_capture
 from hazardwatch.errors import SourceError
 from hazardwatch.records import CameraState, CameraStatus, Frame, RecordingStatus
@@ -124,7 +125,7 @@ class CameraReader:
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._seq = 0
-        self.latest: Frame | None = None  # the last frame read (the camera tiles show it)
+        self.latest = LatestFrame()  # what the camera's tile shows
         self._media_offset_s = 0.0  # media time already played by earlier loops of a file
         self._mean_interval: float | None = None  # of delivered frames (the fps gauge)
         self._started_at = datetime.now(UTC)
@@ -355,7 +356,7 @@ class CameraReader:
         self.stats.frames_read += 1
         self._seq += 1
         frame = Frame(self.camera, self._seq, time.time(), captured_at, image)
-        self.latest = frame
+        self.latest.offer(frame, now)
         try:
             self._sink(frame)
         except Exception:
