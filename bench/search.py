@@ -19,6 +19,8 @@ Candidates, each asked for the k = 50 nearest by inner product:
   is applied to an over-fetched result, all cameras merge the per-camera results.
 - `hybrid`: usearch's graphs for a broad query, the exact float16 scan when the filters
   leave at most 200,000 rows.
+- `hazardwatch`: what the service runs, `hazardwatch.search.index.VectorIndex` (the
+  hybrid, with its graphs grown as rows arrive in batches of 1,000).
 - `sqlite-vec`: a `vec0` table with the camera as partition key and the time as a
   metadata column (exact scan inside SQLite).
 
@@ -52,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from procs import cpu_flags
 
 DIM = 512
@@ -374,6 +377,32 @@ class Hybrid(Candidate):
         self.exact.delete(ids)
 
 
+class Service(Candidate):
+    """What the service runs: `hazardwatch.search.index.VectorIndex` (the hybrid)."""
+
+    name = "hazardwatch"
+
+    def insert(self, data: Data) -> None:
+        from hazardwatch.search.index import VectorIndex
+
+        self.index = VectorIndex(DIM)
+        for c in range(CAMERAS):
+            rows = np.flatnonzero(data.camera == c)
+            for start in range(0, len(rows), 1000):  # as keyframes arrive: in batches
+                batch = rows[start : start + 1000]
+                self.index.add(str(c), batch.tolist(), data.ts[batch].tolist(), data.vectors[batch])
+
+    def search(self, query: Query) -> I64:
+        cameras = None if query.camera is None else [str(query.camera)]
+        hits = self.index.search(
+            query.vector, K, cameras=cameras, since=query.since, until=query.until
+        )
+        return np.array([h.id for h in hits], np.int64)
+
+    def delete(self, ids: I64) -> None:
+        self.index.remove(ids.tolist())
+
+
 CANDIDATES: dict[str, Callable[[], Candidate]] = {
     "numpy": Exact,
     "numpy-f32": ExactF32,
@@ -382,6 +411,7 @@ CANDIDATES: dict[str, Callable[[], Candidate]] = {
     "usearch": USearch,
     "sqlite-vec": SqliteVec,
     "hybrid": Hybrid,
+    "hazardwatch": Service,
 }
 
 

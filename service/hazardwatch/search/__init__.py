@@ -1,0 +1,1 @@
+"""Search over stored keyframes and events (issue 26)."""
