@@ -126,6 +126,17 @@ def test_late_rows_are_merged_into_time_order() -> None:
     assert sorted((h.id, h.ts) for h in found) == [(2, 20.0), (3, 15.0)]
 
 
+@pytest.mark.parametrize("graph_rows", [10**9, 2])
+def test_a_row_delivered_again_is_held_once(graph_rows: int) -> None:
+    rng = np.random.default_rng(2)
+    index = VectorIndex(DIM, exact_rows=0, graph_rows=graph_rows)
+    vectors = unit(rng, 3)
+    index.add("gate", [1, 2, 3], [1.0, 2.0, 3.0], vectors)
+    index.add("gate", [3, 4, 4], [3.0, 4.0, 4.0], unit(rng, 3))  # 3 again; 4 twice
+    assert len(index) == 4
+    assert [h.id for h in index.search(vectors[2], 4)].count(3) == 1
+
+
 def test_a_batch_whose_parts_disagree_is_refused() -> None:
     with pytest.raises(ValueError, match="2 ids, 1 times and 2 vectors"):
         VectorIndex(DIM).add("gate", [1, 2], [1.0], np.zeros((2, DIM)))

@@ -56,15 +56,18 @@ class _Partition:
         self.ts = np.empty(64, np.float64)
         self.graph: Index | None = None
         self._by_id: tuple[I64, I64] | None = None  # (ids sorted, their rows), when asked
+        self.max_id = -1
 
     def rows_of(self, ids: I64) -> I64:
         """The rows of these ids; -1 for an id not held."""
+        if self.size == 0:
+            return np.full(len(ids), -1, np.int64)
         if self._by_id is None:
             order = np.argsort(self.ids[: self.size], kind="stable")
             self._by_id = (self.ids[: self.size][order], order)
         held, rows = self._by_id
-        at = np.minimum(np.searchsorted(held, ids), max(0, len(held) - 1))
-        found = (len(held) > 0) & (held[at] == ids)
+        at = np.minimum(np.searchsorted(held, ids), len(held) - 1)
+        found = held[at] == ids
         return np.where(found, rows[at], -1)
 
     def add(self, ids: I64, ts: npt.NDArray[np.float64], vectors: F16) -> None:
@@ -90,6 +93,7 @@ class _Partition:
             self.ids[self.size : self.size + n] = ids
             self.vectors[self.size : self.size + n] = vectors
         self.size += n
+        self.max_id = max(self.max_id, int(ids.max()))
         self._by_id = None
         if self.graph is not None:
             self.graph.add(ids, vectors, threads=2 if n >= 64 else 1)  # a batch: in parallel
@@ -106,6 +110,7 @@ class _Partition:
         self.ids[:n] = self.ids[: self.size][keep]
         self.ts[:n] = self.ts[: self.size][keep]
         self.size = n
+        self.max_id = int(self.ids[:n].max()) if n else -1
         self._by_id = None
 
 
@@ -137,15 +142,27 @@ class VectorIndex:
     def add(
         self, camera: str, ids: Sequence[int], ts: Sequence[float], vectors: npt.ArrayLike
     ) -> None:
-        """Rows of one camera; `vectors` [n, dim], unit length (stored as float16)."""
+        """Rows of one camera; `vectors` [n, dim], unit length (stored as float16). An id
+        the camera already holds is not added again (a keyframe delivered twice)."""
         rows = np.asarray(vectors, np.float16).reshape(-1, self.dim)
         if not len(ids) == len(ts) == len(rows):
             raise ValueError(f"{len(ids)} ids, {len(ts)} times and {len(rows)} vectors")
         if not len(rows):
             return
+        keys = np.asarray(ids, np.int64)
+        times = np.asarray(ts, np.float64)
+        _, first = np.unique(keys, return_index=True)  # an id twice in one batch: once
         with self._lock:
             part = self._parts.setdefault(camera, _Partition(self.dim))
-            part.add(np.asarray(ids, np.int64), np.asarray(ts, np.float64), rows)
+            # A row delivered again is kept once. Ids grow with time, so only an id not
+            # above the camera's highest is looked up (the lookup sorts the ids).
+            maybe = keys[first] <= part.max_id
+            if maybe.any():
+                maybe[maybe] = part.rows_of(keys[first][maybe]) >= 0
+            fresh = first[~maybe]
+            if not len(fresh):
+                return
+            part.add(keys[fresh], times[fresh], rows[fresh])
             if part.graph is None and part.size >= self.graph_rows:
                 part.graph = _graph(self.dim, part)
 
