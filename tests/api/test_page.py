@@ -196,7 +196,7 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     page.wait_for_selector("text=Stored: confirmed.")
     confirmed = state.repository.get_event(UUIDS[2])
     assert confirmed is not None and confirmed.verdict == "confirmed"
-    # A neighbour opens in place; j goes on through the list from the top.
+    # A neighbour opens in place, and the URL links to it.
     page.locator("#neighbours a").last.click()
     assert until(page, f"() => location.search.includes('event={UUIDS[0]}')")  # a link to it
     assert page.locator("#detail-title").inner_text().startswith("traffic_accident on south")
@@ -272,15 +272,15 @@ def test_pages_go_older_and_back_newer_through_deep_keyset_pages(
     second = starts()
     page.get_by_role("button", name="Older").click()
     assert wait_for(lambda: len(starts()) == 10, 5)
+    third = starts()
     assert page.locator("#next").is_disabled()
     page.get_by_role("button", name="Newer").click()
     assert wait_for(lambda: starts() == second, 5) and "after=" in page.url
     page.get_by_role("button", name="Newer").click()  # back at the top: a full first page
     assert wait_for(lambda: starts() == first, 5)
     assert "after=" not in page.url and page.locator("#prev").is_disabled()
-    # Every event once, in order, over the three pages.
-    stored = [e.started_at for e in state.repository.list_events(limit=100)]
-    assert len(stored) == 60 and stored == sorted(stored, reverse=True)
+    # Every event once over the three pages (each starts in a minute of its own).
+    assert len(set(first + second + third)) == len(first + second + third) == 60
     # A time range, kept in the URL as ISO times: the five events of T0's minutes.
     page.get_by_label("From").fill(localized(page, T0 - timedelta(minutes=1)))
     page.get_by_role("button", name="Filter").click()
