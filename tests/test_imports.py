@@ -10,7 +10,6 @@ subpackage, or a top-level module such as `records` or `metrics`).
 from __future__ import annotations
 
 import ast
-import gc
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,19 +23,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def parse(path: Path) -> ast.Module:
-    """ast.parse with the garbage collector held off: in CPython 3.11 a finalizer that a
-    collection runs mid-parse (an asyncio task an earlier test left pending, logging on
-    its way out) makes the parser raise "AST constructor recursion depth mismatch"."""
-    gc.disable()
-    try:
-        return ast.parse(path.read_text())
-    finally:
-        gc.enable()
-
-
 def imports(path: Path, known: set[str]) -> set[str]:
-    tree = parse(path)
+    tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             node.body = []

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hazardwatch.search.index import Hit, VectorIndex
+from hazardwatch.search.index import VectorIndex
 
 DIM = 16
 
@@ -140,4 +140,3 @@ def test_a_row_delivered_again_is_held_once(graph_rows: int) -> None:
 def test_a_batch_whose_parts_disagree_is_refused() -> None:
     with pytest.raises(ValueError, match="2 ids, 1 times and 2 vectors"):
         VectorIndex(DIM).add("gate", [1, 2], [1.0], np.zeros((2, DIM)))
-    assert Hit(1, "gate", 0.0, 0.5).similarity == 0.5

@@ -81,7 +81,7 @@ class LatestBoard:
         self.link = link
         self.cache_s = cache_s
         self._bucket = KvBucket(link, LATEST_BUCKET, LATEST_TTL_S)
-        self._cache: dict[str, tuple[float, bytes | None]] = {}
+        self._cache: dict[str, tuple[float, bytes]] = {}  # camera: (read at, JPEG)
         self._lock = threading.Lock()
 
     def jpeg(self, camera: str) -> bytes | None:
