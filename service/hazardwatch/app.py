@@ -36,6 +36,7 @@ from hazardwatch.records import (
     EventUpdate,
     GatedFrame,
 )
+from hazardwatch.search.embedder import WorkerEmbedder
 from hazardwatch.settings import Location, Settings
 from hazardwatch.status import LocalStatus
 from hazardwatch.storage.repository import Repository
@@ -103,7 +104,7 @@ class Service:
             closed=lambda camera: stage.close_camera(camera),  # noqa: PLW0108
         )
         stage = events.build(api_state, fleet, encoder.name)
-        worker = build_worker(settings, encoder, queue, stage.on_scored, metrics)
+        worker = build_worker(settings, encoder, queue, events.on_scored, metrics)
         fleet.build(settings.cameras)
         if not fleet.readers:
             if not settings.api.enabled:
@@ -126,6 +127,7 @@ class Service:
         view.stale_by_camera = worker.stats.stale_by_camera
         view.writer = events.writer
         api_state.worker = worker
+        api_state.embedder = WorkerEmbedder(worker)
         events.start()
         worker.start()
         fleet.start()

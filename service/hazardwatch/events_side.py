@@ -51,7 +51,9 @@ from hazardwatch.outputs.mqtt import MqttPublisher
 from hazardwatch.outputs.retention import MediaJanitor
 from hazardwatch.outputs.weather import build_enricher
 from hazardwatch.outputs.writer import EventWriter
-from hazardwatch.records import CameraStateRecord, EventRecord, EventUpdate
+from hazardwatch.records import CameraStateRecord, EventRecord, EventUpdate, ScoredFrame
+from hazardwatch.search.keyframes import KeyframeSampler
+from hazardwatch.search.service import KeyframeSearch
 from hazardwatch.settings import Location, Settings
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import check_connection, create_engine
@@ -149,6 +151,8 @@ class EventsSide:
             log.info("replaying %d write(s) spooled by an earlier run", len(self.spool))
             self.writer.replay()
         self.clips: ClipRecorder | None = None
+        self.keyframes: KeyframeSampler | None = None
+        self.search: KeyframeSearch | None = None
 
     def build(self, api_state: ApiState, cameras: Cameras, model_name: str) -> DetectorStage:
         """Alerts, clips, weather and the detector stage, wired to the writer and the API.
@@ -178,6 +182,7 @@ class EventsSide:
             settings, writer, lambda cam: _segments_of(cameras.readers, cam)
         )
         self.clips = clips
+        self._build_search(api_state, model_name)
         dispatcher.clips = clips is not None
         writer.clip_listeners.append(dispatcher.clip_ready)
         if clips is not None:
@@ -211,6 +216,33 @@ class EventsSide:
         api_state.explain = self.stage.explain
         return self.stage
 
+    def _build_search(self, api_state: ApiState, model_name: str) -> None:
+        """Keyframes sampled from scored frames and event ends, stored by the writer,
+        indexed for the API (search.enabled)."""
+        s = self.settings.search
+        if not s.enabled:
+            return
+        self.keyframes = KeyframeSampler(
+            self.writer.put_keyframes,
+            model_name,
+            interval_s=s.keyframe_interval_s,
+            width=s.thumbnail_width,
+            quality=s.thumbnail_quality,
+        )
+        self.search = KeyframeSearch(self.repository.keyframes, model_name, self.metrics)
+        self.writer.keyframe_listeners.append(self.search.stored)
+        api_state.search = self.search
+
+    def on_scored(self, frames: list[ScoredFrame]) -> None:
+        """Scored frames: to the detector stage, then to the keyframe sampler (whose
+        failure is logged and never costs a detection)."""
+        self.stage.on_scored(frames)
+        if self.keyframes is not None:
+            try:
+                self.keyframes.on_scored(frames)
+            except Exception:
+                log.exception("keyframes of %d scored frame(s) not kept", len(frames))
+
     def start(self) -> None:
         settings = self.settings
         janitor = MediaJanitor(
@@ -219,14 +251,23 @@ class EventsSide:
             settings.media.max_size_gb,
             interval_s=settings.media.retention_interval_s,
             metrics=self.metrics,
-            on_deleted=self.repository.forget_media,
+            on_deleted=self._media_deleted,
             segment_keep_s=settings.recording.keep_s,
         )
         janitor.start()
         self._stack.callback(janitor.stop)
+        if self.search is not None:
+            self.search.start()
+            self._stack.callback(self.search.stop)
         self.writer.start()
         if self.clips is not None:
             self.clips.start()
+
+    def _media_deleted(self, paths: list[str]) -> None:
+        """Retention removed these files: links to them cleared, their keyframes deleted."""
+        self.repository.forget_media(paths)
+        if self.search is not None:
+            self.search.forget(paths)
 
     def finish(self) -> None:
         """Close every open event, finish clips and writes (spooling what cannot go)."""
@@ -248,6 +289,8 @@ class EventsSide:
         sinks: list[tuple[str, Sink]] = [("writer", self.writer.put_event)]
         if self.clips is not None:
             sinks.append(("clips", self.clips.on_event))
+        if self.keyframes is not None:
+            sinks.append(("keyframes", self.keyframes.on_event))
         weather = build_enricher(
             self.settings.weather, self._location_of, self.writer.put_weather, metrics=self.metrics
         )

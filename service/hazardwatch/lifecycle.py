@@ -81,6 +81,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.outputs.webhook import WebhookSender
     from hazardwatch.outputs.writer import EventWriter
     from hazardwatch.scoring.worker import ScoringWorker
+    from hazardwatch.search.service import KeyframeSearch
 
     COMPONENTS: tuple[type[Component], ...] = (
         ApiServer,
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         WebhookSender,
         EventWriter,
         ScoringWorker,
+        KeyframeSearch,
     )
 
 

@@ -181,6 +181,31 @@ class Metrics:
             registry=events,
         )
 
+        self.keyframes = Gauge(
+            PREFIX + "keyframes",
+            "Keyframes kept for search (in the vector index), by camera.",
+            ["camera"],
+            registry=events,
+        )
+        self.keyframe_bytes = Gauge(
+            PREFIX + "keyframe_bytes",
+            "Bytes of keyframes by camera: thumbnails on disk and float16 vectors in the database.",
+            ["camera"],
+            registry=events,
+        )
+        self.keyframes_dropped = Counter(
+            PREFIX + "keyframes_dropped",
+            "Keyframes not kept: the writer's queue was full or a thumbnail could not be written.",
+            registry=events,
+        )
+        self.search_seconds = Histogram(
+            PREFIX + "search_seconds",
+            "Seconds to answer a search (embedding the query, the index, the rows).",
+            ["kind"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=events,
+        )
+
     def set_learning(self, camera: str, learning: bool) -> None:
         self.camera_learning.labels(camera).set(1.0 if learning else 0.0)
 

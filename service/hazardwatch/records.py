@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -279,6 +280,58 @@ class EventUpdate:
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"event kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True, slots=True)
+class KeyframeRecord:
+    """A frame kept for search (search/keyframes.py): its CLIP image embedding (float16
+    bytes) and thumbnail (a JPEG in the media dir, written before the row that names it).
+    `event_uuid`: the event whose peak it is, if any."""
+
+    camera: str
+    ts: datetime
+    embedding: bytes = field(repr=False)
+    thumbnail_path: str  # relative to the media dir
+    thumbnail_bytes: int
+    model_name: str
+    event_uuid: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware("ts", self.ts)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["ts"] = self.ts.isoformat()
+        data["embedding"] = base64.b64encode(self.embedding).decode("ascii")
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeyframeRecord:
+        return cls(
+            **{
+                **data,
+                "ts": datetime.fromisoformat(data["ts"]),
+                "embedding": base64.b64decode(data["embedding"]),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyframeBatch:
+    """Keyframes to store together (one insert); the spool keeps them as one item."""
+
+    records: tuple[KeyframeRecord, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class KeyframeShot:
+    """A keyframe with its thumbnail's JPEG, for the writer to put on disk first."""
+
+    record: KeyframeRecord
+    jpeg: bytes = field(repr=False)
 
 
 # --------------------------------------------------------------------------- normal

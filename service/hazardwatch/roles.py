@@ -351,7 +351,7 @@ class EventsNode:
                 link, scores, banks.get, metrics.broker_malformed.labels(scores.consumer).inc
             )
             consumer = ScoresConsumer(
-                source, stage.on_scored, settings.broker.reorder_window_s, stored=events.writer
+                source, events.on_scored, settings.broker.reorder_window_s, stored=events.writer
             )
             board = StatusBoard(link)
             board.start()

@@ -90,7 +90,7 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         responses=errors(e404="No such event"),
     )
     def get_event(uuid: str) -> dict[str, Any]:
-        return _event(_find(state, uuid), state)
+        return event_links(_find(state, uuid), state)
 
     @router.get("/{uuid}/scores", responses=errors(e404="No such event"))
     def scores(
@@ -159,7 +159,7 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
                 embedding = None
             if embedding is not None:
                 references = state.learn_normal(updated.camera, embedding)
-        return {"event": _event(updated, state), "normal_references": references}
+        return {"event": event_links(updated, state), "normal_references": references}
 
     @router.get(
         "/{uuid}/snapshot.jpg",
@@ -171,7 +171,8 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     )
     def snapshot(uuid: str, exp: LinkExpiry = None, sig: LinkSignature = None) -> FileResponse:
         event = _find(state, uuid)
-        return FileResponse(_media(state, event.snapshot_path, "snapshot"), media_type="image/jpeg")
+        path = media_file(state, event.snapshot_path, "snapshot")
+        return FileResponse(path, media_type="image/jpeg")
 
     @router.get(
         "/{uuid}/clip.mp4",
@@ -198,7 +199,7 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
                     status_code=202,
                     headers={"Retry-After": retry},
                 )
-        return FileResponse(_media(state, event.clip_path, "clip"), media_type="video/mp4")
+        return FileResponse(media_file(state, event.clip_path, "clip"), media_type="video/mp4")
 
     return router
 
@@ -231,7 +232,7 @@ def _page(
     seen = state.repository.reviewed_among([e.uuid for e in rows], filters["reviewed_by"])
     keyset = before is not None or after is not None
     return {
-        "items": [{**_event(e, state), "reviewed": e.uuid in seen} for e in rows],
+        "items": [{**event_links(e, state), "reviewed": e.uuid in seen} for e in rows],
         "limit": limit,
         "offset": offset,
         "next_offset": offset + limit if len(rows) == limit and not keyset else None,
@@ -249,7 +250,7 @@ def _find(state: ApiState, uuid: str) -> EventRecord:
     return event
 
 
-def _media(state: ApiState, relative: str | None, what: str) -> Path:
+def media_file(state: ApiState, relative: str | None, what: str) -> Path:
     if not relative:
         raise HTTPException(404, f"this event has no {what}")
     root = state.media_dir.resolve()
@@ -260,7 +261,7 @@ def _media(state: ApiState, relative: str | None, what: str) -> Path:
     return path
 
 
-def _event(event: EventRecord, state: ApiState) -> dict[str, Any]:
+def event_links(event: EventRecord, state: ApiState) -> dict[str, Any]:
     data = event_json(event)
     base = f"/api/v1/events/{event.uuid}"
     data["snapshot_url"] = (

@@ -33,7 +33,10 @@ from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.records import Role
 
 log = logging.getLogger(__name__)
-MEDIA_PATH = re.compile(r"^/api/v1/events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip\.mp4)$")
+MEDIA_PATH = re.compile(
+    r"^/api/v1/(events/[0-9a-fA-F-]{8,64}/(snapshot\.jpg|clip\.mp4)"
+    r"|keyframes/[0-9]{1,19}/thumbnail\.jpg)$"
+)
 # The health checks, and the login (it is how a caller gets to say who it is).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/session"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

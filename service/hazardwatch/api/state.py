@@ -15,6 +15,8 @@ from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.search.embedder import QueryEmbedder
+from hazardwatch.search.service import KeyframeSearch
 from hazardwatch.status import LocalStatus, RoleStatus, StatusSource
 from hazardwatch.storage.repository import Repository
 
@@ -47,6 +49,10 @@ class ApiState:
     clip_pending: Callable[[str], float | None] = lambda uuid: None
     # A camera's latest frame as JPEG (the camera tiles); None when there is none.
     latest_frame: Callable[[str], bytes | None] = lambda camera: None
+    # Search over stored keyframes (None: search.enabled is off), and what embeds a
+    # query (None until a model can: it is loading, or no worker is reachable).
+    search: KeyframeSearch | None = None
+    embedder: QueryEmbedder | None = None
 
     @property
     def scoring_elsewhere(self) -> bool:

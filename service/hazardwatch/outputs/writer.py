@@ -36,6 +36,8 @@ from hazardwatch.records import (
     ClipLink,
     EventRecord,
     EventUpdate,
+    KeyframeBatch,
+    KeyframeShot,
     ScoreSample,
     WeatherLink,
 )
@@ -45,6 +47,8 @@ from hazardwatch.storage.spool import Item, Spool
 log = logging.getLogger(__name__)
 _STOP = object()
 EventListener = Callable[[EventUpdate], None]
+# Hears each batch of keyframes once stored, with their ids (the search index).
+KeyframeListener = Callable[[list[int], KeyframeBatch], None]
 BLOCKED_LOG_S = 60.0
 
 
@@ -95,8 +99,11 @@ class EventWriter:
         # Hear each event whose clip was just linked (the `clip_ready` alert; the clip
         # recorder stops answering "still being cut" for it).
         self.clip_listeners: list[Callable[[EventRecord], None]] = []
+        self.keyframe_listeners: list[KeyframeListener] = []
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_backlog)
         self.dropped_scores = 0
+        self.dropped_keyframes = 0
+        self.keyframes_written = 0
         self._blocked_logged = -math.inf
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self.events_written = 0
@@ -156,6 +163,21 @@ class EventWriter:
                 self._queue.put_nowait(samples)
             except queue.Full:
                 self.dropped_scores += len(samples)
+            else:
+                self._taken += 1
+                return
+        self._note_full()
+
+    def put_keyframes(self, shots: list[KeyframeShot]) -> None:
+        """Keyframes for search, dropped (and counted) like score samples when the queue is
+        full: a gap in search, never a wait for the scoring thread."""
+        with self._count_lock:
+            try:
+                self._queue.put_nowait(shots)
+            except queue.Full:
+                self.dropped_keyframes += len(shots)
+                if self.metrics is not None:
+                    self.metrics.keyframes_dropped.inc(len(shots))
             else:
                 self._taken += 1
                 return
@@ -275,6 +297,10 @@ class EventWriter:
                     listener(update)
                 except Exception:
                     log.exception("event listener %r failed", listener)
+        elif isinstance(item, list) and item and isinstance(item[0], KeyframeShot):
+            batch = self._with_thumbnails(item)
+            if batch.records:
+                self._persist(batch)
         elif isinstance(item, list | ClipLink | CameraStateRecord | WeatherLink):
             self._persist(item)
 
@@ -321,12 +347,23 @@ class EventWriter:
         elif isinstance(item, WeatherLink):
             if not self.repository.set_weather(item.uuid, item.weather):
                 log.warning("weather for event %s: no such stored event; dropped", item.uuid)
+        elif isinstance(item, KeyframeBatch):
+            self._store_keyframes(item)
         else:
             self.repository.add_scores(item)
             self.scores_written += len(item)
         if self.metrics is not None:
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
         self.database_up = True
+
+    def _store_keyframes(self, batch: KeyframeBatch) -> None:
+        ids = self.repository.keyframes.add(batch.records)
+        self.keyframes_written += len(ids)
+        for listener in self.keyframe_listeners:
+            try:
+                listener(ids, batch)
+            except Exception:
+                log.exception("keyframe listener %r failed", listener)
 
     def _clip_linked(self, uuid: str) -> None:
         if not self.clip_listeners:
@@ -370,6 +407,27 @@ class EventWriter:
         if path is not None:
             record = dataclasses.replace(record, snapshot_path=path)
         return dataclasses.replace(update, record=record)
+
+    def _with_thumbnails(self, shots: list[KeyframeShot]) -> KeyframeBatch:
+        """Each keyframe's thumbnail on disk, then the rows that name them; a keyframe
+        whose thumbnail cannot be written is dropped (and logged), never stored without it."""
+        kept = []
+        for shot in shots:
+            target = self.media_dir / shot.record.thumbnail_path
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".jpg.tmp")
+                tmp.write_bytes(shot.jpeg)
+                tmp.replace(target)
+            except OSError as exc:
+                log.error("keyframe %s not kept: %s", shot.record.thumbnail_path, exc)
+                self.dropped_keyframes += 1
+                if self.metrics is not None:
+                    self.metrics.keyframes_dropped.inc()
+                continue
+            self._media_written(len(shot.jpeg))
+            kept.append(shot.record)
+        return KeyframeBatch(tuple(kept))
 
     def _write_snapshot(self, update: EventUpdate) -> str | None:
         """The peak frame as JPEG at <media>/<camera>/<uuid>.jpg; the path relative to media."""

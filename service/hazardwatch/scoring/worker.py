@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,6 +273,20 @@ class ScoringWorker:
         probs, sims = index.score(embeddings.astype(np.float32), self.encoder.logit_scale)
         return index.bank, probs, sims
 
+    def embed_text(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit text embeddings [N, D] from the live model (search queries)."""
+        with self._model_lock:
+            embeddings = self.encoder.encode_text(list(texts))
+        return _unit_rows(embeddings)
+
+    def embed_images(self, images: list[Image]) -> npt.NDArray[np.float32]:
+        """Unit image embeddings [N, D] of BGR images, preprocessed as frames are
+        (search by an uploaded image). Raises ValueError for one that cannot be."""
+        batch = preprocess_batch(images, self.encoder.resolution)
+        with self._model_lock:
+            embeddings = self.encoder.encode_images(batch)
+        return _unit_rows(embeddings)
+
     def maybe_reload_bank(self, force: bool = False) -> bool:
         """Reload the bank if its file changed; a bad file keeps the current bank."""
         if self._bank_path is None:
@@ -297,6 +311,14 @@ class ScoringWorker:
         self.stats.bank_reloads += 1
         log.info("prompt bank reloaded: version %s, %d classes", bank.version, len(bank.classes))
         return True
+
+
+def _unit_rows(rows: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    out = np.asarray(rows, np.float32)
+    unit: npt.NDArray[np.float32] = out / np.maximum(
+        np.linalg.norm(out, axis=1, keepdims=True), 1e-12
+    )
+    return unit
 
 
 def model_pixels(item: GatedFrame, resolution: int) -> tuple[Image, float]:

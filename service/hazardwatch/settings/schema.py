@@ -461,7 +461,7 @@ class StorageSettings(Section):
         ge=100,
         le=100_000_000,
         description="Writes kept in the local spool while the database is down; beyond it the "
-        "oldest score samples, then the oldest events, are dropped (and logged).",
+        "oldest score samples, then keyframes, then the oldest events, are dropped (and logged).",
     )
 
     def resolved_url(self) -> str:
@@ -487,6 +487,26 @@ class MediaSettings(Section):
     retention_interval_s: float = Field(
         300.0, ge=1, le=86_400, description="How often retention sweeps the media directory."
     )
+
+
+class SearchSettings(Section):
+    """Keyframes kept for search in words and by example (issue 26, docs/search.md)."""
+
+    enabled: bool = Field(
+        True, description="Keep keyframes (embedding + thumbnail) and answer /api/v1/search."
+    )
+    keyframe_interval_s: float = Field(
+        10.0,
+        ge=1,
+        le=3600,
+        description="At most one keyframe per camera this often while it has motion (and "
+        "one per event, its peak). At 10 s a camera in motion all day keeps 8,640 a day: "
+        "about 60 MB of thumbnails and 9 MB of vectors (docs/search.md).",
+    )
+    thumbnail_width: int = Field(
+        192, ge=64, le=640, description="Width of a keyframe's thumbnail JPEG in pixels."
+    )
+    thumbnail_quality: int = Field(70, ge=1, le=100, description="JPEG quality of thumbnails.")
 
 
 class RecordingSettings(Section):
@@ -866,6 +886,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     weather: WeatherSettings = Field(default_factory=WeatherSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)

@@ -183,3 +183,31 @@ class ScoreRow(Base):
     score: Mapped[float] = mapped_column(Score)
     # What the detector compared with its thresholds (smoothed − baseline); hazards only.
     signal: Mapped[float | None] = mapped_column(Score)
+
+
+class Keyframe(Base):
+    """A frame kept for search: its CLIP embedding (float16) and thumbnail (issue 26).
+
+    Retention deletes the thumbnail file and with it the row (`Repository.forget_media`);
+    the vector index (search/index.py) is rebuilt from these rows."""
+
+    __tablename__ = "keyframes"
+    __table_args__ = (
+        # One row per camera and frame time: a frame delivered again is stored once.
+        sa.Index("uq_keyframes_camera_ts", "camera", "ts", unique=True),
+        sa.Index("ix_keyframes_ts", "ts"),
+        sa.Index("ix_keyframes_event_uuid", "event_uuid"),
+        sa.Index("ix_keyframes_thumbnail_path", "thumbnail_path"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("cameras.name", onupdate="CASCADE")
+    )
+    ts: Mapped[datetime]
+    event_uuid: Mapped[str | None] = mapped_column(sa.String(36))
+    model_name: Mapped[str] = mapped_column(sa.String(128))
+    embedding: Mapped[bytes] = mapped_column(sa.LargeBinary)  # float16, unit length
+    thumbnail_path: Mapped[str] = mapped_column(sa.String(255))
+    thumbnail_bytes: Mapped[int] = mapped_column(sa.Integer)

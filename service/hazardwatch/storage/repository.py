@@ -12,6 +12,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict, Weather
+from hazardwatch.storage.keyframes import UNKNOWN_KIND, KeyframeTable
 from hazardwatch.storage.models import Camera, CameraState, Event, EventReview, ScoreRow
 
 # A later write without a media path (the file failed, or was not made yet) keeps the old one.
@@ -64,6 +65,7 @@ class Repository:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._known_cameras: set[tuple[str, str]] = set()  # (name, kind) registered
+        self.keyframes = KeyframeTable(engine, self.ensure_cameras)
 
     @property
     def engine(self) -> Engine:
@@ -496,7 +498,6 @@ _SEEN = (
 )
 
 
-UNKNOWN_KIND = "unknown"
 _KIND = (
     sa.update(_CAMERAS)
     .where(_cameras.name == sa.bindparam("camera"), _cameras.source_kind == UNKNOWN_KIND)

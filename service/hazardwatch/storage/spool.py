@@ -24,14 +24,16 @@ from hazardwatch.records import (
     CameraStateRecord,
     ClipLink,
     EventRecord,
+    KeyframeBatch,
+    KeyframeRecord,
     ScoreSample,
     Weather,
     WeatherLink,
 )
 
 log = logging.getLogger(__name__)
-Kind = Literal["event", "scores", "clip", "state", "weather"]
-Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord | WeatherLink
+Kind = Literal["event", "scores", "clip", "state", "weather", "keyframes"]
+Item = EventRecord | list[ScoreSample] | ClipLink | CameraStateRecord | WeatherLink | KeyframeBatch
 
 
 def encode(item: Item) -> tuple[Kind, str]:
@@ -43,6 +45,8 @@ def encode(item: Item) -> tuple[Kind, str]:
         return "state", json.dumps(asdict(item))
     if isinstance(item, WeatherLink):
         return "weather", json.dumps({"uuid": item.uuid, "weather": item.weather.to_json()})
+    if isinstance(item, KeyframeBatch):
+        return "keyframes", json.dumps([r.to_json() for r in item.records])
     return "scores", json.dumps([asdict(s) for s in item], default=_iso)
 
 
@@ -56,6 +60,8 @@ def decode(kind: str, payload: str) -> Item:
         return CameraStateRecord(**data)
     if kind == "weather":
         return WeatherLink(data["uuid"], Weather.from_json(data["weather"]))
+    if kind == "keyframes":
+        return KeyframeBatch(tuple(KeyframeRecord.from_json(r) for r in data))
     if kind == "scores":
         return [
             ScoreSample(
@@ -88,6 +94,7 @@ class Spool:
             "clip": 0,
             "state": 0,
             "weather": 0,
+            "keyframes": 0,
         }
         self.superseded = 0  # older states of an event replaced by a newer one (no loss)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,9 +149,15 @@ class Spool:
             self._count += 1
 
     def _make_room(self) -> None:
-        row = self._db.execute(
-            "SELECT id, kind FROM spool WHERE kind = 'scores' ORDER BY id LIMIT 1"
-        ).fetchone()
+        # What is worth least goes first: a dashboard's samples, then search's keyframes.
+        row = None
+        for kind in ("scores", "keyframes"):
+            row = (
+                row
+                or self._db.execute(
+                    "SELECT id, kind FROM spool WHERE kind = ? ORDER BY id LIMIT 1", (kind,)
+                ).fetchone()
+            )
         if row is None:
             row = self._db.execute("SELECT id, kind FROM spool ORDER BY id LIMIT 1").fetchone()
             log.error(

@@ -1,0 +1,248 @@
+"""Search over the stored keyframes (issue 26): the vector index of one events service,
+rebuilt from the stored rows at start, fed by the writer as keyframes are stored, pruned
+when retention deletes their thumbnails, and asked by the API.
+
+What a score means. A raw cosine between a CLIP text and a CLIP image is about 0.2–0.35
+whatever matches, and its spread differs from query to query, so raw numbers cannot be
+compared across queries (Frigate normalises by running statistics for the same reason).
+Each query is measured against a fixed random sample of the stored keyframes (up to
+`REFERENCE_ROWS`, reservoir-sampled as they arrive): `score` is how far a result is above
+that query's typical stored frame, in units of the typical frames' spread — the median
+and the scaled median absolute deviation, so the matching minority (a sight that fills a
+fifth of the footage) moves neither. 0 is an ordinary frame; 3 and more stand out as
+strongly as a normal variable's one-in-700. The same number means the same rarity for any
+query, text or image, on any model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from hazardwatch.metrics import Metrics
+from hazardwatch.records import KeyframeBatch
+from hazardwatch.search.index import Hit, VectorIndex
+from hazardwatch.storage.keyframes import KeyframeTable, StoredKeyframe
+
+log = logging.getLogger(__name__)
+F32 = npt.NDArray[np.float32]
+REFERENCE_ROWS = 4096
+LOAD_BATCH = 10_000
+# A cosine spread below this is numerical noise (identical frames): scores stay finite.
+MIN_SPREAD = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A keyframe that matched, with its similarity (cosine) and score (see the module)."""
+
+    keyframe: StoredKeyframe
+    similarity: float
+    score: float
+
+
+class KeyframeSearch:
+    """The index and what it answers; `start` loads the stored keyframes of `model_name`
+    on a thread of its own (searches answer meanwhile, over what is loaded: `loading`)."""
+
+    def __init__(self, table: KeyframeTable, model_name: str, metrics: Metrics | None = None):
+        self.table = table
+        self.model_name = model_name
+        self.metrics = metrics
+        self.index: VectorIndex | None = None  # made when the dimension is known
+        self.loading = True
+        self.loaded = 0
+        self._sizes: dict[str, tuple[int, int]] = {}  # camera -> (keyframes, bytes)
+        self._reference: F32 | None = None
+        self._seen = 0  # rows offered to the reservoir
+        self._rng = np.random.default_rng(26)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._load, name="search-load", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            for rows in self.table.scan(model_name=self.model_name, batch=LOAD_BATCH):
+                if self._stop.is_set():
+                    return
+                self._add(rows.ids, rows.cameras, rows.ts, rows.embeddings, rows.thumbnail_bytes)
+                self.loaded += len(rows.ids)
+        except Exception:
+            log.exception("search: loading the stored keyframes failed; search covers new ones")
+        finally:
+            self.loading = False
+        others = self.table.count(model_name=self.model_name, other_models=True)
+        log.info(
+            "search: %d keyframe(s) loaded in %.1f s%s",
+            self.loaded,
+            time.monotonic() - started,
+            f"; {others} made by another model are not searched: run `hazardwatch reindex`"
+            if others
+            else "",
+        )
+
+    # ------------------------------------------------------------------ feeding
+
+    def stored(self, ids: list[int], batch: KeyframeBatch) -> None:
+        """The writer stored these keyframes (a writer's keyframe listener)."""
+        keep = [i for i, r in enumerate(batch.records) if r.model_name == self.model_name]
+        self._add(
+            [ids[i] for i in keep],
+            [batch.records[i].camera for i in keep],
+            [batch.records[i].ts.timestamp() for i in keep],
+            [batch.records[i].embedding for i in keep],
+            [batch.records[i].thumbnail_bytes for i in keep],
+        )
+
+    def forget(self, paths: list[str]) -> int:
+        """Retention removed these media files: their keyframes go, rows and vectors."""
+        gone = self.table.delete_paths(paths)
+        if not gone.ids:
+            return 0
+        if self.index is not None:
+            self.index.remove(gone.ids)
+        with self._lock:
+            for camera, size in zip(gone.cameras, gone.thumbnail_bytes, strict=True):
+                count, total = self._sizes.get(camera, (0, 0))
+                self._sizes[camera] = (max(0, count - 1), max(0, total - size - self._dim_bytes))
+        self._publish(set(gone.cameras))
+        return len(gone.ids)
+
+    @property
+    def _dim_bytes(self) -> int:
+        return 2 * (self.index.dim if self.index is not None else 512)
+
+    def _add(
+        self,
+        ids: list[int],
+        cameras: list[str],
+        ts: list[float],
+        embeddings: list[bytes],
+        sizes: list[int],
+    ) -> None:
+        if not ids:
+            return
+        vectors = np.stack([np.frombuffer(e, np.float16) for e in embeddings])
+        with self._lock:
+            if self.index is None:
+                self.index = VectorIndex(vectors.shape[1])
+            index = self.index
+        if vectors.shape[1] != index.dim:
+            log.warning(
+                "search: %d keyframe(s) of dimension %d skipped (the index holds %d)",
+                len(ids),
+                vectors.shape[1],
+                index.dim,
+            )
+            return
+        by_camera: dict[str, list[int]] = {}
+        for row, camera in enumerate(cameras):
+            by_camera.setdefault(camera, []).append(row)
+        for camera, rows in by_camera.items():
+            index.add(camera, [ids[r] for r in rows], [ts[r] for r in rows], vectors[rows])
+        with self._lock:
+            for camera, rows in by_camera.items():
+                count, total = self._sizes.get(camera, (0, 0))
+                added = sum(sizes[r] for r in rows) + len(rows) * vectors.shape[1] * 2
+                self._sizes[camera] = (count + len(rows), total + added)
+            self._sample(vectors)
+        self._publish(set(by_camera))
+
+    def _sample(self, vectors: npt.NDArray[np.float16]) -> None:
+        """Reservoir sampling (algorithm R): every stored row equally likely to be kept."""
+        if self._reference is None:
+            self._reference = np.empty((0, vectors.shape[1]), np.float32)
+        for vector in vectors:
+            self._seen += 1
+            if len(self._reference) < REFERENCE_ROWS:
+                self._reference = np.vstack([self._reference, vector.astype(np.float32)])
+                continue
+            slot = int(self._rng.integers(self._seen))
+            if slot < REFERENCE_ROWS:
+                self._reference[slot] = vector
+
+    def _publish(self, cameras: Iterable[str]) -> None:
+        if self.metrics is None:
+            return
+        for camera in cameras:
+            count, total = self._sizes.get(camera, (0, 0))
+            self.metrics.keyframes.labels(camera).set(count)
+            self.metrics.keyframe_bytes.labels(camera).set(total)
+
+    # ------------------------------------------------------------------ asking
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            return dict(self._sizes)
+
+    def search(
+        self,
+        query: npt.ArrayLike,
+        limit: int,
+        *,
+        cameras: Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        exclude: Iterable[int] = (),
+    ) -> list[Match]:
+        """The keyframes most like `query` (a unit vector), best first."""
+        index = self.index
+        if index is None:
+            return []
+        vector = np.asarray(query, np.float32).reshape(-1)
+        if vector.shape[0] != index.dim:
+            raise ValueError(
+                f"the query has {vector.shape[0]} dimensions and the index {index.dim}: "
+                "was it embedded by another model?"
+            )
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        skip = set(exclude)
+        hits: list[Hit] = index.search(
+            vector,
+            limit + len(skip),
+            cameras=cameras,
+            since=since.timestamp() if since is not None else None,
+            until=until.timestamp() if until is not None else None,
+        )
+        hits = [h for h in hits if h.id not in skip][:limit]
+        rows = self.table.get([h.id for h in hits])
+        mean, spread = self._baseline(vector)
+        return [
+            Match(rows[h.id], h.similarity, (h.similarity - mean) / spread)
+            for h in hits
+            if h.id in rows  # deleted between the index and the rows: not offered
+        ]
+
+    def _baseline(self, vector: F32) -> tuple[float, float]:
+        """The query's typical similarity over the reference sample (median) and its
+        spread (1.4826 x the median absolute deviation: the standard deviation, were it
+        normal), at least `MIN_SPREAD`."""
+        with self._lock:
+            reference = self._reference
+        if reference is None or len(reference) < 2:
+            return 0.0, 1.0
+        sims = reference @ vector
+        median = float(np.median(sims))
+        spread = 1.4826 * float(np.median(np.abs(sims - median)))
+        return median, max(spread, MIN_SPREAD)
