@@ -14,13 +14,17 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hazardwatch.api.app import ApiState, create_app
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.metrics import Metrics
+from hazardwatch.records import KeyframeBatch, KeyframeRecord
 from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
 from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.search.embedder import WorkerEmbedder
+from hazardwatch.search.service import KeyframeSearch
 from hazardwatch.settings import ApiSettings
 from tests.api.conftest import event
 from tests.conftest import REPO_ROOT
@@ -43,7 +47,17 @@ def api_state(tmp_path: Path, sqlite_url: str) -> Iterator[ApiState]:
         repository.upsert_event(event(i))
     worker = ScoringWorker(FakeEncoder(), load_bank(DEFAULT_BANK), LocalQueue(4), lambda _: None)
     worker.start()
-    yield ApiState(repository, tmp_path / "media", Metrics(), worker=worker)
+    state = ApiState(repository, tmp_path / "media", Metrics(), worker=worker)
+    # Search answers over a few stored keyframes, so the fuzzing reaches it.
+    state.search = KeyframeSearch(repository.keyframes, FakeEncoder.name)
+    state.embedder = WorkerEmbedder(worker)
+    records = tuple(
+        KeyframeRecord("south", event(i).started_at, worker.embed_text([f"sight {i}"])[0]
+                       .astype(np.float16).tobytes(), f"south/k{i}.jpg", 10, FakeEncoder.name)
+        for i in range(3)
+    )  # fmt: skip
+    state.search.stored(repository.keyframes.add(records), KeyframeBatch(records))
+    yield state
     engine.dispose()
 
 
@@ -80,4 +94,4 @@ def test_the_documented_exceptions_are_the_only_ones() -> None:
     text = (REPO_ROOT / "schemathesis.toml").read_text()
     paths = [line.split("=", 1)[1].strip() for line in text.splitlines()
              if line.startswith("include-path")]  # fmt: skip
-    assert paths == ['"/api/v1/score"', '"/readyz"']
+    assert paths == ['"/api/v1/score"', '"/api/v1/search/similar"', '"/readyz"']

@@ -159,14 +159,14 @@ def test_an_operator_goes_through_events_watches_the_clip_and_marks_a_false_alar
     # Every image has a text alternative.
     assert page.locator("img:not([alt])").count() == 0
     # Filter by camera: kept in the URL, so a reload or a shared link shows the same.
-    page.get_by_label("Camera").fill("south")
+    page.locator("#filters").get_by_label("Camera").fill("south")
     page.get_by_role("button", name="Filter").click()
     assert until(page, "() => document.querySelectorAll('#events tbody tr').length === 3")
     assert "camera=south" in page.url
     page.reload()  # the URL alone brings back the same filtered list
     page.wait_for_selector("#events tbody tr")
     assert page.locator("#events tbody tr").count() == 3
-    assert page.get_by_label("Camera").input_value() == "south"
+    assert page.locator("#filters").get_by_label("Camera").input_value() == "south"
     # The newest south event has the clip: open it with the keyboard and watch it play.
     page.locator("#events tbody tr").first.focus()
     page.keyboard.press("Enter")
@@ -282,7 +282,7 @@ def test_pages_go_older_and_back_newer_through_deep_keyset_pages(
     # Every event once over the three pages (each starts in a minute of its own).
     assert len(set(first + second + third)) == len(first + second + third) == 60
     # A time range, kept in the URL as ISO times: the five events of T0's minutes.
-    page.get_by_label("From").fill(localized(page, T0 - timedelta(minutes=1)))
+    page.locator("#filters").get_by_label("From").fill(localized(page, T0 - timedelta(minutes=1)))
     page.get_by_role("button", name="Filter").click()
     assert until(page, "() => document.querySelectorAll('#events tbody tr').length === 5")
     assert "since=" in page.url
@@ -327,3 +327,91 @@ def localized(page: Any, at: Any) -> str:
             at.isoformat(),
         )
     )
+
+
+def keyframes_of_south(state: ApiState) -> dict[str, list[int]]:
+    """Six moments of camera south kept for search, as the running service keeps them: three
+    red ones (the fake encoder's "crash"), one of them event 4's peak, and three grey."""
+    from hazardwatch.records import KeyframeBatch, KeyframeRecord
+    from hazardwatch.search.keyframes import thumbnail, thumbnail_path, to_f16
+    from hazardwatch.search.service import KeyframeSearch
+    from tests.fakes import FakeEncoder
+
+    worker = state.worker
+    assert worker is not None
+    records = []
+    for i in range(6):
+        red = i % 2 == 0
+        frame = np.full((180, 320, 3), 128, np.uint8)
+        if red:
+            frame[40 + 10 * i : 140, 60 + 20 * i : 220] = (0, 0, 230)
+        at = T0 + timedelta(minutes=4, seconds=10 * i)
+        jpeg = thumbnail(frame, 160, 80)
+        path = thumbnail_path("south", at)
+        (state.media_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (state.media_dir / path).write_bytes(jpeg)
+        vector = worker.embed_images([frame])[0]
+        uuid = UUIDS[4] if i == 2 else None
+        records.append(
+            KeyframeRecord("south", at, to_f16(vector), path, len(jpeg), FakeEncoder.name, uuid)
+        )
+        if uuid is not None:
+            state.repository.upsert_event(
+                event(4, peak_embedding=encode_embedding(vector), model_name=FakeEncoder.name,
+                      snapshot_path=path, revision=9)
+            )  # fmt: skip
+    batch = KeyframeBatch(tuple(records))
+    ids = state.repository.keyframes.add(batch.records)
+    search = KeyframeSearch(state.repository.keyframes, FakeEncoder.name, state.metrics)
+    search.stored(ids, batch)
+    search.loading = False
+    state.search = search
+    return {"red": ids[0::2], "grey": ids[1::2]}
+
+
+def result_ids(page: Any) -> list[int]:
+    return [
+        int(i)
+        for i in page.eval_on_selector_all("#results li", "l => l.map(x => x.dataset.keyframe)")
+    ]
+
+
+def test_search_in_words_then_find_similar_from_a_result_and_from_an_event(
+    served: tuple[str, ApiState, list[str]], page: Any
+) -> None:
+    from hazardwatch.search.embedder import WorkerEmbedder
+
+    base, state, _ = served
+    assert state.worker is not None
+    state.embedder = WorkerEmbedder(state.worker)
+    kept = keyframes_of_south(state)
+    log_in(page, base, "vera", "vera pass")
+    page.get_by_role("link", name="Search").click()
+    page.wait_for_selector("#search-form")
+    assert "Type what to look for" in page.locator("#search-status").inner_text()
+    page.get_by_label("Look for").fill("a car crash")
+    page.get_by_role("button", name="Search").click()
+    assert until(page, "() => document.querySelectorAll('#results li').length === 6")
+    assert sorted(result_ids(page)[:3]) == sorted(kept["red"])  # the sight first
+    assert "6 moments for “a car crash”" in page.locator("#search-status").inner_text()
+    assert until(page, "() => document.querySelector('#results img').naturalWidth === 160")
+    assert "q=a+car+crash" in page.evaluate("location.search")
+    # The peak of event 4 links to the event.
+    peak = page.locator(f"#results li[data-keyframe='{kept['red'][1]}']")
+    assert peak.locator("a.event").inner_text() == "fire_smoke event"
+    # Find similar from the best result: the other red moments first, itself left out.
+    first = result_ids(page)[0]
+    page.locator("#results li").first.get_by_role("button", name="Find similar").click()
+    assert until(page, f"() => location.search.includes('like_keyframe={first}')")
+    assert until(page, "() => document.querySelectorAll('#results li').length === 5")
+    assert first not in result_ids(page)
+    assert sorted(result_ids(page)[:2]) == sorted(set(kept["red"]) - {first})
+    # From the event's detail: moments like its peak, on the search view.
+    page.goto(base + f"/?event={UUIDS[4]}")
+    page.wait_for_selector("#detail:not([hidden])")
+    page.get_by_role("button", name="Find similar").click()
+    assert until(page, f"() => location.search.includes('like_event={UUIDS[4]}')")
+    assert until(page, "() => document.querySelectorAll('#results li').length === 5")
+    assert kept["red"][1] not in result_ids(page)
+    assert sorted(result_ids(page)[:2]) == sorted(set(kept["red"]) - {kept["red"][1]})
+    assert errors(page) == []

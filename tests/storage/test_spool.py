@@ -8,6 +8,8 @@ from hazardwatch.records import (
     CameraStateRecord,
     ClipLink,
     EventRecord,
+    KeyframeBatch,
+    KeyframeRecord,
     ScoreSample,
     Weather,
     WeatherLink,
@@ -78,17 +80,26 @@ def test_a_spool_from_before_the_event_column_is_upgraded(tmp_path: Path) -> Non
     assert [item for _, item in spool.peek(10)] == [ClipLink("a", "cam/a.mp4"), record("a")]
 
 
-def test_bounded_dropping_scores_before_events(tmp_path: Path) -> None:
+def test_bounded_dropping_scores_then_keyframes_before_events(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db", max_items=3)
+    keyframes = KeyframeBatch(
+        (KeyframeRecord("cam", T, b"\x00\x3c" * 4, "cam/keyframes/k.jpg", 9, "m", "a"),)
+    )
+    spool.push(keyframes)
     spool.push([ScoreSample("cam", T, "x", 0.1)])
     spool.push(record("a"))
-    spool.push([ScoreSample("cam", T, "x", 0.2)])
-    spool.push(record("b"))  # full: the oldest score batch goes
-    spool.push(record("c"))  # full: the other score batch goes
+    spool.push([ScoreSample("cam", T, "x", 0.2)])  # full: the score batch goes, not keyframes
+    assert [type(i).__name__ for _, i in spool.peek(10)] == ["KeyframeBatch", "EventRecord",
+                                                              "list"]  # fmt: skip
+    assert spool.peek(1)[0][1] == keyframes  # round-trips, embedding bytes and all
+    spool.push(record("b"))  # full: the other score batch goes
+    spool.push(record("c"))  # full: then the keyframes
     assert [type(i).__name__ for _, i in spool.peek(10)] == ["EventRecord"] * 3
     spool.push(record("d"))  # only events left: the oldest event goes, and is counted
     assert [i.uuid for _, i in spool.peek(10)] == ["b", "c", "d"]  # type: ignore[union-attr]
-    assert spool.dropped == {"scores": 2, "event": 1, "clip": 0, "state": 0, "weather": 0}
+    assert spool.dropped == {
+        "scores": 2, "keyframes": 1, "event": 1, "clip": 0, "state": 0, "weather": 0,
+    }  # fmt: skip
     assert len(spool) == 3
 
 

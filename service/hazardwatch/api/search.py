@@ -69,13 +69,14 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         started = time.perf_counter()
         search, embedder = _ready(state)
         vector = _embed(lambda: embedder.text(q.strip()))
-        matches = search.search(vector, limit, cameras=_cameras(camera), since=since, until=until)
+        matches = _search(search, vector, limit, cameras=_cameras(camera), since=since, until=until)
         return _answer(state, search, matches, "text", started, {"q": q})
 
     @router.post(
         "/api/v1/search/similar",
         responses=errors(
             e404="No such event or keyframe, or the event has no embedding",
+            e409="The example was embedded by another model than the keyframes",
             e413="The upload or the image's pixel count is over the limit",
             e415="Not an image this service can decode",
             e503="Search is off, or no model can embed the image now",
@@ -88,9 +89,10 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         keyframe: Annotated[
             int | None, Query(ge=1, le=2**62, description="Like this keyframe")
         ] = None,
+        # Typed without None, so the document offers a file or nothing, never a null.
         file: Annotated[
-            UploadFile | None, File(description="Like this image (JPEG, PNG, BMP, WebP)")
-        ] = None,
+            UploadFile, File(description="Like this image (JPEG, PNG, BMP, WebP)")
+        ] = None,  # type: ignore[assignment]
         camera: Camera = None,
         since: IsoTime | None = None,
         until: IsoTime | None = None,
@@ -121,14 +123,15 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
                 vector = await run_in_threadpool(_embed, lambda: embedder.image(image))
             example: dict[str, Any] = {"file": file.filename or "upload"}
         elif event is not None:
-            vector = _event_vector(state, event)
+            vector = _event_vector(state, search, event)
             example = {"event": event}
         else:
             assert keyframe is not None
             vector, example = _keyframe_vector(search, keyframe), {"keyframe": keyframe}
             exclude.add(keyframe)
         matches = await run_in_threadpool(
-            lambda: search.search(
+            lambda: _search(
+                search,
                 vector, limit + (1 if event else 0), cameras=_cameras(camera), since=since,
                 until=until, exclude=exclude,
             )
@@ -183,12 +186,18 @@ def _embed(make: Any) -> np.ndarray:
         raise unprocessable(problem(["body", "file"], why)) from None
 
 
-def _event_vector(state: ApiState, uuid: str) -> np.ndarray:
+def _event_vector(state: ApiState, search: KeyframeSearch, uuid: str) -> np.ndarray:
     record = state.repository.get_event(uuid)
     if record is None:
         raise HTTPException(404, f"no event {uuid!r}")
     if record.peak_embedding is None:
         raise HTTPException(404, f"event {uuid} has no stored embedding to compare with")
+    if record.model_name != search.model_name:
+        raise HTTPException(
+            409,
+            f"event {uuid} was embedded by {record.model_name or 'an unnamed model'} and the "
+            f"keyframes by {search.model_name}: their vectors do not compare",
+        )
     return decode_embedding(record.peak_embedding)
 
 
@@ -199,9 +208,18 @@ def _keyframe_vector(search: KeyframeSearch, keyframe: int) -> np.ndarray:
     vector, model = found
     if model != search.model_name:
         raise HTTPException(
-            404, f"keyframe {keyframe} was embedded by {model}; run `hazardwatch reindex`"
+            409,
+            f"keyframe {keyframe} was embedded by {model}, the index holds {search.model_name}"
+            "'s: run `hazardwatch reindex`",
         )
     return np.frombuffer(vector, np.float16).astype(np.float32)
+
+
+def _search(search: KeyframeSearch, vector: np.ndarray, limit: int, **filters: Any) -> list[Match]:
+    try:
+        return search.search(vector, limit, **filters)
+    except ValueError as exc:  # a query of another model's dimension
+        raise HTTPException(409, str(exc)) from None
 
 
 def _cameras(camera: str | None) -> list[str] | None:

@@ -10,12 +10,22 @@ import sys
 from collections.abc import Sequence
 
 from hazardwatch import __version__
-from hazardwatch.cli import calibrate, config, evaluate, migrate, motion, outputs, run, users
+from hazardwatch.cli import (
+    calibrate,
+    config,
+    evaluate,
+    migrate,
+    motion,
+    outputs,
+    run,
+    search,
+    users,
+)
 from hazardwatch.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from hazardwatch.errors import ConfigError, HazardwatchError
 from hazardwatch.redact import redact_text
 
-COMMANDS = (run, migrate, config, users, outputs, motion, calibrate, evaluate)
+COMMANDS = (run, migrate, config, users, outputs, motion, calibrate, evaluate, search)
 
 
 def cmd_version(args: argparse.Namespace) -> int:

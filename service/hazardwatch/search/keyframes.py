@@ -56,7 +56,7 @@ class KeyframeSampler:
         model_name: str,
         *,
         interval_s: float = 10.0,
-        width: int = 192,
+        width: int = 320,
         quality: int = 70,
     ) -> None:
         self._emit = emit

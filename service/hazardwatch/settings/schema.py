@@ -501,10 +501,14 @@ class SearchSettings(Section):
         le=3600,
         description="At most one keyframe per camera this often while it has motion (and "
         "one per event, its peak). At 10 s a camera in motion all day keeps 8,640 a day: "
-        "about 60 MB of thumbnails and 9 MB of vectors (docs/search.md).",
+        "about 45 MB of thumbnails and 10 MB of vectors and rows (docs/search.md).",
     )
     thumbnail_width: int = Field(
-        192, ge=64, le=640, description="Width of a keyframe's thumbnail JPEG in pixels."
+        320,
+        ge=64,
+        le=640,
+        description="Width of a keyframe's thumbnail JPEG in pixels: what search shows and "
+        "what `hazardwatch reindex` embeds again after a model change.",
     )
     thumbnail_quality: int = Field(70, ge=1, le=100, description="JPEG quality of thumbnails.")
 

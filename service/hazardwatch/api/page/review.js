@@ -10,6 +10,9 @@ const FILTERS = ["camera", "class", "verdict", "reviewed", "since", "until"];
 const TIMES = ["since", "until"];  // datetime-local inputs; ISO 8601 with zone in the URL
 const TILE_REFRESH_MS = 10000;
 const SVG = "http://www.w3.org/2000/svg";  // a namespace name, not a request
+const VIEWS = ["review", "cameras", "search"];
+const SEARCH = ["q", "camera", "since", "until"];  // the search form's fields kept in the URL
+const RESULTS = 60;
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -56,7 +59,7 @@ function seconds(event) {
 
 function showLogin() {
   state.me = state.csrf = null;
-  for (const id of ["tabs", "who", "review", "cameras"]) $(id).hidden = true;
+  for (const id of ["tabs", "who", ...VIEWS]) $(id).hidden = true;
   $("login").hidden = false;
   $("login").elements.name.focus();
 }
@@ -70,18 +73,19 @@ async function start() {
   $("login").hidden = true;
   $("tabs").hidden = $("who").hidden = false;
   $("me").textContent = `${me.name} (${me.role})`;
-  const view = params().get("view") === "cameras" ? "cameras" : "review";
-  $("tab-review").toggleAttribute("aria-current", view === "review");
-  $("tab-cameras").toggleAttribute("aria-current", view === "cameras");
-  if (view === "review") $("tab-review").setAttribute("aria-current", "page");
-  else $("tab-cameras").setAttribute("aria-current", "page");
-  $("review").hidden = view !== "review";
-  $("cameras").hidden = view !== "cameras";
+  const asked = params().get("view");
+  const view = VIEWS.includes(asked) ? asked : "review";
+  for (const name of VIEWS) {
+    $(`tab-${name}`).removeAttribute("aria-current");
+    $(name).hidden = name !== view;
+  }
+  $(`tab-${view}`).setAttribute("aria-current", "page");
   clearInterval(state.tiles);
   if (view === "cameras") {
     state.tiles = setInterval(loadCameras, TILE_REFRESH_MS);
     return loadCameras();
   }
+  if (view === "search") return loadSearch();
   const p = params();
   for (const name of FILTERS) {
     const value = p.get(name) || "";
@@ -359,6 +363,95 @@ async function latestFrame(name, img, none) {
   if (before.startsWith("blob:")) URL.revokeObjectURL(before);
 }
 
+async function loadSearch() {
+  // Words (q), or what is like an event (like_event) or a keyframe (like_keyframe).
+  const p = params();
+  const form = $("search-form").elements;
+  for (const name of SEARCH) {
+    const value = p.get(name) || "";
+    form[name].value = TIMES.includes(name) ? localTime(value) : value;
+  }
+  const query = new URLSearchParams({ limit: String(RESULTS) });
+  for (const name of ["camera", "since", "until"]) if (p.get(name)) query.set(name, p.get(name));
+  let answer;
+  let what;
+  if (p.get("like_event")) {
+    query.set("event", p.get("like_event"));
+    what = "like the event's peak";
+    answer = await api(`/api/v1/search/similar?${query}`, { method: "POST" });
+  } else if (p.get("like_keyframe")) {
+    query.set("keyframe", p.get("like_keyframe"));
+    what = "like the chosen moment";
+    answer = await api(`/api/v1/search/similar?${query}`, { method: "POST" });
+  } else if (p.get("q")) {
+    query.set("q", p.get("q"));
+    what = `for “${p.get("q")}”`;
+    answer = await api(`/api/v1/search?${query}`);
+  } else {
+    $("results").replaceChildren();
+    $("search-status").textContent = "Type what to look for, or choose an image.";
+    return;
+  }
+  await showResults(answer, what);
+}
+
+async function searchImage(file, form) {
+  // An uploaded image: multipart, so not through api() (which sends JSON).
+  const query = new URLSearchParams({ limit: String(RESULTS) });
+  if (form.camera.value.trim()) query.set("camera", form.camera.value.trim());
+  if (form.since.value) query.set("since", isoTime(form.since.value));
+  if (form.until.value) query.set("until", isoTime(form.until.value));
+  const body = new FormData();
+  body.append("file", file);
+  const answer = await fetch(`/api/v1/search/similar?${query}`, {
+    method: "POST", body, credentials: "same-origin", headers: { "X-CSRF-Token": state.csrf || "" },
+  });
+  if (answer.status === 401) return showLogin();
+  await showResults(answer, `like ${file.name}`);
+}
+
+async function showResults(answer, what) {
+  const status = $("search-status");
+  const results = $("results");
+  results.replaceChildren();
+  if (!answer.ok) {
+    const body = await answer.json().catch(() => ({}));
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    status.textContent = `Search failed: ${detail || answer.statusText}`;
+    return;
+  }
+  const data = await answer.json();
+  status.textContent = `${data.items.length} moment${data.items.length === 1 ? "" : "s"} ${what}, `
+    + `best first, among ${data.searched} kept (${data.took_ms} ms)`
+    + (data.loading ? "; still loading older ones" : "");
+  for (const item of data.items) {
+    const li = document.createElement("li");
+    li.dataset.keyframe = String(item.keyframe);
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.src = item.thumbnail_url;
+    img.alt = `${item.camera} at ${when(item.ts)}`;
+    li.append(img, text("p", `${item.camera}, ${when(item.ts)}`),
+      text("p", `score ${item.score.toFixed(1)} (cosine ${item.similarity.toFixed(3)})`, "score"));
+    if (item.event) {
+      const link = document.createElement("a");
+      link.href = `?${new URLSearchParams({ view: "review", event: item.event.uuid })}`;
+      link.textContent = `${item.event.class_name} event`;
+      link.className = "event";
+      const p = document.createElement("p");
+      p.append(link);
+      li.append(p);
+    }
+    const similar = text("button", "Find similar");
+    similar.type = "button";
+    similar.addEventListener("click", () => {
+      window.location.search = `?${new URLSearchParams({ view: "search", like_keyframe: String(item.keyframe) })}`;
+    });
+    li.append(similar);
+    results.append(li);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("login").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -391,6 +484,18 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("next").addEventListener("click", () => {
     if (state.older !== null) { setParams({ before: state.older, after: "", event: "" }); loadEvents(); }
+  });
+  $("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = e.target.elements;
+    const file = f.file.files[0];
+    if (file) { f.file.value = ""; searchImage(file, f); return; }
+    setParams({ view: "search", q: f.q.value.trim(), camera: f.camera.value.trim(), since: isoTime(f.since.value),
+      until: isoTime(f.until.value), like_event: "", like_keyframe: "" });
+    loadSearch();
+  });
+  $("detail-similar").addEventListener("click", () => {
+    if (state.current) window.location.search = `?${new URLSearchParams({ view: "search", like_event: state.current.uuid })}`;
   });
   $("confirm").addEventListener("click", () => judge("confirmed"));
   $("false-alarm").addEventListener("click", () => judge("false_alarm"));
