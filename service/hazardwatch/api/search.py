@@ -103,25 +103,26 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         """Keyframes most like an event's peak (`event`), a stored keyframe (`keyframe`) or
         an uploaded image (multipart field `file`): give exactly one. The example itself
         is left out of the results."""
+        upload: UploadFile | None = file  # None when not given, whatever its annotation
         given = [name for name, value in (("event", event), ("keyframe", keyframe),
-                                          ("file", file)) if value is not None]  # fmt: skip
+                                          ("file", upload)) if value is not None]  # fmt: skip
         if len(given) != 1:
             why = "give exactly one of event, keyframe or file" + (
                 f"; got {', '.join(given)}" if given else ""
             )
             raise unprocessable(problem(["query"], why))
         started = time.perf_counter()
-        search, embedder = _ready(state, need_model=file is not None)
+        search, embedder = _ready(state, need_model=upload is not None)
         exclude: set[int] = set()
-        if file is not None:
-            data = await file.read(max_bytes + 1)
+        if upload is not None:
+            data = await upload.read(max_bytes + 1)
             if len(data) > max_bytes:
                 raise HTTPException(413, too_large(max_bytes))
             async with slots:
                 image = await run_in_threadpool(decode_upload, data)
                 assert embedder is not None
                 vector = await run_in_threadpool(_embed, lambda: embedder.image(image))
-            example: dict[str, Any] = {"file": file.filename or "upload"}
+            example: dict[str, Any] = {"file": upload.filename or "upload"}
         elif event is not None:
             vector = _event_vector(state, search, event)
             example = {"event": event}
