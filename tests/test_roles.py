@@ -230,6 +230,15 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
         tile = get("/api/v1/cameras/crash/latest.jpg")
         assert tile.status_code == 200 and tile.content[:3] == b"\xff\xd8\xff", tile.text
         assert get("/api/v1/cameras/nowhere/latest.jpg").status_code == 404
+
+        # Search in words: the events service has no model, a worker embeds the words.
+        def found() -> list[dict[str, Any]]:
+            got = get("/api/v1/search?q=a+car+crash&limit=5")
+            return list(got.json()["items"]) if got.status_code == 200 else []
+
+        assert wait_for(lambda: bool(found()), 30), get("/api/v1/search?q=a+car+crash").text
+        assert found()[0]["camera"] == "crash"
+        assert get(found()[0]["thumbnail_url"]).content[:3] == b"\xff\xd8\xff"
         metrics = get("/metrics").text
         assert 'hazardwatch_camera_up{camera="crash"} 1.0' in metrics
         assert 'hazardwatch_nodes{role="worker"} 1.0' in metrics
@@ -256,6 +265,8 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
         threads[1].join(30)
         assert wait_for(lambda: get("/readyz").status_code == 503, 15)
         assert any("no scoring worker" in r for r in get("/readyz").json()["reasons"])
+        words = get("/api/v1/search?q=a+car+crash")
+        assert words.status_code == 503 and "no worker answered" in words.text, words.text
     finally:
         capture.stop()
         worker.stop()

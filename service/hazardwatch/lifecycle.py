@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.capture.native_log import NativeStderr
     from hazardwatch.capture.reader import CameraReader
     from hazardwatch.capture.recorder import SegmentRecorder
+    from hazardwatch.handoff.embedding import EmbeddingResponder
     from hazardwatch.handoff.intake import ScoresConsumer
     from hazardwatch.handoff.link import BrokerLink
     from hazardwatch.handoff.status import StatusBoard, StatusPublisher
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         SegmentRecorder,
         BrokerLink,
         ScoresConsumer,
+        EmbeddingResponder,
         StatusBoard,
         StatusPublisher,
         ClipRecorder,

@@ -46,6 +46,7 @@ from hazardwatch.components import (
     wire_options,
 )
 from hazardwatch.events_side import hosted
+from hazardwatch.handoff.embedding import BrokerEmbedder, EmbeddingResponder
 from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
 from hazardwatch.handoff.intake import ScoresConsumer
 from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
@@ -299,11 +300,15 @@ class WorkerNode:
                     ).to_json()
                 },
             )
+            # Search queries in words, from the events service, embedded with this model.
+            embedder = EmbeddingResponder(link, worker, settings.scoring.model)
             try:
                 worker.start()
                 status.start()
+                embedder.start()
                 log.info("worker: scoring with %s", encoder.name)
                 self._stop.wait()
+                embedder.stop()
                 status.stop()  # no longer offered as a worker, then the batch in hand
                 if not worker.stop(30):
                     log.error("worker: the batch in hand did not finish in 30 s")
@@ -358,6 +363,7 @@ class EventsNode:
             stack.callback(board.stop)
             api.status = api.roles = board
             api.latest_frame = LatestBoard(link).jpeg
+            api.embedder = BrokerEmbedder(link, settings.scoring.model)
             view.remote, view.writer = board, events.writer
             view.lost_by_camera = consumer.lost_by_camera
             view.late_by_camera = consumer.late_by_camera

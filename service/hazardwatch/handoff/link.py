@@ -57,6 +57,13 @@ class BrokerLink:
         self._settles_lock = threading.Lock()
         self._settling: set[asyncio.Task[None]] = set()
 
+    @property
+    def nc(self) -> Client:
+        """The connection, for requests and subscriptions run through `call`."""
+        if self._nc is None:
+            raise ConnectionError("the broker link is not started")
+        return self._nc
+
     def start(self) -> None:
         """Connect (reconnecting for ever afterwards); raises when the first connect fails."""
         self._thread.start()

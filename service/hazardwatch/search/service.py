@@ -170,17 +170,22 @@ class KeyframeSearch:
         self._publish(set(by_camera))
 
     def _sample(self, vectors: npt.NDArray[np.float16]) -> None:
-        """Reservoir sampling (algorithm R): every stored row equally likely to be kept."""
+        """Reservoir sampling (algorithm R, a batch at a time): every stored row equally
+        likely to be in the sample."""
         if self._reference is None:
-            self._reference = np.empty((0, vectors.shape[1]), np.float32)
-        for vector in vectors:
-            self._seen += 1
-            if len(self._reference) < REFERENCE_ROWS:
-                self._reference = np.vstack([self._reference, vector.astype(np.float32)])
-                continue
-            slot = int(self._rng.integers(self._seen))
-            if slot < REFERENCE_ROWS:
-                self._reference[slot] = vector
+            self._reference = np.empty((REFERENCE_ROWS, vectors.shape[1]), np.float32)
+        filled = min(self._seen, REFERENCE_ROWS)
+        take = min(len(vectors), REFERENCE_ROWS - filled)
+        self._reference[filled : filled + take] = vectors[:take]
+        rest = vectors[take:]
+        if len(rest):
+            # Row j (1-based, over all rows seen) replaces a random slot with chance R/j;
+            # in one assignment a later row wins a slot, as it would one row at a time.
+            seen = self._seen + take + np.arange(1, len(rest) + 1)
+            slots = (self._rng.random(len(rest)) * seen).astype(np.int64)
+            chosen = slots < REFERENCE_ROWS
+            self._reference[slots[chosen]] = rest[chosen]
+        self._seen += len(vectors)
 
     def _publish(self, cameras: Iterable[str]) -> None:
         if self.metrics is None:
@@ -239,9 +244,9 @@ class KeyframeSearch:
         spread (1.4826 x the median absolute deviation: the standard deviation, were it
         normal), at least `MIN_SPREAD`."""
         with self._lock:
-            reference = self._reference
-        if reference is None or len(reference) < 2:
-            return 0.0, 1.0
+            if self._reference is None or self._seen < 2:
+                return 0.0, 1.0
+            reference = self._reference[: min(self._seen, REFERENCE_ROWS)]
         sims = reference @ vector
         median = float(np.median(sims))
         spread = 1.4826 * float(np.median(np.abs(sims - median)))
