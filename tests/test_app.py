@@ -789,3 +789,43 @@ def test_an_api_open_to_the_network_without_a_token_refuses_to_start(
     assert "set api.token" in capsys.readouterr().err
     config.write_text("api: {host: 0.0.0.0, token: s3cret-t0ken}\n")
     assert main(["config", "check", "--config", str(config)]) == 0
+
+
+def test_a_class_added_through_the_api_raises_events_without_a_restart(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The running service takes a new class within seconds: scores for it, then its
+    events. (The fake encoder reads "overturned" as a crash: the red square, which comes
+    into view 10 s into the clip, after the class is added.)"""
+    from tests.fakes import write_red_square_clip
+
+    clip = tmp_path / "late.mp4"
+    write_red_square_clip(str(clip), seconds=16.0, on=(10.0, 15.0))
+    settings = service_settings(tmp_path, sqlite_url, [str(clip)], loop=True)  # paced
+    service = Service(settings, encoder_factory=lambda s: FakeEncoder())
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: _get(base + "/readyz") == 200, 30)
+        added = httpx.post(
+            base + "/api/v1/classes",
+            json={"name": "overturned_truck", "severity": "critical",
+                  "prompts": ["an overturned truck"]},
+        )  # fmt: skip
+        assert added.status_code == 201, added.text
+
+        def its_events() -> list[dict[str, Any]]:
+            got = httpx.get(base + "/api/v1/events", params={"class": "overturned_truck"})
+            return list(got.json()["items"])
+
+        assert wait_for(lambda: bool(its_events()), 60, interval=0.5)
+        event = its_events()[0]
+        assert event["severity"] == "critical"
+        assert event["prompt_bank_version"] == added.json()["version"]
+        metrics = httpx.get(base + "/metrics").text
+        assert 'class_name="overturned_truck"' in metrics
+    finally:
+        service.stop()
+        thread.join(60)
+    assert not thread.is_alive()

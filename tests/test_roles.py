@@ -318,3 +318,56 @@ def test_a_capture_node_reports_its_invalid_cameras_too() -> None:
         "camera door: invalid source, not running (see /api/v1/cameras) (capture node a-1)"
     )
     assert entries["node.capture.a-1"]["cameras"] == ["door"]
+
+
+def test_a_class_added_through_the_events_api_reaches_the_workers_without_a_restart(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Issue 26.5, distributed: the events service stores the new bank version and puts it
+    in the broker bucket, the worker scores with it, the events service reads each score
+    with the version it carries, and the new class raises its event."""
+    import httpx
+
+    from tests.fakes import write_red_square_clip
+
+    clip = tmp_path / "late.mp4"
+    write_red_square_clip(str(clip), seconds=8.0, on=(3.0, 7.0))
+    settings, _ = settings_for(tmp_path, "classes", clip, broker={"url": nats_server.url})
+    events = EventsNode(settings)
+    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    threads = [threading.Thread(target=n.run, daemon=True) for n in (events, worker)]
+    for thread in threads:
+        thread.start()
+    api = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        assert wait_for(lambda: worker.worker is not None, 30)
+
+        def post() -> httpx.Response | None:
+            try:
+                return httpx.post(
+                    api + "/api/v1/classes",
+                    json={"name": "overturned_truck", "prompts": ["an overturned truck"]},
+                    timeout=10,
+                )
+            except httpx.HTTPError:
+                return None
+
+        assert wait_for(lambda: (got := post()) is not None and got.status_code == 201, 30)
+        version = httpx.get(api + "/api/v1/classes").json()["version"]
+        assert wait_for(
+            lambda: worker.worker is not None and worker.worker.bank.version == version, 15
+        )
+        assert "overturned_truck" in worker.worker.bank.class_names  # type: ignore[union-attr]
+        CaptureNode(settings, api_port=0).run()  # the clip, to its end
+
+        def its_events() -> list[dict[str, Any]]:
+            got = httpx.get(api + "/api/v1/events", params={"class": "overturned_truck"})
+            return list(got.json()["items"])
+
+        assert wait_for(lambda: bool(its_events()), 30, interval=0.5)
+        assert its_events()[0]["prompt_bank_version"] == version
+    finally:
+        worker.stop()
+        events.stop()
+        for thread in threads:
+            thread.join(60)

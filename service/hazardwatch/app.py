@@ -23,6 +23,7 @@ from hazardwatch.components import (
     EncoderFactory,
     build_worker,
     camera_builder,
+    file_bank,
     load_encoder,
     location_of,
     reload_cameras,
@@ -36,6 +37,7 @@ from hazardwatch.records import (
     EventUpdate,
     GatedFrame,
 )
+from hazardwatch.scoring.bank_source import DatabaseBank
 from hazardwatch.search.embedder import WorkerEmbedder
 from hazardwatch.settings import Location, Settings
 from hazardwatch.status import LocalStatus
@@ -93,6 +95,8 @@ class Service:
         settings, events, view, api_state = self.settings, host.events, host.view, host.api
         repository, metrics = events.repository, events.metrics
         encoder = self._encoder_factory(settings)
+        # The bank an admin edited through the API, else the file (scoring/bank_source.py).
+        banks = api_state.banks = DatabaseBank(repository.banks, file_bank(settings))
         queue: LocalQueue[GatedFrame] = LocalQueue(
             settings.scoring.queue_size, key=lambda g: g.frame.camera
         )
@@ -104,7 +108,7 @@ class Service:
             closed=lambda camera: stage.close_camera(camera),  # noqa: PLW0108
         )
         stage = events.build(api_state, fleet, encoder.name)
-        worker = build_worker(settings, encoder, queue, events.on_scored, metrics)
+        worker = build_worker(settings, encoder, queue, events.on_scored, metrics, banks)
         fleet.build(settings.cameras)
         if not fleet.readers:
             if not settings.api.enabled:

@@ -43,7 +43,8 @@ from hazardwatch.outputs.webhook import WebhookSender
 from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import GatedFrame, ScoredFrame
 from hazardwatch.redact import redact_hook_url, redact_text
-from hazardwatch.scoring.bank import DEFAULT_BANK, load_bank
+from hazardwatch.scoring.bank import DEFAULT_BANK
+from hazardwatch.scoring.bank_source import BankSource, FileBank
 from hazardwatch.scoring.model import Encoder, load_clip
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import (
@@ -122,22 +123,29 @@ def build_worker(
     source: FrameSource[GatedFrame],
     on_scored: Callable[[list[ScoredFrame]], None],
     metrics: Metrics,
+    banks: BankSource | None = None,
 ) -> ScoringWorker:
-    """The scoring worker on `source` (the local queue, or JetStream on a worker node)."""
-    bank_path = settings.prompts.path or DEFAULT_BANK
+    """The scoring worker on `source` (the local queue, or JetStream on a worker node);
+    `banks`: where the live prompt bank comes from (default: the bank file)."""
+    banks = banks or file_bank(settings)
     s = settings.scoring
     return ScoringWorker(
         encoder,
-        load_bank(bank_path),
+        banks.current(),
         source,
         on_scored,
         batch_size=s.batch_size,
         max_batch_wait_s=s.max_batch_wait_ms / 1000,
         motion_crop=s.motion_crop,
         max_frame_age_s=s.max_frame_age_s,
-        bank_path=bank_path if settings.prompts.reload else None,
+        bank_source=banks,
         metrics=metrics,
     )
+
+
+def file_bank(settings: Settings) -> FileBank:
+    """The configured bank file (or the shipped one), re-read on change (`prompts.reload`)."""
+    return FileBank(settings.prompts.path or DEFAULT_BANK, settings.prompts.reload)
 
 
 def gate_params(m: MotionSettings) -> GateParams:

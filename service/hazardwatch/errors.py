@@ -21,3 +21,7 @@ class SourceError(HazardwatchError):
 
 class ModelLoadError(HazardwatchError):
     """The CLIP model or its weights cannot be loaded."""
+
+
+class EmbedderUnavailableError(HazardwatchError):
+    """No model can embed a search query now (loading, or no worker answers); retry later."""

@@ -81,6 +81,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.outputs.weather import WeatherEnricher
     from hazardwatch.outputs.webhook import WebhookSender
     from hazardwatch.outputs.writer import EventWriter
+    from hazardwatch.scoring.bank_source import BankPublisher
     from hazardwatch.scoring.worker import ScoringWorker
     from hazardwatch.search.service import KeyframeSearch
 
@@ -102,6 +103,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         EventWriter,
         ScoringWorker,
         KeyframeSearch,
+        BankPublisher,
     )
 
 

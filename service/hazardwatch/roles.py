@@ -37,6 +37,7 @@ from hazardwatch.components import (
     EncoderFactory,
     build_worker,
     camera_builder,
+    file_bank,
     layouts_from_settings,
     link_from_settings,
     load_encoder,
@@ -64,6 +65,7 @@ from hazardwatch.metrics import (
 )
 from hazardwatch.records import NodeStatus
 from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions
+from hazardwatch.scoring.bank_source import BankPublisher, BrokerBank, DatabaseBank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.settings import Settings
 from hazardwatch.status import LocalStatus, StatusSource, camera_problems
@@ -277,8 +279,10 @@ class WorkerNode:
             source = JetStreamSource(
                 link, frames, metrics.broker_malformed.labels(frames.consumer).inc
             )
+            # The bank an admin edited, as the events service publishes it; else the file.
+            banks = BrokerBank(link, file_bank(settings))
             worker = self.worker = build_worker(
-                settings, encoder, source, publisher.publish, metrics
+                settings, encoder, source, publisher.publish, metrics, banks
             )
             # The frames this worker dropped as stale, per camera (hazardwatch_frames_dropped).
             view = PipelineView(stale_by_camera=worker.stats.stale_by_camera)
@@ -343,7 +347,8 @@ class EventsNode:
         with hosted(settings, "events", where) as host:
             events, view, api, stack = host.events, host.view, host.api, host.stack
             metrics = events.metrics
-            banks = BankVersions(settings.prompts.path or DEFAULT_BANK)
+            live = api.banks = DatabaseBank(events.repository.banks, file_bank(settings))
+            banks = BankVersions(settings.prompts.path or DEFAULT_BANK, stored=live.get)
             stage = events.build(api, NoCameras(), settings.scoring.model)
             frames, scores = layouts_from_settings(settings)
             link = link_from_settings(settings.broker, "events")
@@ -364,6 +369,10 @@ class EventsNode:
             api.status = api.roles = board
             api.latest_frame = LatestBoard(link).jpeg
             api.embedder = BrokerEmbedder(link, settings.scoring.model)
+            bank_publisher = BankPublisher(link, live)
+            bank_publisher.start()
+            stack.callback(bank_publisher.stop)
+            api.bank_changed = bank_publisher.publish
             view.remote, view.writer = board, events.writer
             view.lost_by_camera = consumer.lost_by_camera
             view.late_by_camera = consumer.late_by_camera

@@ -80,3 +80,19 @@ def test_class_probabilities_and_prompt_grouping() -> None:
     probs = class_probabilities(cos, 100.0)
     np.testing.assert_allclose(probs.sum(axis=0), 1.0)
     assert probs[0, 0] > 0.99 and probs[1, 1] > 0.9
+
+
+def test_a_bank_written_as_yaml_reads_back_the_same_classes() -> None:
+    """What the API stores (`to_text`) is the bank: every field of every class, the
+    shipped bank's priors included, with a camera scope."""
+    import dataclasses
+
+    from hazardwatch.scoring.bank import DEFAULT_BANK, PromptBank
+
+    shipped = PromptBank.from_file(DEFAULT_BANK)
+    scoped = dataclasses.replace(shipped.classes[0], cameras=("gate", "yard-2"))
+    bank = PromptBank((scoped, *shipped.classes[1:]), "")
+    again = PromptBank.from_text(bank.to_text())
+    assert again.classes == bank.classes
+    assert again.classes[0].watched_on("gate") and not again.classes[0].watched_on("dock")
+    assert PromptBank.from_text(again.to_text()).version == again.version

@@ -11,6 +11,7 @@ import numpy as np
 from hazardwatch.handoff.queue import LocalQueue
 from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame
 from hazardwatch.scoring.bank import load_bank
+from hazardwatch.scoring.bank_source import FileBank
 from hazardwatch.scoring.worker import ScoringWorker
 from tests.fakes import FakeEncoder
 
@@ -128,7 +129,9 @@ def test_bank_reload_on_change_and_bad_edit_keeps_old(tmp_path: Path) -> None:
         "  road: {kind: normal, prompts: [a road]}\n"
     )
     queue: LocalQueue[GatedFrame] = LocalQueue(10)
-    worker = ScoringWorker(FakeEncoder(), load_bank(path), queue, lambda s: None, bank_path=path)
+    worker = ScoringWorker(
+        FakeEncoder(), load_bank(path), queue, lambda s: None, bank_source=FileBank(path)
+    )
     first = worker.bank.version
     path.write_text(
         "classes:\n  crash: {kind: hazard, prompts: [a crash, a collision]}\n"

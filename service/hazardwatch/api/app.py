@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from hazardwatch import __version__
-from hazardwatch.api import cameras, events, health, scoring, search, session
+from hazardwatch.api import cameras, classes, events, health, scoring, search, session
 from hazardwatch.api.accounts import Account, Accounts, Sessions
 from hazardwatch.api.docs import offline_docs
 from hazardwatch.api.errors import problem
@@ -62,6 +62,7 @@ def create_app(
     app.include_router(cameras.router(state, auth))
     app.include_router(scoring.router(state, settings, auth))
     app.include_router(search.router(state, settings, auth))
+    app.include_router(classes.router(state, auth))
     return app
 
 

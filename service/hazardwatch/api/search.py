@@ -21,8 +21,9 @@ from hazardwatch.api.schemas import IsoTime, LinkExpiry, LinkSignature, Response
 from hazardwatch.api.security import requires, too_large
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.detect.normal import decode_embedding
+from hazardwatch.errors import EmbedderUnavailableError
 from hazardwatch.outputs.alerts import iso
-from hazardwatch.search.embedder import EmbedderUnavailableError, QueryEmbedder
+from hazardwatch.search.embedder import QueryEmbedder
 from hazardwatch.search.service import KeyframeSearch, Match
 from hazardwatch.settings import ApiSettings
 

@@ -14,6 +14,7 @@ from hazardwatch.capture.fleet import NoCameras
 from hazardwatch.metrics import Metrics
 from hazardwatch.outputs.media_links import MediaSigner
 from hazardwatch.outputs.writer import EventWriter
+from hazardwatch.scoring.bank_source import DatabaseBank
 from hazardwatch.scoring.worker import ScoringWorker
 from hazardwatch.search.embedder import QueryEmbedder
 from hazardwatch.search.service import KeyframeSearch
@@ -53,6 +54,11 @@ class ApiState:
     # query (None until a model can: it is loading, or no worker is reachable).
     search: KeyframeSearch | None = None
     embedder: QueryEmbedder | None = None
+    # The live prompt bank and its versions edited through /api/v1/classes (None: the
+    # service does not serve class editing), and who to tell of a new version (the
+    # events role publishes it to the workers).
+    banks: DatabaseBank | None = None
+    bank_changed: Callable[[], None] = lambda: None
 
     @property
     def scoring_elsewhere(self) -> bool:

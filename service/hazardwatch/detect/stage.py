@@ -330,8 +330,10 @@ class DetectorStage:
             slot.last_t = t
             if self._on_frame is not None:
                 self._on_frame(frame)
+            # A class scoped to other cameras is not watched here (`cameras:` in the bank).
+            probabilities = _watched(bank, frame.camera, scored.probabilities)
             events = detector.update(
-                t, scored.probabilities, ref=scored, normal_similarity=_similarity(slot, scored)
+                t, probabilities, ref=scored, normal_similarity=_similarity(slot, scored)
             )
             self._emit_all(events, frame.received_at)
             if slot.learning is not None:
@@ -521,6 +523,13 @@ class DetectorStage:
         if continued is None:
             return EventUpdate(event.kind, record, _snapshot(peak), latency_from)
         return continuation(event, record, continued, _snapshot(peak), latency_from)
+
+
+def _watched(bank: PromptBank, camera: str, probabilities: dict[str, float]) -> dict[str, float]:
+    scoped = [c.name for c in bank.classes if c.cameras and camera not in c.cameras]
+    if not scoped:
+        return probabilities
+    return {name: p for name, p in probabilities.items() if name not in scoped}
 
 
 def _similarity(slot: CameraSlot, scored: ScoredFrame) -> float | None:

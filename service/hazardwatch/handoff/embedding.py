@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from hazardwatch.errors import EmbedderUnavailableError
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.images import ImageError, check_image, decode_jpeg
 from hazardwatch.records import Image
-from hazardwatch.scoring.worker import ScoringWorker
-from hazardwatch.search.embedder import EmbedderUnavailableError
+
+if TYPE_CHECKING:  # a worker node hands its worker in; handoff never imports scoring
+    from hazardwatch.scoring.worker import ScoringWorker
 
 log = logging.getLogger(__name__)
 SUBJECT = "hazardwatch.embed"

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,7 +40,9 @@ _CLASS_KEYS = {
     "exit_threshold",
     "description",
     "normal",
+    "cameras",
 }
+_CAMERA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,27 @@ class PromptClass:
     description: str = ""
     # The prior band of this class's probability on normal footage (CameraNormal).
     normal: ClassNormal | None = None
+    # The cameras it is watched on; empty: every camera.
+    cameras: tuple[str, ...] = ()
+
+    def watched_on(self, camera: str) -> bool:
+        return not self.cameras or camera in self.cameras
+
+    def to_mapping(self) -> dict[str, Any]:
+        """As the bank file writes it (only what is set)."""
+        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity}
+        out["prompts"] = list(self.prompts)
+        if self.description:
+            out["description"] = self.description
+        if self.enter_threshold is not None:
+            out["enter_threshold"] = self.enter_threshold
+        if self.exit_threshold is not None:
+            out["exit_threshold"] = self.exit_threshold
+        if self.normal is not None:
+            out["normal"] = self.normal.as_dict()
+        if self.cameras:
+            out["cameras"] = list(self.cameras)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +102,11 @@ class PromptBank:
     def prompt_class_index(self) -> npt.NDArray[np.int64]:
         """For each prompt in `prompts`, the index of its class."""
         return np.array([i for i, c in enumerate(self.classes) for _ in c.prompts], np.int64)
+
+    def to_text(self) -> str:
+        """The bank as YAML (what a version edited through the API stores)."""
+        data = {"classes": {c.name: c.to_mapping() for c in self.classes}}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
     def get(self, name: str) -> PromptClass:
         for c in self.classes:
@@ -163,6 +192,11 @@ def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
     enter, exit_ = thresholds["enter_threshold"], thresholds["exit_threshold"]
     if enter is not None and exit_ is not None and exit_ > enter:
         raise ConfigError(f"{here} exit_threshold must be <= enter_threshold")
+    cameras = spec.get("cameras", [])
+    if not isinstance(cameras, list) or not all(
+        isinstance(c, str) and _CAMERA.match(c) for c in cameras
+    ):
+        raise ConfigError(f"{here} cameras must be a list of camera names (empty: every camera)")
     return PromptClass(
         name=name,
         kind=kind,
@@ -174,6 +208,7 @@ def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
         normal=None
         if spec.get("normal") is None
         else ClassNormal.from_mapping(spec["normal"], here),
+        cameras=tuple(dict.fromkeys(cameras)),
     )
 
 
@@ -223,9 +258,16 @@ class BankVersions:
     file's version now and every one it had since the start. A version not known yet
     (workers rolled a new file out first) re-reads the file, at most every `recheck_s`."""
 
-    def __init__(self, path: Path, recheck_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        recheck_s: float = 5.0,
+        stored: Callable[[str], PromptBank | None] | None = None,
+    ) -> None:
+        """`stored(version)`: a version an admin made through the API (the database)."""
         self.path = path
         self.recheck_s = recheck_s
+        self.stored = stored
         self._banks: dict[str, PromptBank] = {}
         self._checked = float("-inf")
         self._reload()
@@ -238,6 +280,10 @@ class BankVersions:
     def get(self, version: str) -> PromptBank:
         """The bank of `version`; KeyError when neither memory nor the file has it."""
         bank = self._banks.get(version)
+        if bank is None and self.stored is not None:
+            bank = self.stored(version)
+            if bank is not None:
+                self._banks[version] = bank
         if bank is None and time.monotonic() - self._checked >= self.recheck_s:
             try:
                 self._reload()

@@ -14,10 +14,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.exc import SQLAlchemyError
 
 from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.queue import Delivery, FrameSource, Retry
@@ -25,6 +25,7 @@ from hazardwatch.images import decode_at_least
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import GatedFrame, Image, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank, class_probabilities
+from hazardwatch.scoring.bank_source import BankSource
 from hazardwatch.scoring.model import Encoder
 from hazardwatch.scoring.preprocess import crop_around, preprocess_batch
 
@@ -94,9 +95,11 @@ class ScoringWorker:
         max_batch_wait_s: float = 0.05,
         motion_crop: bool = False,
         max_frame_age_s: float = 0.0,
-        bank_path: Path | None = None,
+        bank_source: BankSource | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        """`bank_source`: asked every `BANK_CHECK_S` for the live bank; a new version is
+        scored with from the next batch (None: `bank` for good)."""
         self.encoder = encoder
         self.metrics = metrics
         self.queue = queue
@@ -106,9 +109,9 @@ class ScoringWorker:
         self.motion_crop = motion_crop
         self.max_frame_age_s = max_frame_age_s
         self.stats = WorkerStats()
-        self._bank_path = bank_path
-        self._bank_mtime = _mtime(bank_path)
+        self._bank_source = bank_source
         self._bank_checked = time.monotonic()
+        self._bank_failing = False
         self.index = TextIndex.build(bank, encoder)
         # The API scores uploads with the same model; one forward pass at a time.
         self._model_lock = threading.Lock()
@@ -288,26 +291,30 @@ class ScoringWorker:
         return _unit_rows(embeddings)
 
     def maybe_reload_bank(self, force: bool = False) -> bool:
-        """Reload the bank if its file changed; a bad file keeps the current bank."""
-        if self._bank_path is None:
+        """Take the source's live bank when its version changed; a bank that cannot be
+        read (a bad edit, the database away) keeps the current one."""
+        if self._bank_source is None:
             return False
         now = time.monotonic()
         if not force and now - self._bank_checked < BANK_CHECK_S:
             return False
         self._bank_checked = now
-        mtime = _mtime(self._bank_path)
-        if mtime == self._bank_mtime:
-            return False
-        self._bank_mtime = mtime
         try:
-            bank = PromptBank.from_file(self._bank_path)
+            bank = self._bank_source.current()
+            if bank.version == self.bank.version:
+                self._bank_failing = False
+                return False
             with self._model_lock:  # the API scores uploads on other threads
                 index = TextIndex.build(bank, self.encoder)
             self.index = index
-        except ConfigError as exc:
-            self.stats.bank_errors += 1
-            log.error("prompt bank not reloaded, keeping version %s: %s", self.bank.version, exc)
+        except (ConfigError, SQLAlchemyError, OSError) as exc:
+            if not self._bank_failing:  # once, not every two seconds
+                self.stats.bank_errors += 1
+                log.error("prompt bank not reloaded, keeping version %s: %s",
+                          self.bank.version, exc)  # fmt: skip
+            self._bank_failing = True
             return False
+        self._bank_failing = False
         self.stats.bank_reloads += 1
         log.info("prompt bank reloaded: version %s, %d classes", bank.version, len(bank.classes))
         return True
@@ -328,12 +335,3 @@ def model_pixels(item: GatedFrame, resolution: int) -> tuple[Image, float]:
     if not item.frame.decoded and item.wire_image is not None:
         return decode_at_least(item.wire_image, resolution)
     return item.frame.image, 1.0
-
-
-def _mtime(path: Path | None) -> float | None:
-    if path is None:
-        return None
-    try:
-        return path.stat().st_mtime_ns / 1e9
-    except OSError:
-        return None

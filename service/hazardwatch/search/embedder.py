@@ -16,10 +16,6 @@ from hazardwatch.scoring.worker import ScoringWorker
 F32 = npt.NDArray[np.float32]
 
 
-class EmbedderUnavailableError(RuntimeError):
-    """No model can embed the query now (loading, or no worker answers); retry later."""
-
-
 class QueryEmbedder(Protocol):
     """Unit vectors of the model whose keyframes are searched."""
 

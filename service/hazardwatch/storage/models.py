@@ -211,3 +211,21 @@ class Keyframe(Base):
     embedding: Mapped[bytes] = mapped_column(sa.LargeBinary)  # float16, unit length
     thumbnail_path: Mapped[str] = mapped_column(sa.String(255))
     thumbnail_bytes: Mapped[int] = mapped_column(sa.Integer)
+
+
+class PromptBankVersion(Base):
+    """A version of the prompt bank edited through the API (`/api/v1/classes`): the whole
+    bank as YAML, who made it, when, and what changed. The newest is the live bank."""
+
+    __tablename__ = "prompt_banks"
+    # A version may come back (a change undone): a new row, the same version.
+    __table_args__ = (sa.Index("ix_prompt_banks_version", "version"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(sa.String(64))
+    text: Mapped[str] = mapped_column(LongText)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(16))  # create, update, delete
+    class_name: Mapped[str] = mapped_column(sa.String(64))
+    diff: Mapped[str] = mapped_column(LongText)  # unified diff of the bank's YAML

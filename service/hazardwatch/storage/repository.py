@@ -12,6 +12,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict, Weather
+from hazardwatch.storage.banks import BankTable
 from hazardwatch.storage.keyframes import UNKNOWN_KIND, KeyframeTable
 from hazardwatch.storage.models import Camera, CameraState, Event, EventReview, ScoreRow
 
@@ -66,6 +67,7 @@ class Repository:
         self._dialect = engine.dialect.name
         self._known_cameras: set[tuple[str, str]] = set()  # (name, kind) registered
         self.keyframes = KeyframeTable(engine, self.ensure_cameras)
+        self.banks = BankTable(engine)
 
     @property
     def engine(self) -> Engine:

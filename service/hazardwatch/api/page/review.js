@@ -10,7 +10,7 @@ const FILTERS = ["camera", "class", "verdict", "reviewed", "since", "until"];
 const TIMES = ["since", "until"];  // datetime-local inputs; ISO 8601 with zone in the URL
 const TILE_REFRESH_MS = 10000;
 const SVG = "http://www.w3.org/2000/svg";  // a namespace name, not a request
-const VIEWS = ["review", "cameras", "search"];
+const VIEWS = ["review", "cameras", "search", "classes"];
 const SEARCH = ["q", "camera", "since", "until"];  // the search form's fields kept in the URL
 const RESULTS = 60;
 
@@ -86,6 +86,7 @@ async function start() {
     return loadCameras();
   }
   if (view === "search") return loadSearch();
+  if (view === "classes") return loadClasses();
   const p = params();
   for (const name of FILTERS) {
     const value = p.get(name) || "";
@@ -452,6 +453,81 @@ async function showResults(answer, what) {
   }
 }
 
+async function loadClasses() {
+  // The live prompt bank; admins edit it (every change a new version, who and when).
+  const answer = await api("/api/v1/classes");
+  if (!answer.ok) { $("bank-version").textContent = "The classes cannot be read here."; return; }
+  const bank = await answer.json();
+  state.classes = bank.classes;
+  $("bank-version").textContent = `Version ${bank.version}, from the ${bank.source === "database" ? "database (edited here)" : "bank file"}.`;
+  const body = $("class-list").tBodies[0];
+  body.replaceChildren();
+  const admin = state.me && state.me.role === "admin";
+  for (const c of bank.classes) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = c.name;
+    tr.append(text("td", c.name), text("td", c.kind), text("td", c.severity), text("td", c.prompts.join("; ")),
+      text("td", c.cameras.length ? c.cameras.join(", ") : "every camera"));
+    if (admin) tr.addEventListener("click", () => editClass(c));
+    body.append(tr);
+  }
+  $("class-form").hidden = !admin;
+  const history = await api("/api/v1/classes/history?limit=20");
+  const list = $("class-history");
+  list.replaceChildren();
+  if (history.ok) {
+    for (const change of (await history.json()).items) {
+      const li = text("li", `${when(change.at)}: ${change.by} ${change.action}d ${change.class_name} (version ${change.version})`);
+      const diff = text("pre", change.diff);
+      li.append(diff);
+      list.append(li);
+    }
+  }
+  if (!list.children.length) list.append(text("li", "No change through this page yet."));
+}
+
+function editClass(c) {
+  const f = $("class-form").elements;
+  $("class-form").dataset.editing = c ? c.name : "";
+  $("class-form-title").textContent = c ? `Class ${c.name}` : "New class";
+  f.name.value = c ? c.name : "";
+  f.name.readOnly = Boolean(c);
+  f.kind.value = c ? c.kind : "hazard";
+  f.severity.value = c ? c.severity : "warning";
+  f.prompts.value = c ? c.prompts.join("\n") : "";
+  f.cameras.value = c ? c.cameras.join(", ") : "";
+  f.description.value = c ? c.description || "" : "";
+  $("class-delete").hidden = !c;
+  $("class-status").textContent = "";
+}
+
+async function saveClass(form) {
+  const f = form.elements;
+  const editing = form.dataset.editing;
+  const body = {
+    kind: f.kind.value, severity: f.severity.value,
+    prompts: f.prompts.value.split("\n").map((p) => p.trim()).filter(Boolean),
+    cameras: f.cameras.value.split(",").map((p) => p.trim()).filter(Boolean),
+    description: f.description.value.trim(),
+  };
+  const answer = editing
+    ? await api(`/api/v1/classes/${encodeURIComponent(editing)}`, { method: "PUT", body })
+    : await api("/api/v1/classes", { method: "POST", body: { name: f.name.value.trim(), ...body } });
+  await showClassAnswer(answer, editing ? `Class ${editing} saved` : `Class ${f.name.value.trim()} added`);
+}
+
+async function showClassAnswer(answer, done) {
+  const status = $("class-status");
+  if (!answer.ok) {
+    const body = await answer.json().catch(() => ({}));
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    status.textContent = `Not saved: ${detail || answer.statusText}`;
+    return;
+  }
+  await loadClasses();
+  status.textContent = `${done}; scoring follows within seconds.`;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("login").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -493,6 +569,15 @@ document.addEventListener("DOMContentLoaded", () => {
     setParams({ view: "search", q: f.q.value.trim(), camera: f.camera.value.trim(), since: isoTime(f.since.value),
       until: isoTime(f.until.value), like_event: "", like_keyframe: "" });
     loadSearch();
+  });
+  $("class-form").addEventListener("submit", (e) => { e.preventDefault(); saveClass(e.target); });
+  $("class-new").addEventListener("click", () => editClass(null));
+  $("class-delete").addEventListener("click", async () => {
+    const name = $("class-form").dataset.editing;
+    if (!name) return;
+    const answer = await api(`/api/v1/classes/${encodeURIComponent(name)}`, { method: "DELETE" });
+    await showClassAnswer(answer, `Class ${name} deleted`);
+    if (answer.ok) editClass(null);
   });
   $("detail-similar").addEventListener("click", () => {
     if (state.current) window.location.search = `?${new URLSearchParams({ view: "search", like_event: state.current.uuid })}`;
