@@ -34,6 +34,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 USERS = [
     {"name": "alice", "role": "operator", "password_hash": hash_password("alice pass", n=2**10)},
     {"name": "vera", "role": "viewer", "password_hash": hash_password("vera pass", n=2**10)},
+    {"name": "ada", "role": "admin", "password_hash": hash_password("ada pass", n=2**10)},
 ]
 
 
@@ -132,8 +133,9 @@ def page(chromium: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
 
 def log_in(page: Any, base: str, name: str, password: str) -> None:
     page.goto(base + "/")
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(password)
+    form = page.locator("#login")
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("#events tbody tr")
 
@@ -241,8 +243,8 @@ def test_a_wrong_password_says_so_and_the_page_stays_locked(
 ) -> None:
     base, _, _ = served
     page.goto(base + "/")
-    page.get_by_label("Name").fill("alice")
-    page.get_by_label("Password").fill("not it")
+    page.locator("#login").get_by_label("Name").fill("alice")
+    page.locator("#login").get_by_label("Password").fill("not it")
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("text=Wrong name or password.")
     assert page.locator("#review").is_hidden()
@@ -415,3 +417,63 @@ def test_search_in_words_then_find_similar_from_a_result_and_from_an_event(
     assert kept["red"][1] not in result_ids(page)
     assert sorted(result_ids(page)[:2]) == sorted(set(kept["red"]) - {kept["red"][1]})
     assert errors(page) == []
+
+
+def test_an_admin_adds_edits_and_deletes_a_class_and_a_viewer_only_reads(
+    served: tuple[str, ApiState, list[str]], page: Any, tmp_path: Path
+) -> None:
+    from hazardwatch.scoring.bank import DEFAULT_BANK
+    from hazardwatch.scoring.bank_source import DatabaseBank, FileBank
+
+    base, state, _ = served
+    bank_file = tmp_path / "bank.yaml"
+    bank_file.write_text(DEFAULT_BANK.read_text())
+    state.banks = DatabaseBank(state.repository.banks, FileBank(bank_file))
+    log_in(page, base, "ada", "ada pass")
+    page.get_by_role("link", name="Classes").click()
+    page.wait_for_selector("#class-list tbody tr")
+    assert "from the bank file" in page.locator("#bank-version").inner_text()
+    editor = page.locator("#class-form")
+    editor.get_by_label("Name").fill("forklift_in_walkway")
+    editor.get_by_label("Prompts, one a line").fill(
+        "a forklift in a pedestrian walkway\na forklift driving among people"
+    )
+    editor.get_by_label("Cameras").fill("south")
+    editor.get_by_role("button", name="Save class").click()
+    assert until(
+        page, "() => document.querySelector('#class-status').textContent.includes('added')"
+    )
+    row = page.locator("#class-list tr[data-name='forklift_in_walkway']")
+    assert "south" in row.inner_text() and "driving among people" in row.inner_text()
+    assert "from the database" in page.locator("#bank-version").inner_text()
+    assert "ada created forklift_in_walkway" in page.locator("#class-history").inner_text()
+    # A wrong camera is refused with the reason, and nothing changes.
+    row.click()
+    editor.get_by_label("Cameras").fill("south, nowhere")
+    editor.get_by_role("button", name="Save class").click()
+    assert until(
+        page, "() => document.querySelector('#class-status').textContent.includes('nowhere')"
+    )
+    assert "Not saved" in page.locator("#class-status").inner_text()
+    editor.get_by_label("Cameras").fill("south, north")
+    editor.get_by_label("Severity").select_option("critical")
+    editor.get_by_role("button", name="Save class").click()
+    assert until(
+        page,
+        "() => document.querySelector('#class-status').textContent"
+        ".includes('forklift_in_walkway saved')",
+    )
+    assert "critical" in row.inner_text() and "north" in row.inner_text()
+    row.click()
+    editor.get_by_role("button", name="Delete class").click()
+    assert until(
+        page, "() => !document.querySelector(\"#class-list tr[data-name='forklift_in_walkway']\")"
+    )
+    assert [h.action for h in state.repository.banks.history()] == ["delete", "update", "create"]
+    assert [e for e in errors(page) if "422" not in e] == []  # the refused camera
+    # A viewer sees the classes and no editor.
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, base, "vera", "vera pass")
+    page.goto(base + "/?view=classes")
+    page.wait_for_selector("#class-list tbody tr")
+    assert editor.is_hidden()

@@ -8,7 +8,15 @@ from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.models import Base
 
-TABLES = {"cameras", "events", "scores", "camera_states", "event_reviews", "keyframes", "prompt_banks"}
+TABLES = {
+    "cameras",
+    "events",
+    "scores",
+    "camera_states",
+    "event_reviews",
+    "keyframes",
+    "prompt_banks",
+}
 
 
 def _tables(engine: sa.Engine) -> set[str]:
