@@ -3,8 +3,9 @@
 
 - storing: keyframes per second through the writer's path (`KeyframeTable.add`, batches
   of 20 — one scored batch across cameras), and the table's bytes per keyframe;
-- a restart: seconds for the service's index (`KeyframeSearch`) to load every stored
-  vector, and its memory;
+- a first start: seconds for the service's index (`KeyframeSearch`) to load every stored
+  vector from the database (and build its graphs), and its memory; the seconds to save it
+  at a clean stop, and to start again from the saved files (checked against the rows);
 - on the real API server: `GET /api/v1/search?q=…` over every camera, one camera, one
   camera and the last 7 days, and `POST /api/v1/search/similar?keyframe=…`, median and
   p95 of repeated requests, the query text embedded by CLIP ViT-B/32 (random weights:
@@ -144,6 +145,62 @@ def timed(call: Any, repeat: int) -> dict[str, float]:
     }
 
 
+def started(repository: Repository, saved: Path) -> tuple[KeyframeSearch, float]:
+    """The service's index started over the stored keyframes (and `saved`), loaded."""
+    search = KeyframeSearch(repository.keyframes, MODEL, directory=saved)
+    began = time.perf_counter()
+    search.start()
+    while search.loading:
+        time.sleep(0.05)
+    return search, time.perf_counter() - began
+
+
+def time_index(repository: Repository, count: int, saved: Path) -> tuple[dict[str, Any], Any]:
+    """A first start from the rows, a clean stop (saving), a start from the saved files."""
+    out: dict[str, Any] = {}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    search, out["load_s"] = started(repository, saved)
+    out["load_rss_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert search.index is not None and len(search.index) == count
+    began = time.perf_counter()
+    search.stop()
+    out["save_s"] = time.perf_counter() - began
+    search, out["restart_from_files_s"] = started(repository, saved)
+    assert search.restored and search.index is not None and len(search.index) == count
+    return out, search
+
+
+def time_api(
+    repository: Repository, search: KeyframeSearch, count: int, repeat: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as media:
+        state = ApiState(repository, Path(media), Metrics())
+        embedder = TextOnly()
+        state.search, state.embedder = search, embedder
+        week = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+        with serve_app(create_app(state)) as base, httpx.Client(base_url=base) as client:
+
+            def text(**filters: str) -> Any:
+                return lambda i: client.get(
+                    "/api/v1/search", params={"q": WORDS[i % len(WORDS)], **filters}
+                )
+
+            out["text_all_cameras"] = timed(text(), repeat)
+            out["text_one_camera"] = timed(text(camera="cam-03"), repeat)
+            out["text_one_camera_7_days"] = timed(text(camera="cam-03", since=week), repeat)
+            ids = [int(i) for i in np.random.default_rng(1).integers(1, count, 64)]
+            out["similar_keyframe_all_cameras"] = timed(
+                lambda i: client.post("/api/v1/search/similar", params={"keyframe": ids[i]}),
+                repeat,
+            )
+            began = time.perf_counter()
+            for i in range(repeat):
+                embedder.text(WORDS[i % len(WORDS)])
+            out["embed_text_ms"] = 1000 * (time.perf_counter() - began) / repeat
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keyframes", type=int, default=1_000_000)
@@ -151,46 +208,15 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     out: dict[str, Any] = {"cpu_flags": cpu_flags(), "keyframes": args.keyframes}
-    with database("mysql") as url:
+    with database("mysql") as url, tempfile.TemporaryDirectory(prefix="hw-search-") as tmp:
         engine = create_engine(url)
         upgrade(engine)
         repository = Repository(engine)
         print(f"seeding {args.keyframes:,} keyframes", file=sys.stderr)
         out.update(seed(engine, repository, args.keyframes))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        search = KeyframeSearch(repository.keyframes, MODEL)
-        began = time.perf_counter()
-        search.start()
-        while search.loading:
-            time.sleep(0.05)
-        out["load_s"] = time.perf_counter() - began
-        out["load_rss_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-        assert search.index is not None and len(search.index) == args.keyframes
-        with tempfile.TemporaryDirectory() as media:
-            state = ApiState(repository, Path(media), Metrics())
-            state.search, state.embedder = search, TextOnly()
-            week = (datetime.now(UTC) - timedelta(days=7)).isoformat()
-            with serve_app(create_app(state)) as base, httpx.Client(base_url=base) as client:
-
-                def text(**filters: str) -> Any:
-                    return lambda i: client.get(
-                        "/api/v1/search", params={"q": WORDS[i % len(WORDS)], **filters}
-                    )
-
-                out["text_all_cameras"] = timed(text(), args.repeat)
-                out["text_one_camera"] = timed(text(camera="cam-03"), args.repeat)
-                out["text_one_camera_7_days"] = timed(
-                    text(camera="cam-03", since=week), args.repeat
-                )
-                ids = [int(i) for i in np.random.default_rng(1).integers(1, args.keyframes, 64)]
-                out["similar_keyframe_all_cameras"] = timed(
-                    lambda i: client.post("/api/v1/search/similar", params={"keyframe": ids[i]}),
-                    args.repeat,
-                )
-                began = time.perf_counter()
-                for i in range(args.repeat):
-                    state.embedder.text(WORDS[i % len(WORDS)])
-                out["embed_text_ms"] = 1000 * (time.perf_counter() - began) / args.repeat
+        index, search = time_index(repository, args.keyframes, Path(tmp) / "search")
+        out.update(index)
+        out.update(time_api(repository, search, args.keyframes, args.repeat))
         search.stop()
         engine.dispose()
     if args.json:

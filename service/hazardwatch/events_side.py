@@ -229,7 +229,12 @@ class EventsSide:
             width=s.thumbnail_width,
             quality=s.thumbnail_quality,
         )
-        self.search = KeyframeSearch(self.repository.keyframes, model_name, self.metrics)
+        self.search = KeyframeSearch(
+            self.repository.keyframes,
+            model_name,
+            self.metrics,
+            directory=self.settings.storage.data_dir / "search",
+        )
         self.writer.keyframe_listeners.append(self.search.stored)
         api_state.search = self.search
 

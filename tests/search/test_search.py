@@ -10,10 +10,12 @@ the query "a car crash" must find those moments among ordinary traffic.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 
 from hazardwatch.app import Service
 from hazardwatch.outputs.retention import MediaJanitor
+from hazardwatch.records import KeyframeRecord
 from hazardwatch.search.service import KeyframeSearch
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
@@ -246,4 +249,52 @@ def test_the_index_is_rebuilt_from_the_stored_keyframes_and_retention_prunes_bot
     assert kept == set(paths) - set(old)
     search.stop()
     other.stop()
+    engine.dispose()
+
+
+@pytest.mark.timeout(240)
+def test_a_saved_index_is_read_back_checked_against_the_rows_and_rebuilt_when_it_must(
+    tmp_path: Path, database_url: str, sight_clip: Path
+) -> None:
+    settings = service_settings(
+        tmp_path, database_url, [str(sight_clip)], search={"keyframe_interval_s": 1.0}
+    )
+    Service(settings, encoder_factory=lambda s: FakeEncoder()).run()  # saves at its stop
+    saved = tmp_path / "data" / "search"
+    assert (saved / "manifest.json").is_file()
+    engine = create_engine(database_url)
+    table = Repository(engine).keyframes
+    stored = table.count()
+    crash = FakeEncoder().encode_text(["a car crash"])[0]
+
+    def started(model: str = "fake-crash-detector") -> KeyframeSearch:
+        search = KeyframeSearch(table, model, directory=saved)
+        search.start()
+        assert wait_for(lambda: not search.loading, 30)
+        return search
+
+    again = started()
+    assert again.restored and again.index is not None and len(again.index) == stored
+    best = again.search(crash, 1)[0]
+    # While stopped: retention deletes a keyframe, and one more is stored.
+    gone = table.delete_paths([best.keyframe.thumbnail_path])
+    new = KeyframeRecord("sight", best.keyframe.ts + timedelta(days=1), crash.astype(np.float16)
+                         .tobytes(), "sight/new.jpg", 9, "fake-crash-detector")  # fmt: skip
+    (added,) = table.add([new])
+    again.stop()  # saves again (without the change above: that happened "while stopped")
+    table.delete_paths([])  # nothing
+    third = started()
+    assert third.restored and third.index is not None
+    held = set(third.index.ids().tolist())
+    assert gone.ids[0] not in held and added in held and len(held) == stored
+    assert third.sizes()["sight"][0] == stored
+    third.stop()
+    # Another model's files, or none: rebuilt from the rows.
+    other = started("another-model")
+    assert not other.restored and other.index is None
+    other.stop()
+    shutil.rmtree(saved)
+    rebuilt = started()
+    assert not rebuilt.restored and rebuilt.index is not None and len(rebuilt.index) == stored
+    rebuilt.stop()
     engine.dispose()

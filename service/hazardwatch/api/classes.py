@@ -10,6 +10,7 @@ file only seeds the first edit.
 from __future__ import annotations
 
 import difflib
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
@@ -25,6 +26,7 @@ from hazardwatch.records import Severity
 from hazardwatch.scoring.bank import PromptBank, PromptClass
 from hazardwatch.scoring.bank_source import DatabaseBank
 
+log = logging.getLogger(__name__)
 CLASS_NAME = r"^[a-z0-9][a-z0-9_]{0,63}$"
 CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 MAX_CLASSES = 100
@@ -225,7 +227,10 @@ def _store(
         )
     )
     banks.table.add(bank.version, text, by.name, action, name, diff)
-    state.bank_changed()
+    try:
+        state.bank_changed()
+    except Exception as exc:  # the broker is away: the publisher's next round sends it
+        log.warning("prompt bank version %s stored, not yet published: %s", bank.version, exc)
     answer: dict[str, Any] = {"version": bank.version, "diff": diff}
     if action != "delete":
         answer["class"] = _class_json(bank.get(name))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar, cast
 
 import numpy as np
@@ -141,14 +142,15 @@ class VectorIndex:
 
     def add(
         self, camera: str, ids: Sequence[int], ts: Sequence[float], vectors: npt.ArrayLike
-    ) -> None:
+    ) -> I64:
         """Rows of one camera; `vectors` [n, dim], unit length (stored as float16). An id
-        the camera already holds is not added again (a keyframe delivered twice)."""
+        the camera already holds is not added again (a keyframe delivered twice). Returns
+        the positions (in `ids`) of the rows added."""
         rows = np.asarray(vectors, np.float16).reshape(-1, self.dim)
         if not len(ids) == len(ts) == len(rows):
             raise ValueError(f"{len(ids)} ids, {len(ts)} times and {len(rows)} vectors")
         if not len(rows):
-            return
+            return np.empty(0, np.int64)
         keys = np.asarray(ids, np.int64)
         times = np.asarray(ts, np.float64)
         _, first = np.unique(keys, return_index=True)  # an id twice in one batch: once
@@ -161,10 +163,70 @@ class VectorIndex:
                 maybe[maybe] = part.rows_of(keys[first][maybe]) >= 0
             fresh = first[~maybe]
             if not len(fresh):
-                return
+                return fresh
             part.add(keys[fresh], times[fresh], rows[fresh])
             if part.graph is None and part.size >= self.graph_rows:
                 part.graph = _graph(self.dim, part)
+        return fresh
+
+    def save(self, directory: Path) -> dict[str, dict[str, int]]:
+        """Every partition as files in `directory` (vectors, ids, times as .npy, the graph
+        as usearch's file); what was saved, by camera: the file stem, rows, highest id."""
+        directory.mkdir(parents=True, exist_ok=True)
+        saved: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for i, (camera, part) in enumerate(sorted(self._parts.items())):
+                n = part.size
+                np.save(directory / f"{i}.vectors.npy", part.vectors[:n])
+                np.save(directory / f"{i}.ids.npy", part.ids[:n])
+                np.save(directory / f"{i}.ts.npy", part.ts[:n])
+                if part.graph is not None:
+                    part.graph.save(str(directory / f"{i}.graph.usearch"))
+                saved[camera] = {"stem": i, "rows": n, "max_id": part.max_id}
+        return saved
+
+    def restore(self, directory: Path, saved: dict[str, dict[str, int]]) -> None:
+        """The partitions `save` wrote (an index that holds nothing yet); raises OSError or
+        ValueError for files that are missing or do not match."""
+        with self._lock:
+            for camera, meta in saved.items():
+                stem = directory / str(meta["stem"])
+                vectors = np.load(f"{stem}.vectors.npy")
+                ids = np.load(f"{stem}.ids.npy")
+                ts = np.load(f"{stem}.ts.npy")
+                if not len(ids) == len(ts) == len(vectors) == meta["rows"]:
+                    raise ValueError(f"saved partition of {camera} does not match its manifest")
+                if vectors.dtype != np.float16 or vectors.shape[1:] != (self.dim,):
+                    raise ValueError(f"saved partition of {camera} is not {self.dim}-d float16")
+                part = _Partition(self.dim)
+                part.add(ids, ts, vectors)
+                graph = Path(f"{stem}.graph.usearch")
+                if graph.is_file():
+                    part.graph = Index.restore(str(graph))
+                    if part.graph is None or len(part.graph) != part.size:
+                        raise ValueError(f"saved graph of {camera} does not match its rows")
+                self._parts[camera] = part
+
+    def sample(self, n: int, rng: np.random.Generator) -> F16:
+        """At most `n` rows drawn uniformly from everything held."""
+        with self._lock:
+            parts = [p for p in self._parts.values() if p.size]
+            total = sum(p.size for p in parts)
+            if not total:
+                return np.empty((0, self.dim), np.float16)
+            picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
+            out, offset = [], 0
+            for part in parts:
+                mine = picks[(picks >= offset) & (picks < offset + part.size)] - offset
+                out.append(part.vectors[mine])
+                offset += part.size
+            return np.concatenate(out)
+
+    def ids(self) -> I64:
+        """Every id held."""
+        with self._lock:
+            held = [p.ids[: p.size] for p in self._parts.values()]
+        return np.concatenate(held) if held else np.empty(0, np.int64)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Forget these ids (retention, a deleted keyframe); how many were held."""

@@ -48,7 +48,8 @@ def to_f16(embedding: np.ndarray) -> bytes:
 class KeyframeSampler:
     """Picks keyframes from scored frames and event ends; `emit` takes each batch (the
     writer's `put_keyframes`). Called on the scoring thread: a thumbnail costs a
-    DCT-reduced decode (or a resize) and a small JPEG encode, about a millisecond."""
+    DCT-reduced decode (or a resize) and a small JPEG encode, a few milliseconds once per
+    camera and keyframe interval."""
 
     def __init__(
         self,

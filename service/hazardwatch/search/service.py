@@ -8,20 +8,23 @@ compared across queries (Frigate normalises by running statistics for the same r
 Each query is measured against a fixed random sample of the stored keyframes (up to
 `REFERENCE_ROWS`, reservoir-sampled as they arrive): `score` is how far a result is above
 that query's typical stored frame, in units of the typical frames' spread — the median
-and the scaled median absolute deviation, so the matching minority (a sight that fills a
-fifth of the footage) moves neither. 0 is an ordinary frame; 3 and more stand out as
+and the scaled median absolute deviation, so a matching minority (a sight in a tenth of
+the footage) moves neither much. 0 is an ordinary frame; 3 and more stand out as
 strongly as a normal variable's one-in-700. The same number means the same rarity for any
 query, text or image, on any model.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 REFERENCE_ROWS = 4096
 LOAD_BATCH = 10_000
+MANIFEST = "manifest.json"
 # A cosine spread below this is numerical noise (identical frames): scores stay finite.
 MIN_SPREAD = 0.01
 
@@ -52,10 +56,20 @@ class KeyframeSearch:
     """The index and what it answers; `start` loads the stored keyframes of `model_name`
     on a thread of its own (searches answer meanwhile, over what is loaded: `loading`)."""
 
-    def __init__(self, table: KeyframeTable, model_name: str, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        table: KeyframeTable,
+        model_name: str,
+        metrics: Metrics | None = None,
+        directory: Path | None = None,
+    ):
+        """`directory`: where the index is saved at a clean stop and read back at start
+        (None: always rebuilt from the rows)."""
         self.table = table
         self.model_name = model_name
         self.metrics = metrics
+        self.directory = directory
+        self.restored = False  # this start read the saved index
         self.index: VectorIndex | None = None  # made when the dimension is known
         self.loading = True
         self.loaded = 0
@@ -74,16 +88,48 @@ class KeyframeSearch:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
+        """Stop loading; a fully loaded index is saved for the next start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            return not self._thread.is_alive()
+            if self._thread.is_alive():
+                return False
+        if not self.loading:
+            self.save()
         return True
+
+    def save(self) -> None:
+        """The index as files (written aside, then swapped in: a crash leaves the old
+        ones), with a manifest naming the model and what each camera holds."""
+        index, directory = self.index, self.directory
+        if index is None or directory is None:
+            return
+        started = time.monotonic()
+        fresh = directory.with_name(directory.name + ".new")
+        try:
+            shutil.rmtree(fresh, ignore_errors=True)
+            saved = index.save(fresh)
+            manifest = {"model": self.model_name, "dim": index.dim, "cameras": saved}
+            (fresh / MANIFEST).write_text(json.dumps(manifest))
+            old = directory.with_name(directory.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            if directory.exists():
+                directory.rename(old)
+            fresh.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            log.warning("search: the index was not saved (%s); the next start rebuilds it", exc)
+            return
+        log.info("search: index of %d keyframe(s) saved in %.1f s", len(index),
+                 time.monotonic() - started)  # fmt: skip
 
     def _load(self) -> None:
         started = time.monotonic()
         try:
-            for rows in self.table.scan(model_name=self.model_name, batch=LOAD_BATCH):
+            after = self._restore()
+            for rows in self.table.scan(
+                model_name=self.model_name, batch=LOAD_BATCH, after_id=after
+            ):
                 if self._stop.is_set():
                     return
                 self._add(rows.ids, rows.cameras, rows.ts, rows.embeddings, rows.thumbnail_bytes)
@@ -94,13 +140,62 @@ class KeyframeSearch:
             self.loading = False
         others = self.table.count(model_name=self.model_name, other_models=True)
         log.info(
-            "search: %d keyframe(s) loaded in %.1f s%s",
+            "search: %d keyframe(s) %s in %.1f s%s",
             self.loaded,
+            "read from the saved index and the rows since" if self.restored else "loaded",
             time.monotonic() - started,
             f"; {others} made by another model are not searched: run `hazardwatch reindex`"
             if others
             else "",
         )
+
+    def _restore(self) -> int:
+        """The saved index, checked against the rows: those deleted since (retention) go,
+        and the scan goes on after the highest id saved. 0 (rebuild from every row) when
+        there are no files, they are of another model, or they do not match the rows."""
+        directory = self.directory
+        if directory is None or not (directory / MANIFEST).is_file():
+            return 0
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            if manifest.get("model") != self.model_name:
+                log.info("search: the saved index is of %s, not %s: rebuilt from the rows",
+                         manifest.get("model"), self.model_name)  # fmt: skip
+                return 0
+            index = VectorIndex(int(manifest["dim"]))
+            saved: dict[str, dict[str, int]] = manifest["cameras"]
+            index.restore(directory, saved)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("search: the saved index is unreadable (%s): rebuilt from the rows", exc)
+            return 0
+        highest = max((meta["max_id"] for meta in saved.values()), default=0)
+        stored = self.table.ids(model_name=self.model_name, up_to=highest)
+        held = index.ids()
+        if len(np.setdiff1d(stored, held)):  # rows the files never had (reindexed since)
+            log.info("search: the saved index misses stored keyframes: rebuilt from the rows")
+            return 0
+        index.remove(np.setdiff1d(held, stored).tolist())  # deleted while stopped
+        with self._lock:
+            self.index = index
+        self._count_restored(index, highest)
+        self.restored = True
+        self.loaded = len(index)
+        return max(highest, 0)
+
+    def _count_restored(self, index: VectorIndex, highest: int) -> None:
+        """Per-camera counts and the reference sample of what was read from the files."""
+        sizes = self.table.sizes(model_name=self.model_name, up_to=highest)
+        with self._lock:
+            self._sizes = {
+                camera: (count, total + count * index.dim * 2)
+                for camera, (count, total) in sizes.items()
+            }
+            sample = index.sample(REFERENCE_ROWS, self._rng)
+            self._reference = None
+            self._seen = 0
+            self._sample(sample)
+            self._seen = len(index)
+        self._publish(sizes)
 
     # ------------------------------------------------------------------ feeding
 
@@ -159,14 +254,16 @@ class KeyframeSearch:
         by_camera: dict[str, list[int]] = {}
         for row, camera in enumerate(cameras):
             by_camera.setdefault(camera, []).append(row)
-        for camera, rows in by_camera.items():
-            index.add(camera, [ids[r] for r in rows], [ts[r] for r in rows], vectors[rows])
+        added: dict[str, list[int]] = {}  # rows held for the first time (a row stored
+        for camera, rows in by_camera.items():  # again, or loaded and fed, counts once)
+            fresh = index.add(camera, [ids[r] for r in rows], [ts[r] for r in rows], vectors[rows])
+            added[camera] = [rows[i] for i in fresh]
         with self._lock:
-            for camera, rows in by_camera.items():
+            for camera, rows in added.items():
                 count, total = self._sizes.get(camera, (0, 0))
-                added = sum(sizes[r] for r in rows) + len(rows) * vectors.shape[1] * 2
-                self._sizes[camera] = (count + len(rows), total + added)
-            self._sample(vectors)
+                grown = sum(sizes[r] for r in rows) + len(rows) * vectors.shape[1] * 2
+                self._sizes[camera] = (count + len(rows), total + grown)
+            self._sample(vectors[[r for rows in added.values() for r in rows]])
         self._publish(set(by_camera))
 
     def _sample(self, vectors: npt.NDArray[np.float16]) -> None:

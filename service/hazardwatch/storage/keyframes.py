@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
+import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -182,6 +184,23 @@ class KeyframeTable:
             query = query.where(_T.c.ts >= since)
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def ids(self, *, model_name: str, up_to: int) -> npt.NDArray[np.int64]:
+        """The ids of `model_name`'s keyframes up to `up_to` (checking a saved index)."""
+        query = sa.select(_T.c.id).where(_T.c.model_name == model_name, _T.c.id <= up_to)
+        with self._engine.connect() as conn:
+            return np.fromiter(conn.execute(query).scalars(), np.int64)
+
+    def sizes(self, *, model_name: str, up_to: int) -> dict[str, tuple[int, int]]:
+        """Per camera: how many keyframes of `model_name` up to id `up_to`, and their
+        thumbnails' bytes."""
+        query = (
+            sa.select(_T.c.camera, sa.func.count(), sa.func.sum(_T.c.thumbnail_bytes))
+            .where(_T.c.model_name == model_name, _T.c.id <= up_to)
+            .group_by(_T.c.camera)
+        )
+        with self._engine.connect() as conn:
+            return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
 
     def get(self, ids: Sequence[int]) -> dict[int, StoredKeyframe]:
         out: dict[int, StoredKeyframe] = {}
