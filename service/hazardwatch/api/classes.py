@@ -40,7 +40,8 @@ ClassPath = Annotated[str, Path(pattern=CLASS_NAME, description="The class's nam
 class ClassChange(BaseModel):
     """A class as an admin writes it: what it looks like in words, and where it applies."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `false` is no threshold and `"1"` no number (a JSON number is a float).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     kind: Literal["hazard", "normal"] = Field(
         "hazard", description="hazard: raises events; normal: what a scene usually shows"
@@ -105,7 +106,6 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     edit_errors = errors(
         e404="No such class",
         e409="A class of that name exists; or the change would leave no hazard class",
-        e422="The class is not valid (the reason says why)",
         e503="This service does not serve the prompt bank",
     )
 

@@ -63,8 +63,8 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
     ) -> dict[str, Any]:
         """Keyframes ranked by similarity to the words, best first, each with its camera,
         time, thumbnail and the event whose peak it is (if any). `score` is comparable
-        across queries: how many standard deviations above the query's typical stored
-        frame (about 3 and up: rare; docs/search.md)."""
+        across queries: how far above the query's typical stored frame, in units of
+        ordinary frames' spread (3 and up stands out; docs/search.md)."""
         if not q.strip():
             raise unprocessable(problem(["query", "q"], "the query is blank; type some words"))
         started = time.perf_counter()
@@ -125,22 +125,24 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
                 vector = await run_in_threadpool(_embed, lambda: embedder.image(image))
             example: dict[str, Any] = {"file": upload.filename or "upload"}
         elif event is not None:
-            vector = _event_vector(state, search, event)
+            vector = await run_in_threadpool(_event_vector, state, search, event)
             example = {"event": event}
         else:
             assert keyframe is not None
-            vector, example = _keyframe_vector(search, keyframe), {"keyframe": keyframe}
+            vector = await run_in_threadpool(_keyframe_vector, search, keyframe)
+            example = {"keyframe": keyframe}
             exclude.add(keyframe)
-        matches = await run_in_threadpool(
-            lambda: _search(
-                search,
-                vector, limit + (1 if event else 0), cameras=_cameras(camera), since=since,
-                until=until, exclude=exclude,
-            )
-        )  # fmt: skip
-        if event is not None:
-            matches = [m for m in matches if m.keyframe.event_uuid != event][:limit]
-        return _answer(state, search, matches, "similar", started, example)
+
+        def answer() -> dict[str, Any]:  # the index and the rows: off the event loop
+            matches = _search(
+                search, vector, limit + (1 if event else 0), cameras=_cameras(camera),
+                since=since, until=until, exclude=exclude,
+            )  # fmt: skip
+            if event is not None:
+                matches = [m for m in matches if m.keyframe.event_uuid != event][:limit]
+            return _answer(state, search, matches, "similar", started, example)
+
+        return await run_in_threadpool(answer)
 
     @router.get(
         "/api/v1/keyframes/{keyframe_id}/thumbnail.jpg",
