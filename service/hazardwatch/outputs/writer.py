@@ -413,12 +413,8 @@ class EventWriter:
         whose thumbnail cannot be written is dropped (and logged), never stored without it."""
         kept = []
         for shot in shots:
-            target = self.media_dir / shot.record.thumbnail_path
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(".jpg.tmp")
-                tmp.write_bytes(shot.jpeg)
-                tmp.replace(target)
+                self._write_media(shot.record.thumbnail_path, shot.jpeg)
             except OSError as exc:
                 log.error("keyframe %s not kept: %s", shot.record.thumbnail_path, exc)
                 self.dropped_keyframes += 1
@@ -429,22 +425,27 @@ class EventWriter:
             kept.append(shot.record)
         return KeyframeBatch(tuple(kept))
 
+    def _write_media(self, relative: str, data: bytes) -> None:
+        """`data` at `relative` in the media dir, whole or not at all (written aside,
+        then renamed); OSError when it cannot be."""
+        target = self.media_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+
     def _write_snapshot(self, update: EventUpdate) -> str | None:
         """The peak frame as JPEG at <media>/<camera>/<uuid>.jpg; the path relative to media."""
         if update.snapshot is None:
             return None
         relative = Path(update.record.camera) / f"{update.record.uuid}.jpg"
-        target = self.media_dir / relative
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             ok, data = cv2.imencode(
                 ".jpg", update.snapshot, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
             )
             if not ok:
                 raise OSError("JPEG encoding failed")
-            tmp = target.with_suffix(".jpg.tmp")
-            tmp.write_bytes(data.tobytes())
-            tmp.replace(target)
+            self._write_media(relative.as_posix(), data.tobytes())
             self._media_written(len(data))
         except OSError as exc:
             log.error("snapshot for event %s not written: %s", update.record.uuid, exc)

@@ -163,6 +163,7 @@ class BrokerBank:
         self.file = file
         self._bucket = KvBucket(link, BANK_BUCKET, ttl_s=0)
         self._bank: PromptBank | None = None
+        self._text = b""  # what `_bank` was parsed from
         self._lock = threading.Lock()
 
     def current(self) -> PromptBank:
@@ -186,6 +187,7 @@ class BrokerBank:
                 self._bank = None
             return self.file.current()
         with self._lock:
-            if self._bank is None or self._bank.to_text().encode() != text:
+            if self._bank is None or text != self._text:  # parsed once per version
                 self._bank = PromptBank.from_text(text.decode(), "the events service")
+                self._text = text
             return self._bank

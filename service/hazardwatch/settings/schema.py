@@ -501,7 +501,8 @@ class SearchSettings(Section):
         le=3600,
         description="At most one keyframe per camera this often while it has motion (and "
         "one per event, its peak). At 10 s a camera in motion all day keeps 8,640 a day: "
-        "about 45 MB of thumbnails and 10 MB of vectors and rows (docs/search.md).",
+        "31-61 MB of thumbnails (measured on the sample clips) and 12 MB of database "
+        "(docs/search.md).",
     )
     thumbnail_width: int = Field(
         320,
