@@ -100,14 +100,15 @@ def hazard_overlay(worker: ScoringWorker, image: Image, grid: int = GRID) -> byt
     height, width = image.shape[:2]
     evidence = patch_evidence(worker.score_images, image, grid)
     bank, whole = evidence.bank, evidence.whole
-    hazard_idx = [i for i, name in enumerate(bank.class_names) if name in bank.hazard_classes]
+    hazard_idx = [i for i, name in enumerate(bank.class_names) if name in bank.worded_hazards]
     heat = evidence.cells[hazard_idx].sum(axis=0)
     heat_img = cv2.resize(
         (np.clip(heat, 0, 1) * 255).astype(np.uint8), (width, height), cv2.INTER_CUBIC
     )
     colored = cv2.applyColorMap(heat_img, cv2.COLORMAP_JET)
     blended = cv2.addWeighted(image, 0.6, colored, 0.4, 0)
-    top = int(whole.argmax())
+    worded = bank.worded  # a class by example's score is on another scale
+    top = worded[int(np.argmax(whole[worded]))]
     label = f"{bank.class_names[top]} {whole[top]:.2f} | hazard {whole[hazard_idx].sum():.2f}"
     scale = max(0.5, width / 1200)
     cv2.putText(
@@ -143,7 +144,7 @@ def hazard_mask(
         ok, png = cv2.imencode(".png", np.where(labels > 0, 255, 0).astype(np.uint8))
         legend = {255: mask_class}
     else:
-        classes = [c for c in bank.class_names if c in bank.hazard_classes]
+        classes = bank.worded_hazards
         labels = label_map(evidence, classes, threshold)
         paletted = PILImage.fromarray(labels, mode="P")
         paletted.putpalette([v for i in range(len(classes) + 1) for v in colour_of(i)])

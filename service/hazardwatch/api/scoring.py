@@ -4,6 +4,7 @@ or a PNG heatmap, or a PNG mask of the hazard classes."""
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
@@ -114,8 +115,11 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
             raise unprocessable(problem(["body", "file"], why)) from None
         k = max(1, min(top, len(bank.prompts)))
         order = sims[0].argsort()[::-1][:k]
-        classes = dict(zip(bank.class_names, map(float, probs[0]), strict=True))
-        hazards = {n: p for n, p in classes.items() if n in bank.hazard_classes}
+        # Classes by example this model cannot score are left out; the top hazard is of
+        # the classes in words (a class by example's score is on another scale).
+        classes = {n: float(p) for n, p in zip(bank.class_names, probs[0], strict=True)
+                   if math.isfinite(p)}  # fmt: skip
+        hazards = {n: p for n, p in classes.items() if n in bank.worded_hazards}
         top_hazard = max(hazards, key=lambda n: hazards[n]) if hazards else None
         return {
             "classes": classes,

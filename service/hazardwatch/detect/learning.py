@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,13 @@ class Learning:
         learning_s: float,
         params: EvidenceParams,
         false_alarms_per_day: float,
+        definitions: Mapping[str, str] | None = None,
     ) -> None:
+        """`definitions`: of the classes by example learned, what defines them (recorded
+        with the calibration; other examples are another channel)."""
         self.camera = camera
         self.classes = tuple(classes)
+        self.definitions = dict(definitions or {})
         self.learning_s = learning_s
         self._params = params
         self._budget = false_alarms_per_day
@@ -117,8 +122,9 @@ class Learning:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def progress(self) -> dict[str, float]:
+    def progress(self) -> dict[str, Any]:
         return {
             "learned_s": round(min(self.seconds, self.learning_s), 1),
             "learning_s": self.learning_s,
+            "classes": list(self.classes),
         }

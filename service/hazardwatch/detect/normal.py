@@ -141,6 +141,9 @@ class CameraNormal:
     source: str = "prior"  # prior | calibrated
     calibrated_s: float = 0.0  # seconds of normal footage the bands were learned from
     calibrated_at: float = 0.0  # when (epoch s): a running service never overwrites a newer one
+    # Per class by example, the definition (`PromptClass.definition`) its band was learned
+    # on: other examples, and the class is learned again.
+    definitions: dict[str, str] = field(default_factory=dict)
 
     def band(self, channel: str) -> ClassNormal | None:
         return self.classes.get(channel)
@@ -185,6 +188,7 @@ class CameraNormal:
             "classes": {name: band.as_dict() for name, band in sorted(self.classes.items())},
             "baselines": {name: float(v) for name, v in sorted(self.baselines.items())},
             "references": self.references.to_json(),
+            "definitions": dict(sorted(self.definitions.items())),
         }
 
     @classmethod
@@ -211,6 +215,7 @@ class CameraNormal:
             source=str(data.get("source", "calibrated")),
             calibrated_s=float(data.get("calibrated_s", 0.0)),
             calibrated_at=float(data.get("calibrated_at", 0.0)),
+            definitions={str(k): str(v) for k, v in (data.get("definitions") or {}).items()},
         )
 
     @classmethod

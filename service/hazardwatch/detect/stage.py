@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +69,8 @@ class CameraSlot:
     last_sample: dict[str, float] = field(default_factory=dict)  # class -> frame time
     saved_at: float = -1e18  # monotonic
     save_due: bool = False  # taught by feedback: save with the next frame
+    # What defines each class by example the detector was built for.
+    definitions: dict[str, str] = field(default_factory=dict)
     # Bank versions seen: version -> (first seen, last seen), frame time.
     versions: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -166,13 +168,15 @@ class DetectorStage:
             if slot is None or (slot.normal is None and slot.detector is None):
                 return None
             normal, detector = slot.normal, slot.detector
+            learning = slot.learning.classes if slot.learning is not None else ()
             normal = normal or CameraNormal()
             names = set(normal.classes)
             if detector is not None:
                 names |= set(detector.channels or ())
             classes = {}
             for name in sorted(names):
-                band = normal.band(name)
+                # The detector's view: a class still learning has the bank's prior.
+                band = (detector.normal if detector is not None else normal).band(name)
                 params = detector.params_for(name) if detector is not None else self.params
                 rule = rule_of(params, band)
                 classes[name] = {
@@ -192,6 +196,7 @@ class DetectorStage:
                     ),
                     "burst": band.burst if band is not None and rule == "evidence" else None,
                     "now": detector.explain(name) if detector is not None else None,
+                    "learning": name in learning,
                 }
             return {
                 **normal.summary(),
@@ -244,9 +249,15 @@ class DetectorStage:
             return detector
         overrides = channel_params(bank, self.params)
         slot.bank_version = bank.version
-        if detector is not None and detector.channels == frozenset(bank.hazard_classes):
+        definitions = {c.name: c.definition for c in bank.classes if c.by_example}
+        if (
+            detector is not None
+            and detector.channels == frozenset(bank.hazard_classes)
+            and slot.definitions == definitions
+        ):
             detector.reconfigure(self.params, overrides)  # same classes: events carry on
             return detector
+        slot.definitions = definitions
         if detector is not None:  # classes changed: close what is open, start afresh
             self._emit_all(detector.flush(slot.last_t), None)
         normal = slot.normal
@@ -254,31 +265,63 @@ class DetectorStage:
             normal = slot.normal = CameraNormal.prior(bank, self.max_references)
         elif normal.source == "prior":  # never calibrated: follow the bank's prior
             normal.classes = CameraNormal.prior(bank).classes
-        detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, normal)
+        watched = [c.name for c in bank.classes if c.kind == "hazard" and c.watched_on(camera)]
+        # Classes the camera's calibration has not seen (all of them, never calibrated)
+        # start from the bank's prior and learn this camera's normal.
+        unseen = tuple(
+            n
+            for n in watched
+            if not normal.calibrated
+            or normal.band(n) is None
+            or normal.definitions.get(n, "") != definitions.get(n, "")
+        )
+        prior = CameraNormal.prior(bank).classes
+        view = replace(normal, classes={**{n: prior[n] for n in unseen if n in prior},
+                                        **normal.classes})  # fmt: skip
+        detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, view)
         slot.detector = detector
-        learning = slot.learning
-        classes = tuple(bank.hazard_classes)
-        if (
-            normal.source == "prior"
-            and self.learning_s > 0
-            and (learning is None or learning.classes != classes)  # new, or the bank changed
-        ):
-            slot.learning = Learning(
-                camera,
-                bank.hazard_classes,
-                self.learning_s,
-                self.params.evidence,
-                self.params.false_alarms_per_day,
-            )
-            log.info(
-                "camera %s: not calibrated; learning its normal for %.0f s (meanwhile it "
-                "alerts only on what the prompt bank's prior calls extreme)",
-                camera,
-                self.learning_s,
-            )
-            if self._on_learning is not None:
-                self._on_learning(camera, True)
+        learns = {n: definitions[n] for n in unseen if n in definitions}
+        self._start_learning(camera, slot, unseen, len(watched), learns)
         return detector
+
+    def _start_learning(
+        self,
+        camera: str,
+        slot: CameraSlot,
+        unseen: tuple[str, ...],
+        watched: int,
+        definitions: dict[str, str],
+    ) -> None:
+        """Learn the classes a camera's calibration lacks (a camera never calibrated: all;
+        a class added since, or given other examples: that one), with their share of the
+        camera's budget."""
+        learning = slot.learning
+        if (
+            learning is not None
+            and learning.classes == unseen
+            and learning.definitions == definitions
+        ):
+            return
+        was_learning = learning is not None
+        slot.learning = None
+        if self.learning_s > 0 and unseen:
+            share = self.params.false_alarms_per_day * len(unseen) / max(watched, 1)
+            slot.learning = Learning(
+                camera, unseen, self.learning_s, self.params.evidence, share, definitions
+            )
+            calibrated = slot.normal is not None and slot.normal.calibrated
+            log.info(
+                "camera %s: %s; learning %s for %.0f s (meanwhile %s alert%s only on what "
+                "the prompt bank's prior calls extreme)",
+                camera,
+                "calibrated before this class was added" if calibrated else "not calibrated",
+                ", ".join(unseen),
+                self.learning_s,
+                "they" if len(unseen) > 1 else "it",
+                "" if len(unseen) > 1 else "s",
+            )
+        if self._on_learning is not None and was_learning != (slot.learning is not None):
+            self._on_learning(camera, slot.learning is not None)
 
     def close_camera(self, camera: str) -> None:
         """A camera removed from the configuration (reload) or whose source ended: its open
@@ -376,18 +419,31 @@ class DetectorStage:
             self._adopt(camera, slot, fitted)
 
     def _adopt(self, camera: str, slot: CameraSlot, fitted: dict[str, ClassNormal]) -> None:
-        """A learning camera's own calibration replaces its prior; saved at once."""
-        normal, learning = slot.normal, slot.learning
+        """A learning camera's own calibration replaces its prior (a camera calibrated
+        before: the classes it learned join the rest); saved at once."""
+        normal, learning, detector = slot.normal, slot.learning, slot.detector
         assert normal is not None and learning is not None
-        normal.classes = fitted
-        normal.source = "calibrated"
-        normal.calibrated_s = learning.seconds
-        normal.calibrated_at = time.time()
-        normal.baselines = {}
+        normal.definitions = {
+            k: v for k, v in normal.definitions.items() if k not in fitted
+        } | learning.definitions
+        if normal.calibrated:
+            normal.classes.update(fitted)
+            if detector is not None:  # the other classes' baselines carry on
+                normal.baselines = {
+                    k: v for k, v in detector.baselines().items() if k not in fitted
+                }
+            what = f"learned {', '.join(sorted(fitted))} on {learning.seconds:.0f} s of footage"
+        else:
+            normal.classes = fitted
+            normal.source = "calibrated"
+            normal.calibrated_s = learning.seconds
+            normal.calibrated_at = time.time()
+            normal.baselines = {}
+            what = f"calibrated itself: {normal.describe()}"
         slot.learning = None
         slot.drop_detector()  # rebuilt from the calibration at its next frame
         self._save(camera, force=True)
-        log.info("camera %s calibrated itself: %s", camera, normal.describe())
+        log.info("camera %s %s", camera, what)
         if self._on_learning is not None:
             self._on_learning(camera, False)
 

@@ -1,13 +1,23 @@
-"""The prompt bank: hazard and normal classes, each an ensemble of text prompts.
+"""The prompt bank: hazard and normal classes, each described in words or by example.
 
-A class's score on a frame is its probability in softmax(logit_scale × cosine) over all
-classes; live, the class embedding is the normalised mean of its prompt embeddings.
-`class_probabilities` is shared by the live worker and the offline evaluation so both
-feed the detector the same kind of signal.
+- **In words** (`prompts`): a class's score on a frame is its probability in
+  softmax(logit_scale × cosine) over the classes in words; live, the class embedding is
+  the normalised mean of its prompt embeddings. `class_probabilities` is shared by the
+  live worker and the offline evaluation so both feed the detector the same signal.
+- **By example** (`examples`): image embeddings of the sight (an event's peak, a keyframe,
+  an uploaded picture), all of one `model`. The class's score is its own channel, outside
+  the softmax: `example_probability`, (1 + c) / 2 with c the frame's best cosine with an
+  example. Its logit is log((1 + c) / (1 − c)) = 2·atanh(c), Fisher's z of the cosine,
+  so the detector's evidence (a logit excess over the camera's noise) is measured on a
+  variance-stabilised similarity. No cosine is a threshold: like every class, the
+  threshold per camera comes from that camera's normal footage and the false-alarm
+  budget (detect/thresholds.py); a camera learns a new class online (detect/learning.py).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import re
@@ -41,8 +51,33 @@ _CLASS_KEYS = {
     "description",
     "normal",
     "cameras",
+    "examples",
+    "model",
 }
+MAX_EXAMPLES = 64
+_EXAMPLE_KEYS = {"source", "embedding"}
 _CAMERA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One example of a class defined by example: where it came from (`event:<uuid>`,
+    `keyframe:<id>`, `upload:<sha256 prefix>`) and its unit image embedding as float16
+    in base64 (how events store their peak's)."""
+
+    source: str
+    embedding: str
+
+    def vector(self) -> npt.NDArray[np.float32]:
+        raw = np.frombuffer(base64.b64decode(self.embedding), np.float16).astype(np.float32)
+        norm = float(np.linalg.norm(raw))
+        return raw / norm if norm > 0 else raw
+
+    @classmethod
+    def of(cls, source: str, vector: npt.ArrayLike) -> Example:
+        v = np.asarray(vector, np.float32).reshape(-1)
+        v = v / max(float(np.linalg.norm(v)), 1e-12)
+        return cls(source, base64.b64encode(v.astype(np.float16).tobytes()).decode("ascii"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +93,26 @@ class PromptClass:
     normal: ClassNormal | None = None
     # The cameras it is watched on; empty: every camera.
     cameras: tuple[str, ...] = ()
+    # Defined by example instead of in words: the examples and the model that embedded
+    # them (a worker of another model cannot score the class).
+    examples: tuple[Example, ...] = ()
+    model: str = ""
+
+    @property
+    def by_example(self) -> bool:
+        return bool(self.examples)
+
+    @property
+    def definition(self) -> str:
+        """What a camera's calibration of a class by example was learned on (its model
+        and examples, hashed): another set of examples is another channel to learn. ""
+        for a class in words."""
+        if not self.examples:
+            return ""
+        digest = hashlib.sha256(self.model.encode())
+        for e in sorted(self.examples, key=lambda e: e.embedding):
+            digest.update(e.embedding.encode())
+        return digest.hexdigest()[:12]
 
     def watched_on(self, camera: str) -> bool:
         return not self.cameras or camera in self.cameras
@@ -65,7 +120,13 @@ class PromptClass:
     def to_mapping(self) -> dict[str, Any]:
         """As the bank file writes it (only what is set)."""
         out: dict[str, Any] = {"kind": self.kind, "severity": self.severity}
-        out["prompts"] = list(self.prompts)
+        if self.prompts:
+            out["prompts"] = list(self.prompts)
+        if self.examples:
+            out["model"] = self.model
+            out["examples"] = [
+                {"source": e.source, "embedding": e.embedding} for e in self.examples
+            ]
         if self.description:
             out["description"] = self.description
         if self.enter_threshold is not None:
@@ -92,6 +153,16 @@ class PromptBank:
     @property
     def hazard_classes(self) -> list[str]:
         return [c.name for c in self.classes if c.kind == "hazard"]
+
+    @property
+    def worded_hazards(self) -> list[str]:
+        """The hazard classes in words (a heatmap sums these: softmax shares of one frame)."""
+        return [c.name for c in self.classes if c.kind == "hazard" and not c.by_example]
+
+    @property
+    def worded(self) -> list[int]:
+        """The indices of the classes in words (the softmax is over these)."""
+        return [i for i, c in enumerate(self.classes) if not c.by_example]
 
     @property
     def prompts(self) -> list[str]:
@@ -174,13 +245,18 @@ def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
     severity = spec.get("severity", "warning" if kind == "hazard" else "info")
     if severity not in SEVERITIES:
         raise ConfigError(f"{here} severity must be one of {SEVERITIES}, not {severity!r}")
-    prompts = spec.get("prompts")
-    if (
+    prompts = spec.get("prompts", [])
+    examples, model = _examples(here, spec.get("examples", []), spec.get("model", ""))
+    if examples and prompts:
+        raise ConfigError(f"{here} is described by prompts or by examples, not both")
+    if not examples and (
         not isinstance(prompts, list)
         or not prompts
         or not all(isinstance(p, str) and p.strip() for p in prompts)
     ):
-        raise ConfigError(f"{here} needs a non-empty list of prompt strings")
+        raise ConfigError(
+            f"{here} needs a non-empty list of prompt strings (or examples: image embeddings)"
+        )
     thresholds: dict[str, float | None] = {}
     for key in ("enter_threshold", "exit_threshold"):
         value = spec.get(key)
@@ -209,7 +285,50 @@ def _parse_class(where: str, name: Any, spec: Any) -> PromptClass:
         if spec.get("normal") is None
         else ClassNormal.from_mapping(spec["normal"], here),
         cameras=tuple(dict.fromkeys(cameras)),
+        examples=examples,
+        model=model,
     )
+
+
+def _examples(here: str, data: Any, model: Any) -> tuple[tuple[Example, ...], str]:
+    """A class's examples: each {source, embedding (float16 base64)}, all of one size and
+    of the named model."""
+    if not isinstance(data, list) or len(data) > MAX_EXAMPLES:
+        raise ConfigError(f"{here} examples must be a list of at most {MAX_EXAMPLES}")
+    if not data:
+        return (), ""
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{here} needs the model that embedded its examples (model:)")
+    out: list[Example] = []
+    dims = set()
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or set(item) != _EXAMPLE_KEYS:
+            raise ConfigError(f"{here} example {i} must be a mapping of source and embedding")
+        source, text = item["source"], item["embedding"]
+        if not isinstance(source, str) or not 0 < len(source) <= 200:
+            raise ConfigError(f"{here} example {i}: source must be 1-200 characters")
+        try:
+            raw = base64.b64decode(str(text), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{here} example {i}: embedding is not base64") from None
+        vector = np.frombuffer(raw[: len(raw) // 2 * 2], np.float16)
+        if len(raw) % 2 or vector.size < 2 or not np.isfinite(vector).all() or not vector.any():
+            raise ConfigError(f"{here} example {i}: embedding must be finite float16 values")
+        dims.add(vector.size)
+        out.append(Example(source, str(text)))
+    if len(dims) > 1:
+        raise ConfigError(f"{here} examples have embeddings of different sizes {sorted(dims)}")
+    return tuple(out), model.strip()
+
+
+def example_probability(
+    cosines: npt.NDArray[np.floating[Any]],
+) -> npt.NDArray[np.float64]:
+    """A class by example's score from the cosines with its examples ([E, …] → […]):
+    (1 + best cosine) / 2, in 0..1; its logit is Fisher's z of the cosine (module doc)."""
+    best = np.max(np.asarray(cosines, np.float64), axis=0)
+    out: npt.NDArray[np.float64] = np.clip((1.0 + best) / 2.0, 0.0, 1.0)
+    return out
 
 
 def _normal(data: Any, where: str) -> ClassNormal | None:

@@ -24,7 +24,7 @@ from hazardwatch.handoff.queue import Delivery, FrameSource, Retry
 from hazardwatch.images import decode_at_least
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import GatedFrame, Image, ScoredFrame
-from hazardwatch.scoring.bank import PromptBank, class_probabilities
+from hazardwatch.scoring.bank import PromptBank, class_probabilities, example_probability
 from hazardwatch.scoring.bank_source import BankSource
 from hazardwatch.scoring.model import Encoder
 from hazardwatch.scoring.preprocess import crop_around, preprocess_batch
@@ -35,27 +35,66 @@ BANK_CHECK_S = 2.0
 
 @dataclass
 class TextIndex:
-    """Cached text embeddings of one bank version."""
+    """Cached embeddings of one bank version: its prompts' text embeddings, and the
+    examples of its classes by example."""
 
     bank: PromptBank
     prompt_embeddings: npt.NDArray[np.float32]  # [P, D]
-    class_embeddings: npt.NDArray[np.float32]  # [C, D], normalised mean of each class's prompts
+    class_embeddings: npt.NDArray[np.float32]  # [W, D], the classes in words (bank.worded)
+    # Per class by example that this model can score: its column and its examples [E, D].
+    examples: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, bank: PromptBank, encoder: Encoder) -> TextIndex:
-        prompts = encoder.encode_text(bank.prompts)
-        index = bank.prompt_class_index
-        classes = np.stack([prompts[index == i].mean(axis=0) for i in range(len(bank.classes))])
-        classes /= np.linalg.norm(classes, axis=1, keepdims=True)
-        return cls(bank, prompts, classes.astype(np.float32))
+        worded = bank.worded
+        if bank.prompts:
+            prompts = encoder.encode_text(bank.prompts)
+            index = bank.prompt_class_index
+            classes = np.stack([prompts[index == i].mean(axis=0) for i in worded])
+            classes /= np.linalg.norm(classes, axis=1, keepdims=True)
+        else:  # every class by example
+            prompts = np.zeros((0, 0), np.float32)
+            classes = np.zeros((0, 0), np.float32)
+        examples = {}
+        for i, c in enumerate(bank.classes):
+            if not c.by_example:
+                continue
+            vectors = np.stack([e.vector() for e in c.examples]).astype(np.float32)
+            dim = prompts.shape[1] if prompts.size else None
+            if c.model != encoder.name or (dim is not None and vectors.shape[1] != dim):
+                log.error(
+                    "class %s is defined by examples embedded by %s; this worker's model is "
+                    "%s, so it is not scored here (add the examples again with this model)",
+                    c.name, c.model, encoder.name,
+                )  # fmt: skip
+                continue
+            examples[i] = vectors
+        return cls(bank, prompts.astype(np.float32), classes.astype(np.float32), examples)
 
     def score(
         self, images: npt.NDArray[np.float32], logit_scale: float
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
-        """[N, D] image embeddings → class probabilities [N, C] and prompt similarities [N, P]."""
-        class_cos = images @ self.class_embeddings.T
-        probs = class_probabilities(class_cos.T, logit_scale).T
-        return probs, images @ self.prompt_embeddings.T
+        """[N, D] image embeddings → class probabilities [N, C] (NaN: a class by example
+        this model cannot score) and prompt similarities [N, P]."""
+        probs = np.full((images.shape[0], len(self.bank.classes)), np.nan)
+        if self.class_embeddings.size:
+            class_cos = images @ self.class_embeddings.T
+            probs[:, self.bank.worded] = class_probabilities(class_cos.T, logit_scale).T
+            sims = images @ self.prompt_embeddings.T
+        else:
+            sims = np.zeros((images.shape[0], 0), np.float32)
+        for column, vectors in self.examples.items():
+            if vectors.shape[1] == images.shape[1]:
+                probs[:, column] = example_probability(vectors @ images.T)
+        return probs, sims
+
+    def probabilities(self, row: npt.NDArray[np.float64]) -> dict[str, float]:
+        """One frame's probabilities by class name, without the classes it cannot score."""
+        return {
+            name: float(p)
+            for name, p in zip(self.bank.class_names, row, strict=True)
+            if np.isfinite(p)
+        }
 
 
 @dataclass
@@ -241,11 +280,10 @@ class ScoringWorker:
             offset += len(view)
         index = self.index
         probs, sims = index.score(np.stack(per_frame).astype(np.float32), self.encoder.logit_scale)
-        names = index.bank.class_names
         out = [
             ScoredFrame(
                 item,
-                dict(zip(names, map(float, probs[i]), strict=True)),
+                index.probabilities(probs[i]),
                 sims[i],
                 index.bank,
                 per_frame[i].astype(np.float32),
