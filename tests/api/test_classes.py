@@ -115,7 +115,7 @@ def test_the_worker_takes_a_new_version_without_a_restart(
 @pytest.mark.parametrize(
     ("change", "status", "reason"),
     [
-        ({"prompts": []}, 422, "at least 1 item"),
+        ({"prompts": []}, 422, "give prompts (words) or examples"),
         ({"prompts": ["  "]}, 422, "at least 1 character"),
         ({"prompts": ["p"] * 33}, 422, "at most 32 items"),
         ({"prompts": ["x" * 201]}, 422, "at most 200 characters"),

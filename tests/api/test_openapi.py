@@ -106,5 +106,7 @@ def test_the_documented_exceptions_are_the_only_ones() -> None:
         '"/api/v1/search/similar"',
         '"/api/v1/classes"',
         '"/api/v1/classes/{name}"',
+        '"/api/v1/classes/{name}/examples"',
+        '"/api/v1/events/{uuid}/feedback"',
         '"/readyz"',
     ]

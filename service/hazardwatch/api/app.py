@@ -62,7 +62,7 @@ def create_app(
     app.include_router(cameras.router(state, auth))
     app.include_router(scoring.router(state, settings, auth))
     app.include_router(search.router(state, settings, auth))
-    app.include_router(classes.router(state, auth))
+    app.include_router(classes.router(state, settings, auth))
     return app
 
 

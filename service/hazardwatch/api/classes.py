@@ -9,22 +9,37 @@ file only seeds the first edit.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
 
 from hazardwatch.api.accounts import Principal
-from hazardwatch.api.schemas import Responses, errors
-from hazardwatch.api.security import requires
+from hazardwatch.api.errors import problem, unprocessable
+from hazardwatch.api.examples import (
+    ExampleRef,
+    check_model,
+    event_example,
+    invalid,
+    keyframe_example,
+    prior,
+    resolve,
+    upload_example,
+)
+from hazardwatch.api.overlay import decode_upload
+from hazardwatch.api.schemas import UUID_PATTERN, Responses, errors
+from hazardwatch.api.security import requires, too_large
 from hazardwatch.api.state import ApiState
 from hazardwatch.errors import ConfigError
 from hazardwatch.outputs.alerts import iso
-from hazardwatch.records import Severity
-from hazardwatch.scoring.bank import PromptBank, PromptClass
+from hazardwatch.records import ClassNormal, Severity
+from hazardwatch.scoring.bank import MAX_EXAMPLES, Example, PromptBank, PromptClass
 from hazardwatch.scoring.bank_source import DatabaseBank
+from hazardwatch.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 CLASS_NAME = r"^[a-z0-9][a-z0-9_]{0,63}$"
@@ -48,10 +63,17 @@ class ClassChange(BaseModel):
     )
     severity: Severity = "warning"
     prompts: list[Prompt] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=MAX_PROMPTS,
         description="Descriptions of the sight ('a forklift in a walkway'); a prompt may belong "
-        "to one class only",
+        "to one class only. Give prompts or examples",
+    )
+    examples: list[ExampleRef] | None = Field(
+        None,
+        max_length=MAX_EXAMPLES,
+        description="The sight by example: events' peaks, keyframes, or (to keep them) examples "
+        "the class holds, by source; uploads go to POST /api/v1/classes/{name}/examples. "
+        "Omitted on a change: the class keeps its examples",
     )
     description: str = Field("", max_length=500)
     cameras: list[CameraName] = Field(
@@ -65,8 +87,9 @@ class NewClass(ClassChange):
     name: str = Field(pattern=CLASS_NAME, description="1-64 of a-z, 0-9 and _")
 
 
-def router(state: ApiState, auth: Responses) -> APIRouter:
+def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter:
     router = APIRouter(prefix="/api/v1/classes", tags=["classes"], responses=auth)
+    max_bytes = int(settings.max_upload_mb * 1e6)
 
     @router.get("", responses=errors(e503="This service does not serve the prompt bank"))
     def list_classes(
@@ -118,7 +141,7 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         bank = _current(banks)
         if spec.name in bank.class_names:
             raise HTTPException(409, f"a class {spec.name!r} exists; change it with PUT")
-        new = _class(spec.name, spec, state)
+        new = _class(spec.name, spec, state, None)
         return _store(state, banks, bank, (*bank.classes, new), by, "create", spec.name)
 
     @router.put("/{name}", responses=edit_errors)
@@ -130,10 +153,54 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         """Change a class (everything but its name)."""
         banks = _banks(state)
         bank = _current(banks)
-        _get(bank, name)
-        new = _class(name, spec, state)
+        new = _class(name, spec, state, _get(bank, name))
         classes = tuple(new if c.name == name else c for c in bank.classes)
         return _store(state, banks, bank, classes, by, "update", name)
+
+    @router.post(
+        "/{name}/examples",
+        responses=errors(
+            e404="No such class, event or keyframe",
+            e409="The class is described in words, or the example is of another model",
+            e413="The upload or the image's pixel count is over the limit",
+            e415="Not an image this service can decode",
+            e503="This service does not serve the prompt bank, or no model can embed the image now",
+        ),
+    )
+    async def add(
+        name: ClassPath,
+        event: Annotated[
+            str | None, Query(pattern=UUID_PATTERN, description="This event's peak")
+        ] = None,
+        keyframe: Annotated[int | None, Query(ge=1, le=2**62, description="This keyframe")] = None,
+        # Typed without None, so the document offers a file or nothing, never a null.
+        file: Annotated[UploadFile, File(description="This image (JPEG, PNG, BMP, WebP)")] = None,  # type: ignore[assignment]
+        *,
+        by: Annotated[Principal, Depends(requires("admin"))],
+    ) -> dict[str, Any]:
+        """One more example for a class by example: an event's peak (`event`), a keyframe
+        (`keyframe`) or an uploaded image (multipart field `file`); give exactly one. Each
+        camera then learns the class again with it."""
+        upload: UploadFile | None = file  # None when not given, whatever its annotation
+        given = [k for k, v in (("event", event), ("keyframe", keyframe), ("file", upload))
+                 if v is not None]  # fmt: skip
+        if len(given) != 1:
+            why = "give exactly one of event, keyframe or file" + (
+                f"; got {', '.join(given)}" if given else ""
+            )
+            raise unprocessable(problem(["query"], why))
+        if upload is not None:
+            data = await upload.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise HTTPException(413, too_large(max_bytes))
+            image = await run_in_threadpool(decode_upload, data)
+            example, model = await run_in_threadpool(upload_example, state, image, data)
+        elif event is not None:
+            example, model = await run_in_threadpool(event_example, state, event)
+        else:
+            assert keyframe is not None
+            example, model = await run_in_threadpool(keyframe_example, state, keyframe)
+        return await run_in_threadpool(add_example, state, name, example, model, by)
 
     @router.delete("/{name}", status_code=204, response_class=Response, responses=edit_errors)
     def delete(name: ClassPath, by: Annotated[Principal, Depends(requires("admin"))]) -> Response:
@@ -172,7 +239,7 @@ def _get(bank: PromptBank, name: str) -> PromptClass:
         ) from None
 
 
-def _class(name: str, spec: ClassChange, state: ApiState) -> PromptClass:
+def _class(name: str, spec: ClassChange, state: ApiState, old: PromptClass | None) -> PromptClass:
     if (
         spec.enter_threshold is not None
         and spec.exit_threshold is not None
@@ -182,7 +249,17 @@ def _class(name: str, spec: ClassChange, state: ApiState) -> PromptClass:
     unknown = sorted(set(spec.cameras) - _known_cameras(state))
     if unknown:
         raise _invalid("cameras", f"no camera {', '.join(map(repr, unknown))} is known")
-    return PromptClass(
+    examples: tuple[Example, ...] = ()
+    model = ""
+    if spec.examples is not None:
+        examples, model = resolve(state, spec.examples, old)
+    elif old is not None and old.by_example and not spec.prompts:
+        examples, model = old.examples, old.model
+    if examples and spec.prompts:
+        raise _invalid("examples", "a class is described by prompts or by examples, not both")
+    if not examples and not spec.prompts:
+        raise _invalid("prompts", "give prompts (words) or examples (events, keyframes)")
+    new = PromptClass(
         name=name,
         kind=spec.kind,
         severity=spec.severity,
@@ -191,7 +268,48 @@ def _class(name: str, spec: ClassChange, state: ApiState) -> PromptClass:
         exit_threshold=spec.exit_threshold,
         description=spec.description,
         cameras=tuple(dict.fromkeys(spec.cameras)),
+        examples=examples,
+        model=model,
     )
+    return dataclasses.replace(new, normal=_prior(state, new, old))
+
+
+def _prior(state: ApiState, new: PromptClass, old: PromptClass | None) -> ClassNormal | None:
+    """A class in words keeps the prior the bank file gave it (the API does not edit
+    priors); a class by example gets one from the stored keyframes, again when its
+    examples or cameras change."""
+    if not new.by_example:
+        return old.normal if old is not None and not old.by_example else None
+    if old is not None and (old.definition, old.cameras) == (new.definition, new.cameras):
+        return old.normal
+    return prior(state, new)
+
+
+def add_example(
+    state: ApiState, name: str, example: Example, model: str, by: Principal
+) -> dict[str, Any]:
+    """One more example for a class by example (an upload, an event confirmed by an
+    operator); each camera learns the class again with it."""
+    banks = _banks(state)
+    bank = _current(banks)
+    old = _get(bank, name)
+    if not old.by_example:
+        raise HTTPException(
+            409, f"class {name!r} is described in words; examples go to a class by example"
+        )
+    if old.model != model:
+        raise HTTPException(
+            409, f"class {name!r} holds examples of {old.model}, this one is of {model}"
+        )
+    check_model(state, model)
+    if any(e.source == example.source for e in old.examples):
+        return {"version": bank.version, "diff": "", "class": _class_json(old)}
+    if len(old.examples) >= MAX_EXAMPLES:
+        raise _invalid("examples", f"a class holds at most {MAX_EXAMPLES} examples")
+    new = dataclasses.replace(old, examples=(*old.examples, example))
+    new = dataclasses.replace(new, normal=_prior(state, new, old))
+    classes = tuple(new if c.name == name else c for c in bank.classes)
+    return _store(state, banks, bank, classes, by, "example", name)
 
 
 def _known_cameras(state: ApiState) -> set[str]:
@@ -237,9 +355,12 @@ def _store(
     return answer
 
 
-def _invalid(field: str, why: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", field], "msg": why, "type": "value_error"}])
+_invalid = invalid
 
 
 def _class_json(c: PromptClass) -> dict[str, Any]:
-    return {"name": c.name, **c.to_mapping(), "cameras": list(c.cameras)}
+    """A class as the API shows it: examples by source, not their vectors."""
+    out = {"name": c.name, **c.to_mapping(), "cameras": list(c.cameras)}
+    if c.examples:
+        out["examples"] = [{"source": e.source} for e in c.examples]
+    return out

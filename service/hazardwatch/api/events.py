@@ -14,7 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from hazardwatch.api.accounts import Principal
+from hazardwatch.api.classes import add_example
+from hazardwatch.api.errors import problem, unprocessable
+from hazardwatch.api.examples import event_example
 from hazardwatch.api.schemas import (
+    UUID_PATTERN,
     ErrorBody,
     Feedback,
     IsoTime,
@@ -31,7 +35,6 @@ from hazardwatch.outputs.alerts import event_json, iso
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Verdict
 from hazardwatch.storage.repository import MAX_PAGE
 
-UUID_PATTERN = r"^[0-9a-fA-F-]{8,64}$"
 UUID_RE = re.compile(UUID_PATTERN)
 MAX_AROUND_S = 600.0  # the score series reaches at most this far either side of an event
 MAX_EVENT_S = 3600.0  # and covers at most this much of a long event
@@ -131,8 +134,11 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         responses=errors(
             e403="The caller is a viewer (verdicts need the operator role), or a session's "
             "POST came without its X-CSRF-Token",
-            e404="No such event",
-            e503="Verdict stored; the detector is not running",
+            e404="No such event (or, with add_example, no stored embedding of its peak)",
+            e409="add_example: the event's class is described in words, is no longer in the "
+            "bank, or holds another model's examples",
+            e503="Verdict stored; the detector is not running (or, with add_example, this "
+            "service does not serve the prompt bank)",
         ),
     )
     def feedback(
@@ -141,9 +147,14 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         """Record a verdict, and who gave it. A false alarm teaches the camera that its
         peak frame is normal."""
         event = _find(state, uuid)
+        if body.add_example:
+            _can_add_example(state, event, body)
         updated = state.repository.set_verdict(event.uuid, body.verdict, body.note, by.name)
         if updated is None:
             raise HTTPException(404, f"no event {uuid!r}")
+        answer: dict[str, Any] = {}
+        if body.add_example:
+            answer["example"] = _add_example(state, updated, body, by)
         references = None
         if body.verdict == "false_alarm" and updated.peak_embedding is not None:
             if state.learn_normal is None:
@@ -159,7 +170,7 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
                 embedding = None
             if embedding is not None:
                 references = state.learn_normal(updated.camera, embedding)
-        return {"event": event_links(updated, state), "normal_references": references}
+        return {"event": event_links(updated, state), "normal_references": references, **answer}
 
     @router.get(
         "/{uuid}/snapshot.jpg",
@@ -239,6 +250,32 @@ def _page(
         "next_before": rows[-1].uuid if older else None,
         "next_after": rows[0].uuid if newer else None,
     }
+
+
+def _can_add_example(state: ApiState, event: EventRecord, body: Feedback) -> None:
+    """Before the verdict is stored: can its peak become an example of its class?"""
+    if body.verdict != "confirmed":
+        raise unprocessable(problem(["body", "add_example"], "only a confirmed event adds"))
+    if event.peak_embedding is None:
+        raise HTTPException(404, f"event {event.uuid} has no stored embedding of its peak")
+    if state.banks is None:
+        raise HTTPException(503, "this service does not serve the prompt bank")
+    try:
+        c = state.banks.current().get(event.class_name)
+    except (KeyError, ConfigError):
+        raise HTTPException(409, f"class {event.class_name!r} is not in the live bank") from None
+    if not c.by_example:
+        raise HTTPException(
+            409, f"class {c.name!r} is described in words; only a class by example takes examples"
+        )
+
+
+def _add_example(
+    state: ApiState, event: EventRecord, body: Feedback, by: Principal
+) -> dict[str, Any]:
+    example, model = event_example(state, event.uuid)
+    answer = add_example(state, event.class_name, example, model, by)
+    return {"source": example.source, "class_version": answer["version"]}
 
 
 def _find(state: ApiState, uuid: str) -> EventRecord:

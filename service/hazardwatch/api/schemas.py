@@ -20,6 +20,8 @@ from pydantic import (
 from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.records import Verdict
 
+UUID_PATTERN = r"^[0-9a-fA-F-]{8,64}$"
+
 
 class ErrorBody(BaseModel):
     """Every error but a 422: what went wrong and how to fix it."""
@@ -80,6 +82,11 @@ class Feedback(BaseModel):
         "normal references and will not alert again); confirmed: a real hazard."
     )
     note: str | None = Field(None, max_length=1000, description="free text, e.g. who and why")
+    add_example: bool = Field(
+        False,
+        description="With confirmed: the event's peak becomes one more example of its class "
+        "(a class defined by examples), which each camera then learns again",
+    )
 
 
 def _query_names(dependant: Any) -> set[str]:

@@ -15,9 +15,16 @@ from starlette.concurrency import run_in_threadpool
 
 from hazardwatch.api.accounts import Principal
 from hazardwatch.api.errors import problem, unprocessable
-from hazardwatch.api.events import UUID_PATTERN, event_links, media_file
+from hazardwatch.api.events import event_links, media_file
 from hazardwatch.api.overlay import decode_upload
-from hazardwatch.api.schemas import IsoTime, LinkExpiry, LinkSignature, Responses, errors
+from hazardwatch.api.schemas import (
+    UUID_PATTERN,
+    IsoTime,
+    LinkExpiry,
+    LinkSignature,
+    Responses,
+    errors,
+)
 from hazardwatch.api.security import requires, too_large
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.detect.normal import decode_embedding

@@ -233,6 +233,29 @@ class KeyframeTable:
             row = conn.execute(query).first()
         return (bytes(row.embedding), row.model_name) if row is not None else None
 
+    def normal_embeddings(
+        self, camera: str, *, model_name: str, limit: int
+    ) -> npt.NDArray[np.float16]:
+        """A camera's newest `limit` keyframes of `model_name` that are no event's peak,
+        as float16 rows [N, D] (the prior of a class by example)."""
+        query = (
+            sa.select(_T.c.embedding)
+            .where(_T.c.camera == camera, _T.c.model_name == model_name, _T.c.event_uuid.is_(None))
+            .order_by(_T.c.ts.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            rows = [bytes(v) for v in conn.execute(query).scalars()]
+        if not rows:
+            return np.zeros((0, 0), np.float16)
+        return np.frombuffer(b"".join(rows), np.float16).reshape(len(rows), -1)
+
+    def cameras(self, *, model_name: str) -> list[str]:
+        """The cameras with keyframes of `model_name`."""
+        query = sa.select(_T.c.camera).where(_T.c.model_name == model_name).distinct()
+        with self._engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
+
     def set_embeddings(self, rows: Sequence[tuple[int, bytes]], model_name: str) -> None:
         """New embeddings for these keyframes, made by `model_name` (reindex)."""
         if not rows:
