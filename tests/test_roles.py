@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from hazardwatch.app import Service
@@ -366,6 +367,73 @@ def test_a_class_added_through_the_events_api_reaches_the_workers_without_a_rest
 
         assert wait_for(lambda: bool(its_events()), 30, interval=0.5)
         assert its_events()[0]["prompt_bank_version"] == version
+    finally:
+        worker.stop()
+        events.stop()
+        for thread in threads:
+            thread.join(60)
+
+
+def test_a_class_made_from_an_uploaded_image_is_learned_and_fires_in_the_roles(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Issue 26.4, distributed: the events service has no model, so a worker embeds the
+    upload over the broker; the class goes to the workers like any bank version; the
+    camera (never calibrated) learns it on its first seconds and it fires on the sight."""
+    import cv2
+    import httpx
+
+    from tests.fakes import write_red_square_clip
+
+    clip = tmp_path / "late.mp4"
+    write_red_square_clip(str(clip), seconds=14.0, on=(8.0, 13.0), busy=True)  # all in motion
+    settings, _ = settings_for(
+        tmp_path, "examples", clip, broker={"url": nats_server.url}, detector={"learning_s": 2.0}
+    )
+    events = EventsNode(settings)
+    worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    threads = [threading.Thread(target=n.run, daemon=True) for n in (events, worker)]
+    for thread in threads:
+        thread.start()
+    api = f"http://127.0.0.1:{settings.api.port}"
+    picture = np.full((240, 320, 3), 160, np.uint8)
+    picture[80:180, 120:220] = (20, 20, 230)
+    jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+    try:
+
+        def post() -> httpx.Response | None:
+            try:
+                return httpx.post(
+                    api + "/api/v1/classes/red_square/examples",
+                    files={"file": ("sight.jpg", jpeg, "image/jpeg")},
+                    timeout=10,
+                )
+            except httpx.HTTPError:
+                return None
+
+        made = post()
+        deadline = time.monotonic() + 30
+        while (made is None or made.status_code != 200) and time.monotonic() < deadline:
+            time.sleep(0.5)  # the API, then a worker to embed the upload, come up
+            made = post()
+        assert made is not None and made.status_code == 200, made and made.text
+        assert made.json()["class"]["model"] == settings.scoring.model  # as events name it
+        assert made.json()["class"]["examples"][0]["source"].startswith("upload:")
+        version = made.json()["version"]
+        assert wait_for(
+            lambda: worker.worker is not None and worker.worker.bank.version == version, 15
+        )
+        CaptureNode(settings, api_port=0).run()  # the clip, to its end
+
+        def its_events() -> list[dict[str, Any]]:
+            got = httpx.get(api + "/api/v1/events", params={"class": "red_square"})
+            return list(got.json()["items"])
+
+        assert wait_for(lambda: bool(its_events()), 30, interval=0.5)
+        fired = its_events()
+        assert len(fired) == 1 and fired[0]["prompt_bank_version"] == version
+        normal = httpx.get(api + "/api/v1/cameras/late/normal").json()
+        assert normal["classes"]["red_square"]["rule"] == "evidence"
     finally:
         worker.stop()
         events.stop()

@@ -124,9 +124,11 @@ def build_worker(
     on_scored: Callable[[list[ScoredFrame]], None],
     metrics: Metrics,
     banks: BankSource | None = None,
+    model_name: str = "",
 ) -> ScoringWorker:
     """The scoring worker on `source` (the local queue, or JetStream on a worker node);
-    `banks`: where the live prompt bank comes from (default: the bank file)."""
+    `banks`: where the live prompt bank comes from (default: the bank file);
+    `model_name`: what the deployment calls the model (default: the encoder's name)."""
     banks = banks or file_bank(settings)
     s = settings.scoring
     return ScoringWorker(
@@ -140,6 +142,7 @@ def build_worker(
         max_frame_age_s=s.max_frame_age_s,
         bank_source=banks,
         metrics=metrics,
+        model_name=model_name,
     )
 
 

@@ -282,8 +282,9 @@ class WorkerNode:
             # The bank an admin edited, as the events service publishes it; else the file.
             banks = BrokerBank(link, file_bank(settings))
             worker = self.worker = build_worker(
-                settings, encoder, source, publisher.publish, metrics, banks
-            )
+                settings, encoder, source, publisher.publish, metrics, banks,
+                settings.scoring.model,  # as the events service names it
+            )  # fmt: skip
             # The frames this worker dropped as stale, per camera (hazardwatch_frames_dropped).
             view = PipelineView(stale_by_camera=worker.stats.stale_by_camera)
             metrics.registry.register(DropsCollector(view))

@@ -160,7 +160,7 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
     @router.post(
         "/{name}/examples",
         responses=errors(
-            e404="No such class, event or keyframe",
+            e404="No such event or keyframe",
             e409="The class is described in words, or the example is of another model",
             e413="The upload or the image's pixel count is over the limit",
             e415="Not an image this service can decode",
@@ -180,7 +180,9 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
     ) -> dict[str, Any]:
         """One more example for a class by example: an event's peak (`event`), a keyframe
         (`keyframe`) or an uploaded image (multipart field `file`); give exactly one. Each
-        camera then learns the class again with it."""
+        camera then learns the class again with it. A class not in the bank yet is made
+        from this first example (a hazard of severity warning, on every camera; change
+        those with PUT, which keeps the examples)."""
         upload: UploadFile | None = file  # None when not given, whatever its annotation
         given = [k for k, v in (("event", event), ("keyframe", keyframe), ("file", upload))
                  if v is not None]  # fmt: skip
@@ -292,7 +294,12 @@ def add_example(
     operator); each camera learns the class again with it."""
     banks = _banks(state)
     bank = _current(banks)
-    old = _get(bank, name)
+    if name not in bank.class_names:  # the first example makes the class
+        check_model(state, model)
+        new = PromptClass(name, "hazard", "warning", (), examples=(example,), model=model)
+        new = dataclasses.replace(new, normal=_prior(state, new, None))
+        return _store(state, banks, bank, (*bank.classes, new), by, "create", name)
+    old = bank.get(name)
     if not old.by_example:
         raise HTTPException(
             409, f"class {name!r} is described in words; examples go to a class by example"

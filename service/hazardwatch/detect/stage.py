@@ -69,7 +69,8 @@ class CameraSlot:
     last_sample: dict[str, float] = field(default_factory=dict)  # class -> frame time
     saved_at: float = -1e18  # monotonic
     save_due: bool = False  # taught by feedback: save with the next frame
-    # What defines each class by example the detector was built for.
+    # The hazard classes, and what defines each class by example, the detector was built for.
+    hazards: frozenset[str] = frozenset()
     definitions: dict[str, str] = field(default_factory=dict)
     # Bank versions seen: version -> (first seen, last seen), frame time.
     versions: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -252,12 +253,12 @@ class DetectorStage:
         definitions = {c.name: c.definition for c in bank.classes if c.by_example}
         if (
             detector is not None
-            and detector.channels == frozenset(bank.hazard_classes)
+            and slot.hazards == frozenset(bank.hazard_classes)
             and slot.definitions == definitions
         ):
             detector.reconfigure(self.params, overrides)  # same classes: events carry on
             return detector
-        slot.definitions = definitions
+        slot.definitions, slot.hazards = definitions, frozenset(bank.hazard_classes)
         if detector is not None:  # classes changed: close what is open, start afresh
             self._emit_all(detector.flush(slot.last_t), None)
         normal = slot.normal
@@ -278,7 +279,11 @@ class DetectorStage:
         prior = CameraNormal.prior(bank).classes
         view = replace(normal, classes={**{n: prior[n] for n in unseen if n in prior},
                                         **normal.classes})  # fmt: skip
-        detector = TemporalDetector(camera, self.params, bank.hazard_classes, overrides, view)
+        # A class by example with no prior (no stored keyframes) is not decided until the
+        # camera has learned it: no fixed similarity stands in for its threshold.
+        silent = {n for n in unseen if n in definitions and view.band(n) is None}
+        decided = [n for n in bank.hazard_classes if n not in silent]
+        detector = TemporalDetector(camera, self.params, decided, overrides, view)
         slot.detector = detector
         learns = {n: definitions[n] for n in unseen if n in definitions}
         self._start_learning(camera, slot, unseen, len(watched), learns)

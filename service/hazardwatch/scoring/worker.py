@@ -45,7 +45,10 @@ class TextIndex:
     examples: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, bank: PromptBank, encoder: Encoder) -> TextIndex:
+    def build(cls, bank: PromptBank, encoder: Encoder, model_name: str = "") -> TextIndex:
+        """`model_name`: what the deployment calls the encoder's model (events and
+        keyframes name it so; default its own name): the examples must be of it."""
+        model_name = model_name or encoder.name
         worded = bank.worded
         if bank.prompts:
             prompts = encoder.encode_text(bank.prompts)
@@ -61,11 +64,11 @@ class TextIndex:
                 continue
             vectors = np.stack([e.vector() for e in c.examples]).astype(np.float32)
             dim = prompts.shape[1] if prompts.size else None
-            if c.model != encoder.name or (dim is not None and vectors.shape[1] != dim):
+            if c.model != model_name or (dim is not None and vectors.shape[1] != dim):
                 log.error(
                     "class %s is defined by examples embedded by %s; this worker's model is "
                     "%s, so it is not scored here (add the examples again with this model)",
-                    c.name, c.model, encoder.name,
+                    c.name, c.model, model_name,
                 )  # fmt: skip
                 continue
             examples[i] = vectors
@@ -136,10 +139,14 @@ class ScoringWorker:
         max_frame_age_s: float = 0.0,
         bank_source: BankSource | None = None,
         metrics: Metrics | None = None,
+        model_name: str = "",
     ) -> None:
         """`bank_source`: asked every `BANK_CHECK_S` for the live bank; a new version is
-        scored with from the next batch (None: `bank` for good)."""
+        scored with from the next batch (None: `bank` for good). `model_name`: what the
+        deployment calls the model (default the encoder's name; a worker node: the
+        configured `scoring.model`, as the events service names it)."""
         self.encoder = encoder
+        self.model_name = model_name or encoder.name
         self.metrics = metrics
         self.queue = queue
         self.on_scored = on_scored
@@ -151,7 +158,7 @@ class ScoringWorker:
         self._bank_source = bank_source
         self._bank_checked = time.monotonic()
         self._bank_failing = False
-        self.index = TextIndex.build(bank, encoder)
+        self.index = TextIndex.build(bank, encoder, self.model_name)
         # The API scores uploads with the same model; one forward pass at a time.
         self._model_lock = threading.Lock()
         self._stop = threading.Event()
@@ -343,7 +350,7 @@ class ScoringWorker:
                 self._bank_failing = False
                 return False
             with self._model_lock:  # the API scores uploads on other threads
-                index = TextIndex.build(bank, self.encoder)
+                index = TextIndex.build(bank, self.encoder, self.model_name)
             self.index = index
         except (ConfigError, SQLAlchemyError, OSError) as exc:
             if not self._bank_failing:  # once, not every two seconds
