@@ -174,6 +174,7 @@ class DetectorStage:
             names = set(normal.classes)
             if detector is not None:
                 names |= set(detector.channels or ())
+            names |= set(learning)  # a class by example with no prior: learned, not decided
             classes = {}
             for name in sorted(names):
                 # The detector's view: a class still learning has the bank's prior.
