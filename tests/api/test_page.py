@@ -477,3 +477,61 @@ def test_an_admin_adds_edits_and_deletes_a_class_and_a_viewer_only_reads(
     page.goto(base + "/?view=classes")
     page.wait_for_selector("#class-list tbody tr")
     assert editor.is_hidden()
+
+
+def test_an_admin_turns_search_results_into_a_class_by_example(
+    served: tuple[str, ApiState, list[str]], page: Any, tmp_path: Path
+) -> None:
+    """Issue 26.4 on the page: moments found by words become the examples of a new class,
+    which the class list shows as described by example; a viewer gets no such button."""
+    from hazardwatch.scoring.bank import DEFAULT_BANK
+    from hazardwatch.scoring.bank_source import DatabaseBank, FileBank
+    from hazardwatch.search.embedder import WorkerEmbedder
+
+    base, state, _ = served
+    assert state.worker is not None
+    state.embedder = WorkerEmbedder(state.worker)
+    bank_file = tmp_path / "bank.yaml"
+    bank_file.write_text(DEFAULT_BANK.read_text())
+    state.banks = DatabaseBank(state.repository.banks, FileBank(bank_file))
+    kept = keyframes_of_south(state)
+    log_in(page, base, "ada", "ada pass")
+    page.goto(base + "/?view=search&q=a+car+crash")
+    assert until(page, "() => document.querySelectorAll('#results li').length === 6")
+    best = result_ids(page)[:2]
+    assert set(best) <= set(kept["red"])
+    first = page.locator(f"#results li[data-keyframe='{best[0]}']")
+    first.get_by_role("button", name="Add to class").click()
+    assert until(page, "() => document.querySelector('#search-status').textContent"
+                       ".includes('Name the class first')")  # fmt: skip
+    page.locator("#example-class").fill("red_sight")
+    first.get_by_role("button", name="Add to class").click()
+    assert until(page, "() => document.querySelector('#search-status').textContent"
+                       ".includes('red_sight now has 1 example')")  # fmt: skip
+    page.locator(f"#results li[data-keyframe='{best[1]}']").get_by_role(
+        "button", name="Add to class"
+    ).click()
+    assert until(page, "() => document.querySelector('#search-status').textContent"
+                       ".includes('red_sight now has 2 examples')")  # fmt: skip
+    sight = state.banks.current().get("red_sight")
+    assert [e.source for e in sight.examples] == [f"keyframe:{k}" for k in best]
+    page.get_by_role("link", name="Classes").click()
+    row = page.locator("#class-list tr[data-name='red_sight']")
+    row.wait_for()
+    assert "by example: 2 examples" in row.inner_text()
+    row.click()
+    assert "keyframe:" in page.locator("#class-examples").inner_text()
+    page.locator("#class-form").get_by_label("Severity").select_option("critical")
+    page.locator("#class-form").get_by_role("button", name="Save class").click()
+    assert until(page, "() => document.querySelector('#class-status').textContent"
+                       ".includes('saved')")  # fmt: skip
+    saved = state.banks.current().get("red_sight")
+    assert saved.severity == "critical" and saved.examples == sight.examples  # kept
+    assert errors(page) == []
+    # A viewer searches too, but adds nothing.
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, base, "vera", "vera pass")
+    page.goto(base + "/?view=search&q=a+car+crash")
+    assert until(page, "() => document.querySelectorAll('#results li').length === 6")
+    assert page.get_by_role("button", name="Add to class").count() == 0
+    assert page.locator("#example-bar").is_hidden()

@@ -367,7 +367,7 @@ _invalid = invalid
 
 def _class_json(c: PromptClass) -> dict[str, Any]:
     """A class as the API shows it: examples by source, not their vectors."""
-    out = {"name": c.name, **c.to_mapping(), "cameras": list(c.cameras)}
+    out = {"name": c.name, **c.to_mapping(), "prompts": list(c.prompts), "cameras": list(c.cameras)}
     if c.examples:
         out["examples"] = [{"source": e.source} for e in c.examples]
     return out

@@ -422,6 +422,9 @@ async function showResults(answer, what) {
     return;
   }
   const data = await answer.json();
+  const admin = Boolean(state.me && state.me.role === "admin");
+  $("example-bar").hidden = !admin;
+  if (admin) fillClassNames();
   status.textContent = `${data.items.length} moment${data.items.length === 1 ? "" : "s"} ${what}, `
     + `best first, among ${data.searched} kept (${data.took_ms} ms)`
     + (data.loading ? "; still loading older ones" : "");
@@ -449,8 +452,51 @@ async function showResults(answer, what) {
       window.location.search = `?${new URLSearchParams({ view: "search", like_keyframe: String(item.keyframe) })}`;
     });
     li.append(similar);
+    if (admin) {
+      const add = text("button", "Add to class");
+      add.type = "button";
+      add.addEventListener("click", () => addExample(item.keyframe));
+      li.append(add);
+    }
     results.append(li);
   }
+}
+
+async function addExample(keyframe) {
+  // A search result becomes an example of a class by example (a new name makes the class).
+  const name = $("example-class").value.trim();
+  const status = $("search-status");
+  if (!/^[a-z0-9][a-z0-9_]{0,63}$/.test(name)) {
+    status.textContent = "Name the class first (a-z, 0-9 and _).";
+    $("example-class").focus();
+    return;
+  }
+  const query = new URLSearchParams({ keyframe: String(keyframe) });
+  const answer = await api(`/api/v1/classes/${encodeURIComponent(name)}/examples?${query}`, { method: "POST" });
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) {
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    status.textContent = `Not added: ${detail || answer.statusText}`;
+    return;
+  }
+  const count = body.class.examples.length;
+  status.textContent = `Class ${name} now has ${count} example${count === 1 ? "" : "s"}; each camera learns it before it alerts.`;
+}
+
+async function fillClassNames() {
+  const answer = await api("/api/v1/classes");
+  if (!answer.ok) return;
+  const names = $("class-names");
+  names.replaceChildren();
+  for (const c of (await answer.json()).classes) {
+    if (c.examples) names.append(new Option(c.name, c.name));
+  }
+}
+
+function described(c) {
+  // What the class list shows of how a class is described: its prompts, or its examples.
+  if (c.examples) return `by example: ${c.examples.length} example${c.examples.length === 1 ? "" : "s"}`;
+  return c.prompts.join("; ");
 }
 
 async function loadClasses() {
@@ -466,7 +512,7 @@ async function loadClasses() {
   for (const c of bank.classes) {
     const tr = document.createElement("tr");
     tr.dataset.name = c.name;
-    tr.append(text("td", c.name), text("td", c.kind), text("td", c.severity), text("td", c.prompts.join("; ")),
+    tr.append(text("td", c.name), text("td", c.kind), text("td", c.severity), text("td", described(c)),
       text("td", c.cameras.length ? c.cameras.join(", ") : "every camera"));
     if (admin) tr.addEventListener("click", () => editClass(c));
     body.append(tr);
@@ -495,6 +541,11 @@ function editClass(c) {
   f.kind.value = c ? c.kind : "hazard";
   f.severity.value = c ? c.severity : "warning";
   f.prompts.value = c ? c.prompts.join("\n") : "";
+  const examples = $("class-examples");
+  examples.hidden = !(c && c.examples);
+  examples.textContent = c && c.examples
+    ? `Described by ${c.examples.length} example(s): ${c.examples.map((e) => e.source).join(", ")} (kept when saved)`
+    : "";
   f.cameras.value = c ? c.cameras.join(", ") : "";
   f.description.value = c ? c.description || "" : "";
   $("class-delete").hidden = !c;
