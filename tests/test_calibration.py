@@ -102,3 +102,49 @@ def test_calibrate_from_history_stores_a_calibration_without_the_events_and_keep
     err = capsys.readouterr().err
     assert f"at least {MIN_HISTORY_S:.0f} s are needed" in err and "calibrate from a video" in err
     engine.dispose()
+
+
+def test_from_history_reads_the_bank_the_api_edited_and_leaves_a_new_class_to_learn(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The live bank is the database's once an admin edited it: a class by example added
+    lately, with a minute of score rows, is left out for the camera to learn online (the
+    others are calibrated with their share of the budget, as if it were there); with an
+    hour of rows it is calibrated too, and what defines it is recorded."""
+    from hazardwatch.calibration import calibrate_camera_from_history
+    from hazardwatch.scoring.bank import Example, PromptBank
+    from hazardwatch.settings import load_settings
+
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    repository = Repository(engine)
+    rng = np.random.default_rng(3)
+    repository.add_scores(history(1500, rng))
+    base = load_bank(DEFAULT_BANK)
+    sight = Example.of("upload:ab", np.eye(8)[0])
+    edited = PromptBank.from_text(
+        base.to_text() + f"  red_sight:\n    kind: hazard\n    model: m\n    examples:\n"
+        f"      - {{source: {sight.source}, embedding: '{sight.embedding}'}}\n"
+    )
+    edited = PromptBank.from_text(edited.to_text())  # as the API stores it
+    repository.banks.add(edited.version, edited.to_text(), "ada", "create", "red_sight", "")
+    lately = np.clip(0.6 + 0.01 * rng.standard_normal(60), 0, 1)
+    repository.add_scores([ScoreSample("gate", NOW - timedelta(seconds=70 - i), "red_sight",
+                                       float(v)) for i, v in enumerate(lately)])  # fmt: skip
+    settings = load_settings(
+        None,
+        storage={"database_url": database_url, "data_dir": str(tmp_path / "data")},
+        cameras=[{"name": "gate", "url": "rtsp://cam.example/gate"}],
+    )
+    state = calibrate_camera_from_history(settings, "gate", 1.0)
+    assert "red_sight" not in state.classes and state.definitions == {}
+    assert set(state.classes) == set(base.hazard_classes)
+    # The same budget share per class as with every class calibrated.
+    more = np.clip(0.6 + 0.01 * rng.standard_normal(1400), 0, 1)
+    repository.add_scores([ScoreSample("gate", START + timedelta(seconds=i), "red_sight",
+                                       float(v)) for i, v in enumerate(more)])  # fmt: skip
+    full = calibrate_camera_from_history(settings, "gate", 1.0)
+    assert full.classes["red_sight"].threshold is not None
+    assert full.definitions == {"red_sight": edited.get("red_sight").definition}
+    assert full.classes[LIFTED].threshold == pytest.approx(state.classes[LIFTED].threshold)
+    engine.dispose()

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,14 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 from hazardwatch.capture.sources import SourceSpec
-from hazardwatch.components import load_encoder
+from hazardwatch.components import file_bank, load_encoder
 from hazardwatch.detect.detector import DetectorParams
 from hazardwatch.detect.evidence import EvidenceParams
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, calibrate
 from hazardwatch.errors import ConfigError, SourceError
 from hazardwatch.events_side import state_record
 from hazardwatch.records import ScoreSample
-from hazardwatch.scoring.bank import load_bank
+from hazardwatch.scoring.bank import PromptBank
+from hazardwatch.scoring.bank_source import DatabaseBank
 from hazardwatch.scoring.worker import TextIndex
 from hazardwatch.settings import Settings
 from hazardwatch.storage import migrate
@@ -93,11 +94,14 @@ def calibrate_from_history(
     *,
     now: datetime | None = None,
     score_interval_s: float = 1.0,
+    definitions: Mapping[str, str] | None = None,
 ) -> CameraNormal:
     """The camera's calibrated state from its stored history (see the module docstring).
 
-    ConfigError when under `MIN_HISTORY_S` of normal history remains for some class.
+    ConfigError when under `MIN_HISTORY_S` of normal history remains for every class (a
+    class short of it, added lately, is left out: the camera learns it online).
     `stored`: the camera's current state, whose normal references are kept.
+    `definitions`: what defines each class by example (recorded with its calibration).
     """
     if not hours > 0:
         raise ConfigError(f"--from-history {hours}: give the hours of history to use, above 0")
@@ -112,8 +116,18 @@ def calibrate_from_history(
     seconds = {
         name: covered_s(history[name], max_gap_s) if name in history else 0.0 for name in classes
     }
+    seconds_all = dict(seconds)  # the budget is shared among every class, learned or not
     short = sorted(name for name, s in seconds.items() if s < MIN_HISTORY_S)
-    if short:
+    if short and len(short) < len(classes):
+        # Classes added lately: left out, each camera learns them online.
+        log.warning(
+            "camera %s: %s left out (under %.0f s of normal score history: added lately?); "
+            "the camera learns them online",
+            camera, ", ".join(short), MIN_HISTORY_S,
+        )  # fmt: skip
+        classes = [name for name in classes if name not in short]
+        seconds = {name: seconds[name] for name in classes}
+    elif short:
         raise ConfigError(
             f"camera {camera!r}: the last {hours:g} h hold {min(seconds.values()):.0f} s of "
             f"normal score history for {', '.join(short)} ({len(spans)} event(s) left out); "
@@ -124,7 +138,7 @@ def calibrate_from_history(
         [{name: history[name][0]} for name in classes],
         [history[name][1] for name in classes],
         params,
-        false_alarms_per_day,
+        false_alarms_per_day * len(classes) / max(len(seconds_all), 1),
     )
     state = CameraNormal(
         classes=fitted,
@@ -132,6 +146,7 @@ def calibrate_from_history(
         source="calibrated",
         calibrated_s=min(seconds.values()),
         calibrated_at=time.time(),
+        definitions={k: v for k, v in (definitions or {}).items() if k in fitted},
     )
     log.info(
         "camera %s calibrated from %.0f s of stored history (%d event(s) left out)",
@@ -143,6 +158,16 @@ def calibrate_from_history(
 
 
 # ---------------------------------------------------------------------------- commands
+
+
+def live_bank(settings: Settings, repository: Repository) -> PromptBank:
+    """The bank the service scores with: the newest version edited through the API (the
+    database wins), else the bank file."""
+    return DatabaseBank(repository.banks, file_bank(settings)).current()
+
+
+def _definitions(bank: PromptBank) -> dict[str, str]:
+    return {c.name: c.definition for c in bank.classes if c.by_example}
 
 
 def _calibrated_camera_kind(settings: Settings, camera: str, force: bool) -> str:
@@ -186,17 +211,18 @@ def calibrate_camera_from_history(
         if text is not None:
             with contextlib.suppress(ValueError, ConfigError):  # unreadable: nothing to keep
                 stored = CameraNormal.from_json(json.loads(text), settings.detector.max_references)
-        bank = load_bank(settings.prompts.path)
+        bank = live_bank(settings, repository)
         params = DetectorParams.from_settings(settings.detector)
         state = calibrate_from_history(
             repository,
             camera,
             hours,
-            bank.hazard_classes,
+            [c.name for c in bank.classes if c.kind == "hazard" and c.watched_on(camera)],
             params.evidence,
             params.false_alarms_per_day,
             stored,
             score_interval_s=settings.storage.score_interval_s,
+            definitions=_definitions(bank),
         )
         _store_calibration(repository, camera, kind, state)
         return state
@@ -233,7 +259,7 @@ def calibrate_camera(
     try:
         check_connection(engine)
         migrate.upgrade(engine)
-        bank = load_bank(settings.prompts.path)
+        bank = live_bank(settings, Repository(engine))
         encoder = load_encoder(settings)
         index = TextIndex.build(bank, encoder)
         try:
@@ -246,7 +272,12 @@ def calibrate_camera(
         fps = frame_rate(video)
         times = np.arange(len(embeddings)) / fps
         columns = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
-        hazards = {name: columns[name] for name in bank.hazard_classes}
+        # A class by example of another model is not scored (NaN): the camera learns it.
+        hazards = {
+            c.name: columns[c.name]
+            for c in bank.classes
+            if c.kind == "hazard" and c.watched_on(camera) and np.isfinite(columns[c.name]).all()
+        }
         params = DetectorParams.from_settings(settings.detector)
         capacity = settings.detector.max_references
         references = ReferenceSet(capacity)
@@ -262,6 +293,7 @@ def calibrate_camera(
             source="calibrated",
             calibrated_s=float(len(embeddings) / fps),
             calibrated_at=time.time(),
+            definitions={k: v for k, v in _definitions(bank).items() if k in hazards},
         )
         _store_calibration(Repository(engine), camera, kind, state)
         log.info(
