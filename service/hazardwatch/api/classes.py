@@ -1,4 +1,5 @@
-"""Hazard classes in words, live: the prompt bank read and edited through the API.
+"""Hazard classes in words or by example, live: the prompt bank read and edited through
+the API (examples: api/examples.py).
 
 Every change is a new version of the whole bank in the database — who, when, and a diff
 of its YAML — and the newest is live: the scoring worker takes it within seconds (in the
