@@ -189,3 +189,22 @@ def test_a_class_added_to_a_calibrated_camera_learns_alone_then_fires() -> None:
     # Other examples make another channel: it is learned again, alone.
     feed(i + 400, 0.6, example_bank("event:a", "keyframe:7"))
     assert slot.learning is not None and slot.learning.classes == ("forklift",)
+
+
+def test_a_class_no_frame_scores_does_not_hold_back_the_others() -> None:
+    """A class by example that a worker of another model cannot score has no score on any
+    frame: the camera still calibrates its other classes, each with its share."""
+    learning = Learning("gate", ["fire", "forklift"], 30.0, DetectorParams().evidence, 2.0)
+    values = noise(40, 10.0)
+    for i, value in enumerate(values):
+        learning.add(i / 10, {"fire": float(value), "street": 0.9}, event_open=False)
+    assert learning.start_when_ready()
+    wait_for_result(learning)
+    fitted = learning.result()
+    assert fitted is not None and set(fitted) == {"fire"}
+    alone = Learning("gate", ["fire"], 30.0, DetectorParams().evidence, 1.0)
+    for i, value in enumerate(values):
+        alone.add(i / 10, {"fire": float(value)}, event_open=False)
+    assert alone.start_when_ready()
+    wait_for_result(alone)
+    assert alone.result() == fitted  # the same share (2 a day over two classes)

@@ -128,7 +128,7 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         }
 
     edit_errors = errors(
-        e404="No such class",
+        e404="No such class, or no such event or keyframe named as an example",
         e409="A class of that name exists; or the change would leave no hazard class",
         e503="This service does not serve the prompt bank",
     )

@@ -74,10 +74,12 @@ class Learning:
             return
         if self._times and t - self._times[-1] < 1.0 / KEEP_HZ:
             return
-        if any(name not in probabilities for name in self.classes):
+        if not any(name in probabilities for name in self.classes):
             return
+        # A class this frame has no score for (a class by example a worker of another
+        # model cannot score) holds NaN: it is left out of the calibration, not the rest.
         self._times.append(t)
-        self._values.append([float(probabilities[name]) for name in self.classes])
+        self._values.append([float(probabilities.get(name, np.nan)) for name in self.classes])
 
     def event_started(self, onset: float) -> None:
         """Forget what led up to an event (its onset and `EVENT_MARGIN_S` before)."""
@@ -95,7 +97,13 @@ class Learning:
             return False
         times = np.array(self._times)
         values = np.array(self._values)
-        channels = {name: values[:, i] for i, name in enumerate(self.classes)}
+        channels = {
+            name: values[:, i]
+            for i, name in enumerate(self.classes)
+            if np.isfinite(values[:, i]).sum() >= 2
+        }
+        if not channels:
+            return False
         self._thread = threading.Thread(
             target=self._calibrate,
             args=(channels, times),
@@ -107,7 +115,9 @@ class Learning:
 
     def _calibrate(self, channels: dict[str, np.ndarray], times: np.ndarray) -> None:
         try:
-            self._result = calibrate(channels, times, self._params, self._budget)
+            # Each class keeps its share of the budget, whether or not all were scored.
+            budget = self._budget * len(channels) / len(self.classes)
+            self._result = calibrate(channels, times, self._params, budget)
         except Exception:  # the camera goes on learning-free on its prior; never fatal
             log.exception("camera %s: calibrating from what it learned failed", self.camera)
             self.failed = True

@@ -320,7 +320,9 @@ class DetectorStage:
                 "camera %s: %s; learning %s for %.0f s (meanwhile %s alert%s only on what "
                 "the prompt bank's prior calls extreme)",
                 camera,
-                "calibrated before this class was added" if calibrated else "not calibrated",
+                "calibrated, but not for these classes (added or changed since)"
+                if calibrated
+                else "not calibrated",
                 ", ".join(unseen),
                 self.learning_s,
                 "they" if len(unseen) > 1 else "it",
