@@ -273,11 +273,8 @@ def calibrate_camera(
         times = np.arange(len(embeddings)) / fps
         columns = {name: probs[:, i] for i, name in enumerate(bank.class_names)}
         # A class by example of another model is not scored (NaN): the camera learns it.
-        hazards = {
-            c.name: columns[c.name]
-            for c in bank.classes
-            if c.kind == "hazard" and c.watched_on(camera) and np.isfinite(columns[c.name]).all()
-        }
+        watched = [c.name for c in bank.classes if c.kind == "hazard" and c.watched_on(camera)]
+        hazards = {n: columns[n] for n in watched if np.isfinite(columns[n]).all()}
         params = DetectorParams.from_settings(settings.detector)
         capacity = settings.detector.max_references
         references = ReferenceSet(capacity)
@@ -287,7 +284,8 @@ def calibrate_camera(
                 hazards,
                 times,
                 params.evidence,
-                settings.detector.false_alarms_per_day,
+                # Each class its share, whether or not all could be scored.
+                settings.detector.false_alarms_per_day * len(hazards) / max(len(watched), 1),
             ),
             references=references,
             source="calibrated",
