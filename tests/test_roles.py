@@ -439,3 +439,66 @@ def test_a_class_made_from_an_uploaded_image_is_learned_and_fires_in_the_roles(
         events.stop()
         for thread in threads:
             thread.join(60)
+
+
+@pytest.mark.timeout(240)
+def test_the_brokers_consumer_count_stays_constant_over_a_minute_of_running(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Issue 27.4: one events service, two workers and a capture node on a looping clip;
+    the server's consumers (every stream's) are counted every 5 s for a minute and never
+    change. (The status board made one per poll: a consumer every 2 s.)"""
+    from hazardwatch.handoff.link import BrokerLink
+    from tests.fakes import write_red_square_clip
+
+    clip = tmp_path / "loop.mp4"
+    write_red_square_clip(str(clip), seconds=10.0, on=(4.0, 7.0), busy=True)
+    url = f"sqlite:///{tmp_path / 'consumers'}.db"
+    settings = service_settings(
+        tmp_path / "consumers", url, [str(clip)], loop=True, broker={"url": nats_server.url}
+    )
+    events = EventsNode(settings)
+    workers = [WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+               for _ in range(2)]  # fmt: skip
+    capture = CaptureNode(settings, api_port=0)
+    nodes: list[Any] = [events, *workers, capture]
+    threads = [threading.Thread(target=n.run, daemon=True) for n in nodes]
+    for thread in threads:
+        thread.start()
+    link = BrokerLink(nats_server.url, "counter")
+    link.start()
+
+    async def consumers() -> dict[str, int]:
+        assert link.js is not None
+        return {i.config.name or "": i.state.consumer_count for i in await link.js.streams_info()}
+
+    try:
+        api = f"http://127.0.0.1:{settings.api.port}"
+
+        def all_running() -> bool:
+            import httpx
+
+            try:
+                cams = httpx.get(api + "/api/v1/cameras", timeout=2).json()["items"]
+                scored = httpx.get(api + "/api/v1/events", timeout=2).json()["items"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+            return bool(cams) and cams[0]["state"] == "streaming" and bool(scored)
+
+        assert wait_for(all_running, 60, interval=0.5)
+        time.sleep(WARM_S)  # a finished consumer from the start-up may still linger
+        counts = []
+        for _ in range(13):
+            counts.append(link.call(consumers(), timeout=5))
+            time.sleep(5.0)
+        assert all(c == counts[0] for c in counts), counts
+        assert sum(counts[0].values()) <= 6, counts[0]  # frames, scores, one watch, …
+    finally:
+        link.stop()
+        for node in nodes:
+            node.stop()
+        for thread in threads:
+            thread.join(60)
+
+
+WARM_S = 8.0
