@@ -29,10 +29,10 @@ from hazardwatch.detect.detector import (
     DetectorParams,
     TemporalDetector,
     channel_params,
-    rule_of,
 )
+from hazardwatch.detect.explain import explain_camera
 from hazardwatch.detect.learning import Learning
-from hazardwatch.detect.normal import CameraNormal, ReferenceSet, encode_embedding, evidence_noise
+from hazardwatch.detect.normal import CameraNormal, ReferenceSet, encode_embedding
 from hazardwatch.detect.resume import LeftOpen, continuation
 from hazardwatch.records import (
     ClassNormal,
@@ -168,43 +168,8 @@ class DetectorStage:
             slot = self._cameras.get(camera)
             if slot is None or (slot.normal is None and slot.detector is None):
                 return None
-            normal, detector = slot.normal, slot.detector
             learning = slot.learning.classes if slot.learning is not None else ()
-            normal = normal or CameraNormal()
-            names = set(normal.classes)
-            if detector is not None:
-                names |= set(detector.channels or ())
-            names |= set(learning)  # a class by example with no prior: learned, not decided
-            classes = {}
-            for name in sorted(names):
-                # The detector's view: a class still learning has the bank's prior.
-                band = (detector.normal if detector is not None else normal).band(name)
-                params = detector.params_for(name) if detector is not None else self.params
-                rule = rule_of(params, band)
-                classes[name] = {
-                    "rule": rule,
-                    "band": (
-                        {"low": band.low, "level": band.level, "high": band.high}
-                        if band is not None
-                        else None
-                    ),
-                    "noise": evidence_noise(band)
-                    if band is not None and rule == "evidence"
-                    else None,
-                    "threshold": (
-                        band.threshold
-                        if band is not None and rule == "evidence"
-                        else params.enter_threshold
-                    ),
-                    "burst": band.burst if band is not None and rule == "evidence" else None,
-                    "now": detector.explain(name) if detector is not None else None,
-                    "learning": name in learning,
-                }
-            return {
-                **normal.summary(),
-                "false_alarms_per_day": self.params.false_alarms_per_day,
-                "classes": classes,
-            }
+            return explain_camera(slot.normal, slot.detector, learning, self.params)
 
     def references(self, camera: str) -> ReferenceSet | None:
         normal = self.normal(camera)
