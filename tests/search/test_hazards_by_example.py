@@ -26,8 +26,7 @@ from tests.fakes import FakeEncoder
 from tests.helpers import wait_for
 from tests.search.test_search import red_share
 
-NORMAL_S = 20.0  # the second clip: the camera's normal footage, then the sight
-SIGHT_S = (20.0, 24.0)
+SIGHT_S = (20.0, 24.0)  # the second clip: 20 s of the camera's normal footage, then the sight
 CLIP_S = 26.0
 
 
