@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from hazardwatch.api.accounts import Principal
-from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.api.examples import (
     ExampleRef,
     check_model,
@@ -31,9 +30,9 @@ from hazardwatch.api.examples import (
     resolve,
     upload_example,
 )
-from hazardwatch.api.overlay import decode_upload
+from hazardwatch.api.overlay import decode_upload, one_example, read_upload
 from hazardwatch.api.schemas import UUID_PATTERN, Responses, errors
-from hazardwatch.api.security import requires, too_large
+from hazardwatch.api.security import requires
 from hazardwatch.api.state import ApiState
 from hazardwatch.errors import ConfigError
 from hazardwatch.outputs.alerts import iso
@@ -185,17 +184,9 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         from this first example (a hazard of severity warning, on every camera; change
         those with PUT, which keeps the examples)."""
         upload: UploadFile | None = file  # None when not given, whatever its annotation
-        given = [k for k, v in (("event", event), ("keyframe", keyframe), ("file", upload))
-                 if v is not None]  # fmt: skip
-        if len(given) != 1:
-            why = "give exactly one of event, keyframe or file" + (
-                f"; got {', '.join(given)}" if given else ""
-            )
-            raise unprocessable(problem(["query"], why))
+        one_example(event, keyframe, upload)
         if upload is not None:
-            data = await upload.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise HTTPException(413, too_large(max_bytes))
+            data = await read_upload(upload, max_bytes)
             image = await run_in_threadpool(decode_upload, data)
             example, model = await run_in_threadpool(upload_example, state, image, data)
         elif event is not None:

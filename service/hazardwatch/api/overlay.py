@@ -9,11 +9,12 @@ import io
 
 import cv2
 import numpy as np
-from fastapi import HTTPException
+from fastapi import HTTPException, UploadFile
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from hazardwatch.api.errors import problem, unprocessable
+from hazardwatch.api.security import too_large
 from hazardwatch.records import Image
 from hazardwatch.scoring.evidence import colour_of, label_map, patch_evidence
 from hazardwatch.scoring.worker import ScoringWorker
@@ -25,6 +26,26 @@ MAX_PIXELS = 40_000_000  # a decompression bomb must not take the service's memo
 DECODE_MAX_SIDE = 2048
 FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "BMP": "BMP", "WEBP": "WebP"}  # as documented
 GRID = 4  # heatmap cells per side; each crop spans two cells so it keeps some context
+
+
+async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """An upload's bytes; 413 past `api.max_upload_mb` (read no further than that)."""
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, too_large(max_bytes))
+    return data
+
+
+def one_example(event: str | None, keyframe: int | None, upload: UploadFile | None) -> None:
+    """422 unless exactly one of event, keyframe or file names the example (search by
+    example, a class's examples)."""
+    given = [k for k, v in (("event", event), ("keyframe", keyframe), ("file", upload))
+             if v is not None]  # fmt: skip
+    if len(given) != 1:
+        why = "give exactly one of event, keyframe or file" + (
+            f"; got {', '.join(given)}" if given else ""
+        )
+        raise unprocessable(problem(["query"], why))
 
 
 def decode_upload(data: bytes) -> Image:

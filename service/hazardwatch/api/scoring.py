@@ -12,9 +12,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from hazardwatch.api.errors import problem, unprocessable
-from hazardwatch.api.overlay import decode_upload, hazard_mask, hazard_overlay
+from hazardwatch.api.overlay import decode_upload, hazard_mask, hazard_overlay, read_upload
 from hazardwatch.api.schemas import Responses, errors
-from hazardwatch.api.security import too_large
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.settings import ApiSettings
 
@@ -76,9 +75,7 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         if mask_class is not None and mask_class not in worker.index.bank.class_names:
             known = ", ".join(worker.index.bank.class_names)
             raise HTTPException(404, f"no class {mask_class!r} in the prompt bank; it has {known}")
-        data = await file.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise HTTPException(413, too_large(max_bytes))
+        data = await read_upload(file, max_bytes)
         # Decoding and inference are CPU-bound: off the event loop, so /healthz and every
         # other request go on answering while uploads are scored; at most SCORING_AT_ONCE
         # at a time, so 32 uploads at once cost two decodes' memory, not 32.

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from hazardwatch.api.accounts import Principal
 from hazardwatch.api.errors import problem, unprocessable
 from hazardwatch.api.events import event_links, media_file
-from hazardwatch.api.overlay import decode_upload
+from hazardwatch.api.overlay import decode_upload, one_example, read_upload
 from hazardwatch.api.schemas import (
     UUID_PATTERN,
     IsoTime,
@@ -25,7 +25,7 @@ from hazardwatch.api.schemas import (
     Responses,
     errors,
 )
-from hazardwatch.api.security import requires, too_large
+from hazardwatch.api.security import requires
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.detect.normal import decode_embedding
 from hazardwatch.errors import EmbedderUnavailableError
@@ -112,20 +112,12 @@ def router(state: ApiState, settings: ApiSettings, auth: Responses) -> APIRouter
         an uploaded image (multipart field `file`): give exactly one. The example itself
         is left out of the results."""
         upload: UploadFile | None = file  # None when not given, whatever its annotation
-        given = [name for name, value in (("event", event), ("keyframe", keyframe),
-                                          ("file", upload)) if value is not None]  # fmt: skip
-        if len(given) != 1:
-            why = "give exactly one of event, keyframe or file" + (
-                f"; got {', '.join(given)}" if given else ""
-            )
-            raise unprocessable(problem(["query"], why))
+        one_example(event, keyframe, upload)
         started = time.perf_counter()
         search, embedder = _ready(state, need_model=upload is not None)
         exclude: set[int] = set()
         if upload is not None:
-            data = await upload.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise HTTPException(413, too_large(max_bytes))
+            data = await read_upload(upload, max_bytes)
             async with slots:
                 image = await run_in_threadpool(decode_upload, data)
                 assert embedder is not None
