@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
 import pytest
 
@@ -24,26 +23,10 @@ from hazardwatch.search.prior import MIN_KEYFRAMES
 from tests.conftest import service_settings
 from tests.fakes import FakeEncoder
 from tests.helpers import wait_for
-from tests.search.test_search import red_share
+from tests.search.test_search import painted_clip, red_share
 
 SIGHT_S = (20.0, 24.0)  # the second clip: 20 s of the camera's normal footage, then the sight
 CLIP_S = 26.0
-
-
-def clip(shared_dir: Path, path: Path, seconds: float, sight: tuple[float, float]) -> Path:
-    source = cv2.VideoCapture(str(shared_dir / "data" / "videos" / "car-detection.mp4"))
-    fps = source.get(cv2.CAP_PROP_FPS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (768, 432))
-    for i in range(int(seconds * fps)):
-        ok, frame = source.read()
-        assert ok, "car-detection.mp4 is shorter than expected"
-        if sight[0] <= i / fps < sight[1]:
-            frame[150:300, 300:500] = (0, 0, 230)
-        writer.write(frame)
-    writer.release()
-    source.release()
-    return path
 
 
 @contextmanager
@@ -83,7 +66,7 @@ def test_a_class_made_from_examples_fires_where_the_sight_returns_and_nowhere_el
     database_url = mysql_url
     # 1. Footage where the sight was seen: a traffic_accident event (the fake's red is
     #    also its crash) and keyframes of it.
-    first = clip(shared_dir, tmp_path / "one" / "yard.mp4", 16.0, (8.0, 11.0))
+    first = painted_clip(shared_dir, tmp_path / "one" / "yard.mp4", 16.0, (8.0, 11.0))
     with serving(tmp_path, database_url, first, search={"keyframe_interval_s": 1.0}) as base:
 
         def closed_and_enough_keyframes() -> bool:
@@ -125,7 +108,7 @@ def test_a_class_made_from_examples_fires_where_the_sight_returns_and_nowhere_el
         assert bad.status_code == 404 and "no event" in bad.text
 
     # 2. The same camera later: 20 s of its normal footage (learned: 8 s), then the sight.
-    second = clip(shared_dir, tmp_path / "two" / "yard.mp4", CLIP_S, SIGHT_S)
+    second = painted_clip(shared_dir, tmp_path / "two" / "yard.mp4", CLIP_S, SIGHT_S)
     with serving(tmp_path, database_url, second, detector={"learning_s": 8.0}) as base:
 
         def learned() -> bool:

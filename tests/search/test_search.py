@@ -47,22 +47,28 @@ def red_share(jpeg: bytes) -> float:
     return float(((r > 150) & (g < 80) & (b < 80)).mean())
 
 
-@pytest.fixture(scope="module")
-def sight_clip(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first 16 s of real traffic footage, with a red patch from 8 s to 11 s."""
+def painted_clip(shared_dir: Path, path: Path, seconds: float, red: tuple[float, float]) -> Path:
+    """The first `seconds` of real traffic footage, with a red patch over `red` (s)."""
     source = cv2.VideoCapture(str(shared_dir / "data" / "videos" / "car-detection.mp4"))
     fps = source.get(cv2.CAP_PROP_FPS)
-    path = tmp_path_factory.mktemp("clips") / "sight.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (768, 432))
-    for i in range(int(CLIP_S * fps)):
+    for i in range(int(seconds * fps)):
         ok, frame = source.read()
         assert ok, "car-detection.mp4 is shorter than expected"
-        if RED_FROM_S <= i / fps < RED_TO_S:
+        if red[0] <= i / fps < red[1]:
             frame[150:300, 300:500] = (0, 0, 230)
         writer.write(frame)
     writer.release()
     source.release()
     return path
+
+
+@pytest.fixture(scope="module")
+def sight_clip(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 16 s of real traffic footage, with a red patch from 8 s to 11 s."""
+    path = tmp_path_factory.mktemp("clips") / "sight.mp4"
+    return painted_clip(shared_dir, path, CLIP_S, (RED_FROM_S, RED_TO_S))
 
 
 @dataclass
