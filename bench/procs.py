@@ -4,11 +4,15 @@ waiting for an HTTP port, and the CPU flags every benchmark figure is quoted wit
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,3 +70,37 @@ def cpu_flags() -> str:
             wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
             return " ".join(flag for flag in wanted if flag in have) or "none of avx2/avx512"
     return ""
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(get(f"http://127.0.0.1:{port}/metrics")):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    return out
+
+
+def total(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
+    return sum(value for _, value in metrics.get(name, []))
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int | None = None
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.popen.pid)
+
+    def faults(self) -> int:
+        return minor_faults(self.popen.pid)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import SHARED_DIR
 from tests.fakes import FakeEncoder
 
@@ -65,7 +63,16 @@ from hazardwatch.handoff.frames import FramesLayout, JetStreamSink, ensure_frame
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.scores import ScoresLayout, ensure_scores_stream
 from hazardwatch.records import Frame, GatedFrame, MotionResult
-from procs import cpu_flags, cpu_seconds, free_port, get, minor_faults, nats_server, wait_ready
+from procs import (
+    Process,
+    cpu_flags,
+    free_port,
+    get,
+    nats_server,
+    scrape,
+    total,
+    wait_ready,
+)
 from wire_size import frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,40 +95,6 @@ class BatchSleepEncoder(FakeEncoder):
 
 
 # ---------------------------------------------------------------------------- processes
-
-
-def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(get(f"http://127.0.0.1:{port}/metrics")):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
-    return out
-
-
-def total(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
-    return sum(value for _, value in metrics.get(name, []))
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    port: int | None = None
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.popen.pid)
-
-    def faults(self) -> int:
-        return minor_faults(self.popen.pid)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
 
 
 class Nats:

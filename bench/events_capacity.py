@@ -1,0 +1,442 @@
+"""Benchmark: how many scored frames a second one events service handles, and where its
+CPU goes (issue 27, item 6).
+
+Synthetic scored frames for many cameras (1,000 by default) are published straight into
+the scores stream of a private `nats-server -js`, in the wire format the workers use
+(`encode_scored`: probabilities, prompt similarities, embedding and a real JPEG of the
+shared footage), and `hazardwatch events` consumes them with the real detector stage,
+keyframes, score rows and MariaDB writes (a database of its own, dropped after). Each
+camera's probabilities are its own slow random walk plus noise, inside its band: normal
+footage, so the work is the steady state's, not events'.
+
+Two phases, one events process:
+
+1. **Saturation.** A backlog (`--backlog` frames, round-robin over the cameras, 2 s apart
+   per camera) is published before the service starts; the service drains it. Frames/s
+   is the backlog over the time from the first ack to the last (start-up left out); CPU
+   per frame is the process's CPU over that time, split by thread: the scores consumer
+   (fetch, decode, reorder window, detector stage, keyframe sampler), the event writer
+   (score rows, keyframes, camera states: storage), the broker link's event loop
+   (messaging) and the rest (API, status board, janitor). The envelope's decode, which
+   runs on the consumer thread, is measured apart and moved to messaging.
+2. **Live.** `--rate` frames/s (default 500: 1,000 cameras at 0.5 scored frame/s) for
+   `--live-s` seconds. Score-to-stored latency: from each frame's publish to the
+   consumer's ack floor passing it (the service acks a frame once what it made of it is
+   stored); lost: frames published and never acked, and the service's own count of
+   hand-off gaps (`hazardwatch_frames_lost_total`).
+
+    python bench/events_capacity.py [--cameras 1000] [--backlog 30000] [--rate 500]
+                                    [--live-s 60] [--json]
+
+Numbers depend on the CPU: quote the flags this prints. MySQL is the local MariaDB
+(`HAZARDWATCH_TEST_MYSQL_URL`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nats
+from tests.conftest import SHARED_DIR
+
+from hazardwatch.handoff.codec import decode_scored, encode_scored
+from hazardwatch.handoff.frames import message_id
+from hazardwatch.handoff.link import BrokerLink
+from hazardwatch.handoff.scores import ScoresLayout, ensure_scores_stream
+from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame
+from hazardwatch.scoring.bank import PromptBank, load_bank
+from procs import Process, cpu_flags, free_port, nats_server, scrape, total, wait_ready
+from score_rows import database
+from wire_size import frames as footage
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEO = SHARED_DIR / "data" / "videos" / "car-detection.mp4"
+SPACING_S = 2.0  # one camera's scored frames this far apart (0.5 scored frame/s)
+THREAD_KINDS = {
+    "scores-consumer": "consumer",
+    "event-writer": "storage",
+    "nats-events": "messaging",
+}
+
+
+# ---------------------------------------------------------------- the scored frames
+
+
+@dataclass
+class Cameras:
+    """Per camera: a band level, a random-walk state and the next hand-off number."""
+
+    count: int
+    bank: PromptBank
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(7))
+
+    def __post_init__(self) -> None:
+        classes = len(self.bank.class_names)
+        self.level = self.rng.uniform(-4.0, -1.0, (self.count, classes))
+        self.walk = np.zeros((self.count, classes))
+        self.seq = np.zeros(self.count, int)
+        self.jpegs = [
+            cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+            for image in footage(VIDEO, 20)
+        ]
+        self.sims = self.rng.uniform(0.15, 0.3, len(self.bank.prompts)).astype(np.float32)
+        embedding = self.rng.normal(size=512).astype(np.float32)
+        self.embedding = embedding / np.linalg.norm(embedding)
+
+    def frame(self, camera: int, at: float) -> tuple[str, bytes, str]:
+        """(subject, message, message id) of camera `camera`'s next scored frame at `at`."""
+        self.seq[camera] += 1
+        n = int(self.seq[camera])
+        self.walk[camera] = 0.98 * self.walk[camera] + self.rng.normal(0, 0.05, self.walk.shape[1])
+        logits = (
+            self.level[camera] + self.walk[camera] + self.rng.normal(0, 0.15, self.walk.shape[1])
+        )
+        probabilities = dict(
+            zip(self.bank.class_names, (1 / (1 + np.exp(-logits))).tolist(), strict=True)
+        )
+        name = f"cam{camera:04d}"
+        image = self.jpegs[n % len(self.jpegs)]
+        gated = GatedFrame(
+            Frame(
+                name, n, at, datetime.fromtimestamp(at, UTC), lambda: np.zeros((1, 1, 3), np.uint8)
+            ),
+            MotionResult(True, 0.1, (10, 10, 50, 50)),
+            "motion",
+            1,
+            handoff_seq=n,
+            wire_image=image,
+        )
+        scored = ScoredFrame(gated, probabilities, self.sims, self.bank, self.embedding)
+        return ScoresLayout().subject_for(name), encode_scored(scored), message_id(gated)
+
+
+async def publish(
+    url: str,
+    items: Iterator[tuple[str, bytes, str]],
+    pace: float | None,
+    sent: dict[int, float],
+    floors: list[tuple[float, int]] | None = None,
+) -> None:
+    """Publish every item (at `pace` per second, or as fast as the broker takes them);
+    `sent` gets each stream sequence's publish time. With `floors`: the consumer's ack
+    floor is sampled every 50 ms on the same connection, until it passes the last item
+    (at most two minutes after the last publish)."""
+    client = await nats.connect(url)
+    js = client.jetstream()
+    layout = ScoresLayout()
+    done = asyncio.Event()
+
+    async def watch(out: list[tuple[float, int]]) -> None:
+        while not done.is_set():
+            with contextlib.suppress(Exception):  # no consumer yet
+                info = await js.consumer_info(layout.stream, layout.consumer)
+                out.append((time.time(), int(info.ack_floor.stream_seq or 0)))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.ensure_future(watch(floors)) if floors is not None else None
+    started, n = time.monotonic(), 0
+    pending: list[tuple[asyncio.Future[Any], float]] = []
+    try:
+        for subject, data, msg_id in items:
+            if pace is not None:
+                delay = started + n / pace - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            at = time.time()
+            future = asyncio.ensure_future(
+                js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+            )
+            pending.append((future, at))
+            n += 1
+            if len(pending) >= 256:
+                await _settle(pending, sent)
+        await _settle(pending, sent)
+        if floors is not None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and (not floors or floors[-1][1] < max(sent)):
+                await asyncio.sleep(0.1)
+    finally:
+        done.set()
+        if watcher is not None:
+            await watcher
+        await client.close()
+
+
+async def _settle(pending: list[tuple[asyncio.Future[Any], float]], sent: dict[int, float]) -> None:
+    for future, at in pending:
+        ack = await future
+        sent[int(ack.seq)] = at
+    pending.clear()
+
+
+async def drained(url: str, target: int, pid: int) -> tuple[float, int, dict[str, float],
+                                                        dict[str, float]]:  # fmt: skip
+    """Wait (one connection, polling every 50 ms) for the consumer's first ack, then for
+    its ack floor to reach `target`: (seconds between, the floor at the first ack, the
+    process's thread CPU at both)."""
+    client = await nats.connect(url)
+    js, layout = client.jetstream(), ScoresLayout()
+
+    async def floor() -> int:
+        try:
+            info = await js.consumer_info(layout.stream, layout.consumer)
+        except Exception:  # not made yet
+            return 0
+        return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+
+    try:
+        first = 0
+        while not first:
+            await asyncio.sleep(0.02)
+            first = await floor()
+        t0, cpu0 = time.monotonic(), thread_cpu(pid)
+        deadline = t0 + 1800
+        while await floor() < target:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the backlog was not drained in {deadline - t0:.0f} s")
+            await asyncio.sleep(0.05)
+        return time.monotonic() - t0, first, cpu0, thread_cpu(pid)
+    finally:
+        await client.close()
+
+
+# ---------------------------------------------------------------- the events process
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per kind of thread of one process (threads named by `run_role`)."""
+    from procs import TICKS
+
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = THREAD_KINDS.get(name, "other")
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
+def run_role(config: str) -> int:
+    """`hazardwatch events` in this process, its Python threads named in the kernel (so
+    /proc shows which thread spent what)."""
+    libc = ctypes.CDLL(None)
+    bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+    def named(self: threading.Thread) -> None:
+        libc.prctl(15, self.name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        bootstrap(self)
+
+    threading.Thread._bootstrap_inner = named  # type: ignore[attr-defined]
+    from hazardwatch.cli import main
+
+    return main(["events", "--config", config])
+
+
+def write_config(directory: Path, nats_url: str, db_url: str) -> tuple[Path, int]:
+    port = free_port()
+    settings: dict[str, Any] = {
+        "cameras": [],
+        "storage": {"database_url": db_url, "data_dir": str(directory / "data")},
+        "media": {"dir": str(directory / "media")},
+        "api": {"port": port},
+        "broker": {"url": nats_url},
+        "log_level": "WARNING",
+    }
+    path = directory / "events.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path, port
+
+
+def decode_ms(items: list[bytes], bank: PromptBank) -> float:
+    """CPU ms of one envelope's decode (the consumer thread's messaging share)."""
+    started = time.process_time()
+    for data in items:
+        decode_scored(data, lambda _v: bank)
+    return 1000 * (time.process_time() - started) / len(items)
+
+
+@dataclass
+class Saturation:
+    frames: int
+    seconds: float
+    frames_per_s: float
+    cpu_ms_per_frame: float
+    split_ms: dict[str, float]
+
+
+@dataclass
+class Live:
+    rate: float
+    published: int
+    acked: int
+    lost_by_service: float
+    p50_s: float
+    p95_s: float
+    max_s: float
+    cpu_ms_per_frame: float
+
+
+def saturation(nats_url: str, backlog: int, process: Process, port: int,
+               decode: float) -> Saturation:  # fmt: skip
+    wait_ready(port, timeout=300)
+    # The clock starts at the first ack: start-up (migrations, camera states) left out.
+    seconds, floor0, cpu0, cpu1 = asyncio.run(drained(nats_url, backlog, process.popen.pid))
+    done = backlog - floor0
+    split = {k: 1000 * (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / done for k in cpu1}
+    split["consumer"] = split.get("consumer", 0.0) - decode
+    split["messaging"] = split.get("messaging", 0.0) + decode
+    return Saturation(done, seconds, done / seconds, sum(split.values()), split)
+
+
+def live(nats_url: str, cams: Cameras, rate: float, seconds: float, process: Process,
+         port: int) -> Live:  # fmt: skip
+    count = int(rate * seconds)
+    sent: dict[int, float] = {}
+    samples: list[tuple[float, int]] = []
+    # Encoded beforehand (this process shares the machine with the one measured), for
+    # the times they will be published at.
+    started = time.time() + 5 + count * 1e-4
+    items = [cams.frame(i % cams.count, started + i / rate) for i in range(count)]
+    time.sleep(max(0.0, started - time.time()))
+    cpu0 = sum(thread_cpu(process.popen.pid).values())
+    asyncio.run(publish(nats_url, iter(items), rate, sent, samples))
+    cpu = sum(thread_cpu(process.popen.pid).values()) - cpu0
+    times = np.array([t for t, _ in samples])
+    floors = np.maximum.accumulate(np.array([f for _, f in samples]))
+    latencies = []
+    for seq, at in sent.items():
+        i = int(np.searchsorted(floors, seq))  # the first sample whose floor passed it
+        if i < len(times):
+            latencies.append(max(0.0, float(times[i]) - at))
+    lost = total(scrape(port), "hazardwatch_frames_lost_total")
+    q = np.quantile(latencies, [0.5, 0.95]) if latencies else [float("nan")] * 2
+    return Live(rate, count, len(latencies), lost, float(q[0]), float(q[1]),
+                max(latencies, default=float("nan")), 1000 * cpu / count)  # fmt: skip
+
+
+@contextmanager
+def broker(directory: Path) -> Iterator[str]:
+    """A private nats-server (Go's collector at 400, as docker-compose.yml runs it)."""
+    port, http = free_port(), free_port()
+    process = Process("nats", nats_server(directory, port, http, 400))
+    try:
+        wait_ready(http, "/varz", timeout=10)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+@contextmanager
+def events_service(config: Path, port: int, log: Path) -> Iterator[Process]:
+    args = [sys.executable, __file__, "--role", "events", "--config", str(config)]
+    with log.open("ab") as out:
+        process = Process("events", subprocess.Popen(args, cwd=REPO, stdout=out, stderr=out), port)
+    try:
+        yield process
+    finally:
+        process.stop(120)
+
+
+def main() -> int:
+    args = ARGS
+    bank = load_bank(None)
+    cams = Cameras(args.cameras, bank)
+    report: dict[str, Any] = {"cpu_flags": cpu_flags(), "cameras": args.cameras}
+    with tempfile.TemporaryDirectory(prefix="hw-capacity-") as tmp, database("mysql") as db:
+        directory = Path(tmp)
+        log = directory / "events.log"
+        with broker(directory / "nats") as url:
+            link = BrokerLink(url, "bench")
+            link.start()
+            ensure_scores_stream(link, ScoresLayout())
+            link.stop()
+            start = time.time() - args.backlog / args.cameras * SPACING_S - 60
+            backlog = (
+                cams.frame(i % args.cameras, start + (i // args.cameras) * SPACING_S)
+                for i in range(args.backlog)
+            )
+            t = time.monotonic()
+            asyncio.run(publish(url, backlog, None, {}))
+            report["backlog_publish_s"] = round(time.monotonic() - t, 1)
+            other = Cameras(1, bank)  # not the published cameras: no gap in their numbers
+            decode = decode_ms([other.frame(0, time.time())[1] for _ in range(200)], bank)
+            report["decode_ms"] = round(decode, 3)
+            config, port = write_config(directory, url, db)
+            try:
+                with events_service(config, port, log) as process:
+                    sat = saturation(url, args.backlog, process, port, decode)
+                    report["saturation"] = asdict(sat)
+                    print(_saturation_line(sat), flush=True)
+                    if args.live_s > 0:
+                        result = live(url, cams, args.rate, args.live_s, process, port)
+                        report["live"] = asdict(result)
+                        print(_live_line(result), flush=True)
+            finally:
+                if log.is_file():
+                    report["events_log_tail"] = log.read_text().splitlines()[-15:]
+    print(f"CPU flags: {report['cpu_flags']}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _saturation_line(sat: Saturation) -> str:
+    split = ", ".join(f"{kind} {ms:.2f}" for kind, ms in sorted(sat.split_ms.items()))
+    return (
+        f"saturation: {sat.frames} frames in {sat.seconds:.1f} s = {sat.frames_per_s:.0f} "
+        f"frames/s; {sat.cpu_ms_per_frame:.2f} ms CPU a frame ({split})"
+    )
+
+
+def _live_line(result: Live) -> str:
+    return (
+        f"live at {result.rate:.0f} frames/s: {result.acked}/{result.published} stored, "
+        f"score-to-stored p50 {result.p50_s:.2f} s, p95 {result.p95_s:.2f} s, max "
+        f"{result.max_s:.2f} s; {result.lost_by_service:.0f} lost by the service's count; "
+        f"{result.cpu_ms_per_frame:.2f} ms CPU a frame"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cameras", type=int, default=1000)
+    parser.add_argument("--backlog", type=int, default=30000)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--live-s", type=float, default=60.0)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--role", choices=["events"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+
+if __name__ == "__main__":
+    if ARGS.role == "events":
+        sys.exit(run_role(ARGS.config))
+    sys.exit(main())
