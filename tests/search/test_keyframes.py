@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -23,7 +24,8 @@ from hazardwatch.records import (
     ScoredFrame,
 )
 from hazardwatch.scoring.bank import PromptBank
-from hazardwatch.search.keyframes import KeyframeSampler, thumbnail_path
+from hazardwatch.search import keyframes as keyframes_module
+from hazardwatch.search.keyframes import KeyframeSampler, thumbnail, thumbnail_path
 from hazardwatch.search.service import KeyframeSearch
 
 BANK = PromptBank.from_text("classes:\n  fire: {kind: hazard, prompts: [a fire]}\n")
@@ -70,6 +72,28 @@ def test_a_frame_that_does_not_decode_costs_its_keyframe_not_the_batch() -> None
     bad = ScoredFrame(broken, {"fire": 0.1}, good.prompt_similarities, BANK, good.embedding)
     keyframes.on_scored([bad, scored("b", 0.0)])
     assert [s.record.camera for s in kept] == ["b"] and keyframes.failed == 1
+
+
+@pytest.mark.parametrize(("shape", "side"), [((432, 768), 180), ((768, 432), 320)])
+def test_a_thumbnail_of_a_wire_jpeg_decodes_it_only_as_large_as_the_thumbnail_needs(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int], side: int
+) -> None:
+    """A 320-px thumbnail of a 768 x 432 frame needs its shorter side at 180, so libjpeg
+    decodes it at half size (a full decode, then an area average, cost four times more)."""
+    asked: list[int] = []
+    decode = keyframes_module.decode_at_least
+
+    def recorded(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
+        asked.append(min_side)
+        return decode(data, min_side)
+
+    monkeypatch.setattr(keyframes_module, "decode_at_least", recorded)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (*shape, 3), np.uint8)
+    jpeg = thumbnail(encode_jpeg(pixels, ImageOptions()), 320, 70)
+    out = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert asked == [side]
+    assert out.shape[1] == 320 and abs(out.shape[0] - round(320 * shape[0] / shape[1])) <= 1
 
 
 def test_an_ended_event_keeps_its_peak_with_its_uuid() -> None:

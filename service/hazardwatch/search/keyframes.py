@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from hazardwatch.detect.normal import decode_embedding
-from hazardwatch.images import ImageError, decode_at_least
+from hazardwatch.images import ImageError, decode_at_least, jpeg_size
 from hazardwatch.records import (
     EventUpdate,
     GatedFrame,
@@ -143,14 +143,21 @@ def thumbnail(source: Image | bytes, width: int, quality: int) -> bytes:
     """A JPEG `width` pixels wide (never wider than the source) of pixels or of an encoded
     image, which is decoded at the smallest DCT scale still wider than the thumbnail."""
     if isinstance(source, bytes | bytearray | memoryview):
-        image, _ = decode_at_least(bytes(source), width)
+        data = bytes(source)
+        dims = jpeg_size(data)
+        # decode_at_least bounds the shorter side: the one a `width`-wide thumbnail has.
+        side = width if dims is None else -(-width * min(dims) // dims[0])
+        image, _ = decode_at_least(data, side)
     else:
         image = source
     height, full = image.shape[:2]
     if full > width:
         size = (width, max(1, round(height * width / full)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        # Less than halved (what is left after the DCT scaling): bilinear samples every
+        # source pixel at a fifth of an area average's cost; further, the area average.
+        shrink = cv2.INTER_AREA if full >= 2 * width else cv2.INTER_LINEAR
+        image = cv2.resize(image, size, interpolation=shrink)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ImageError("the thumbnail could not be encoded")
-    return bytes(data.tobytes())
+    return bytes(encoded.tobytes())
