@@ -280,6 +280,17 @@ def test_last_seen_at_follows_the_newest_scores_and_events(repo: Repository) -> 
     assert seen("gate") == later.replace(microsecond=123000)
     repo.upsert_event(make_event("e-seen", camera="yard", peak_at=later))
     assert seen("yard") == later.replace(microsecond=123000)
+    # One batch of many cameras: each moves to its own newest frame, none goes back.
+    repo.add_scores(
+        [ScoreSample("gate", T0 + timedelta(minutes=9), "fire_smoke", 0.1)]
+        + [ScoreSample("yard", T0, "fire_smoke", 0.1)]
+        + [ScoreSample(f"c{i}", T0 + timedelta(seconds=i), "fire_smoke", 0.1) for i in range(40)]
+        + [ScoreSample("c7", T0, "fire_smoke", 0.1)]
+    )
+    assert seen("gate") == (T0 + timedelta(minutes=9)).replace(microsecond=123000)
+    assert seen("yard") == later.replace(microsecond=123000)
+    for i in range(40):
+        assert seen(f"c{i}") == (T0 + timedelta(seconds=i)).replace(microsecond=123000)
 
 
 def test_restored_states_keep_as_many_references_as_configured(repo: Repository) -> None:
@@ -313,3 +324,26 @@ def test_a_score_row_written_again_is_stored_once(repo: Repository) -> None:
     assert repo.scores_stored_until() == {
         "gate": (T0 + timedelta(seconds=1)).replace(microsecond=123000)
     }
+
+
+def test_keyframes_of_many_cameras_in_one_batch_keep_their_ids(repo: Repository) -> None:
+    """One batch of 150 keyframes over 90 cameras (several a camera, some cameras at the
+    same instant): each gets its own row, in order, and the same batch again (a frame
+    delivered twice) finds the same ids rather than storing anything twice."""
+    from hazardwatch.records import KeyframeRecord
+
+    records = [
+        KeyframeRecord(
+            camera=f"k{i % 90}",
+            ts=T0 + timedelta(seconds=10 * (i // 90)),
+            embedding=b"\x00\x3c" * 4,
+            thumbnail_path=f"k{i % 90}/keyframes/{i}.jpg",
+            thumbnail_bytes=100,
+            model_name="m",
+        )
+        for i in range(150)
+    ]
+    ids = repo.keyframes.add(records)
+    assert len(set(ids)) == 150
+    assert repo.keyframes.add(records[::-1]) == ids[::-1]
+    assert repo.keyframes.add(records[40:41]) == [ids[40]]

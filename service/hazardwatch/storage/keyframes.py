@@ -21,6 +21,8 @@ UNKNOWN_KIND = "unknown"
 _T = cast(sa.Table, Keyframe.__table__)
 # How many rows one statement names at most (IN lists, executemany batches).
 CHUNK = 500
+# Keys looked up in one query: at most this squared equality ranges for the optimiser.
+KEYS_A_QUERY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,17 +284,19 @@ def _ms(ts: datetime) -> datetime:
 def _ids_of(
     conn: sa.Connection, records: Sequence[KeyframeRecord]
 ) -> dict[tuple[str, datetime], int]:
-    """The stored ids of these keyframes' (camera, time) keys."""
+    """The stored ids of these keyframes' (camera, time) keys: one query a chunk of them
+    (cameras × times, the unique index's equality ranges, filtered here to the pairs),
+    not one a camera, which cost a round trip a camera when a thousand share a batch."""
     found: dict[tuple[str, datetime], int] = {}
-    by_camera: dict[str, list[datetime]] = {}
-    for record in records:
-        by_camera.setdefault(record.camera, []).append(record.ts)
-    for camera, times in by_camera.items():
-        query = sa.select(_T.c.id, _T.c.ts).where(
-            _T.c.camera == camera, _T.c.ts >= min(times), _T.c.ts <= max(times)
+    keys = sorted({_key(r) for r in records})
+    for start in range(0, len(keys), KEYS_A_QUERY):
+        chunk = keys[start : start + KEYS_A_QUERY]
+        wanted = set(chunk)
+        query = sa.select(_T.c.id, _T.c.camera, _T.c.ts).where(
+            _T.c.camera.in_(sorted({camera for camera, _ in chunk})),
+            _T.c.ts.in_(sorted({ts for _, ts in chunk})),
         )
-        wanted = {_ms(t) for t in times}
         for row in conn.execute(query):
-            if row.ts in wanted:
-                found[(camera, row.ts)] = int(row.id)
+            if (row.camera, row.ts) in wanted:
+                found[(row.camera, row.ts)] = int(row.id)
     return found
