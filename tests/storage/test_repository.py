@@ -284,12 +284,12 @@ def test_last_seen_at_follows_the_newest_scores_and_events(repo: Repository) -> 
     repo.add_scores(
         [ScoreSample("gate", T0 + timedelta(minutes=9), "fire_smoke", 0.1)]
         + [ScoreSample("yard", T0, "fire_smoke", 0.1)]
-        + [ScoreSample(f"c{i}", T0 + timedelta(seconds=i), "fire_smoke", 0.1) for i in range(40)]
+        + [ScoreSample(f"c{i}", T0 + timedelta(seconds=i), "fire_smoke", 0.1) for i in range(100)]
         + [ScoreSample("c7", T0, "fire_smoke", 0.1)]
     )
     assert seen("gate") == (T0 + timedelta(minutes=9)).replace(microsecond=123000)
     assert seen("yard") == later.replace(microsecond=123000)
-    for i in range(40):
+    for i in range(100):  # more than one statement's worth (SEEN_A_STATEMENT)
         assert seen(f"c{i}") == (T0 + timedelta(seconds=i)).replace(microsecond=123000)
 
 

@@ -53,6 +53,8 @@ _EVENT_MUTABLE = (
     "updated_at",
 )
 MAX_PAGE = 1000
+# Cameras whose last-seen time one statement moves (one compiled statement per count).
+SEEN_A_STATEMENT = 64
 
 
 def _now() -> datetime:
@@ -67,6 +69,9 @@ class Repository:
         self._dialect = engine.dialect.name
         self._known_cameras: set[tuple[str, str]] = set()  # (name, kind) registered
         self._scores_sql: tuple[str, tuple[str, ...], Callable[[datetime], Any]] | None = None
+        self._seen_statements: dict[
+            int, tuple[str, tuple[str, ...], Callable[[datetime], Any]]
+        ] = {}
         self.keyframes = KeyframeTable(engine, self.ensure_cameras)
         self.banks = BankTable(engine)
 
@@ -476,37 +481,58 @@ class Repository:
         second, and SQLAlchemy's per-row work on a compiled statement (cache key, bind
         processors, parameter dicts) was most of the writer's CPU."""
         if self._scores_sql is None:
-            dialect = self._engine.dialect
             table = cast(sa.Table, ScoreRow.__table__)
             names = ("camera", "ts", "class_name", "score", "signal")
             stmt = self._insert_ignore(table).values({n: sa.bindparam(n) for n in names})
-            compiled = stmt.compile(dialect=dialect)
-            order = tuple(compiled.positiontup or ()) if compiled.positional else ()
-            process = table.c.ts.type.bind_processor(dialect)
-            self._scores_sql = (compiled.string, order, process or (lambda v: v))
+            self._scores_sql = self._driver_sql(stmt, table.c.ts)
         return self._scores_sql
 
-    @staticmethod
-    def _seen(conn: Any, latest: dict[str, datetime]) -> None:
+    def _seen(self, conn: Any, latest: dict[str, datetime]) -> None:
         """cameras.last_seen_at: the newest frame time written for each camera (never back);
-        one statement and one round trip for all of them (a CASE by name): an UPDATE run
-        with a row per camera (executemany) is a round trip per camera on MySQL's driver,
-        most of a batch's cost when a thousand cameras share the batches."""
-        if not latest:
-            return
-        column = _cameras.last_seen_at
-        newest = sa.case(
-            *(
-                (_cameras.name == name, sa.bindparam(None, ts, type_=column.type))
-                for name, ts in sorted(latest.items())
-            ),
-            else_=column,
-        )
-        conn.execute(
-            sa.update(_CAMERAS)
-            .where(_cameras.name.in_(sorted(latest)), sa.or_(column.is_(None), column < newest))
-            .values(last_seen_at=newest)
-        )
+        one statement a chunk of cameras (a CASE by name), compiled once per chunk size and
+        run on the driver: an UPDATE run with a row per camera (executemany) is a round
+        trip a camera on MySQL's driver, and building the statement anew for each batch
+        was most of what was left of a small batch's cost, with a thousand cameras."""
+        items = sorted(latest.items())
+        for start in range(0, len(items), SEEN_A_STATEMENT):
+            chunk = items[start : start + SEEN_A_STATEMENT]
+            sql, order, bind_ts = self._seen_sql(len(chunk))
+            params: dict[str, Any] = {}
+            for i, (camera, ts) in enumerate(chunk):
+                params[f"c{i}"], params[f"t{i}"] = camera, bind_ts(ts)
+            conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order else params)
+
+    def _seen_sql(self, n: int) -> tuple[str, tuple[str, ...], Callable[[datetime], Any]]:
+        if n not in self._seen_statements:
+            column = _cameras.last_seen_at
+            newest = sa.case(
+                *(
+                    (_cameras.name == sa.bindparam(f"c{i}"), sa.bindparam(f"t{i}"))
+                    for i in range(n)
+                ),
+                else_=column,
+            )
+            stmt = (
+                sa.update(_CAMERAS)
+                .where(
+                    _cameras.name.in_([sa.bindparam(f"c{i}") for i in range(n)]),
+                    sa.or_(column.is_(None), column < newest),
+                )
+                .values(last_seen_at=newest)
+            )
+            self._seen_statements[n] = self._driver_sql(stmt, column)
+        return self._seen_statements[n]
+
+    def _driver_sql(
+        self, stmt: Any, ts_column: Any
+    ) -> tuple[str, tuple[str, ...], Callable[[datetime], Any]]:
+        """A statement compiled once for the driver: its text, its parameters' positional
+        order (none for named styles), and how a time is bound for `ts_column`."""
+        dialect = self._engine.dialect
+        compiled = stmt.compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ()) if compiled.positional else ()
+        process = ts_column.type.bind_processor(dialect)
+        return compiled.string, order, process or (lambda v: v)
 
     def list_scores(
         self, camera: str, since: datetime, until: datetime, class_name: str | None = None
