@@ -11,7 +11,9 @@ database that is up but slower than the writes must not grow memory without limi
 bound, score samples (a dashboard series) are dropped and counted (`dropped_scores`);
 everything else (events, clips, camera states, weather) waits for room, so the producer —
 the detector stage, hence scoring or the broker's acks — slows to the database's pace, and
-nothing an operator reviews is lost. A wait is logged once per `BLOCKED_LOG_S`.
+nothing an operator reviews is lost. A wait is logged once per `BLOCKED_LOG_S`. Score
+samples queued back to back are written in one transaction (up to `MAX_SCORES_A_WRITE`
+rows), the order of everything else kept.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import cv2
 import sqlalchemy as sa
@@ -50,6 +53,12 @@ EventListener = Callable[[EventUpdate], None]
 # Hears each batch of keyframes once stored, with their ids (the search index).
 KeyframeListener = Callable[[list[int], KeyframeBatch], None]
 BLOCKED_LOG_S = 60.0
+# Score samples queued back to back are written together, up to this many rows.
+MAX_SCORES_A_WRITE = 5000
+
+
+def _is_scores(item: object) -> bool:
+    return isinstance(item, list) and bool(item) and isinstance(item[0], ScoreSample)
 
 
 def _log_event(update: EventUpdate) -> None:
@@ -256,20 +265,44 @@ class EventWriter:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
+        held: object = None  # taken from the queue behind score samples: handled next
         while True:
-            try:
-                item = self._queue.get(timeout=self.retry_interval_s)
-            except queue.Empty:
-                self._maybe_replay()
-                continue
+            if held is not None:
+                item, held = held, None
+            else:
+                try:
+                    item = self._queue.get(timeout=self.retry_interval_s)
+                except queue.Empty:
+                    self._maybe_replay()
+                    continue
             if item is _STOP:
                 self._maybe_replay(force=True)
                 return
+            taken = 1
+            if _is_scores(item):
+                item, taken, held = self._more_scores(cast(list[ScoreSample], item))
             try:
                 self._handle(item)
             except Exception:
                 log.exception("writing %s failed; skipped", type(item).__name__)
-            self._finished += 1
+            self._finished += taken
+
+    def _more_scores(self, samples: list[ScoreSample]) -> tuple[list[ScoreSample], int, object]:
+        """The score samples queued right behind these, in one write: with a thousand
+        cameras the events service puts a few frames' samples at a time, and one
+        transaction each cost more than the rows. Returns the samples, how many queued
+        items they were, and the first other item taken (handled next, in order)."""
+        merged, taken = list(samples), 1
+        while len(merged) < MAX_SCORES_A_WRITE:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return merged, taken, None
+            if not _is_scores(item):
+                return merged, taken, item
+            merged.extend(cast(list[ScoreSample], item))
+            taken += 1
+        return merged, taken, None
 
     def _maybe_replay(self, force: bool = False) -> None:
         if self.spool is None or not len(self.spool):
