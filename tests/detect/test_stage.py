@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -368,3 +369,28 @@ def test_of_two_events_left_open_for_one_camera_and_class_the_older_is_closed() 
     assert [(e.record.uuid, e.record.status) for e in events] == [("older", "interrupted")]
     stage.on_scored([scored("gate", 2 + i / 10, 0.7) for i in range(20)])
     assert events[-1].record.uuid == "newer" and events[-1].resumed
+
+
+def test_cameras_that_start_together_save_their_states_spread_over_the_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 cameras starting in the same second, a frame each a second for three minutes:
+    each saves at its first frame, then once a minute, at its own phase of the minute —
+    not all 200 in one second (a thousand such saves at once held the writer for
+    seconds, and every frame's acknowledgement behind them)."""
+    clock = [1000.0]
+    monkeypatch.setattr("hazardwatch.detect.stage.time.monotonic", lambda: clock[0])
+    saved_at: list[float] = []
+    stage = DetectorStage(
+        PARAMS, lambda e: None, save_state=lambda c, n: saved_at.append(clock[0]),
+        state_interval_s=60.0,
+    )  # fmt: skip
+    cameras = [f"cam{i}" for i in range(200)]
+    for second in range(180):
+        clock[0] = 1000.0 + second
+        stage.on_scored([scored(camera, second, 0.05) for camera in cameras])
+    per_second = Counter(int(t - 1000.0) for t in saved_at)
+    assert per_second[0] == 200  # the first frame's
+    later = [n for second, n in per_second.items() if second > 0]
+    assert sum(later) >= 2 * 200 - 10  # about one a minute each after that
+    assert max(later) <= 20, f"{max(later)} cameras saved in the same second"

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
 ROLLOUT_WINDOW_S = 30.0
+NEVER = -1e18  # a camera not saved yet
 
 
 def utc(ts: float) -> datetime:
@@ -67,7 +69,7 @@ class CameraSlot:
     # The newest stored score row (a restart): frames up to an interval after it give none.
     stored_until: datetime | None = None
     last_sample: dict[str, float] = field(default_factory=dict)  # class -> frame time
-    saved_at: float = -1e18  # monotonic
+    saved_at: float = NEVER  # monotonic
     save_due: bool = False  # taught by feedback: save with the next frame
     # The hazard classes, and what defines each class by example, the detector was built for.
     hazards: frozenset[str] = frozenset()
@@ -202,7 +204,10 @@ class DetectorStage:
         due, slot.save_due = slot.save_due, False
         if not (force or due) and now - slot.saved_at < self.state_interval_s:
             return
-        slot.saved_at = now
+        # After the first save, each camera keeps its own phase of the interval: cameras
+        # that started together (a thousand, at a start) do not all save in the same second.
+        first = slot.saved_at == NEVER
+        slot.saved_at = now - (_phase(camera) * self.state_interval_s if first else 0.0)
         if slot.detector is not None:
             normal.baselines = slot.detector.baselines()
         try:
@@ -552,6 +557,11 @@ class DetectorStage:
         if continued is None:
             return EventUpdate(event.kind, record, _snapshot(peak), latency_from)
         return continuation(event, record, continued, _snapshot(peak), latency_from)
+
+
+def _phase(camera: str) -> float:
+    """Where in the save interval a camera's saves fall, in [0, 1): fixed by its name."""
+    return zlib.crc32(camera.encode()) / 2**32
 
 
 def _watched(bank: PromptBank, camera: str, probabilities: dict[str, float]) -> dict[str, float]:
