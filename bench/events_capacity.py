@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.scores import ScoresLayout, ensure_scores_stream
 from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank, load_bank
-from procs import Process, cpu_flags, free_port, nats_server, scrape, total, wait_ready
+from procs import Process, cpu_flags, cpu_seconds, free_port, nats_server, scrape, total, wait_ready
 from score_rows import database
 from wire_size import frames as footage
 
@@ -299,6 +300,7 @@ class Live:
     p95_s: float
     max_s: float
     cpu_ms_per_frame: float
+    cores_used: dict[str, float]  # CPU seconds a second of each process on the machine
 
 
 def saturation(nats_url: str, backlog: int, process: Process, port: int,
@@ -313,8 +315,8 @@ def saturation(nats_url: str, backlog: int, process: Process, port: int,
     return Saturation(done, seconds, done / seconds, sum(split.values()), split)
 
 
-def live(nats_url: str, cams: Cameras, rate: float, seconds: float, process: Process,
-         port: int) -> Live:  # fmt: skip
+def live(nats_url: str, nats_pid: int, cams: Cameras, rate: float, seconds: float,
+         process: Process, port: int) -> Live:  # fmt: skip
     count = int(rate * seconds)
     sent: dict[int, float] = {}
     samples: list[tuple[float, int]] = []
@@ -323,9 +325,13 @@ def live(nats_url: str, cams: Cameras, rate: float, seconds: float, process: Pro
     started = time.time() + 5 + count * 1e-4
     items = [cams.frame(i % cams.count, started + i / rate) for i in range(count)]
     time.sleep(max(0.0, started - time.time()))
-    cpu0 = sum(thread_cpu(process.popen.pid).values())
+    pids = {"events": process.popen.pid, "nats-server": nats_pid, "bench": os.getpid()}
+    pids.update(("mariadbd", int(pid)) for pid in _pgrep("mariadbd")[:1])
+    cpu0, wall0 = {k: cpu_seconds(pid) for k, pid in pids.items()}, time.monotonic()
     asyncio.run(publish(nats_url, iter(items), rate, sent, samples))
-    cpu = sum(thread_cpu(process.popen.pid).values()) - cpu0
+    wall = time.monotonic() - wall0
+    used = {k: round((cpu_seconds(pid) - cpu0[k]) / wall, 2) for k, pid in pids.items()}
+    cpu = cpu_seconds(process.popen.pid) - cpu0["events"]
     times = np.array([t for t, _ in samples])
     floors = np.maximum.accumulate(np.array([f for _, f in samples]))
     latencies = []
@@ -336,17 +342,22 @@ def live(nats_url: str, cams: Cameras, rate: float, seconds: float, process: Pro
     lost = total(scrape(port), "hazardwatch_frames_lost_total")
     q = np.quantile(latencies, [0.5, 0.95]) if latencies else [float("nan")] * 2
     return Live(rate, count, len(latencies), lost, float(q[0]), float(q[1]),
-                max(latencies, default=float("nan")), 1000 * cpu / count)  # fmt: skip
+                max(latencies, default=float("nan")), 1000 * cpu / count, used)  # fmt: skip
+
+
+def _pgrep(name: str) -> list[str]:
+    done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
+    return done.stdout.split()
 
 
 @contextmanager
-def broker(directory: Path) -> Iterator[str]:
+def broker(directory: Path) -> Iterator[tuple[str, int]]:
     """A private nats-server (Go's collector at 400, as docker-compose.yml runs it)."""
     port, http = free_port(), free_port()
     process = Process("nats", nats_server(directory, port, http, 400))
     try:
         wait_ready(http, "/varz", timeout=10)
-        yield f"nats://127.0.0.1:{port}"
+        yield f"nats://127.0.0.1:{port}", process.popen.pid
     finally:
         process.stop()
 
@@ -370,7 +381,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hw-capacity-") as tmp, database("mysql") as db:
         directory = Path(tmp)
         log = directory / "events.log"
-        with broker(directory / "nats") as url:
+        with broker(directory / "nats") as (url, nats_pid):
             link = BrokerLink(url, "bench")
             link.start()
             ensure_scores_stream(link, ScoresLayout())
@@ -393,7 +404,7 @@ def main() -> int:
                     report["saturation"] = asdict(sat)
                     print(_saturation_line(sat), flush=True)
                     if args.live_s > 0:
-                        result = live(url, cams, args.rate, args.live_s, process, port)
+                        result = live(url, nats_pid, cams, args.rate, args.live_s, process, port)
                         report["live"] = asdict(result)
                         print(_live_line(result), flush=True)
             finally:
@@ -418,7 +429,8 @@ def _live_line(result: Live) -> str:
         f"live at {result.rate:.0f} frames/s: {result.acked}/{result.published} stored, "
         f"score-to-stored p50 {result.p50_s:.2f} s, p95 {result.p95_s:.2f} s, max "
         f"{result.max_s:.2f} s; {result.lost_by_service:.0f} lost by the service's count; "
-        f"{result.cpu_ms_per_frame:.2f} ms CPU a frame"
+        f"{result.cpu_ms_per_frame:.2f} ms CPU a frame; cores used: "
+        + ", ".join(f"{name} {cores:.2f}" for name, cores in result.cores_used.items())
     )
 
 
