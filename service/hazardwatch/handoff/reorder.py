@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -33,6 +34,10 @@ class ReorderBuffer(Generic[T]):
         self._heaps: dict[Hashable, list[tuple[Order, float, int, T]]] = {}
         self._released: dict[Hashable, Order] = {}
         self._tie = itertools.count()
+        # Every push's arrival, in arrival order (every frame waits the same window, so
+        # they come due in this order): `due` looks only at the cameras of those that came
+        # due, not at every camera, on each of the many calls a second.
+        self._arrivals: deque[tuple[float, Hashable]] = deque()
         self.late = 0
 
     def __len__(self) -> int:
@@ -47,13 +52,18 @@ class ReorderBuffer(Generic[T]):
             return False
         heap = self._heaps.setdefault(camera, [])
         heapq.heappush(heap, (order, now, next(self._tie), item))
+        self._arrivals.append((now, camera))
         return True
 
     def due(self, now: float) -> list[T]:
         """Every camera's frames that have waited their window, in capture order; a
         frame still waiting holds back the later frames of its camera."""
         out: list[T] = []
-        for camera, heap in self._heaps.items():
+        arrivals, cameras = self._arrivals, dict[Hashable, None]()
+        while arrivals and arrivals[0][0] + self.window_s <= now:
+            cameras[arrivals.popleft()[1]] = None  # ordered, once each
+        for camera in cameras:
+            heap = self._heaps[camera]
             while heap and heap[0][1] + self.window_s <= now:
                 order, _, _, item = heapq.heappop(heap)
                 self._released[camera] = order
