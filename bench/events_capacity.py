@@ -6,8 +6,8 @@ the scores stream of a private `nats-server -js`, in the wire format the workers
 (`encode_scored`: probabilities, prompt similarities, embedding and a real JPEG of the
 shared footage), and `hazardwatch events` consumes them with the real detector stage,
 keyframes, score rows and MariaDB writes (a database of its own, dropped after). Each
-camera's probabilities are its own slow random walk plus noise, inside its band: normal
-footage, so the work is the steady state's, not events'.
+camera's class probabilities are a level of its own with a slow random walk and noise on
+it: normal footage (no event opens), so the work measured is the steady state's.
 
 Two phases, one events process:
 
