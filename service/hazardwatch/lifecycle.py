@@ -73,6 +73,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.capture.recorder import SegmentRecorder
     from hazardwatch.handoff.embedding import EmbeddingResponder
     from hazardwatch.handoff.intake import ScoresConsumer
+    from hazardwatch.handoff.lease import LeaseKeeper
     from hazardwatch.handoff.link import BrokerLink
     from hazardwatch.handoff.status import StatusBoard, StatusPublisher
     from hazardwatch.outputs.clips import ClipRecorder
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         SegmentRecorder,
         BrokerLink,
         ScoresConsumer,
+        LeaseKeeper,
         EmbeddingResponder,
         StatusBoard,
         StatusPublisher,

@@ -1,0 +1,185 @@
+"""Who consumes the scores: a lease in a JetStream key-value bucket.
+
+The events service is the one consumer of the scores stream. A second `hazardwatch
+events` on the same broker — started by mistake, or on purpose as a hot standby — must
+not take the durable consumer from a live one (it would recreate it and the two would
+split every camera's frames). Ownership is a key in the bucket `HAZARDWATCH_LEASES`
+named after the stream and its durable consumer (`HAZARDWATCH_SCORES.events`; file
+storage, kept `ttl_s` after its last write):
+
+- the owner creates it (a create succeeds only where no live value is), renews it every
+  `renew_s` by a compare-and-set on the revision it last wrote — the revision is its
+  fencing token — and deletes it at a clean stop;
+- another instance finds the key held and **stands by** (its API serves from the
+  database), trying again every `retry_s`; when the owner dies its key ages out within
+  `ttl_s` and the standby takes the scores over: the durable consumer from the owner's ack
+  floor, the camera states and the events it left open from the database;
+- an owner that could not renew within `ttl_s` (paused, cut off from the broker) may have
+  been replaced: it stops handling scores at once and exits rather than write behind the
+  new owner (`LeaseKeeper.on_lost`). What it had not acknowledged is delivered to the new
+  owner.
+
+This is the lease of one partition (the whole scores stream); issue 27 extends it to
+several, one key each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from hazardwatch.handoff.link import BrokerLink
+from hazardwatch.handoff.status import node_id
+from hazardwatch.lifecycle import Periodic
+
+log = logging.getLogger(__name__)
+
+LEASE_BUCKET = "HAZARDWATCH_LEASES"
+LEASE_TTL_S = 6.0
+RENEW_S = 1.5
+RETRY_S = 1.0
+
+
+class Lease:
+    """One key of the lease bucket: acquired, renewed with the revision as a token,
+    released (every call waits on the broker link, at most `timeout_s`)."""
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        key: str,
+        holder: str | None = None,
+        ttl_s: float = LEASE_TTL_S,
+        timeout_s: float = 3.0,
+    ) -> None:
+        self.link = link
+        self.key = key
+        self.holder = holder or node_id()
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self.revision: int | None = None  # the fencing token while held
+        self.renewed_at = 0.0  # monotonic, of the last successful create or renew
+        self._kv: KeyValue | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.revision is not None
+
+    def current(self) -> bool:
+        """Held, and renewed within the TTL: nobody else can have taken it yet. (A process
+        paused past the TTL finds this False the moment it runs again, before its keeper
+        has tried to renew.)"""
+        return self.held and time.monotonic() - self.renewed_at < self.ttl_s
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it; False when a live value is there."""
+        started = time.monotonic()
+        try:
+            revision = self.link.call(self._create(), timeout=self.timeout_s)
+        except KeyWrongLastSequenceError:
+            return False
+        self.revision, self.renewed_at = revision, started
+        return True
+
+    def renew(self) -> bool:
+        """Write the lease again over the revision last written; False when another
+        revision is there (someone took it: the token is lost for good)."""
+        if self.revision is None:
+            return False
+        started = time.monotonic()
+        try:
+            self.revision = self.link.call(self._update(self.revision), timeout=self.timeout_s)
+        except KeyWrongLastSequenceError:
+            self.revision = None
+            return False
+        self.renewed_at = started
+        return True
+
+    def release(self) -> None:
+        """Delete the key if it is still ours (a clean stop: a standby takes over at once)."""
+        if self.revision is None:
+            return
+        revision, self.revision = self.revision, None
+        try:
+            self.link.call(self._delete(revision), timeout=self.timeout_s)
+        except Exception as exc:  # it ages out within the TTL instead
+            log.debug("lease %s not released: %s", self.key, exc)
+
+    def owner(self) -> str | None:
+        """Who holds the lease now, as its value says (None: nobody, or unknown)."""
+        try:
+            return self.link.call(self._owner(), timeout=self.timeout_s)
+        except Exception:
+            return None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            js = self.link.js
+            assert js is not None
+            try:
+                self._kv = await js.key_value(LEASE_BUCKET)
+            except BucketNotFoundError:
+                config = KeyValueConfig(
+                    bucket=LEASE_BUCKET, ttl=self.ttl_s, history=1, storage=StorageType.FILE
+                )
+                try:
+                    self._kv = await js.create_key_value(config)
+                except Exception:  # another instance created it meanwhile
+                    self._kv = await js.key_value(LEASE_BUCKET)
+        return self._kv
+
+    async def _create(self) -> int:
+        kv = await self._bucket()
+        return int(await kv.create(self.key, self.holder.encode()))
+
+    async def _update(self, revision: int) -> int:
+        kv = await self._bucket()
+        return int(await kv.update(self.key, self.holder.encode(), last=revision))
+
+    async def _delete(self, revision: int) -> None:
+        kv = await self._bucket()
+        await kv.delete(self.key, last=revision)
+
+    async def _owner(self) -> str | None:
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(self.key)
+        except Exception:  # no key, or deleted
+            return None
+        return entry.value.decode() if entry.value else None
+
+
+class LeaseKeeper(Periodic):
+    """Renews a held lease every `renew_s`; calls `on_lost` once when a renew finds
+    another revision, or when none succeeded for the lease's TTL (the broker away that
+    long: the key may have aged out and been taken)."""
+
+    def __init__(
+        self, lease: Lease, on_lost: Callable[[str], None], renew_s: float = RENEW_S
+    ) -> None:
+        super().__init__(renew_s, "lease-keeper")
+        self.lease = lease
+        self.on_lost = on_lost
+        self.lost = False
+
+    def tick(self) -> None:
+        if self.lost:
+            return
+        lease = self.lease
+        if not lease.current():
+            why = f"not renewed for {time.monotonic() - lease.renewed_at:.1f} s"
+        else:
+            try:
+                if lease.renew():
+                    return
+                why = "another instance holds it now"
+            except Exception as exc:  # the broker away: lost once the TTL has passed
+                log.warning("lease %s not renewed (%s); trying again", lease.key, exc)
+                return
+        self.lost = True
+        self.on_lost(why)
