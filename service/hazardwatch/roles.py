@@ -16,9 +16,11 @@ logged); the events node serves the API.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import socket
 import threading
 import time
@@ -31,6 +33,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
+from hazardwatch.api.state import ApiState
 from hazardwatch.capture.fleet import CameraFleet, Cameras, NoCameras
 from hazardwatch.capture.latest import LatestFrames
 from hazardwatch.components import (
@@ -51,6 +54,7 @@ from hazardwatch.handoff.embedding import BrokerEmbedder, EmbeddingResponder
 from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
 from hazardwatch.handoff.intake import ScoresConsumer
 from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
+from hazardwatch.handoff.lease import RETRY_S, Lease, LeaseKeeper
 from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.handoff.scores import ScoresPublisher, ScoresSource, ensure_scores_stream
 from hazardwatch.handoff.status import StatusBoard, StatusPublisher, node_id
@@ -72,6 +76,8 @@ from hazardwatch.status import LocalStatus, StatusSource, camera_problems
 from hazardwatch.storage.repository import Repository
 
 log = logging.getLogger(__name__)
+# The exit status of an events instance that lost its lease (EX_TEMPFAIL: run it again).
+EXIT_FENCED = 75
 
 
 def status_app(
@@ -350,31 +356,34 @@ class EventsNode:
             metrics = events.metrics
             live = api.banks = DatabaseBank(events.repository.banks, file_bank(settings))
             banks = BankVersions(settings.prompts.path or DEFAULT_BANK, stored=live.get)
-            stage = events.build(api, NoCameras(), settings.scoring.model)
             frames, scores = layouts_from_settings(settings)
             link = link_from_settings(settings.broker, "events")
             link.start()
             stack.callback(link.stop)
             ensure_scores_stream(link, scores)
+            board = _broker_views(settings, link, api, view, live, stack)
+            lease = Lease(link, key=f"{scores.stream}.{scores.consumer}")
+            if not self._own(lease):  # stopped while standing by
+                return RoleSummary("events", seconds=time.monotonic() - started)
+            keeper = LeaseKeeper(lease, _fenced)
+            keeper.start()
+            stack.callback(keeper.stop)
+            # Built once the scores are ours: the camera states and the events a previous
+            # owner left open are read now, not when this instance started to stand by.
+            stage = events.build(api, NoCameras(), settings.scoring.model)
             watched = [(frames.stream, frames.consumer), (scores.stream, scores.consumer)]
             metrics.registry.register(BrokerCollector(lambda: consumer_lag(link, watched)))
             source = ScoresSource(
                 link, scores, banks.get, metrics.broker_malformed.labels(scores.consumer).inc
             )
             consumer = ScoresConsumer(
-                source, events.on_scored, settings.broker.reorder_window_s, stored=events.writer
+                source,
+                events.on_scored,
+                settings.broker.reorder_window_s,
+                stored=events.writer,
+                may_consume=lease.current,
             )
-            board = StatusBoard(link)
-            board.start()
-            stack.callback(board.stop)
-            api.status = api.roles = board
-            api.latest_frame = LatestBoard(link).jpeg
-            api.embedder = BrokerEmbedder(link, settings.scoring.model)
-            bank_publisher = BankPublisher(link, live)
-            bank_publisher.start()
-            stack.callback(bank_publisher.stop)
-            api.bank_changed = bank_publisher.publish
-            view.remote, view.writer = board, events.writer
+            view.writer = events.writer
             view.lost_by_camera = consumer.lost_by_camera
             view.late_by_camera = consumer.late_by_camera
             view.handled_by_camera = consumer.frames_by_camera
@@ -392,6 +401,8 @@ class EventsNode:
                 unstored = consumer.settle()
                 if unstored:
                     log.warning("%d scored frame(s) not stored: left to the broker", unstored)
+                keeper.stop()
+                lease.release()  # a standby takes over now, not after the lease's TTL
                 log.info(
                     "events: %d scored frame(s) handled, %d lost, %d too late for the "
                     "reorder window (as hazardwatch_frames_handled/lost/late_total)",
@@ -406,6 +417,64 @@ class EventsNode:
                 frames_late=consumer.late,
                 seconds=time.monotonic() - started,
             )
+
+    def _own(self, lease: Lease) -> bool:
+        """The scores' lease, at once or after standing by while another instance holds
+        it (handoff/lease.py); False when stopped first."""
+        if self._try(lease):
+            return True
+        log.warning(
+            "events: %s consumes the scores; this instance stands by (its API serves from "
+            "the database) and takes over when that one stops",
+            lease.owner() or "another instance",
+        )
+        while not self._stop.wait(RETRY_S):
+            if self._try(lease):
+                log.warning("events: this instance took the scores over")
+                return True
+        return False
+
+    @staticmethod
+    def _try(lease: Lease) -> bool:
+        try:
+            return lease.acquire()
+        except Exception as exc:  # the broker away: try again
+            log.debug("scores lease not acquired: %s", exc)
+            return False
+
+
+def _broker_views(
+    settings: Settings,
+    link: BrokerLink,
+    api: ApiState,
+    view: PipelineView,
+    bank: DatabaseBank,
+    stack: contextlib.ExitStack,
+) -> StatusBoard:
+    """What the events role's API reads from the broker, owner or standby alike: the
+    roles' status board, the latest frames, embeddings by a worker, and the bank's
+    versions published for the workers."""
+    board = StatusBoard(link)
+    board.start()
+    stack.callback(board.stop)
+    api.status = api.roles = view.remote = board
+    api.latest_frame = LatestBoard(link).jpeg
+    api.embedder = BrokerEmbedder(link, settings.scoring.model)
+    bank_publisher = BankPublisher(link, bank)
+    bank_publisher.start()
+    stack.callback(bank_publisher.stop)
+    api.bank_changed = bank_publisher.publish
+    return board
+
+
+def _fenced(why: str) -> None:
+    """This instance's lease is lost (it was paused or cut off past the lease's TTL, and
+    another instance may own the scores now): stop at once, writing nothing more, like a
+    crash — what it had not acknowledged goes to the new owner. Its supervisor restarts it,
+    as a standby."""
+    log.critical("events: the scores' lease is lost (%s); exiting without another write", why)
+    logging.shutdown()
+    os._exit(EXIT_FENCED)
 
 
 def _register_remote_cameras(repository: Repository, board: StatusSource) -> None:

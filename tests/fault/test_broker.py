@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.handoff.scores import ScoresLayout, ScoresSource, ensure_scores_stream
 from hazardwatch.metrics import Metrics
 from hazardwatch.records import Frame, GatedFrame, MotionResult, ScoredFrame, ScoreSample
-from hazardwatch.roles import CaptureNode, WorkerNode
+from hazardwatch.roles import EXIT_FENCED, CaptureNode, WorkerNode
 from hazardwatch.scoring.bank import load_bank
 from hazardwatch.settings import load_settings
 from hazardwatch.storage.engine import create_engine
@@ -236,11 +237,15 @@ def test_with_no_worker_the_backlog_shows_and_frames_age_out(nats_server: NatsSe
     assert dict(consumer.lost_by_camera) == {"gate": 20}
 
 
-def events_process(url: str, database_url: str, directory: Path) -> subprocess.Popen[str]:
+def events_process(
+    url: str, database_url: str, directory: Path, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """`hazardwatch events` as its own process; its log to `log` (else dropped)."""
+    err = log.open("a") if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "tests.fault.run_role", "events", url, database_url,
          str(directory)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
     )  # fmt: skip
 
 
@@ -271,14 +276,65 @@ def expected_rows(frames: list[ScoredFrame], interval: float) -> set[tuple[str, 
     return rows
 
 
+def acked(link: BrokerLink) -> int:
+    """The events consumer's ack floor: what the broker forgot."""
+    assert link.js is not None
+    try:
+        info = link.call(link.js.consumer_info("HAZARDWATCH_SCORES", "events"))
+    except NotFoundError:
+        return 0
+    return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+
+
+def consumer_created(link: BrokerLink) -> object:
+    assert link.js is not None
+    return link.call(link.js.consumer_info("HAZARDWATCH_SCORES", "events")).created
+
+
+def start_standby(
+    link: BrokerLink, start: Callable[[], subprocess.Popen[str]], log: Path
+) -> subprocess.Popen[str]:
+    """A second events instance beside a live owner: it stands by, and the owner's
+    durable consumer is left as it was (not recreated under it)."""
+    assert wait_for(lambda: acked(link) > 0, 60, interval=0.1)  # the first owns the scores
+    before = consumer_created(link)
+    second = start()
+    assert wait_for(lambda: "stands by" in log.read_text(), 60, interval=0.1)
+    time.sleep(2.0)
+    assert consumer_created(link) == before
+    return second
+
+
+def fail_over(first: subprocess.Popen[str], fault: str, link: BrokerLink, log: Path) -> None:
+    """The owner killed (SIGKILL) or paused (SIGSTOP) past its lease: the standby takes
+    over within 10 s and acknowledges past what the owner had; a paused owner, resumed,
+    exits with EXIT_FENCED without another write."""
+    held = acked(link)
+    first.send_signal(signal.SIGSTOP if fault == "paused" else signal.SIGKILL)
+    failed_at = time.monotonic()
+    assert wait_for(lambda: "took the scores over" in log.read_text(), 15, interval=0.05)
+    takeover = time.monotonic() - failed_at
+    print(f"{fault}: the standby took the scores over {takeover:.1f} s after the owner failed")
+    assert takeover <= 10.0
+    assert wait_for(lambda: acked(link) > held, 15, interval=0.1)
+    if fault == "paused":
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(10) == (EXIT_FENCED if fault == "paused" else -signal.SIGKILL)
+
+
+@pytest.mark.parametrize("fault", ["restarted", "standby", "paused"])
 def test_the_events_service_killed_and_restarted_resumes_without_duplicates(
-    tmp_path: Path, red_clip: Path, nats_server: NatsServer, mysql_url: str
+    tmp_path: Path, red_clip: Path, nats_server: NatsServer, mysql_url: str, fault: str
 ) -> None:
     """A live camera (the clip looped at its frame rate) through a capture node and a worker;
     the events service (its own process, MariaDB) is killed with SIGKILL mid-run and started
-    again while frames keep coming. It resumes from its durable consumer, and the score
-    rows are exactly those of an uninterrupted run — none lost, none twice, the series'
-    spacing unbroken — and no event stays open or is stored twice."""
+    again while frames keep coming — or (`standby`) a second instance started beside it
+    stands by (it never touches the durable consumer of the live one) and takes over
+    within 10 s of the kill — or (`paused`) the owner is stopped with SIGSTOP past its
+    lease, the standby takes over, and the owner, resumed, exits at once without another
+    write (its lease is no longer current). It resumes from the durable consumer, and the
+    score rows are exactly those of an uninterrupted run — none lost, none twice, the
+    series' spacing unbroken — and no event stays open or is stored twice."""
     broker = {"url": nats_server.url, "image_format": "png"}
     settings = service_settings(tmp_path, mysql_url, [str(red_clip)], loop=True, broker=broker)
     capture = CaptureNode(settings, api_port=0)
@@ -301,27 +357,28 @@ def test_the_events_service_killed_and_restarted_resumes_without_duplicates(
             thread.start()
         classes = len(BANK.class_names)
 
-        def acked() -> int:  # the events consumer's ack floor: what the broker forgot
-            assert link.js is not None
-            try:
-                info = link.call(link.js.consumer_info("HAZARDWATCH_SCORES", "events"))
-            except NotFoundError:
-                return 0
-            return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-
         def mid_incident() -> bool:
             """4 s stored, an event open (the kill cuts it), and some of it acked: acks
             leave a moment after the rows commit, and a kill in that moment would leave
             the restart nothing to resume from but the beginning."""
             return (
-                len(rows()) >= 4 * classes and bool(repo.list_events(status="open")) and acked() > 0
+                len(rows()) >= 4 * classes
+                and bool(repo.list_events(status="open"))
+                and acked(link) > 0
             )
 
+        log = tmp_path / "second.log"
+        if fault != "restarted":
+            second = start_standby(link, lambda: events_process(
+                nats_server.url, mysql_url, tmp_path / "standby", log), log)  # fmt: skip
         assert wait_for(mid_incident, 60, interval=0.1)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        time.sleep(2.0)  # frames keep coming and wait in the scores stream
-        second = events_process(nats_server.url, mysql_url, tmp_path / "events")
+        if fault == "restarted":
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            time.sleep(2.0)  # frames keep coming and wait in the scores stream
+            second = events_process(nats_server.url, mysql_url, tmp_path / "events")
+        else:
+            fail_over(first, fault, link, log)
         time.sleep(8.0)
         capture.stop()
         threads[1].join(30)

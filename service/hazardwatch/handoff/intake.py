@@ -48,8 +48,12 @@ class ScoresConsumer(Periodic):
         batch: int = 64,
         *,
         stored: Stored | None = None,
+        may_consume: Callable[[], bool] | None = None,
     ) -> None:
+        """`may_consume`: asked before each fetch; False (this instance's lease on the
+        scores is not current) holds everything still."""
         self.source = source
+        self.may_consume = may_consume
         self.on_scored = on_scored
         self.batch = batch
         self.stored = stored
@@ -88,6 +92,9 @@ class ScoresConsumer(Periodic):
         return sum(len(deliveries) for _, deliveries in self._unacked)
 
     def tick(self) -> None:
+        if self.may_consume is not None and not self.may_consume():
+            time.sleep(0.1)  # the lease's keeper decides; nothing is fetched or handed on
+            return
         for delivery in self.source.fetch(self.batch, 0.2):
             if not self._window.push(delivery, time.monotonic()):
                 self._late(delivery.item)
