@@ -173,6 +173,12 @@ class Metrics:
         self.media_bytes = Gauge(
             PREFIX + "media_bytes", "Bytes of snapshots and clips on disk.", registry=events
         )
+        self.scores_owner = Gauge(
+            PREFIX + "scores_owner",
+            "1 while this events service holds the scores' lease and consumes them, 0 while "
+            "it stands by (another instance holds it); events role only.",
+            registry=r if role == "events" else None,
+        )
         self.camera_learning = Gauge(
             PREFIX + "camera_learning",
             "1 while a camera never calibrated learns its normal (detector.learning_s), 0 "

@@ -363,7 +363,7 @@ class EventsNode:
             ensure_scores_stream(link, scores)
             board = _broker_views(settings, link, api, view, live, stack)
             lease = Lease(link, key=f"{scores.stream}.{scores.consumer}")
-            if not self._own(lease):  # stopped while standing by
+            if not self._own(lease, metrics):  # stopped while standing by
                 return RoleSummary("events", seconds=time.monotonic() - started)
             keeper = LeaseKeeper(lease, _fenced)
             keeper.start()
@@ -418,11 +418,13 @@ class EventsNode:
                 seconds=time.monotonic() - started,
             )
 
-    def _own(self, lease: Lease) -> bool:
+    def _own(self, lease: Lease, metrics: Metrics) -> bool:
         """The scores' lease, at once or after standing by while another instance holds
         it (handoff/lease.py); False when stopped first."""
         if self._try(lease):
+            metrics.scores_owner.set(1)
             return True
+        metrics.scores_owner.set(0)
         log.warning(
             "events: %s consumes the scores; this instance stands by (its API serves from "
             "the database) and takes over when that one stops",
@@ -431,6 +433,7 @@ class EventsNode:
         while not self._stop.wait(RETRY_S):
             if self._try(lease):
                 log.warning("events: this instance took the scores over")
+                metrics.scores_owner.set(1)
                 return True
         return False
 
