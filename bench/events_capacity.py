@@ -24,9 +24,14 @@ Two phases, one events process:
    consumer's ack floor passing it (the service acks a frame once what it made of it is
    stored); lost: frames published and never acked, and the service's own count of
    hand-off gaps (`hazardwatch_frames_lost_total`).
+3. **Takeover.** A second events service started beside the first stands by; frames
+   at `--rate` for `--takeover-s` seconds, the owner killed (SIGKILL) a third of the way
+   in: seconds until the standby takes the scores over and until frames are stored
+   again, frames lost, and score-to-stored latency of the frames published after the
+   kill.
 
     python bench/events_capacity.py [--cameras 1000] [--backlog 30000] [--rate 500]
-                                    [--live-s 60] [--json]
+                                    [--live-s 60] [--takeover-s 45] [--json]
 
 Numbers depend on the CPU: quote the flags this prints. MySQL is the local MariaDB
 (`HAZARDWATCH_TEST_MYSQL_URL`).
@@ -350,6 +355,74 @@ def _pgrep(name: str) -> list[str]:
     return done.stdout.split()
 
 
+@dataclass
+class Takeover:
+    rate: float
+    published: int
+    acked: int
+    standby_took_over_s: float  # from the owner's SIGKILL to the standby's log line
+    first_ack_after_s: float  # from the SIGKILL to the ack floor moving again
+    p95_after_s: float  # score-to-stored of the frames published after the kill
+    max_after_s: float
+    lost_by_service: float
+
+
+def takeover(url: str, cams: Cameras, rate: float, seconds: float, owner: Process,
+             directory: Path, db: str) -> Takeover:  # fmt: skip
+    """A standby started beside the owner; frames at `rate` for `seconds`, the owner
+    killed (SIGKILL) a third of the way in: how soon the standby takes over and the
+    frames are stored again, and whether any is lost."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config, port = write_config(directory, url, db)
+    log = directory / "standby.log"
+    count = int(rate * seconds)
+    sent: dict[int, float] = {}
+    samples: list[tuple[float, int]] = []
+    with events_service(config, port, log) as standby:
+        deadline = time.monotonic() + 120
+        while "stands by" not in (log.read_text() if log.is_file() else ""):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the second events service did not stand by")
+            time.sleep(0.1)
+        started = time.time() + 5 + count * 1e-4
+        items = [cams.frame(i % cams.count, started + i / rate) for i in range(count)]
+        time.sleep(max(0.0, started - time.time()))
+        killed: list[float] = []
+        took: list[float] = []
+
+        def kill() -> None:
+            owner.popen.kill()
+            killed.append(time.time())
+            while not took and time.time() - killed[0] < 60:
+                if "took the scores over" in log.read_text():
+                    took.append(time.time())
+                time.sleep(0.02)
+
+        timer = threading.Timer(seconds / 3, kill)
+        timer.start()
+        asyncio.run(publish(url, iter(items), rate, sent, samples))
+        timer.join()
+        lost = total(scrape(port), "hazardwatch_frames_lost_total")
+        standby.stop(120)
+    at_kill = killed[0]
+    times = np.array([t for t, _ in samples])
+    floors = np.maximum.accumulate(np.array([f for _, f in samples]))
+    before = floors[np.searchsorted(times, at_kill)] if len(times) else 0
+    moved = [t for t, f in zip(times, floors, strict=True) if t > at_kill and f > before]
+    after = []
+    acked = 0
+    for seq, at in sent.items():
+        i = int(np.searchsorted(floors, seq))
+        if i < len(times):
+            acked += 1
+            if at > at_kill:
+                after.append(max(0.0, float(times[i]) - at))
+    return Takeover(rate, count, acked, (took[0] if took else float("nan")) - at_kill,
+                    (moved[0] if moved else float("nan")) - at_kill,
+                    float(np.quantile(after, 0.95)) if after else float("nan"),
+                    max(after, default=float("nan")), lost)  # fmt: skip
+
+
 @contextmanager
 def broker(directory: Path) -> Iterator[tuple[str, int]]:
     """A private nats-server (Go's collector at 400, as docker-compose.yml runs it)."""
@@ -407,6 +480,11 @@ def main() -> int:
                         result = live(url, nats_pid, cams, args.rate, args.live_s, process, port)
                         report["live"] = asdict(result)
                         print(_live_line(result), flush=True)
+                    if args.takeover_s > 0:
+                        taken = takeover(url, cams, args.rate, args.takeover_s, process,
+                                         directory / "standby", db)  # fmt: skip
+                        report["takeover"] = asdict(taken)
+                        print(_takeover_line(taken), flush=True)
             finally:
                 if log.is_file():
                     report["events_log_tail"] = log.read_text().splitlines()[-15:]
@@ -434,12 +512,24 @@ def _live_line(result: Live) -> str:
     )
 
 
+def _takeover_line(t: Takeover) -> str:
+    return (
+        f"takeover at {t.rate:.0f} frames/s: the standby took the scores over "
+        f"{t.standby_took_over_s:.1f} s after the owner's SIGKILL, stored again after "
+        f"{t.first_ack_after_s:.1f} s; {t.acked}/{t.published} stored, "
+        f"{t.lost_by_service:.0f} lost by its count; frames published after the kill: "
+        f"score-to-stored p95 {t.p95_after_s:.1f} s, max {t.max_after_s:.1f} s"
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=1000)
     parser.add_argument("--backlog", type=int, default=30000)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--live-s", type=float, default=60.0)
+    parser.add_argument("--takeover-s", type=float, default=45.0,
+                        help="seconds of the takeover phase (0: none)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--role", choices=["events"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
