@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -15,6 +15,7 @@ from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity,
 from hazardwatch.storage.banks import BankTable
 from hazardwatch.storage.keyframes import UNKNOWN_KIND, KeyframeTable
 from hazardwatch.storage.models import Camera, CameraState, Event, EventReview, ScoreRow
+from hazardwatch.storage.scores import ScoreTable
 
 # A later write without a media path (the file failed, or was not made yet) keeps the old one.
 WEATHER_COLUMNS = (
@@ -53,8 +54,6 @@ _EVENT_MUTABLE = (
     "updated_at",
 )
 MAX_PAGE = 1000
-# Cameras whose last-seen time one statement moves (one compiled statement per count).
-SEEN_A_STATEMENT = 64
 
 
 def _now() -> datetime:
@@ -68,11 +67,8 @@ class Repository:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._known_cameras: set[tuple[str, str]] = set()  # (name, kind) registered
-        self._scores_sql: tuple[str, tuple[str, ...], Callable[[datetime], Any]] | None = None
-        self._seen_statements: dict[
-            int, tuple[str, tuple[str, ...], Callable[[datetime], Any]]
-        ] = {}
         self.keyframes = KeyframeTable(engine, self.ensure_cameras)
+        self.scores = ScoreTable(engine, self._insert_ignore(cast(sa.Table, ScoreRow.__table__)))
         self.banks = BankTable(engine)
 
     @property
@@ -451,104 +447,15 @@ class Repository:
         if not samples:
             return
         self.ensure_cameras((name, UNKNOWN_KIND) for name in {s.camera for s in samples})
-        sql, order, bind_ts = self._scores_insert()
-        stored: dict[datetime, Any] = {}  # a frame's classes share its time: bound once
-        rows = []
-        latest: dict[str, datetime] = {}
-        for s in samples:
-            ts = stored.get(s.ts)
-            if ts is None:
-                ts = stored[s.ts] = bind_ts(s.ts)
-            row = {
-                "camera": s.camera,
-                "ts": ts,
-                "class_name": s.class_name,
-                "score": float(s.score),
-                "signal": None if s.signal is None else float(s.signal),
-            }
-            rows.append(tuple(row[k] for k in order) if order else row)
-            if s.camera not in latest or s.ts > latest[s.camera]:
-                latest[s.camera] = s.ts
-        with self._engine.begin() as conn:
-            # A frame delivered again after a crash is stored once (unique key).
-            conn.exec_driver_sql(sql, rows)
-            self._seen(conn, latest)
-
-    def _scores_insert(self) -> tuple[str, tuple[str, ...], Callable[[datetime], Any]]:
-        """The score rows' INSERT … IGNORE compiled once, in the driver's own parameter
-        style (its positional order, or none for named styles), and how a row's time is
-        bound. Run straight on the driver: a thousand cameras write about 4,500 rows a
-        second, and SQLAlchemy's per-row work on a compiled statement (cache key, bind
-        processors, parameter dicts) was most of the writer's CPU."""
-        if self._scores_sql is None:
-            table = cast(sa.Table, ScoreRow.__table__)
-            names = ("camera", "ts", "class_name", "score", "signal")
-            stmt = self._insert_ignore(table).values({n: sa.bindparam(n) for n in names})
-            self._scores_sql = self._driver_sql(stmt, table.c.ts)
-        return self._scores_sql
+        self.scores.add(samples)
 
     def _seen(self, conn: Any, latest: dict[str, datetime]) -> None:
-        """cameras.last_seen_at: the newest frame time written for each camera (never back);
-        one statement a chunk of cameras (a CASE by name), compiled once per chunk size and
-        run on the driver: an UPDATE run with a row per camera (executemany) is a round
-        trip a camera on MySQL's driver, and building the statement anew for each batch
-        was most of what was left of a small batch's cost, with a thousand cameras."""
-        items = sorted(latest.items())
-        for start in range(0, len(items), SEEN_A_STATEMENT):
-            chunk = items[start : start + SEEN_A_STATEMENT]
-            sql, order, bind_ts = self._seen_sql(len(chunk))
-            params: dict[str, Any] = {}
-            for i, (camera, ts) in enumerate(chunk):
-                params[f"c{i}"], params[f"t{i}"] = camera, bind_ts(ts)
-            conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order else params)
-
-    def _seen_sql(self, n: int) -> tuple[str, tuple[str, ...], Callable[[datetime], Any]]:
-        if n not in self._seen_statements:
-            column = _cameras.last_seen_at
-            newest = sa.case(
-                *(
-                    (_cameras.name == sa.bindparam(f"c{i}"), sa.bindparam(f"t{i}"))
-                    for i in range(n)
-                ),
-                else_=column,
-            )
-            stmt = (
-                sa.update(_CAMERAS)
-                .where(
-                    _cameras.name.in_([sa.bindparam(f"c{i}") for i in range(n)]),
-                    sa.or_(column.is_(None), column < newest),
-                )
-                .values(last_seen_at=newest)
-            )
-            self._seen_statements[n] = self._driver_sql(stmt, column)
-        return self._seen_statements[n]
-
-    def _driver_sql(
-        self, stmt: Any, ts_column: Any
-    ) -> tuple[str, tuple[str, ...], Callable[[datetime], Any]]:
-        """A statement compiled once for the driver: its text, its parameters' positional
-        order (none for named styles), and how a time is bound for `ts_column`."""
-        dialect = self._engine.dialect
-        compiled = stmt.compile(dialect=dialect)
-        order = tuple(compiled.positiontup or ()) if compiled.positional else ()
-        process = ts_column.type.bind_processor(dialect)
-        return compiled.string, order, process or (lambda v: v)
+        self.scores.seen(conn, latest)
 
     def list_scores(
         self, camera: str, since: datetime, until: datetime, class_name: str | None = None
     ) -> list[ScoreSample]:
-        query = (
-            sa.select(ScoreRow.__table__)
-            .where(ScoreRow.camera == camera, ScoreRow.ts >= since, ScoreRow.ts < until)
-            .order_by(ScoreRow.ts, ScoreRow.id)
-        )
-        if class_name is not None:
-            query = query.where(ScoreRow.class_name == class_name)
-        with self._engine.connect() as conn:
-            return [
-                ScoreSample(r.camera, r.ts, r.class_name, r.score, r.signal)
-                for r in conn.execute(query)
-            ]
+        return self.scores.list(camera, since, until, class_name)
 
 
 _CAMERAS = cast(sa.Table, Camera.__table__)
