@@ -186,7 +186,7 @@ class Repository:
             )
         with self._engine.begin() as conn:
             conn.execute(stmt)
-            self._seen(conn, {event.camera: event.peak_at})
+            self.scores.seen(conn, {event.camera: event.peak_at})
 
     def set_clip_path(self, uuid: str, clip_path: str) -> bool:
         """Link a finished clip to its event; False when no such event is stored."""
@@ -448,9 +448,6 @@ class Repository:
             return
         self.ensure_cameras((name, UNKNOWN_KIND) for name in {s.camera for s in samples})
         self.scores.add(samples)
-
-    def _seen(self, conn: Any, latest: dict[str, datetime]) -> None:
-        self.scores.seen(conn, latest)
 
     def list_scores(
         self, camera: str, since: datetime, until: datetime, class_name: str | None = None

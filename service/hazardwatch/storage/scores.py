@@ -24,6 +24,7 @@ from hazardwatch.storage.models import Camera, ScoreRow
 
 # Cameras whose last-seen time one statement moves (one compiled statement per count).
 SEEN_A_STATEMENT = 64
+COLUMNS = ("camera", "ts", "class_name", "score", "signal")  # of a score row
 _SCORES = cast(sa.Table, ScoreRow.__table__)
 _CAMERAS = cast(sa.Table, Camera.__table__)
 _cameras = _CAMERAS.c
@@ -37,30 +38,30 @@ class ScoreTable:
         """`insert_ignore`: the dialect's INSERT into `scores` that skips existing keys
         (a frame delivered again after a crash is stored once)."""
         self._engine = engine
-        names = ("camera", "ts", "class_name", "score", "signal")
-        stmt = insert_ignore.values({n: sa.bindparam(n) for n in names})
+        stmt = insert_ignore.values({n: sa.bindparam(n) for n in COLUMNS})
         self._insert = self._driver_sql(stmt, _SCORES.c.ts)
+        order = self._insert[1]
+        # Where each of the driver's positional parameters is in a row of COLUMNS.
+        self._pick = [COLUMNS.index(name) for name in order] if order else None
         self._seen: dict[int, DriverSql] = {}
 
     def add(self, samples: Sequence[ScoreSample]) -> None:
         """Store the rows (their cameras registered by the caller) and move each camera's
         last-seen time, in one transaction."""
-        sql, order, bind_ts = self._insert
+        sql, _, bind_ts = self._insert
+        pick = self._pick
         bound: dict[datetime, Any] = {}  # a frame's classes share its time: bound once
-        rows = []
+        rows: list[Any] = []
         latest: dict[str, datetime] = {}
         for s in samples:
             ts = bound.get(s.ts)
             if ts is None:
                 ts = bound[s.ts] = bind_ts(s.ts)
-            row = {
-                "camera": s.camera,
-                "ts": ts,
-                "class_name": s.class_name,
-                "score": float(s.score),
-                "signal": None if s.signal is None else float(s.signal),
-            }
-            rows.append(tuple(row[k] for k in order) if order else row)
+            signal = None if s.signal is None else float(s.signal)
+            row = (s.camera, ts, s.class_name, float(s.score), signal)
+            rows.append(
+                tuple(row[i] for i in pick) if pick else dict(zip(COLUMNS, row, strict=True))
+            )
             if s.camera not in latest or s.ts > latest[s.camera]:
                 latest[s.camera] = s.ts
         with self._engine.begin() as conn:
