@@ -1,25 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from hazardwatch.records import EventRecord, ScoreSample, Weather
-from hazardwatch.storage import migrate
-from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def repo(database_url: str) -> Iterator[Repository]:
-    engine = create_engine(database_url)
-    migrate.upgrade(engine)
-    yield Repository(engine)
-    engine.dispose()
 
 
 def make_event(uuid: str = "e-1", **changes: object) -> EventRecord:

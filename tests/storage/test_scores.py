@@ -3,28 +3,16 @@ each compiled once, the rows and last-seen times exactly as before."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from hazardwatch.records import ScoreSample
-from hazardwatch.storage import migrate
-from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from hazardwatch.storage.scores import SEEN_A_STATEMENT
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def repo(database_url: str) -> Iterator[Repository]:
-    engine = create_engine(database_url)
-    migrate.upgrade(engine)
-    yield Repository(engine)
-    engine.dispose()
 
 
 def test_a_batch_of_a_hundred_cameras_takes_three_statements(repo: Repository) -> None:
