@@ -17,9 +17,8 @@ import contextlib
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,12 +34,19 @@ from hazardwatch.detect.explain import explain_camera
 from hazardwatch.detect.learning import Learning
 from hazardwatch.detect.normal import CameraNormal, ReferenceSet, encode_embedding
 from hazardwatch.detect.resume import LeftOpen, continuation
+from hazardwatch.detect.slots import (
+    NEVER,
+    CameraSlot,
+    save_phase,
+    similarity,
+    snapshot,
+    watched_classes,
+)
 from hazardwatch.records import (
     ClassNormal,
     EventRecord,
     EventUpdate,
     Frame,
-    Image,
     ScoredFrame,
     ScoreSample,
 )
@@ -48,38 +54,10 @@ from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
 ROLLOUT_WINDOW_S = 30.0
-NEVER = -1e18  # a camera not saved yet
 
 
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-@dataclass(eq=False)
-class CameraSlot:
-    """Everything the stage holds for one camera. A camera closed by a reload keeps its
-    slot (its normal is saved, and it may come back); what it ran with is dropped."""
-
-    normal: CameraNormal | None = None  # stored, learned or the prior; None until seen
-    detector: TemporalDetector | None = None
-    bank_version: str | None = None  # the bank `detector` was built for
-    learning: Learning | None = None  # never calibrated: learning its normal online
-    closed: bool = False  # removed by a reload: its queued frames are ignored
-    last_t: float = 0.0  # the newest frame time
-    # The newest stored score row (a restart): frames up to an interval after it give none.
-    stored_until: datetime | None = None
-    last_sample: dict[str, float] = field(default_factory=dict)  # class -> frame time
-    saved_at: float = NEVER  # monotonic
-    save_due: bool = False  # taught by feedback: save with the next frame
-    # The hazard classes, and what defines each class by example, the detector was built for.
-    hazards: frozenset[str] = frozenset()
-    definitions: dict[str, str] = field(default_factory=dict)
-    # Bank versions seen: version -> (first seen, last seen), frame time.
-    versions: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def drop_detector(self) -> TemporalDetector | None:
-        detector, self.detector, self.bank_version = self.detector, None, None
-        return detector
 
 
 class DetectorStage:
@@ -207,7 +185,7 @@ class DetectorStage:
         # After the first save, each camera keeps its own phase of the interval: cameras
         # that started together (a thousand, at a start) do not all save in the same second.
         first = slot.saved_at == NEVER
-        slot.saved_at = now - (_phase(camera) * self.state_interval_s if first else 0.0)
+        slot.saved_at = now - (save_phase(camera) * self.state_interval_s if first else 0.0)
         if slot.detector is not None:
             normal.baselines = slot.detector.baselines()
         try:
@@ -352,9 +330,9 @@ class DetectorStage:
             if self._on_frame is not None:
                 self._on_frame(frame)
             # A class scoped to other cameras is not watched here (`cameras:` in the bank).
-            probabilities = _watched(bank, frame.camera, scored.probabilities)
+            probabilities = watched_classes(bank, frame.camera, scored.probabilities)
             events = detector.update(
-                t, probabilities, ref=scored, normal_similarity=_similarity(slot, scored)
+                t, probabilities, ref=scored, normal_similarity=similarity(slot, scored)
             )
             self._emit_all(events, frame.received_at)
             if slot.learning is not None:
@@ -555,39 +533,5 @@ class DetectorStage:
             opened_threshold=event.threshold,
         )
         if continued is None:
-            return EventUpdate(event.kind, record, _snapshot(peak), latency_from)
-        return continuation(event, record, continued, _snapshot(peak), latency_from)
-
-
-def _phase(camera: str) -> float:
-    """Where in the save interval a camera's saves fall, in [0, 1): fixed by its name."""
-    return zlib.crc32(camera.encode()) / 2**32
-
-
-def _watched(bank: PromptBank, camera: str, probabilities: dict[str, float]) -> dict[str, float]:
-    scoped = [c.name for c in bank.classes if c.cameras and camera not in c.cameras]
-    if not scoped:
-        return probabilities
-    return {name: p for name, p in probabilities.items() if name not in scoped}
-
-
-def _similarity(slot: CameraSlot, scored: ScoredFrame) -> float | None:
-    """The frame's best cosine with its camera's normal references (None: it has none, or
-    the frame no embedding). Here, not in the worker: the references live with the
-    detector, and a worker on another machine never sees them."""
-    if scored.embedding is None or slot.normal is None:
-        return None
-    return slot.normal.references.similarity(scored.embedding)
-
-
-def _snapshot(peak: ScoredFrame | None) -> Image | None:
-    """The peak frame's pixels (a frame from a broker is decoded here, at its event only);
-    an image that does not decode costs the snapshot, never the event."""
-    if peak is None:
-        return None
-    try:
-        return peak.gated.frame.image
-    except ValueError as exc:
-        log.warning("camera %s: no snapshot, the peak frame does not decode: %s",
-                    peak.gated.frame.camera, exc)  # fmt: skip
-        return None
+            return EventUpdate(event.kind, record, snapshot(peak), latency_from)
+        return continuation(event, record, continued, snapshot(peak), latency_from)
