@@ -376,7 +376,7 @@ def layouts_from_settings(settings: Settings) -> tuple[FramesLayout, ScoresLayou
         max_ack_pending=b.max_ack_pending,
         max_deliver=b.max_deliver,
     )
-    return frames, ScoresLayout(max_age_s=b.scores_max_age_s)
+    return frames, ScoresLayout(max_age_s=b.scores_max_age_s, partitions=b.partitions)
 
 
 def wire_options(settings: BrokerSettings) -> ImageOptions:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from hazardwatch import __version__
 from hazardwatch.api.app import create_app
@@ -61,6 +63,7 @@ from hazardwatch.storage.repository import MAX_PAGE, Repository
 from hazardwatch.storage.spool import Spool
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -154,9 +157,17 @@ class EventsSide:
         self.keyframes: KeyframeSampler | None = None
         self.search: KeyframeSearch | None = None
 
-    def build(self, api_state: ApiState, cameras: Cameras, model_name: str) -> DetectorStage:
+    def build(
+        self,
+        api_state: ApiState,
+        cameras: Cameras,
+        model_name: str,
+        owns: Callable[[str], bool] | None = None,
+    ) -> DetectorStage:
         """Alerts, clips, weather and the detector stage, wired to the writer and the API.
-        `cameras`: this process's readers (full-rate segments for clips), if any."""
+        `cameras`: this process's readers (full-rate segments for clips), if any. `owns`:
+        the cameras whose states and open events this process takes (the events role's
+        partitions; all of them by default)."""
         settings, writer, metrics = self.settings, self.writer, self.metrics
         channels = build_alert_channels(settings, metrics)
         for channel in channels:
@@ -200,14 +211,15 @@ class EventsSide:
                 settings.detector.max_references,
                 # The events role has no cameras of its own: every stored state is logged.
                 [c.name for c in settings.cameras if c.enabled] or None,
+                owns,
             ),
             save_state=lambda camera, normal: writer.put_state(state_record(camera, normal)),
             max_references=settings.detector.max_references,
-            scores_stored_until=self.repository.scores_stored_until(),
+            scores_stored_until=_only(self.repository.scores_stored_until(), owns),
             observe_latency=metrics.frame_latency_seconds.observe,
             # One process (or the events role) owns every camera's events: what an earlier
             # run left open is continued by this one, or closed as interrupted.
-            resumable=left_open(self.repository),
+            resumable=left_open(self.repository, owns),
             learning_s=settings.detector.learning_s,
             on_learning=metrics.set_learning,
         )
@@ -215,6 +227,27 @@ class EventsSide:
         api_state.calibration = self.stage.calibration
         api_state.explain = self.stage.explain
         return self.stage
+
+    def take_cameras(self, belongs: Callable[[str], bool]) -> None:
+        """Cameras another events instance let go (a partition): their states, newest score
+        times and open events as it left them, into the running stage."""
+        repository = self.repository
+        max_references = self.settings.detector.max_references
+        self.stage.take_cameras(
+            load_camera_states(repository, max_references, None, belongs),
+            _only(repository.scores_stored_until(), belongs),
+            left_open(repository, belongs),
+        )
+
+    def stored(self, timeout_s: float) -> bool:
+        """Wait until everything put to the writer so far is stored (or spooled)."""
+        mark = self.writer.mark()
+        deadline = time.monotonic() + timeout_s
+        while not self.writer.durable(mark):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _build_search(self, api_state: ApiState, model_name: str) -> None:
         """Keyframes sampled from scored frames and event ends, stored by the writer,
@@ -314,33 +347,46 @@ def _segments_of(readers: Sequence[CameraReader], camera: str) -> Path | None:
     return None
 
 
-def left_open(repository: Repository) -> list[EventRecord]:
-    """Events an earlier run left open (it was killed): this run continues or closes them."""
+def _only(by_camera: dict[str, T], owns: Callable[[str], bool] | None) -> dict[str, T]:
+    return by_camera if owns is None else {c: v for c, v in by_camera.items() if owns(c)}
+
+
+def left_open(
+    repository: Repository, owns: Callable[[str], bool] | None = None
+) -> list[EventRecord]:
+    """Events an earlier run (or the instance that had these cameras) left open: this run
+    continues or closes them. `owns`: only those of these cameras."""
     found: list[EventRecord] = []
+    offset = 0
     while True:
-        page = repository.list_events(status="open", limit=MAX_PAGE, offset=len(found))
-        found.extend(page)
+        page = repository.list_events(status="open", limit=MAX_PAGE, offset=offset)
+        offset += len(page)
+        found.extend(r for r in page if owns is None or owns(r.camera))
         if len(page) < MAX_PAGE:
             break
     if found:
         log.warning(
-            "%d event(s) left open by an earlier run: each goes on if its hazard is seen "
-            "again within %.0f s, else it is closed as interrupted",
+            "%d event(s) left open by %s: each goes on if its hazard is seen again within "
+            "%.0f s, else it is closed as interrupted",
             len(found),
+            "an earlier run" if owns is None else "the instance that had these cameras",
             RESUME_WINDOW_S,
         )
     return found
 
 
 def load_camera_states(
-    repository: Repository, max_references: int = 32, configured: Iterable[str] | None = None
+    repository: Repository,
+    max_references: int = 32,
+    configured: Iterable[str] | None = None,
+    owns: Callable[[str], bool] | None = None,
 ) -> dict[str, CameraNormal]:
-    """Every camera's stored normal; a state that cannot be read is logged and skipped
-    (the camera then starts from the prior), never fatal. Each `configured` camera's
-    state is logged (calibrated when, on how much footage; or not); stored states of other
-    cameras are kept and only counted."""
+    """Every camera's stored normal (of the cameras `owns` names, if given); a state that
+    cannot be read is logged and skipped (the camera then starts from the prior), never
+    fatal. Each `configured` camera's state is logged (calibrated when, on how much
+    footage; or not); stored states of other cameras are kept and only counted."""
     out = {}
-    for camera, text in repository.load_camera_states().items():
+    for camera, text in _only(repository.load_camera_states(), owns).items():
         try:
             out[camera] = CameraNormal.from_json(json.loads(text), max_references)
         except (ValueError, ConfigError) as exc:

@@ -175,8 +175,10 @@ class Metrics:
         )
         self.scores_owner = Gauge(
             PREFIX + "scores_owner",
-            "1 while this events service holds the scores' lease and consumes them, 0 while "
-            "it stands by (another instance holds it); events role only.",
+            "Per partition of the scores (broker.partitions): 1 while this events service "
+            "holds its lease and consumes it, 0 while another instance does or none; events "
+            "role only.",
+            ["partition"],
             registry=r if role == "events" else None,
         )
         self.camera_learning = Gauge(

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hazardwatch.api.server import ApiServer
 from hazardwatch.api.state import ApiState
-from hazardwatch.capture.fleet import CameraFleet, Cameras, NoCameras
+from hazardwatch.capture.fleet import CameraFleet, Cameras
 from hazardwatch.capture.latest import LatestFrames
 from hazardwatch.components import (
     EncoderFactory,
@@ -49,14 +49,14 @@ from hazardwatch.components import (
     stop_timeout_s,
     wire_options,
 )
+from hazardwatch.events_intake import EventsIntake
 from hazardwatch.events_side import hosted
 from hazardwatch.handoff.embedding import BrokerEmbedder, EmbeddingResponder
 from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
-from hazardwatch.handoff.intake import ScoresConsumer
 from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
-from hazardwatch.handoff.lease import RETRY_S, Lease, LeaseKeeper
 from hazardwatch.handoff.link import BrokerLink, consumer_lag
-from hazardwatch.handoff.scores import ScoresPublisher, ScoresSource, ensure_scores_stream
+from hazardwatch.handoff.partitions import Partitions
+from hazardwatch.handoff.scores import ScoresPublisher, ensure_scores_stream
 from hazardwatch.handoff.status import StatusBoard, StatusPublisher, node_id
 from hazardwatch.metrics import (
     CONTENT_TYPE,
@@ -362,88 +362,58 @@ class EventsNode:
             stack.callback(link.stop)
             ensure_scores_stream(link, scores)
             board = _broker_views(settings, link, api, view, live, stack)
-            lease = Lease(link, key=f"{scores.stream}.{scores.consumer}")
-            if not self._own(lease, metrics):  # stopped while standing by
-                return RoleSummary("events", seconds=time.monotonic() - started)
-            keeper = LeaseKeeper(lease, _fenced)
-            keeper.start()
-            stack.callback(keeper.stop)
-            # Built once the scores are ours: the camera states and the events a previous
-            # owner left open are read now, not when this instance started to stand by.
-            stage = events.build(api, NoCameras(), settings.scoring.model)
-            watched = [(frames.stream, frames.consumer), (scores.stream, scores.consumer)]
-            metrics.registry.register(BrokerCollector(lambda: consumer_lag(link, watched)))
-            source = ScoresSource(
-                link, scores, banks.get, metrics.broker_malformed.labels(scores.consumer).inc
-            )
-            consumer = ScoresConsumer(
-                source,
-                events.on_scored,
-                settings.broker.reorder_window_s,
-                stored=events.writer,
-                may_consume=lease.current,
-            )
-            view.writer = events.writer
-            view.lost_by_camera = consumer.lost_by_camera
-            view.late_by_camera = consumer.late_by_camera
-            view.handled_by_camera = consumer.frames_by_camera
-            events.start()
-            consumer.start()
-            log.info("events: consuming scores from %s", scores.stream)
+            intake = EventsIntake(settings, events, api, view, link, scores, banks)
+            node = node_id()
+            partitions = Partitions(
+                link, scores, node, lambda: list(board.events_nodes()),
+                intake.start, intake.stop, _fenced,
+            )  # fmt: skip
+            status = StatusPublisher(link, lambda: _events_status(node, link, partitions.held))
+            status.start()
+            stack.callback(status.stop)
+
+            def watched() -> list[tuple[str, str]]:
+                held = [(scores.stream, scores.consumer_of(k)) for k in partitions.held]
+                return [(frames.stream, frames.consumer), *held]
+
+            metrics.registry.register(BrokerCollector(lambda: consumer_lag(link, watched())))
+            partitions.start()
+            log.info("events: taking a share of the scores' %d partition(s)", scores.partitions)
             try:
                 while not self._stop.wait(0.5):
-                    _register_remote_cameras(events.repository, board)
-                    stage.expire_resumable()
+                    if intake.stage is not None:
+                        _register_remote_cameras(events.repository, board)
+                        intake.stage.expire_resumable()
             finally:
-                if not consumer.stop(30):
-                    log.error("scores consumer did not stop in 30 s")
-                events.finish()
-                unstored = consumer.settle()
-                if unstored:
-                    log.warning("%d scored frame(s) not stored: left to the broker", unstored)
-                keeper.stop()
-                lease.release()  # a standby takes over now, not after the lease's TTL
+                partitions.stop(60)  # nothing more taken or given back
+                intake.finish()
+                if intake.unstored:
+                    log.warning(
+                        "%d scored frame(s) not stored: left to the broker", intake.unstored
+                    )
+                partitions.release_all()  # others take over now, not after the lease's TTL
                 log.info(
                     "events: %d scored frame(s) handled, %d lost, %d too late for the "
                     "reorder window (as hazardwatch_frames_handled/lost/late_total)",
-                    consumer.frames,
-                    consumer.lost,
-                    consumer.late,
+                    intake.frames,
+                    intake.lost,
+                    intake.late,
                 )
+            stage = intake.stage
             return RoleSummary(
                 "events",
-                frames_scored=consumer.frames,
-                events=stage.events_started,
-                frames_late=consumer.late,
+                frames_scored=intake.frames,
+                events=stage.events_started if stage is not None else 0,
+                frames_late=intake.late,
                 seconds=time.monotonic() - started,
             )
 
-    def _own(self, lease: Lease, metrics: Metrics) -> bool:
-        """The scores' lease, at once or after standing by while another instance holds
-        it (handoff/lease.py); False when stopped first."""
-        if self._try(lease):
-            metrics.scores_owner.set(1)
-            return True
-        metrics.scores_owner.set(0)
-        log.warning(
-            "events: %s consumes the scores; this instance stands by (its API serves from "
-            "the database) and takes over when that one stops",
-            lease.owner() or "another instance",
-        )
-        while not self._stop.wait(RETRY_S):
-            if self._try(lease):
-                log.warning("events: this instance took the scores over")
-                metrics.scores_owner.set(1)
-                return True
-        return False
 
-    @staticmethod
-    def _try(lease: Lease) -> bool:
-        try:
-            return lease.acquire()
-        except Exception as exc:  # the broker away: try again
-            log.debug("scores lease not acquired: %s", exc)
-            return False
+def _events_status(node: str, link: BrokerLink, held: list[int]) -> dict[str, dict[str, Any]]:
+    """This events instance in the status bucket: the partitions it holds (the others
+    count it when they share the partitions out)."""
+    value = {"role": "events", "node": node, "connected": link.connected, "partitions": held}
+    return {f"node.events.{node}": value}
 
 
 def _broker_views(

@@ -1,7 +1,7 @@
 """A role as its own process, for kill -9 tests.
 
 python -m tests.fault.run_role worker NATS_URL SECONDS_PER_IMAGE BATCH_SIZE [MAX_FRAME_AGE_S]
-python -m tests.fault.run_role events NATS_URL DATABASE_URL DATA_DIR
+python -m tests.fault.run_role events NATS_URL DATABASE_URL DATA_DIR [PARTITIONS]
 
 The worker scores with the fake encoder; the events service is `Service` as
 `hazardwatch events` builds it, with its API on a free port. Each prints its summary.
@@ -36,10 +36,12 @@ def main(argv: list[str]) -> int:
         print(node.run(), flush=True)
         return 0
     assert role == "events", role
-    database_url, data_dir = rest
+    database_url, data_dir, *partitions = rest
     settings = load_settings(
         None,
-        broker={"url": url, "reorder_window_s": 0.3},
+        broker={"url": url, "reorder_window_s": 0.3, "partitions": int(partitions[0] or 1)}
+        if partitions
+        else {"url": url, "reorder_window_s": 0.3},
         storage={"database_url": database_url, "data_dir": f"{data_dir}/data"},
         media={"dir": f"{data_dir}/media"},
         detector={"cooldown_s": 2.0},

@@ -238,13 +238,13 @@ def test_with_no_worker_the_backlog_shows_and_frames_age_out(nats_server: NatsSe
 
 
 def events_process(
-    url: str, database_url: str, directory: Path, log: Path | None = None
+    url: str, database_url: str, directory: Path, log: Path | None = None, partitions: int = 1
 ) -> subprocess.Popen[str]:
     """`hazardwatch events` as its own process; its log to `log` (else dropped)."""
     err = log.open("a") if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "tests.fault.run_role", "events", url, database_url,
-         str(directory)],
+         str(directory), str(partitions)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
     )  # fmt: skip
 

@@ -34,16 +34,35 @@ class LeftOpen:
         self._emit_event = emit_event
         self._open: dict[tuple[str, str], EventRecord] = {}
         self._superseded: list[EventRecord] = []
-        for record in sorted(records, key=lambda r: r.started_at):
-            older = self._open.get((record.camera, record.class_name))
-            if older is not None:
-                self._superseded.append(older)
-            self._open[(record.camera, record.class_name)] = record
         self._continues: dict[str, EventRecord] = {}
-        self._until = time.monotonic() + RESUME_WINDOW_S
-        self._started_wall = time.time()  # the earlier run died before this
+        # Per (camera, class): until when (monotonic) it may be continued, and when (wall
+        # clock) this run took it: the run that left it open died before that.
+        self._until: dict[tuple[str, str], float] = {}
+        self._taken_at: dict[tuple[str, str], float] = {}
         self.resumed = 0
         self.interrupted = 0
+        self.add(records)
+
+    def add(self, records: Sequence[EventRecord]) -> None:
+        """Open events taken over now: at the start, or with the cameras of a partition
+        this instance took from another (each has its own window from now)."""
+        until, now = time.monotonic() + RESUME_WINDOW_S, time.time()
+        for record in sorted(records, key=lambda r: r.started_at):
+            key = (record.camera, record.class_name)
+            older = self._open.get(key)
+            if older is not None:
+                self._superseded.append(older)
+            self._open[key] = record
+            self._until[key], self._taken_at[key] = until, now
+
+    def forget(self, belongs: Callable[[str], bool]) -> None:
+        """The cameras `belongs` names went to another instance with their open events:
+        that one continues or closes them, not this one."""
+        for key in [k for k in self._open if belongs(k[0])]:
+            del self._open[key]
+        self._superseded = [r for r in self._superseded if not belongs(r.camera)]
+        for event_id in [i for i, r in self._continues.items() if belongs(r.camera)]:
+            del self._continues[event_id]
 
     def __bool__(self) -> bool:
         return bool(self._open or self._superseded)
@@ -62,8 +81,8 @@ class LeftOpen:
         """The superseded at once; the rest once `RESUME_WINDOW_S` has passed since the
         start (a camera that never came back)."""
         self._interrupt(self._superseded)
-        if self._open and time.monotonic() >= self._until:
-            self._interrupt(list(self._open.values()))
+        now = time.monotonic()
+        self._interrupt([r for key, r in self._open.items() if now >= self._until[key]])
 
     def close_all(self) -> None:
         """Shutdown: whatever no frame continued is closed as interrupted."""
@@ -97,7 +116,8 @@ class LeftOpen:
         """The latest frame time at which the event may still be continued: the window
         after what was stored of it, or after this start (the earlier run died between the
         two, and its last frames of the event were never stored)."""
-        return max(_last_known(stored), self._started_wall) + RESUME_WINDOW_S
+        taken_at = self._taken_at.get((stored.camera, stored.class_name), time.time())
+        return max(_last_known(stored), taken_at) + RESUME_WINDOW_S
 
     def _interrupt(self, records: list[EventRecord]) -> None:
         for record in list(records):

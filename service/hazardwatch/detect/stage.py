@@ -298,6 +298,36 @@ class DetectorStage:
         with self._lock:
             self._slot(camera).closed = False
 
+    def take_cameras(
+        self,
+        normals: Mapping[str, CameraNormal],
+        stored_until: Mapping[str, datetime],
+        resumable: Sequence[EventRecord],
+    ) -> None:
+        """Cameras taken over from another events instance (a partition): their stored
+        states, newest score times and open events, read after it let them go."""
+        with self._lock:
+            for camera, normal in normals.items():
+                self._cameras[camera] = CameraSlot(normal=normal)
+            for camera, stored in stored_until.items():
+                self._slot(camera).stored_until = stored
+            self.left_open.add(resumable)
+
+    def hand_over(self, belongs: Callable[[str], bool]) -> list[str]:
+        """Cameras given to another events instance (a partition it takes): each one's
+        state is saved with its baselines and its slot dropped; its open events stay open
+        in the database for the next owner to continue, as after a crash but with all of
+        it stored. A camera still learning its normal starts learning again there."""
+        with self._lock:
+            cameras = [camera for camera in self._cameras if belongs(camera)]
+            for camera in cameras:
+                self._save(camera, force=True)
+                slot = self._cameras.pop(camera)
+                if slot.learning is not None and self._on_learning is not None:
+                    self._on_learning(camera, False)
+            self.left_open.forget(belongs)
+            return cameras
+
     def on_scored(self, frames: list[ScoredFrame]) -> None:
         with self._lock:
             self._on_scored(frames)

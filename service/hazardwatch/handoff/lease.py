@@ -19,18 +19,19 @@ storage, kept `ttl_s` after its last write):
   new owner (`LeaseKeeper.on_lost`). What it had not acknowledged is delivered to the new
   owner.
 
-This is the lease of one partition (the whole scores stream); issue 27 extends it to
-several, one key each.
+There is one such key per partition of the scores (handoff/partitions.py); with one
+partition, the one above.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from hazardwatch.handoff.link import BrokerLink
@@ -65,6 +66,8 @@ class Lease:
         self.revision: int | None = None  # the fencing token while held
         self.renewed_at = 0.0  # monotonic, of the last successful create or renew
         self._kv: KeyValue | None = None
+        # Its keeper renews it while its partition is given back and released.
+        self.lock = threading.RLock()
 
     @property
     def held(self) -> bool:
@@ -79,32 +82,35 @@ class Lease:
     def acquire(self) -> bool:
         """Take the lease if nobody holds it; False when a live value is there."""
         started = time.monotonic()
-        try:
-            revision = self.link.call(self._create(), timeout=self.timeout_s)
-        except KeyWrongLastSequenceError:
-            return False
-        self.revision, self.renewed_at = revision, started
-        return True
+        with self.lock:
+            try:
+                revision = self.link.call(self._create(), timeout=self.timeout_s)
+            except KeyWrongLastSequenceError:
+                return False
+            self.revision, self.renewed_at = revision, started
+            return True
 
     def renew(self) -> bool:
         """Write the lease again over the revision last written; False when another
         revision is there (someone took it: the token is lost for good)."""
-        if self.revision is None:
-            return False
-        started = time.monotonic()
-        try:
-            self.revision = self.link.call(self._update(self.revision), timeout=self.timeout_s)
-        except KeyWrongLastSequenceError:
-            self.revision = None
-            return False
-        self.renewed_at = started
-        return True
+        with self.lock:
+            if self.revision is None:
+                return False
+            started = time.monotonic()
+            try:
+                self.revision = self.link.call(self._update(self.revision), timeout=self.timeout_s)
+            except KeyWrongLastSequenceError:
+                self.revision = None
+                return False
+            self.renewed_at = started
+            return True
 
     def release(self) -> None:
         """Delete the key if it is still ours (a clean stop: a standby takes over at once)."""
-        if self.revision is None:
+        with self.lock:
+            revision, self.revision = self.revision, None
+        if revision is None:
             return
-        revision, self.revision = self.revision, None
         try:
             self.link.call(self._delete(revision), timeout=self.timeout_s)
         except Exception as exc:  # it ages out within the TTL instead
@@ -113,9 +119,13 @@ class Lease:
     def owner(self) -> str | None:
         """Who holds the lease now, as its value says (None: nobody, or unknown)."""
         try:
-            return self.link.call(self._owner(), timeout=self.timeout_s)
+            return self.read_owner()
         except Exception:
             return None
+
+    def read_owner(self) -> str | None:
+        """Who holds the lease now (None: nobody); raises when the broker cannot say."""
+        return self.link.call(self._owner(), timeout=self.timeout_s)
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -149,35 +159,44 @@ class Lease:
         kv = await self._bucket()
         try:
             entry = await kv.get(self.key)
-        except Exception:  # no key, or deleted
+        except NotFoundError:  # no key, deleted or aged out
             return None
         return entry.value.decode() if entry.value else None
 
 
 class LeaseKeeper(Periodic):
-    """Renews a held lease every `renew_s`; calls `on_lost` once when a renew finds
-    another revision, or when none succeeded for the lease's TTL (the broker away that
-    long: the key may have aged out and been taken)."""
+    """Renews held leases every `renew_s` (one, or those `leases` returns each round);
+    calls `on_lost` once when a renew finds another revision, or when none succeeded for
+    the lease's TTL (the broker away that long: the key may have aged out and been
+    taken)."""
 
     def __init__(
-        self, lease: Lease, on_lost: Callable[[str], None], renew_s: float = RENEW_S
+        self,
+        leases: Lease | Callable[[], Iterable[Lease]],
+        on_lost: Callable[[str], None],
+        renew_s: float = RENEW_S,
     ) -> None:
         super().__init__(renew_s, "lease-keeper")
-        self.lease = lease
+        self.leases = (lambda: [leases]) if isinstance(leases, Lease) else leases
         self.on_lost = on_lost
         self.lost = False
 
     def tick(self) -> None:
-        if self.lost:
-            return
-        lease = self.lease
+        for lease in self.leases():
+            if self.lost:
+                return
+            with lease.lock:
+                if lease.held:  # else released meanwhile (its partition given back)
+                    self._renew(lease)
+
+    def _renew(self, lease: Lease) -> None:
         if not lease.current():
-            why = f"not renewed for {time.monotonic() - lease.renewed_at:.1f} s"
+            why = f"{lease.key} not renewed for {time.monotonic() - lease.renewed_at:.1f} s"
         else:
             try:
                 if lease.renew():
                     return
-                why = "another instance holds it now"
+                why = f"another instance holds {lease.key} now"
             except Exception as exc:  # the broker away: lost once the TTL has passed
                 log.warning("lease %s not renewed (%s); trying again", lease.key, exc)
                 return

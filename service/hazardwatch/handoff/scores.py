@@ -1,14 +1,20 @@
 """Scored frames over NATS JetStream, the scoring workers → the events service.
 
 Layout (created idempotently by `ensure_scores_stream`): stream `HAZARDWATCH_SCORES`,
-subjects `hazardwatch.scores.<camera>`, limits retention (kept for a restarting events
-service to resume from), de-duplicated by message id; one durable consumer `events`.
+limits retention (kept for a restarting events service to resume from), de-duplicated by
+message id. With one partition (`broker.partitions`, the default) the subjects are
+`hazardwatch.scores.<camera>` and one durable consumer `events` reads them all. With N,
+each camera belongs to partition k = crc32(name) mod N: its scores are published on
+`hazardwatch.scores.p<k>.<camera>`, and partition k has its own durable consumer
+`events-p<k>` filtered on `hazardwatch.scores.p<k>.>` (filtered durable consumers:
+nats-server 2.2 and later), read by whichever events instance holds its lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -55,9 +61,32 @@ class ScoresLayout:
     stream: str = SCORES_STREAM
     subject: str = SCORES_SUBJECT
     consumer: str = EVENTS_CONSUMER
+    partitions: int = 1
+
+    def partition_of(self, camera: str) -> int:
+        """The camera's partition: a stable hash of its name (the same in every process
+        and every run, unlike Python's `hash`)."""
+        return zlib.crc32(camera.encode()) % self.partitions
 
     def subject_for(self, camera: str) -> str:
-        return f"{self.subject}.{camera}"
+        if self.partitions == 1:
+            return f"{self.subject}.{camera}"
+        return f"{self.subject}.p{self.partition_of(camera)}.{camera}"
+
+    def filter_of(self, partition: int) -> str:
+        """The subjects of one partition (all of them, with one partition)."""
+        if self.partitions == 1:
+            return f"{self.subject}.>"
+        return f"{self.subject}.p{partition}.>"
+
+    def consumer_of(self, partition: int) -> str:
+        """The durable consumer of one partition (`events` with one partition, as before
+        partitions existed)."""
+        return self.consumer if self.partitions == 1 else f"{self.consumer}-p{partition}"
+
+    def lease_key(self, partition: int) -> str:
+        """The partition's key in the lease bucket (handoff/lease.py)."""
+        return f"{self.stream}.{self.consumer_of(partition)}"
 
 
 async def _ensure_scores(js: JetStreamContext, layout: ScoresLayout) -> None:
@@ -151,7 +180,8 @@ async def _take_over(link: BrokerLink, stream: str, config: ConsumerConfig) -> i
 
 
 class ScoresSource(PullConsumer[ScoredFrame]):
-    """The events service's side: one durable consumer for the scores of every camera."""
+    """The events service's side: the durable consumer of one partition's scores (every
+    camera's, with one partition)."""
 
     def __init__(
         self,
@@ -159,9 +189,11 @@ class ScoresSource(PullConsumer[ScoredFrame]):
         layout: ScoresLayout,
         bank_of: Callable[[str], PromptBank],
         on_malformed: Callable[[], None] | None = None,
+        partition: int = 0,
     ) -> None:
+        self.partition = partition
         config = ConsumerConfig(
-            durable_name=layout.consumer,
+            durable_name=layout.consumer_of(partition),
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=layout.ack_wait_s,
             max_ack_pending=layout.max_ack_pending,
@@ -176,7 +208,7 @@ class ScoresSource(PullConsumer[ScoredFrame]):
         super().__init__(
             link,
             layout.stream,
-            f"{layout.subject}.>",
+            layout.filter_of(partition),
             config,
             lambda data: decode_scored(data, bank_of),
             "a scored frame",

@@ -6,7 +6,9 @@ it knows into the bucket `HAZARDWATCH_STATUS` every `PUBLISH_INTERVAL_S`:
 
 - a capture node: `camera.<name>` per camera (`CameraStatus` with its node, as in
   `/api/v1/cameras`) and `node.capture.<node>` (`NodeStatus`);
-- a worker: `node.worker.<node>` (`NodeStatus`: encoder, frames scored, whether it runs).
+- a worker: `node.worker.<node>` (`NodeStatus`: encoder, frames scored, whether it runs);
+- an events instance: `node.events.<node>` with the scores' partitions it holds
+  (handoff/partitions.py shares them out among the instances up).
 
 Each value is JSON with `updated_at` (UTC epoch seconds). The bucket keeps values
 `STATUS_TTL_S` (memory storage: status, not data); a role stopped cleanly deletes its keys
@@ -284,3 +286,12 @@ class StatusBoard(Periodic):
 
     def capture_nodes(self) -> list[NodeStatus]:
         return [NodeStatus.from_json(value) for value in self._fresh("node.capture.")]
+
+    def events_nodes(self) -> dict[str, list[int]]:
+        """Every events instance up (reported within the TTL): the partitions it holds."""
+        out: dict[str, list[int]] = {}
+        for value in self._fresh("node.events."):
+            held = value.get("partitions")
+            if isinstance(held, list):
+                out[str(value.get("node"))] = [k for k in held if isinstance(k, int)]
+        return out

@@ -618,6 +618,15 @@ class BrokerSettings(Section):
         le=7 * 86_400,
         description="Scores stay in the broker this long for a restarting events service.",
     )
+    partitions: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Cameras are split by a hash of their name into this many partitions, "
+        "each consumed by one events instance at a time; every `hazardwatch events` takes a "
+        "fair share by itself. Fixed per deployment: the same in every role, changed only "
+        "with the scores stream drained.",
+    )
 
 
 class UserSettings(Section):

@@ -1,0 +1,151 @@
+"""The events role's intake of the partitions it holds: a scores consumer per partition,
+all feeding one events side (events_side.py).
+
+The events side is built when the first partition is taken (a standby builds nothing:
+its API serves from the database), with the states and open events of that partition's
+cameras; each partition taken later brings its cameras' states, score times and open
+events, read from the database after the instance that had them let them go. A
+partition given back stops its consumer, hands its cameras over (states saved, open
+events left open for the next owner) and is released only once all of that is stored.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+
+from hazardwatch.api.state import ApiState
+from hazardwatch.capture.fleet import NoCameras
+from hazardwatch.detect.stage import DetectorStage
+from hazardwatch.events_side import EventsSide
+from hazardwatch.handoff.intake import ScoresConsumer
+from hazardwatch.handoff.lease import Lease
+from hazardwatch.handoff.link import BrokerLink
+from hazardwatch.handoff.scores import ScoresLayout, ScoresSource
+from hazardwatch.metrics import PipelineView
+from hazardwatch.scoring.bank import BankVersions
+from hazardwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+HAND_OVER_S = 30.0  # a partition given back waits this long for its frames to be stored
+
+
+class EventsIntake:
+    """`start(k, lease)` / `stop(k, consumer)` for `Partitions`, and `finish` at the end."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventsSide,
+        api: ApiState,
+        view: PipelineView,
+        link: BrokerLink,
+        layout: ScoresLayout,
+        banks: BankVersions,
+    ) -> None:
+        self.settings = settings
+        self.events = events
+        self.api = api
+        self.view = view
+        self.link = link
+        self.layout = layout
+        self.banks = banks
+        self.stage: DetectorStage | None = None
+        self._lock = threading.Lock()  # one partition starts or stops at a time
+        self.consumers: dict[int, ScoresConsumer] = {}
+        # Shared by every partition's consumer (their cameras are apart): the metrics.
+        self.lost_by_camera: collections.Counter[str] = collections.Counter()
+        self.late_by_camera: collections.Counter[str] = collections.Counter()
+        self.frames_by_camera: collections.Counter[str] = collections.Counter()
+        self.unstored = 0
+        metrics = events.metrics
+        for k in range(layout.partitions):
+            metrics.scores_owner.labels(str(k)).set(0)
+
+    def _belongs(self, k: int) -> Callable[[str], bool]:
+        return lambda camera: self.layout.partition_of(camera) == k
+
+    def _owns_first(self, k: int) -> Callable[[str], bool] | None:
+        """The cameras of the first partition taken (None: one partition, all of them)."""
+        return None if self.layout.partitions == 1 else self._belongs(k)
+
+    def start(self, k: int, lease: Lease) -> ScoresConsumer:
+        with self._lock:
+            events = self.events
+            if self.stage is None:
+                model = self.settings.scoring.model
+                self.stage = events.build(self.api, NoCameras(), model, self._owns_first(k))
+                self.view.writer = events.writer
+                self.view.lost_by_camera = self.lost_by_camera
+                self.view.late_by_camera = self.late_by_camera
+                self.view.handled_by_camera = self.frames_by_camera
+                events.start()
+            else:
+                events.take_cameras(self._belongs(k))
+            metrics = events.metrics
+            source = ScoresSource(
+                self.link,
+                self.layout,
+                self.banks.get,
+                metrics.broker_malformed.labels(self.layout.consumer_of(k)).inc,
+                partition=k,
+            )
+            consumer = ScoresConsumer(
+                source,
+                events.on_scored,
+                self.settings.broker.reorder_window_s,
+                stored=events.writer,
+                may_consume=lease.current,
+            )
+            consumer.lost_by_camera = self.lost_by_camera
+            consumer.late_by_camera = self.late_by_camera
+            consumer.frames_by_camera = self.frames_by_camera
+            consumer.start()
+            self.consumers[k] = consumer
+            metrics.scores_owner.labels(str(k)).set(1)
+            return consumer
+
+    def stop(self, k: int, consumer: ScoresConsumer) -> None:
+        """Partition k given back: consumed up to here, handed over, stored, acked."""
+        with self._lock:
+            if not consumer.stop(HAND_OVER_S):
+                log.error("partition %d: its consumer did not stop in %.0f s", k, HAND_OVER_S)
+            assert self.stage is not None
+            cameras = self.stage.hand_over(self._belongs(k))
+            if not self.events.stored(HAND_OVER_S):
+                log.error("partition %d: not all of it stored in %.0f s", k, HAND_OVER_S)
+            unstored = consumer.settle()
+            self.unstored += unstored
+            self.consumers.pop(k, None)
+            self.events.metrics.scores_owner.labels(str(k)).set(0)
+            log.info(
+                "partition %d handed over: %d camera(s), %d frame(s) left to the broker",
+                k,
+                len(cameras),
+                unstored,
+            )
+
+    def finish(self) -> None:
+        """The end: every consumer stopped, what is open closed, what is stored acked."""
+        with self._lock:
+            for k, consumer in self.consumers.items():
+                if not consumer.stop(30):
+                    log.error("partition %d: its consumer did not stop in 30 s", k)
+            if self.stage is not None:
+                self.events.finish()
+            for consumer in self.consumers.values():
+                self.unstored += consumer.settle()
+
+    @property
+    def frames(self) -> int:
+        return sum(self.frames_by_camera.values())
+
+    @property
+    def lost(self) -> int:
+        return sum(self.lost_by_camera.values())
+
+    @property
+    def late(self) -> int:
+        return sum(self.late_by_camera.values())
