@@ -394,3 +394,50 @@ def test_cameras_that_start_together_save_their_states_spread_over_the_interval(
     later = [n for second, n in per_second.items() if second > 0]
     assert sum(later) >= 2 * 200 - 10  # about one a minute each after that
     assert max(later) <= 20, f"{max(later)} cameras saved in the same second"
+
+
+def test_cameras_handed_over_keep_their_open_events_open_for_the_next_owner() -> None:
+    """Issue 27: a partition given to another events instance. Its cameras' states are
+    saved with the baselines they ran to and their slots dropped; their open events are
+    neither closed nor interrupted (the next owner continues them); other cameras, and
+    what the stage was told to continue of them, are untouched."""
+    from hazardwatch.records import EventRecord
+
+    saves, events = Saves(), []
+    stored = EventRecord("fire-9", "yard", "fire", "warning", "open", T0,
+                         T0 + timedelta(seconds=1), 0.9, 0.8, revision=3)  # fmt: skip
+    stage = DetectorStage(PARAMS, events.append, save_state=saves, resumable=[stored])
+    stage.on_scored([scored(c, i / 10, 0.7) for i in range(20) for c in ("gate", "dock")])
+    assert sorted(e.record.camera for e in events if e.kind == "started") == ["dock", "gate"]
+    events.clear()
+    saves.calls.clear()
+    handed = stage.hand_over(lambda camera: camera in {"gate", "yard"})
+    assert handed == ["gate"]  # yard has no slot: it was never seen this run
+    assert events == []  # gate's event stays open, yard's is not interrupted
+    assert [camera for camera, _ in saves.calls] == ["gate"]  # saved now, forced
+    assert saves.calls[0][1]["baselines"]
+    assert stage.normal("gate") is None and stage.normal("dock") is not None
+    stage.expire_resumable()
+    stage.flush()  # dock's event ends; nothing of gate or yard
+    assert {(e.record.camera, e.kind) for e in events} == {("dock", "ended")}
+
+
+def test_cameras_taken_over_continue_the_open_events_they_come_with() -> None:
+    """The other side of a hand-over: the cameras' states and open events, read from the
+    database, go into a running stage; the fire still in view goes on under its uuid."""
+    from hazardwatch.records import EventRecord
+
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    stage.on_scored([scored("dock", i / 10, 0.01) for i in range(5)])
+    normal = CameraNormal(
+        classes={"fire": ClassNormal(0.0, 0.05, 0.1)}, baselines={"fire": 0.05},
+        source="calibrated",
+    )  # fmt: skip
+    stored = EventRecord("fire-7", "gate", "fire", "warning", "open", T0,
+                         T0 + timedelta(seconds=1), 0.9, 0.8, revision=5)  # fmt: skip
+    stage.take_cameras({"gate": normal}, {"gate": T0}, [stored])
+    gate = stage.normal("gate")
+    assert gate is not None and gate.source == "calibrated"
+    stage.on_scored([scored("gate", 2 + i / 10, 0.7) for i in range(20)])
+    assert [(e.kind, e.record.uuid, e.resumed) for e in events] == [("updated", "fire-7", True)]

@@ -8,20 +8,22 @@ every `interval_s`:
 
 - reads who is up: the events instances that reported to the status bucket within its
   TTL and whose member key in the lease bucket (`members.<node>`, renewed with their
-  leases) is alive, this one included — a dead instance's member key ages out with its
-  leases, not after the status bucket's longer TTL; ranked by node id, instance r of M
-  has the fair share N // M, plus one when r < N mod M (the shares add up to N);
-- holds more than its share (an instance joined): gives one partition back — its
-  consumer stopped, every frame it handed on stored and acked, its cameras' states saved,
-  their open events left open for the next owner to continue — and only then releases
-  the lease, so the next owner reads everything the last one wrote;
-- holds less (it started, or one left): takes free partitions, those with k mod M = r
-  first (two instances started together reach for different ones);
-- a partition left free for `ORPHAN_S` (its owner died, and the status bucket still
-  counts it for up to its TTL) is taken by any instance, over its share: a dead owner's
-  partitions move once its lease ages out (`LEASE_TTL_S`), whatever the shares say.
-  A partition this instance gave back within `REGIVE_S` is not taken again that way: it
-  was given to the instance that joined.
+  leases) is alive, this one included. A dead instance's member key ages out with its
+  leases, not after the status bucket's longer TTL. Ranked by node id, instance r of M
+  has the fair share N // M, plus one when r < N mod M (the shares add up to N), and
+  prefers the partitions k with k mod M = r (two instances started together reach for
+  different ones);
+- holds more than its share (an instance joined): gives back one partition, the one
+  least meant for it. Its consumer is stopped, every frame it handed on stored and
+  acked, its cameras' states saved and their open events left open for the next owner
+  to continue; only then is the lease released, so the next owner reads everything the
+  last one wrote;
+- holds less (it started, or one left): takes free partitions, preferred ones first;
+- a partition left free for `ORPHAN_S` (its owner died) is taken by any instance, over
+  its share if need be: a dead owner's partitions move once its lease ages out
+  (`LEASE_TTL_S`), whatever the shares say; the shares even out afterwards. A partition
+  this instance gave back within `REGIVE_S` is not taken again that way: it was given
+  to the instance that joined.
 
 A lease's revision is its fencing token: one `LeaseKeeper` renews every held lease, and
 a lease that could not be renewed within its TTL stops this instance (`on_lost`).
@@ -124,11 +126,13 @@ class Partitions(Periodic, Generic[T]):
         members = [n for n in self._members() if n != self.node and self._alive(n)]
         share = fair_share(self.node, members, self.layout.partitions)
         held = self.held
-        if len(held) > share:  # one at a time: the others' shares change as they take
-            self._give_back(held[-1], f"{len(held)} held, a fair share is {share}")
+        order = preferred(self.node, members, self.layout.partitions)
+        if len(held) > share:  # one at a time, the one meant least for this instance
+            excess = max(held, key=order.index)
+            self._give_back(excess, f"{len(held)} held, a fair share is {share}")
             return
         now = time.monotonic()
-        for k in preferred(self.node, members, self.layout.partitions):
+        for k in order:
             if k in held:
                 continue
             owner = self._owner(k)
