@@ -25,3 +25,8 @@ class ModelLoadError(HazardwatchError):
 
 class EmbedderUnavailableError(HazardwatchError):
     """No model can embed a search query now (loading, or no worker answers); retry later."""
+
+
+class DetectorUnavailableError(HazardwatchError):
+    """No detector holds the camera now (no events instance owns its partition, or none
+    answered); retry later."""

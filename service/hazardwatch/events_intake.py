@@ -15,6 +15,9 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
+
+import numpy.typing as npt
 
 from hazardwatch.api.state import ApiState
 from hazardwatch.capture.fleet import NoCameras
@@ -60,6 +63,9 @@ class EventsIntake:
         self.late_by_camera: collections.Counter[str] = collections.Counter()
         self.frames_by_camera: collections.Counter[str] = collections.Counter()
         self.unstored = 0
+        # What the API teaches a camera through once the stage is built (the verdict
+        # router: the owner's detector, here or in another instance).
+        self.route_verdicts: Callable[[str, npt.NDArray[Any]], int] | None = None
         metrics = events.metrics
         for k in range(layout.partitions):
             metrics.scores_owner.labels(str(k)).set(0)
@@ -77,6 +83,8 @@ class EventsIntake:
             if self.stage is None:
                 model = self.settings.scoring.model
                 self.stage = events.build(self.api, NoCameras(), model, self._owns_first(k))
+                if self.route_verdicts is not None:  # build pointed the API at the stage
+                    self.api.learn_normal = self.route_verdicts
                 self.view.writer = events.writer
                 self.view.lost_by_camera = self.lost_by_camera
                 self.view.late_by_camera = self.late_by_camera
@@ -137,6 +145,10 @@ class EventsIntake:
                 self.events.finish()
             for consumer in self.consumers.values():
                 self.unstored += consumer.settle()
+
+    def learn_normal(self) -> Callable[[str, npt.NDArray[Any]], int] | None:
+        """This instance's detector's way to learn a sight (None before it has one)."""
+        return self.stage.learn_normal if self.stage is not None else None
 
     @property
     def frames(self) -> int:

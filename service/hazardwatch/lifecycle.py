@@ -75,7 +75,9 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
     from hazardwatch.handoff.intake import ScoresConsumer
     from hazardwatch.handoff.lease import LeaseKeeper
     from hazardwatch.handoff.link import BrokerLink
+    from hazardwatch.handoff.partitions import Partitions
     from hazardwatch.handoff.status import StatusBoard, StatusPublisher
+    from hazardwatch.handoff.verdicts import VerdictRouter
     from hazardwatch.outputs.clips import ClipRecorder
     from hazardwatch.outputs.mqtt import MqttPublisher
     from hazardwatch.outputs.retention import MediaJanitor
@@ -95,6 +97,8 @@ if TYPE_CHECKING:  # mypy checks that every thread-owning class keeps the lifecy
         ScoresConsumer,
         LeaseKeeper,
         EmbeddingResponder,
+        VerdictRouter,
+        Partitions,
         StatusBoard,
         StatusPublisher,
         ClipRecorder,

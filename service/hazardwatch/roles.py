@@ -56,8 +56,9 @@ from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_fr
 from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
 from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.handoff.partitions import Partitions
-from hazardwatch.handoff.scores import ScoresPublisher, ensure_scores_stream
+from hazardwatch.handoff.scores import ScoresLayout, ScoresPublisher, ensure_scores_stream
 from hazardwatch.handoff.status import StatusBoard, StatusPublisher, node_id
+from hazardwatch.handoff.verdicts import VerdictRouter
 from hazardwatch.metrics import (
     CONTENT_TYPE,
     BrokerCollector,
@@ -371,6 +372,13 @@ class EventsNode:
             status = StatusPublisher(link, lambda: _events_status(node, link, partitions.held))
             status.start()
             stack.callback(status.stop)
+            # A verdict posted here reaches the camera's detector in whichever instance
+            # owns it; the cameras view says which one.
+            verdicts = VerdictRouter(link, partitions.owns, intake.learn_normal)
+            verdicts.start()
+            stack.callback(verdicts.stop)
+            api.learn_normal = intake.route_verdicts = verdicts.learn
+            api.owner_of = functools.partial(_owner_of, scores, board, node, partitions)
 
             def watched() -> list[tuple[str, str]]:
                 held = [(scores.stream, scores.consumer_of(k)) for k in partitions.held]
@@ -407,6 +415,22 @@ class EventsNode:
                 frames_late=intake.late,
                 seconds=time.monotonic() - started,
             )
+
+
+def _owner_of(
+    layout: ScoresLayout,
+    board: StatusBoard,
+    node: str,
+    partitions: Partitions[Any],
+    camera: str,
+) -> dict[str, Any]:
+    """Which partition a camera is in, and which events instance holds it (None: none
+    does now)."""
+    k = layout.partition_of(camera)
+    if k in partitions.held:
+        return {"partition": k, "events_node": node}
+    held_by = (n for n, held in board.events_nodes().items() if k in held and n != node)
+    return {"partition": k, "events_node": next(held_by, None)}
 
 
 def _events_status(node: str, link: BrokerLink, held: list[int]) -> dict[str, dict[str, Any]]:

@@ -22,9 +22,10 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
     @router.get("")
     def cameras(by: Annotated[Principal, Depends(requires("viewer"))]) -> dict[str, Any]:
         """Every camera: running, ended, or with a source that does not parse (invalid);
-        in the events role, as its capture node last reported it. `unreviewed`: its events
-        of the last 7 days the caller has not opened yet; `open_events`: its events open
-        now."""
+        in the events role, as its capture node last reported it, with its `owner` (its
+        partition and the events instance holding it; null: none now). `unreviewed`: its
+        events of the last 7 days the caller has not opened yet; `open_events`: its events
+        open now."""
         since = datetime.now(UTC) - UNREVIEWED_WINDOW
         unreviewed = state.repository.unreviewed_by_camera(by.name, since)
         open_now = state.repository.open_by_camera()
@@ -38,6 +39,8 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
         ]
         if state.calibration is not None:
             items = [{**item, "calibration": state.calibration(item["name"])} for item in items]
+        if state.owner_of is not None:  # the events role: which instance decides its events
+            items = [{**item, "owner": state.owner_of(item["name"])} for item in items]
         return {"items": items}
 
     @router.get(

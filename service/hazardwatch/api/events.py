@@ -30,7 +30,7 @@ from hazardwatch.api.schemas import (
 from hazardwatch.api.security import requires
 from hazardwatch.api.state import RETRY_AFTER_S, ApiState
 from hazardwatch.detect.normal import decode_embedding
-from hazardwatch.errors import ConfigError
+from hazardwatch.errors import ConfigError, DetectorUnavailableError
 from hazardwatch.outputs.alerts import event_json, iso
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Verdict
 from hazardwatch.storage.repository import MAX_PAGE
@@ -169,7 +169,15 @@ def router(state: ApiState, auth: Responses) -> APIRouter:
             except ConfigError:
                 embedding = None
             if embedding is not None:
-                references = state.learn_normal(updated.camera, embedding)
+                try:
+                    references = state.learn_normal(updated.camera, embedding)
+                except DetectorUnavailableError as exc:
+                    raise HTTPException(
+                        503,
+                        f"verdict stored, but the sight is not learned yet: {exc}; post it "
+                        "again shortly",
+                        headers={"Retry-After": RETRY_AFTER_S},
+                    ) from None
         return {"event": event_links(updated, state), "normal_references": references, **answer}
 
     @router.get(

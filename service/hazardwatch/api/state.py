@@ -40,6 +40,8 @@ class ApiState:
     writer: EventWriter | None = None
     # Teaches a camera a normal sight (false-alarm feedback); returns its reference count.
     learn_normal: Callable[[str, npt.NDArray[Any]], int] | None = None
+    # The events role with partitions: a camera's partition and the instance holding it.
+    owner_of: Callable[[str], dict[str, Any]] | None = None
     # Signs media links when a token is set (alerts and the events list carry them).
     signer: MediaSigner = field(default_factory=lambda: MediaSigner(None))
     # A camera's calibration (calibrated, when, on how many seconds, references).
