@@ -88,3 +88,25 @@ def test_mysql_timestamps_keep_milliseconds(mysql_url: str) -> None:
     columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("events")}
     engine.dispose()
     assert getattr(columns["started_at"], "fsp", None) == 3
+
+
+def test_processes_migrating_one_database_at_once_all_succeed(mysql_url: str) -> None:
+    """Two events instances started together on a fresh database both migrate it: one
+    failed with "Table 'prompt_banks' already exists" before the migration lock. Four
+    processes at once now: each finishes, the database at head once."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from hazardwatch.storage import migrate; "
+        "from hazardwatch.storage.engine import create_engine; "
+        "migrate.upgrade(create_engine(sys.argv[1]))"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", script, mysql_url],
+                             stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    errors = [run.communicate(timeout=120)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, errors
+    engine = create_engine(mysql_url)
+    assert _tables(engine) == TABLES
+    assert migrate.current_revision(engine) == migrate.head_revision(engine)
+    engine.dispose()

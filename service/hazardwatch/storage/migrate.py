@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from hazardwatch.errors import StorageError
@@ -33,8 +34,31 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+LOCK_NAME = "hazardwatch.migrate"
+LOCK_WAIT_S = 300
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    """Migrate to `revision`. On MySQL/MariaDB under a named lock: processes started
+    together on one database (two events instances, `hazardwatch migrate` beside a
+    service) migrate one after the other, the later finding the work done, instead of
+    both creating the same table."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        command.upgrade(alembic_config(engine), revision)
+        return
+    with engine.connect() as connection:
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"), {"name": LOCK_NAME, "wait": LOCK_WAIT_S}
+        ).scalar()
+        if got != 1:
+            raise StorageError(
+                f"another process held the migration lock for {LOCK_WAIT_S} s; is a "
+                "`hazardwatch migrate` stuck? Run it again once that one has finished"
+            )
+        try:
+            command.upgrade(alembic_config(engine), revision)
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
