@@ -9,7 +9,7 @@ keyframes, score rows and MariaDB writes (a database of its own, dropped after).
 camera's class probabilities are a level of its own with a slow random walk and noise on
 it: normal footage (no event opens), so the work measured is the steady state's.
 
-Two phases, one events process:
+Phases 1–3 run one events process on one partition; phase 4 one and two processes:
 
 1. **Saturation.** A backlog (`--backlog` frames, round-robin over the cameras, 2 s apart
    per camera) is published before the service starts; the service drains it. Frames/s
@@ -30,8 +30,14 @@ Two phases, one events process:
    again, frames lost, and score-to-stored latency of the frames published after the
    kill.
 
+4. **Scale-out.** `--partitions` (default 4) partitions; one events instance, then two,
+   alternated twice, each run draining a fresh backlog. Frames/s is counted from the
+   moment the partitions are shared out evenly (the instances' leases) and something was
+   acked, to the last ack; CPU per frame is that of every events process together.
+
     python bench/events_capacity.py [--cameras 1000] [--backlog 30000] [--rate 500]
-                                    [--live-s 60] [--takeover-s 45] [--json]
+                                    [--live-s 60] [--takeover-s 45] [--partitions 4]
+                                    [--no-saturation] [--json]
 
 Numbers depend on the CPU: quote the flags this prints. MySQL is the local MariaDB
 (`HAZARDWATCH_TEST_MYSQL_URL`).
@@ -50,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -97,6 +104,7 @@ class Cameras:
     count: int
     bank: PromptBank
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(7))
+    layout: ScoresLayout = field(default_factory=ScoresLayout)  # its subjects: partitions
 
     def __post_init__(self) -> None:
         classes = len(self.bank.class_names)
@@ -135,7 +143,7 @@ class Cameras:
             wire_image=image,
         )
         scored = ScoredFrame(gated, probabilities, self.sims, self.bank, self.embedding)
-        return ScoresLayout().subject_for(name), encode_scored(scored), message_id(gated)
+        return self.layout.subject_for(name), encode_scored(scored), message_id(gated)
 
 
 async def publish(
@@ -263,14 +271,17 @@ def run_role(config: str) -> int:
     return main(["events", "--config", config])
 
 
-def write_config(directory: Path, nats_url: str, db_url: str) -> tuple[Path, int]:
+def write_config(
+    directory: Path, nats_url: str, db_url: str, partitions: int = 1
+) -> tuple[Path, int]:
+    directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     settings: dict[str, Any] = {
         "cameras": [],
         "storage": {"database_url": db_url, "data_dir": str(directory / "data")},
         "media": {"dir": str(directory / "media")},
         "api": {"port": port},
-        "broker": {"url": nats_url},
+        "broker": {"url": nats_url, "partitions": partitions},
         "log_level": "WARNING",
     }
     path = directory / "events.yaml"
@@ -428,6 +439,114 @@ def takeover(url: str, cams: Cameras, rate: float, seconds: float, owner: Proces
                     max((x for _, x in after), default=float("nan")), lost)  # fmt: skip
 
 
+@dataclass
+class ScaleRun:
+    instances: int
+    frames: int  # acked while the partitions were shared out evenly
+    seconds: float
+    frames_per_s: float
+    cpu_ms_per_frame: float  # of every events process together
+
+
+@dataclass
+class ScaleOut:
+    partitions: int
+    runs: list[ScaleRun]
+    ratio: float  # two instances' frames/s over one's (the means of the alternated runs)
+
+
+async def reset(url: str, layout: ScoresLayout) -> None:
+    """The scores stream emptied and the events consumers deleted (between runs)."""
+    client = await nats.connect(url)
+    js = client.jetstream()
+    try:
+        await js.purge_stream(layout.stream)
+        names = [layout.consumer] + [layout.consumer_of(k) for k in range(layout.partitions)]
+        for name in names:
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(layout.stream, name)
+    finally:
+        await client.close()
+
+
+async def shared_drain(url: str, layout: ScoresLayout, target: int, instances: int,
+                       pids: list[int]) -> tuple[float, int, float]:  # fmt: skip
+    """Wait until the partitions are shared out evenly among `instances` (their leases)
+    and the consumers have acked something, then until the backlog is drained: (seconds
+    between, frames acked between, CPU seconds of the events processes between)."""
+    from hazardwatch.handoff.lease import LEASE_BUCKET
+
+    client = await nats.connect(url)
+    js = client.jetstream()
+
+    async def acked() -> int:
+        waiting = 0
+        for k in range(layout.partitions):
+            try:
+                info = await js.consumer_info(layout.stream, layout.consumer_of(k))
+            except Exception:  # not made yet: all of it waits
+                return 0
+            waiting += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return target - waiting
+
+    async def even() -> bool:
+        try:
+            kv = await js.key_value(LEASE_BUCKET)
+            held = [(await kv.get(layout.lease_key(k))).value for k in range(layout.partitions)]
+        except Exception:  # a lease not held (yet)
+            return False
+        counts = Counter(held).values()
+        return len(counts) == instances and max(counts) - min(counts) <= 1
+
+    try:
+        deadline = time.monotonic() + 1800
+        while not (await even() and await acked() > 0):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the partitions were never shared out evenly")
+            await asyncio.sleep(0.05)
+        t0, done0 = time.monotonic(), await acked()
+        cpu0 = sum(cpu_seconds(pid) for pid in pids)
+        while await acked() < target:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the backlog was not drained")
+            await asyncio.sleep(0.05)
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
+        return time.monotonic() - t0, target - done0, cpu
+    finally:
+        await client.close()
+
+
+def scale_out(url: str, bank: PromptBank, count: int, backlog: int, partitions: int,
+              directory: Path, db: str) -> ScaleOut:  # fmt: skip
+    """One events instance, then two, alternated twice, on `partitions` partitions: each
+    run drains a fresh backlog (frame times after every earlier run's, so each writes its
+    score rows anew)."""
+    layout = ScoresLayout(partitions=partitions)
+    cams = Cameras(count, bank, layout=layout)
+    span = backlog / count * SPACING_S
+    base = time.time() + 3600  # after the other phases' frames: nothing already stored
+    runs = []
+    for run, instances in enumerate((1, 2, 1, 2)):
+        asyncio.run(reset(url, layout))
+        start = base + run * (span + 10)
+        frames = (cams.frame(i % count, start + (i // count) * SPACING_S) for i in range(backlog))
+        asyncio.run(publish(url, frames, None, {}))
+        with contextlib.ExitStack() as stack:
+            processes = []
+            for i in range(instances):
+                config, port = write_config(directory / f"{run}-{i}", url, db, partitions)
+                log = directory / f"{run}-{i}.log"
+                processes.append(stack.enter_context(events_service(config, port, log)))
+            pids = [p.popen.pid for p in processes]
+            seconds, done, cpu = asyncio.run(shared_drain(url, layout, backlog, instances, pids))
+        result = ScaleRun(instances, done, seconds, done / seconds, 1000 * cpu / done)
+        print(_scale_line(result), flush=True)
+        runs.append(result)
+    one = np.mean([r.frames_per_s for r in runs if r.instances == 1])
+    two = np.mean([r.frames_per_s for r in runs if r.instances == 2])
+    return ScaleOut(partitions, runs, float(two / one))
+
+
 @contextmanager
 def broker(directory: Path) -> Iterator[tuple[str, int]]:
     """A private nats-server (Go's collector at 400, as docker-compose.yml runs it)."""
@@ -454,49 +573,62 @@ def events_service(config: Path, port: int, log: Path) -> Iterator[Process]:
 def main() -> int:
     args = ARGS
     bank = load_bank(None)
-    cams = Cameras(args.cameras, bank)
     report: dict[str, Any] = {"cpu_flags": cpu_flags(), "cameras": args.cameras}
     with tempfile.TemporaryDirectory(prefix="hw-capacity-") as tmp, database("mysql") as db:
         directory = Path(tmp)
-        log = directory / "events.log"
         with broker(directory / "nats") as (url, nats_pid):
             link = BrokerLink(url, "bench")
             link.start()
             ensure_scores_stream(link, ScoresLayout())
             link.stop()
-            start = time.time() - args.backlog / args.cameras * SPACING_S - 60
-            backlog = (
-                cams.frame(i % args.cameras, start + (i // args.cameras) * SPACING_S)
-                for i in range(args.backlog)
-            )
-            t = time.monotonic()
-            asyncio.run(publish(url, backlog, None, {}))
-            report["backlog_publish_s"] = round(time.monotonic() - t, 1)
-            other = Cameras(1, bank)  # not the published cameras: no gap in their numbers
-            decode = decode_ms([other.frame(0, time.time())[1] for _ in range(200)], bank)
-            report["decode_ms"] = round(decode, 3)
-            config, port = write_config(directory, url, db)
-            try:
-                with events_service(config, port, log) as process:
-                    sat = saturation(url, args.backlog, process, port, decode)
-                    report["saturation"] = asdict(sat)
-                    print(_saturation_line(sat), flush=True)
-                    if args.live_s > 0:
-                        result = live(url, nats_pid, cams, args.rate, args.live_s, process, port)
-                        report["live"] = asdict(result)
-                        print(_live_line(result), flush=True)
-                    if args.takeover_s > 0:
-                        taken = takeover(url, cams, args.rate, args.takeover_s, process,
-                                         directory / "standby", db)  # fmt: skip
-                        report["takeover"] = asdict(taken)
-                        print(_takeover_line(taken), flush=True)
-            finally:
-                if log.is_file():
-                    report["events_log_tail"] = log.read_text().splitlines()[-15:]
+            if args.saturation:
+                one_instance(url, nats_pid, bank, directory, db, report)
+            if args.partitions > 1:
+                scaled = scale_out(url, bank, args.cameras, args.backlog,
+                                   args.partitions, directory / "scale", db)  # fmt: skip
+                report["scale_out"] = asdict(scaled)
+                print(f"scale-out: two instances {scaled.ratio:.2f}x one", flush=True)
     print(f"CPU flags: {report['cpu_flags']}")
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
+
+
+def one_instance(url: str, nats_pid: int, bank: PromptBank, directory: Path, db: str,
+                 report: dict[str, Any]) -> None:  # fmt: skip
+    """Saturation, live and takeover phases of one events instance (one partition)."""
+    args = ARGS
+    cams = Cameras(args.cameras, bank)
+    log = directory / "events.log"
+    start = time.time() - args.backlog / args.cameras * SPACING_S - 60
+    backlog = (
+        cams.frame(i % args.cameras, start + (i // args.cameras) * SPACING_S)
+        for i in range(args.backlog)
+    )
+    t = time.monotonic()
+    asyncio.run(publish(url, backlog, None, {}))
+    report["backlog_publish_s"] = round(time.monotonic() - t, 1)
+    other = Cameras(1, bank)  # not the published cameras: no gap in their numbers
+    decode = decode_ms([other.frame(0, time.time())[1] for _ in range(200)], bank)
+    report["decode_ms"] = round(decode, 3)
+    config, port = write_config(directory, url, db)
+    try:
+        with events_service(config, port, log) as process:
+            sat = saturation(url, args.backlog, process, port, decode)
+            report["saturation"] = asdict(sat)
+            print(_saturation_line(sat), flush=True)
+            if args.live_s > 0:
+                result = live(url, nats_pid, cams, args.rate, args.live_s, process, port)
+                report["live"] = asdict(result)
+                print(_live_line(result), flush=True)
+            if args.takeover_s > 0:
+                taken = takeover(url, cams, args.rate, args.takeover_s, process,
+                                 directory / "standby", db)  # fmt: skip
+                report["takeover"] = asdict(taken)
+                print(_takeover_line(taken), flush=True)
+    finally:
+        if log.is_file():
+            report["events_log_tail"] = log.read_text().splitlines()[-15:]
 
 
 def _saturation_line(sat: Saturation) -> str:
@@ -514,6 +646,13 @@ def _live_line(result: Live) -> str:
         f"{result.max_s:.2f} s; {result.lost_by_service:.0f} lost by the service's count; "
         f"{result.cpu_ms_per_frame:.2f} ms CPU a frame; cores used: "
         + ", ".join(f"{name} {cores:.2f}" for name, cores in result.cores_used.items())
+    )
+
+
+def _scale_line(r: ScaleRun) -> str:
+    return (
+        f"scale-out, {r.instances} instance(s): {r.frames} frames in {r.seconds:.1f} s = "
+        f"{r.frames_per_s:.0f} frames/s; {r.cpu_ms_per_frame:.2f} ms CPU a frame"
     )
 
 
@@ -536,6 +675,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--live-s", type=float, default=60.0)
     parser.add_argument("--takeover-s", type=float, default=45.0,
                         help="seconds of the takeover phase (0: none)")  # fmt: skip
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="scale-out phase: one instance then two on this many "
+                        "partitions, alternated (1: no such phase)")  # fmt: skip
+    parser.add_argument("--saturation", action=argparse.BooleanOptionalAction, default=True,
+                        help="the saturation, live and takeover phases (--no-saturation: "
+                        "the scale-out phase alone)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--role", choices=["events"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)

@@ -112,7 +112,9 @@ def test_prometheus_scrapes_the_service(app_settings: Settings) -> None:
     m = mounts("prometheus")
     config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
     job = config["scrape_configs"][0]
-    assert job["static_configs"][0]["targets"] == [f"hazardwatch:{app_settings.api.port}"]
+    (dns,) = job["dns_sd_configs"]  # every address of the name: each events instance too
+    assert (dns["names"], dns["type"]) == (["hazardwatch"], "A")
+    assert dns["port"] == app_settings.api.port
     assert job["metrics_path"] == "/metrics"
     for rule_file in config["rule_files"]:
         assert f"/etc/prometheus/{rule_file}" in m
@@ -154,7 +156,7 @@ def test_every_variant_of_the_service_answers_to_the_scraped_name() -> None:
     that name must still reach the running service."""
     m = mounts("prometheus")
     config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
-    host = config["scrape_configs"][0]["static_configs"][0]["targets"][0].split(":")[0]
+    (host,) = config["scrape_configs"][0]["dns_sd_configs"][0]["names"]
     variants = [
         (name, service)
         for name, service in COMPOSE["services"].items()
@@ -167,8 +169,10 @@ def test_every_variant_of_the_service_answers_to_the_scraped_name() -> None:
 
 
 def test_scale_profile_runs_the_three_roles_over_jetstream(app_settings: Settings) -> None:
-    """nats with JetStream on a volume; one capture node, two GPU workers, one events
-    service answering as "hazardwatch"; every role's status port scraped by Prometheus."""
+    """nats with JetStream on a volume; one capture node, two GPU workers, two events
+    instances answering as "hazardwatch" (each API on its own loopback port) and sharing
+    the partitions that the workers publish to; every role's status port scraped by
+    Prometheus."""
     nats = SERVICES["nats"]
     assert nats["profiles"] == ["scale"] and "-js" in nats["command"]
     assert mounts("nats")["/data"] in COMPOSE["volumes"]
@@ -191,7 +195,14 @@ def test_scale_profile_runs_the_three_roles_over_jetstream(app_settings: Setting
     worker = SERVICES["hazardwatch-worker"]
     assert worker["deploy"]["replicas"] == 2
     assert worker["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
-    assert "hazardwatch" in SERVICES["hazardwatch-events"]["networks"]["default"]["aliases"]
+    events = SERVICES["hazardwatch-events"]
+    assert "hazardwatch" in events["networks"]["default"]["aliases"]
+    assert events["deploy"]["replicas"] == 2
+    (published,) = events["ports"]  # a host port each: 8080 and 8081
+    assert published == "127.0.0.1:8080-8081:8080"
+    partitions = {default_of(SERVICES[n]["environment"]["HAZARDWATCH_BROKER__PARTITIONS"])
+                  for n in ("hazardwatch-worker", "hazardwatch-events")}  # fmt: skip
+    assert partitions == {"4"}  # the workers publish to the partitions the events read
     m = mounts("prometheus")
     config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}

@@ -2,8 +2,9 @@
 four partitions, through a capture node and a worker; two `hazardwatch events` processes
 on MariaDB. An instance added while running takes half the partitions from the first
 without loss; of two started at once on a fresh stream, one killed mid-incident has its
-partitions taken by the other within 10 s. Either way the score rows and events equal an
-uninterrupted single-instance run."""
+partitions taken by the other within 10 s; one cut off from the database for 15 s spools
+and stores it all once the database is back. Every way, the score rows and events equal
+an uninterrupted single-instance run."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from nats.js.errors import NotFoundError
@@ -31,6 +33,7 @@ from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
 from tests.conftest import NatsServer, service_settings
 from tests.fakes import FakeEncoder
+from tests.fault.tcp_proxy import TcpProxy
 from tests.fault.test_broker import events_process, expected_rows, scored_in_stream
 from tests.helpers import wait_for
 
@@ -72,7 +75,7 @@ def acked(link: BrokerLink, k: int) -> int:
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
 
 
-@pytest.mark.parametrize("fault", ["added", "killed"])
+@pytest.mark.parametrize("fault", ["added", "killed", "database"])
 def test_partitions_are_shared_and_taken_over_without_loss(
     tmp_path: Path, red_clip: Path, nats_server: NatsServer, mysql_url: str, fault: str
 ) -> None:
@@ -80,7 +83,8 @@ def test_partitions_are_shared_and_taken_over_without_loss(
     cameras run takes two, handed over by the first (states saved, open events continued,
     nothing lost). `killed`: two instances started at once on a fresh stream share the
     partitions two and two; one is killed with SIGKILL mid-incident and the other holds
-    all four within 10 s."""
+    all four within 10 s. `database`: of two sharing the partitions, one loses its way to
+    the database (its own connections only) for 15 s mid-incident."""
     sources = []
     for name in CAMERAS:
         shutil.copy(red_clip, tmp_path / f"{name}.mp4")
@@ -102,17 +106,21 @@ def test_partitions_are_shared_and_taken_over_without_loss(
     link.start()
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     processes: list[subprocess.Popen[str]] = []
+    url = urlsplit(mysql_url)
+    proxy = TcpProxy(url.port or 3306)  # the second instance's way to the database
+    via_proxy = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
 
     def start(i: int) -> subprocess.Popen[str]:
+        database = via_proxy if i == 1 else mysql_url
         process = events_process(
-            nats_server.url, mysql_url, tmp_path / f"events-{i}", logs[i], PARTITIONS
+            nats_server.url, database, tmp_path / f"events-{i}", logs[i], PARTITIONS
         )
         processes.append(process)
         return process
 
     try:
         first = start(0)
-        second = start(1) if fault == "killed" else None
+        second = start(1) if fault != "added" else None
         for thread in threads:
             thread.start()
         classes = len(BANK.class_names)
@@ -137,6 +145,14 @@ def test_partitions_are_shared_and_taken_over_without_loss(
             assert takeover <= 10.0
             first.wait(10)
             survivors = [second]
+        elif fault == "database":
+            assert second is not None
+            assert wait_for(lambda: shared(link, first, second), 30, interval=0.2)
+            proxy.cut()
+            time.sleep(15.0)
+            assert "spooling until it is back" in logs[1].read_text()
+            proxy.restore()
+            survivors = [first, second]
         else:
             assert holders(link) == [first.pid] * 4
             second = start(1)
@@ -170,6 +186,7 @@ def test_partitions_are_shared_and_taken_over_without_loss(
                 process.kill()
                 process.wait(10)
         link.stop()
+        proxy.close()
     assert_as_uninterrupted(repo, published, settings.storage.score_interval_s)
 
 
