@@ -93,13 +93,17 @@ class EventsIntake:
             else:
                 events.take_cameras(self._belongs(k))
             metrics = events.metrics
-            source = ScoresSource(
-                self.link,
-                self.layout,
-                self.banks.get,
-                metrics.broker_malformed.labels(self.layout.consumer_of(k)).inc,
-                partition=k,
-            )
+            try:
+                source = ScoresSource(
+                    self.link,
+                    self.layout,
+                    self.banks.get,
+                    metrics.broker_malformed.labels(self.layout.consumer_of(k)).inc,
+                    partition=k,
+                )
+            except Exception:  # the broker away: its cameras let go again, its lease too
+                self.stage.hand_over(self._belongs(k))
+                raise
             consumer = ScoresConsumer(
                 source,
                 events.on_scored,

@@ -437,6 +437,8 @@ def test_cameras_taken_over_continue_the_open_events_they_come_with() -> None:
     stored = EventRecord("fire-7", "gate", "fire", "warning", "open", T0,
                          T0 + timedelta(seconds=1), 0.9, 0.8, revision=5)  # fmt: skip
     stage.take_cameras({"gate": normal}, {"gate": T0}, [stored])
+    stage.take_cameras({}, {}, [stored])  # taken again (a start that failed): not twice
+    stage.expire_resumable()
     gate = stage.normal("gate")
     assert gate is not None and gate.source == "calibrated"
     stage.on_scored([scored("gate", 2 + i / 10, 0.7) for i in range(20)])

@@ -50,7 +50,7 @@ class LeftOpen:
         for record in sorted(records, key=lambda r: r.started_at):
             key = (record.camera, record.class_name)
             older = self._open.get(key)
-            if older is not None:
+            if older is not None and older.uuid != record.uuid:  # not the same one again
                 self._superseded.append(older)
             self._open[key] = record
             self._until[key], self._taken_at[key] = until, now

@@ -195,12 +195,14 @@ class Partitions(Periodic, Generic[T]):
         )
 
     def _give_back(self, k: int, why: str) -> None:
-        with self._lock:
-            running = self.running.pop(k)
+        """Stopped and stored while still held (its keeper renews the lease meanwhile,
+        so nobody takes it half handed over), then released."""
         log.info("events: giving partition %d back (%s)", k, why)
         try:
-            self._stop_partition(k, running)
+            self._stop_partition(k, self.running[k])
         finally:
+            with self._lock:
+                del self.running[k]
             self.leases[k].release()
             self._given_at[k] = time.monotonic()
 
