@@ -446,6 +446,7 @@ class ScaleRun:
     seconds: float
     frames_per_s: float
     cpu_ms_per_frame: float  # of every events process together
+    machine_busy: float  # of the machine's cores, the fraction busy meanwhile (all of it)
 
 
 @dataclass
@@ -470,10 +471,11 @@ async def reset(url: str, layout: ScoresLayout) -> None:
 
 
 async def shared_drain(url: str, layout: ScoresLayout, target: int, instances: int,
-                       pids: list[int]) -> tuple[float, int, float]:  # fmt: skip
+                       pids: list[int]) -> tuple[float, int, float, float]:  # fmt: skip
     """Wait until the partitions are shared out evenly among `instances` (their leases)
     and the consumers have acked something, then until the backlog is drained: (seconds
-    between, frames acked between, CPU seconds of the events processes between)."""
+    between, frames acked between, CPU seconds of the events processes between, the
+    fraction of the machine's cores busy between)."""
     from hazardwatch.handoff.lease import LEASE_BUCKET
 
     client = await nats.connect(url)
@@ -505,20 +507,29 @@ async def shared_drain(url: str, layout: ScoresLayout, target: int, instances: i
                 raise RuntimeError("the partitions were never shared out evenly")
             await asyncio.sleep(0.05)
         t0, done0 = time.monotonic(), await acked()
-        cpu0 = sum(cpu_seconds(pid) for pid in pids)
+        cpu0, busy0 = sum(cpu_seconds(pid) for pid in pids), machine_ticks()
         while await acked() < target:
             if time.monotonic() > deadline:
                 raise RuntimeError("the backlog was not drained")
             await asyncio.sleep(0.05)
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
+        busy1 = machine_ticks()
         if target - done0 < target // 4:
             raise RuntimeError(
                 f"only {target - done0} of {target} frames were left once the partitions "
                 "were shared out: give a larger --scale-backlog"
             )
-        return time.monotonic() - t0, target - done0, cpu
+        busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+        return time.monotonic() - t0, target - done0, cpu, busy
     finally:
         await client.close()
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of every core so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def scale_out(url: str, bank: PromptBank, count: int, backlog: int, partitions: int,
@@ -543,8 +554,9 @@ def scale_out(url: str, bank: PromptBank, count: int, backlog: int, partitions: 
                 log = directory / f"{run}-{i}.log"
                 processes.append(stack.enter_context(events_service(config, port, log)))
             pids = [p.popen.pid for p in processes]
-            seconds, done, cpu = asyncio.run(shared_drain(url, layout, backlog, instances, pids))
-        result = ScaleRun(instances, done, seconds, done / seconds, 1000 * cpu / done)
+            drain = shared_drain(url, layout, backlog, instances, pids)
+            seconds, done, cpu, busy = asyncio.run(drain)
+        result = ScaleRun(instances, done, seconds, done / seconds, 1000 * cpu / done, busy)
         print(_scale_line(result), flush=True)
         runs.append(result)
     one = np.mean([r.frames_per_s for r in runs if r.instances == 1])
@@ -657,7 +669,8 @@ def _live_line(result: Live) -> str:
 def _scale_line(r: ScaleRun) -> str:
     return (
         f"scale-out, {r.instances} instance(s): {r.frames} frames in {r.seconds:.1f} s = "
-        f"{r.frames_per_s:.0f} frames/s; {r.cpu_ms_per_frame:.2f} ms CPU a frame"
+        f"{r.frames_per_s:.0f} frames/s; {r.cpu_ms_per_frame:.2f} ms CPU a frame; the "
+        f"machine's {os.cpu_count()} cores {100 * r.machine_busy:.0f} % busy"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -227,6 +228,10 @@ def test_the_events_service_shows_the_cameras_and_workers_other_nodes_report(
         assert wait_for(lambda: cameras()[0]["frames_read"] > 0, 15), cameras()
         assert [(c["name"], c["state"]) for c in cameras()] == [("crash", "streaming")]
         assert cameras()[0]["node"]
+        # Which events instance decides its events: this one, holding the one partition.
+        owner = cameras()[0]["owner"]
+        assert owner["partition"] == 0 and owner["events_node"].endswith(f"-{os.getpid()}")
+        assert 'hazardwatch_scores_owner{partition="0"} 1.0' in get("/metrics").text
         # The camera tile's picture: the capture node's latest frame, through the broker.
         tile = get("/api/v1/cameras/crash/latest.jpg")
         assert tile.status_code == 200 and tile.content[:3] == b"\xff\xd8\xff", tile.text
