@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +28,7 @@ from hazardwatch.handoff.lease import Lease
 from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.handoff.scores import ScoresLayout
 from hazardwatch.records import ScoredFrame, ScoreSample
-from hazardwatch.roles import CaptureNode, WorkerNode
+from hazardwatch.roles import EXIT_FENCED, CaptureNode, WorkerNode
 from hazardwatch.scoring.bank import load_bank
 from hazardwatch.storage.engine import create_engine
 from hazardwatch.storage.repository import Repository
@@ -75,7 +76,7 @@ def acked(link: BrokerLink, k: int) -> int:
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
 
 
-@pytest.mark.parametrize("fault", ["added", "killed", "database"])
+@pytest.mark.parametrize("fault", ["added", "killed", "paused", "database"])
 def test_partitions_are_shared_and_taken_over_without_loss(
     tmp_path: Path, red_clip: Path, nats_server: NatsServer, mysql_url: str, fault: str
 ) -> None:
@@ -83,8 +84,10 @@ def test_partitions_are_shared_and_taken_over_without_loss(
     cameras run takes two, handed over by the first (states saved, open events continued,
     nothing lost). `killed`: two instances started at once on a fresh stream share the
     partitions two and two; one is killed with SIGKILL mid-incident and the other holds
-    all four within 10 s. `database`: of two sharing the partitions, one loses its way to
-    the database (its own connections only) for 15 s mid-incident."""
+    all four within 10 s; or (`paused`) is stopped with SIGSTOP past its leases, and
+    resumed after the other took them, exits at once (EXIT_FENCED) without another write.
+    `database`: of two sharing the partitions, one loses its way to the database (its
+    own connections only) for 15 s mid-incident."""
     sources = []
     for name in CAMERAS:
         shutil.copy(red_clip, tmp_path / f"{name}.mp4")
@@ -133,32 +136,7 @@ def test_partitions_are_shared_and_taken_over_without_loss(
             )
 
         assert wait_for(mid_incident, 90, interval=0.2)
-        if fault == "killed":
-            assert second is not None
-            # Shared two and two (each instance sees the other and gives back the excess).
-            assert wait_for(lambda: shared(link, first, second), 30, interval=0.2)
-            first.send_signal(signal.SIGKILL)
-            killed_at = time.monotonic()
-            assert wait_for(lambda: holders(link) == [second.pid] * 4, 15, interval=0.05)
-            takeover = time.monotonic() - killed_at
-            print(f"killed: its partitions were taken over {takeover:.1f} s after the kill")
-            assert takeover <= 10.0
-            first.wait(10)
-            survivors = [second]
-        elif fault == "database":
-            assert second is not None
-            assert wait_for(lambda: shared(link, first, second), 30, interval=0.2)
-            proxy.cut()
-            time.sleep(15.0)
-            assert "spooling until it is back" in logs[1].read_text()
-            proxy.restore()
-            survivors = [first, second]
-        else:
-            assert holders(link) == [first.pid] * 4
-            second = start(1)
-            assert wait_for(lambda: shared(link, first, second), 30, interval=0.2)
-            assert "handed over" in logs[0].read_text()
-            survivors = [first, second]
+        survivors = inject(fault, link, first, second, start, proxy, logs)
         time.sleep(8.0)
         capture.stop()
         threads[1].join(30)
@@ -188,6 +166,45 @@ def test_partitions_are_shared_and_taken_over_without_loss(
         link.stop()
         proxy.close()
     assert_as_uninterrupted(repo, published, settings.storage.score_interval_s)
+
+
+def inject(
+    fault: str,
+    link: BrokerLink,
+    first: subprocess.Popen[str],
+    second: subprocess.Popen[str] | None,
+    start: Callable[[int], subprocess.Popen[str]],
+    proxy: TcpProxy,
+    logs: list[Path],
+) -> list[subprocess.Popen[str]]:
+    """The fault, mid-incident; returns the instances that run on."""
+    if fault in ("killed", "paused"):
+        assert second is not None
+        # Shared two and two (each instance sees the other and gives back the excess).
+        assert wait_for(lambda: shared(link, first, second), 30, interval=0.2)
+        first.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+        failed_at = time.monotonic()
+        assert wait_for(lambda: holders(link) == [second.pid] * 4, 15, interval=0.05)
+        takeover = time.monotonic() - failed_at
+        print(f"{fault}: its partitions were taken over {takeover:.1f} s after it failed")
+        assert takeover <= 10.0
+        if fault == "paused":
+            first.send_signal(signal.SIGCONT)
+        assert first.wait(10) == (EXIT_FENCED if fault == "paused" else -signal.SIGKILL)
+        return [second]
+    if fault == "database":
+        assert second is not None
+        assert wait_for(lambda: shared(link, first, second), 30, interval=0.2)
+        proxy.cut()
+        time.sleep(15.0)
+        assert "spooling until it is back" in logs[1].read_text()
+        proxy.restore()
+        return [first, second]
+    assert holders(link) == [first.pid] * 4  # added: the first holds them all
+    added = start(1)
+    assert wait_for(lambda: shared(link, first, added), 30, interval=0.2)
+    assert "handed over" in logs[0].read_text()
+    return [first, added]
 
 
 def assert_as_uninterrupted(
