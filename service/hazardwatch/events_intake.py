@@ -82,7 +82,9 @@ class EventsIntake:
             events = self.events
             if self.stage is None:
                 model = self.settings.scoring.model
-                self.stage = events.build(self.api, NoCameras(), model, self._owns_first(k))
+                self.stage = events.build(
+                    self.api, NoCameras(), model, self._owns_first(k), lease.handed_over
+                )
                 if self.route_verdicts is not None:  # build pointed the API at the stage
                     self.api.learn_normal = self.route_verdicts
                 self.view.writer = events.writer
@@ -91,7 +93,7 @@ class EventsIntake:
                 self.view.handled_by_camera = self.frames_by_camera
                 events.start()
             else:
-                events.take_cameras(self._belongs(k))
+                events.take_cameras(self._belongs(k), lease.handed_over)
             metrics = events.metrics
             try:
                 source = ScoresSource(

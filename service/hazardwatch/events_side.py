@@ -163,11 +163,13 @@ class EventsSide:
         cameras: Cameras,
         model_name: str,
         owns: Callable[[str], bool] | None = None,
+        handed_over: bool = False,
     ) -> DetectorStage:
         """Alerts, clips, weather and the detector stage, wired to the writer and the API.
         `cameras`: this process's readers (full-rate segments for clips), if any. `owns`:
         the cameras whose states and open events this process takes (the events role's
-        partitions; all of them by default)."""
+        partitions; all of them by default); `handed_over`: another instance gave them
+        over cleanly (detect/resume.py)."""
         settings, writer, metrics = self.settings, self.writer, self.metrics
         channels = build_alert_channels(settings, metrics)
         for channel in channels:
@@ -219,24 +221,28 @@ class EventsSide:
             observe_latency=metrics.frame_latency_seconds.observe,
             # One process (or the events role) owns every camera's events: what an earlier
             # run left open is continued by this one, or closed as interrupted.
-            resumable=left_open(self.repository, owns),
+            resumable=[] if handed_over else left_open(self.repository, owns),
             learning_s=settings.detector.learning_s,
             on_learning=metrics.set_learning,
         )
+        if handed_over:
+            self.stage.left_open.add(left_open(self.repository, owns), handed_over=True)
         api_state.learn_normal = self.stage.learn_normal
         api_state.calibration = self.stage.calibration
         api_state.explain = self.stage.explain
         return self.stage
 
-    def take_cameras(self, belongs: Callable[[str], bool]) -> None:
-        """Cameras another events instance let go (a partition): their states, newest score
-        times and open events as it left them, into the running stage."""
+    def take_cameras(self, belongs: Callable[[str], bool], handed_over: bool = False) -> None:
+        """Cameras another events instance let go (a partition; `handed_over`: cleanly,
+        not by dying): their states, newest score times and open events as it left them,
+        into the running stage."""
         repository = self.repository
         max_references = self.settings.detector.max_references
         self.stage.take_cameras(
             load_camera_states(repository, max_references, None, belongs),
             _only(repository.scores_stored_until(), belongs),
             left_open(repository, belongs),
+            handed_over,
         )
 
     def stored(self, timeout_s: float) -> bool:

@@ -394,6 +394,8 @@ class EventsNode:
                         intake.stage.expire_resumable()
             finally:
                 partitions.stop(60)  # nothing more taken or given back
+                if partitions.hand_over_all():  # their open events go on elsewhere
+                    log.info("events: stopping; the partitions went to the instances up")
                 intake.finish()
                 if intake.unstored:
                     log.warning(

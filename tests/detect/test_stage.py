@@ -443,3 +443,27 @@ def test_cameras_taken_over_continue_the_open_events_they_come_with() -> None:
     assert gate is not None and gate.source == "calibrated"
     stage.on_scored([scored("gate", 2 + i / 10, 0.7) for i in range(20)])
     assert [(e.kind, e.record.uuid, e.resumed) for e in events] == [("updated", "fire-7", True)]
+
+
+def test_an_event_handed_over_open_that_nothing_continues_ends_where_it_was_left() -> None:
+    """Handed over cleanly (a partition given back), everything of it stored: an event no
+    frame continues is closed at its last stored frame, not called "interrupted" as one
+    of an instance that died."""
+    from hazardwatch.records import EventRecord
+
+    def stored(uuid: str) -> EventRecord:
+        peak = T0 + timedelta(seconds=3)
+        return EventRecord(uuid, "gate", "fire", "warning", "open", T0, peak, 0.9, 0.8,
+                           revision=2)  # fmt: skip
+
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    stage.take_cameras({}, {}, [stored("fire-3")], handed_over=True)
+    stage.flush()  # the camera sent nothing more before the stop
+    (ended,) = events
+    assert (ended.kind, ended.record.uuid, ended.record.status) == ("ended", "fire-3", "closed")
+    assert ended.record.ended_at == T0 + timedelta(seconds=3)
+    assert stage.events_interrupted == 0
+    died = DetectorStage(PARAMS, events.append, resumable=[stored("fire-4")])
+    died.flush()  # the same, from an instance that died: interrupted
+    assert events[-1].record.status == "interrupted" and died.events_interrupted == 1

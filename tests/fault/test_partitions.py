@@ -147,11 +147,16 @@ def test_partitions_are_shared_and_taken_over_without_loss(
         assert wait_for(lambda: consumer_lag(link, watched) == drained, 30), consumer_lag(
             link, watched
         )
+        # One at a time, as a rolling restart: the first hands its partitions (and their
+        # open events) to the last, which takes them; the last closes what is open.
+        last = survivors[-1].pid
         for process in survivors:
             process.send_signal(signal.SIGTERM)
-        for process in survivors:
             process.communicate(timeout=60)
             assert process.returncode == 0
+            if process.pid != last:
+                assert wait_for(lambda: holders(link) == [last] * 4, 15), holders(link)
+                assert "the partitions went to the instances up" in logs[0].read_text()
         published = scored_in_stream(link)
     finally:
         capture.stop()

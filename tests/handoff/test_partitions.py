@@ -52,6 +52,7 @@ class Instance:
     def __init__(self, link: BrokerLink, node: str, members: list[str]) -> None:
         self.node = node
         self.started: list[int] = []
+        self.handed: list[bool] = []  # each start: whether its last holder gave it back
         self.stopped: list[int] = []
         self.lost: list[str] = []
         self.partitions: Partitions[int] = Partitions(
@@ -59,7 +60,7 @@ class Instance:
             LAYOUT,
             node,
             lambda: list(members),
-            lambda k, lease: self.started.append(k) or k,  # type: ignore[func-returns-value]
+            self._start,
             lambda k, running: self.stopped.append(k),
             self.lost.append,
             interval_s=0.2,
@@ -70,6 +71,11 @@ class Instance:
         self.partitions.member = Lease(link, f"members.{node}", node, ttl_s=2.0)
         self.partitions.keeper.leases = self.partitions._held_leases
         self.partitions.keeper.interval_s = 0.3  # renewed well within the 2 s TTL
+
+    def _start(self, k: int, lease: Lease) -> int:
+        self.started.append(k)
+        self.handed.append(lease.handed_over)
+        return k
 
     @property
     def held(self) -> list[int]:
@@ -96,6 +102,7 @@ def test_instances_share_the_partitions_and_one_that_stops_hands_its_share_on(
         b.partitions.start()
         assert wait_for(lambda: Counter(holders(link)) == {"a": 2, "b": 2}, 10), holders(link)
         assert sorted(a.stopped) == sorted(b.started) and len(b.started) == 2
+        assert b.handed == [True, True] and a.handed == [False] * 4  # given, not orphaned
         assert set(a.held) == {0, 2} and set(b.held) == {1, 3}  # k mod 2 = rank
         a.partitions.stop()
         a.partitions.release_all()
@@ -122,7 +129,7 @@ def test_a_dead_instances_partitions_are_taken_once_its_leases_age_out(
         a.partitions.stop()  # no more rounds
         a.partitions.keeper.stop()  # no more renewals: as if killed
         assert wait_for(lambda: holders(link) == ["b"] * 4, 6), holders(link)
-        assert b.started[-2:] and not b.lost
+        assert b.handed[-2:] == [False, False] and not b.lost  # a death, not a hand-over
     finally:
         b.partitions.stop()
         b.partitions.release_all()

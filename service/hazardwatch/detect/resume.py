@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from hazardwatch.detect.detector import DetectionEvent
 from hazardwatch.records import EventRecord, EventUpdate, Image
@@ -39,14 +40,21 @@ class LeftOpen:
         # clock) this run took it: the run that left it open died before that.
         self._until: dict[tuple[str, str], float] = {}
         self._taken_at: dict[tuple[str, str], float] = {}
+        self._handed: set[str] = set()  # uuids of events handed over by a live owner
         self.resumed = 0
         self.interrupted = 0
+        self.ended = 0  # handed over, and closed at their last stored frame
         self.add(records)
 
-    def add(self, records: Sequence[EventRecord]) -> None:
+    def add(self, records: Sequence[EventRecord], handed_over: bool = False) -> None:
         """Open events taken over now: at the start, or with the cameras of a partition
-        this instance took from another (each has its own window from now)."""
+        this instance took from another (each has its own window from now).
+        `handed_over`: the instance that had them gave them over cleanly, everything of
+        them stored; one nothing continues ended at its last stored frame ("closed"),
+        not "interrupted" as one of a run that died."""
         until, now = time.monotonic() + RESUME_WINDOW_S, time.time()
+        if handed_over:
+            self._handed.update(r.uuid for r in records)
         for record in sorted(records, key=lambda r: r.started_at):
             key = (record.camera, record.class_name)
             older = self._open.get(key)
@@ -121,21 +129,36 @@ class LeftOpen:
 
     def _interrupt(self, records: list[EventRecord]) -> None:
         for record in list(records):
-            if self._open.get((record.camera, record.class_name)) is record:
-                del self._open[(record.camera, record.class_name)]
+            key = (record.camera, record.class_name)
+            if self._open.get(key) is record:
+                del self._open[key]
             elif record in self._superseded:
                 self._superseded.remove(record)
-            self.interrupted += 1
-            ended = record.ended_at or datetime.now(UTC)
+            status: Literal["closed", "interrupted"]
+            if (
+                record.uuid in self._handed
+            ):  # stored up to the hand-over: it ended where its owner left it
+                self.ended += 1
+                status, ended = "closed", record.ended_at or utc(_last_known(record))
+                log.info(
+                    "event %s (%s on camera %s), handed over open, ended at its last "
+                    "stored frame: nothing here continued it",
+                    record.uuid,
+                    record.class_name,
+                    record.camera,
+                )
+            else:
+                self.interrupted += 1
+                status, ended = "interrupted", record.ended_at or datetime.now(UTC)
+                log.warning(
+                    "event %s (%s on camera %s) left open by an earlier run was closed as "
+                    "interrupted: nothing continued it",
+                    record.uuid,
+                    record.class_name,
+                    record.camera,
+                )
             closed = dataclasses.replace(
-                record, status="interrupted", ended_at=ended, revision=record.revision + 1
-            )
-            log.warning(
-                "event %s (%s on camera %s) left open by an earlier run was closed as "
-                "interrupted: nothing continued it",
-                record.uuid,
-                record.class_name,
-                record.camera,
+                record, status=status, ended_at=ended, revision=record.revision + 1
             )
             try:
                 self._emit_event(EventUpdate("ended", closed, None, None))
@@ -177,6 +200,10 @@ def continuation(
 
 def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def _last_known(record: EventRecord) -> float:

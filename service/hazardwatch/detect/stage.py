@@ -303,15 +303,17 @@ class DetectorStage:
         normals: Mapping[str, CameraNormal],
         stored_until: Mapping[str, datetime],
         resumable: Sequence[EventRecord],
+        handed_over: bool = False,
     ) -> None:
         """Cameras taken over from another events instance (a partition): their stored
-        states, newest score times and open events, read after it let them go."""
+        states, newest score times and open events, read after it let them go
+        (`handed_over`: cleanly, detect/resume.py)."""
         with self._lock:
             for camera, normal in normals.items():
                 self._cameras[camera] = CameraSlot(normal=normal)
             for camera, stored in stored_until.items():
                 self._slot(camera).stored_until = stored
-            self.left_open.add(resumable)
+            self.left_open.add(resumable, handed_over)
 
     def hand_over(self, belongs: Callable[[str], bool]) -> list[str]:
         """Cameras given to another events instance (a partition it takes): each one's

@@ -68,6 +68,8 @@ class Lease:
         self._kv: KeyValue | None = None
         # Its keeper renews it while its partition is given back and released.
         self.lock = threading.RLock()
+        # Set when acquired: its last holder gave it back cleanly (`mark_handed`).
+        self.handed_over = False
 
     @property
     def held(self) -> bool:
@@ -123,6 +125,19 @@ class Lease:
         except Exception:
             return None
 
+    def mark_handed(self) -> None:
+        """Say, before releasing it, that everything of the lease's work is stored and
+        handed over (a give-back, not a death): the key `<key>.handed`, which ages out
+        with the bucket's TTL — the next owner reads it within a second or so."""
+        self.link.call(self._put(f"{self.key}.handed"), timeout=self.timeout_s)
+
+    def was_handed(self) -> bool:
+        """The last holder gave the lease back cleanly, within the TTL (`mark_handed`)."""
+        try:
+            return self.link.call(self._get(f"{self.key}.handed"), timeout=self.timeout_s)
+        except Exception:  # unknown: treated as a death (open events end as interrupted)
+            return False
+
     def read_owner(self) -> str | None:
         """Who holds the lease now (None: nobody); raises when the broker cannot say."""
         return self.link.call(self._owner(), timeout=self.timeout_s)
@@ -154,6 +169,18 @@ class Lease:
     async def _delete(self, revision: int) -> None:
         kv = await self._bucket()
         await kv.delete(self.key, last=revision)
+
+    async def _put(self, key: str) -> None:
+        kv = await self._bucket()
+        await kv.put(key, self.holder.encode())
+
+    async def _get(self, key: str) -> bool:
+        kv = await self._bucket()
+        try:
+            await kv.get(key)
+        except NotFoundError:
+            return False
+        return True
 
     async def _owner(self) -> str | None:
         kv = await self._bucket()

@@ -176,6 +176,7 @@ class Partitions(Periodic, Generic[T]):
         except Exception as exc:  # the broker away: the next round tries again
             log.debug("lease of partition %d not acquired: %s", k, exc)
             return
+        lease.handed_over = lease.was_handed()
         try:
             running = self._start(k, lease)
         except Exception:
@@ -198,18 +199,33 @@ class Partitions(Periodic, Generic[T]):
         """Stopped and stored while still held (its keeper renews the lease meanwhile,
         so nobody takes it half handed over), then released."""
         log.info("events: giving partition %d back (%s)", k, why)
+        lease = self.leases[k]
         try:
             self._stop_partition(k, self.running[k])
+            lease.mark_handed()  # the next owner continues its open events as handed over
         finally:
             with self._lock:
                 del self.running[k]
-            self.leases[k].release()
+            lease.release()
             self._given_at[k] = time.monotonic()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """No more taking or giving back; the held partitions stay held, their leases
         renewed, until `release_all` (once what they consumed is stored)."""
         return super().stop(timeout)
+
+    def hand_over_all(self) -> bool:
+        """A clean stop (after `stop`): with another instance up, every partition is given
+        back as on a rebalance — its open events go on there instead of being closed here
+        and opened again. False when no other instance is up: the caller closes what is
+        open, as a single instance does."""
+        self.member.release()  # the others stop counting this one at once
+        others = [n for n in self._members() if n != self.node and self._alive(n)]
+        if not others:
+            return False
+        for k in self.held:
+            self._give_back(k, f"stopping; {len(others)} other instance(s) up")
+        return True
 
     def release_all(self) -> None:
         """A clean stop: every lease released now, so others take over at once."""
