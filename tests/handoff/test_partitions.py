@@ -3,6 +3,7 @@ coordinators on a private nats-server taking, giving back and taking over partit
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -133,3 +134,24 @@ def test_a_dead_instances_partitions_are_taken_once_its_leases_age_out(
     finally:
         b.partitions.stop()
         b.partitions.release_all()
+
+
+def test_a_partition_slow_to_start_keeps_its_lease(link: BrokerLink) -> None:
+    """Taking a partition reads its cameras' states (seconds at 1,000 cameras): its lease
+    is renewed meanwhile, not lost to its TTL (2 s here) before the start returns."""
+    slow = Instance(link, "a", ["a"])
+    started = slow._start
+
+    def start(k: int, lease: Lease) -> int:
+        time.sleep(3.0)
+        return started(k, lease)
+
+    slow.partitions._start = start
+    slow.partitions.start()
+    try:
+        assert wait_for(lambda: 0 in slow.held, 10)
+        time.sleep(1.0)
+        assert not slow.lost and holders(link)[0] == "a"
+    finally:
+        slow.partitions.stop()
+        slow.partitions.release_all()

@@ -96,6 +96,8 @@ class Partitions(Periodic, Generic[T]):
         self._peers: dict[str, Lease] = {}  # the other instances' member keys
         self.running: dict[int, T] = {}
         self._lock = threading.Lock()  # `running` is read by the API's and metrics' threads
+        # Acquired and starting (reading its cameras' states can take seconds): renewed.
+        self._taking: set[int] = set()
         self._free_since: dict[int, float] = {}
         self._given_at: dict[int, float] = {}
         self._stood_by = False
@@ -103,7 +105,8 @@ class Partitions(Periodic, Generic[T]):
 
     def _held_leases(self) -> list[Lease]:
         with self._lock:
-            return [self.member, *(self.leases[k] for k in self.running)]
+            held = [*self.running, *self._taking]
+        return [self.member, *(self.leases[k] for k in held)]
 
     @property
     def held(self) -> list[int]:
@@ -177,14 +180,19 @@ class Partitions(Periodic, Generic[T]):
             log.debug("lease of partition %d not acquired: %s", k, exc)
             return
         lease.handed_over = lease.was_handed()
+        with self._lock:
+            self._taking.add(k)
         try:
             running = self._start(k, lease)
         except Exception:
             log.exception("partition %d could not be started; its lease is given back", k)
+            with self._lock:
+                self._taking.discard(k)
             lease.release()
             return
         with self._lock:
             self.running[k] = running
+            self._taking.discard(k)
         self._free_since.pop(k, None)
         stood_by, self._stood_by = self._stood_by, False
         log.warning(
