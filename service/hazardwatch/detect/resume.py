@@ -135,9 +135,8 @@ class LeftOpen:
             elif record in self._superseded:
                 self._superseded.remove(record)
             status: Literal["closed", "interrupted"]
-            if (
-                record.uuid in self._handed
-            ):  # stored up to the hand-over: it ended where its owner left it
+            # Handed over: stored up to the hand-over, so it ended where its owner left it.
+            if record.uuid in self._handed:
                 self.ended += 1
                 status, ended = "closed", record.ended_at or utc(_last_known(record))
                 log.info(
