@@ -129,7 +129,14 @@ class EventsIntake:
             assert self.stage is not None
             cameras = self.stage.hand_over(self._belongs(k))
             if not self.events.stored(HAND_OVER_S):
-                log.error("partition %d: not all of it stored in %.0f s", k, HAND_OVER_S)
+                log.error(
+                    "partition %d: not all of it in the database after %.0f s (%d write(s) "
+                    "spooled); handed over anyway: the next owner may read older camera "
+                    "states until the spool is stored",
+                    k,
+                    HAND_OVER_S,
+                    self.events.writer.spooled,
+                )
             unstored = consumer.settle()
             self.unstored += unstored
             self.consumers.pop(k, None)

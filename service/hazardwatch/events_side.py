@@ -246,10 +246,12 @@ class EventsSide:
         )
 
     def stored(self, timeout_s: float) -> bool:
-        """Wait until everything put to the writer so far is stored (or spooled)."""
-        mark = self.writer.mark()
+        """Wait until everything put to the writer so far is in the database, not only
+        spooled: another instance is about to read it (a partition handed over). False
+        after `timeout_s` (the database away: the spool stores it once it is back)."""
+        writer, mark = self.writer, self.writer.mark()
         deadline = time.monotonic() + timeout_s
-        while not self.writer.durable(mark):
+        while not writer.durable(mark) or writer.spooled:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.02)
