@@ -249,6 +249,24 @@ def events_process(
     )  # fmt: skip
 
 
+def stop_all(
+    nodes: list[CaptureNode | WorkerNode],
+    threads: list[threading.Thread],
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    """A test's roles stopped whatever happened: the in-process nodes asked to stop and
+    joined, the events processes still running killed."""
+    for node in nodes:
+        node.stop()
+    for thread in threads:
+        if thread.is_alive():
+            thread.join(30)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 def scored_in_stream(link: BrokerLink) -> list[ScoredFrame]:
     """Every scored frame the workers published, read back through a consumer of its own."""
     source = ScoresSource(link, ScoresLayout(consumer="audit"), {BANK.version: BANK}.__getitem__)
@@ -393,15 +411,7 @@ def test_the_events_service_killed_and_restarted_resumes_without_duplicates(
         assert second.returncode == 0
         published = scored_in_stream(link)
     finally:
-        capture.stop()
-        worker.stop()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(30)
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_all([capture, worker], threads, [p for p in (first, second) if p is not None])
         link.stop()
     # The second start took up where the first was killed, not from the beginning.
     resumed = int(re.search(r"frames_scored=(\d+)", out).group(1))  # type: ignore[union-attr]

@@ -35,7 +35,12 @@ from hazardwatch.storage.repository import Repository
 from tests.conftest import NatsServer, service_settings
 from tests.fakes import FakeEncoder
 from tests.fault.tcp_proxy import TcpProxy
-from tests.fault.test_broker import events_process, expected_rows, scored_in_stream
+from tests.fault.test_broker import (
+    events_process,
+    expected_rows,
+    scored_in_stream,
+    stop_all,
+)
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -159,15 +164,7 @@ def test_partitions_are_shared_and_taken_over_without_loss(
                 assert "the partitions went to the instances up" in logs[0].read_text()
         published = scored_in_stream(link)
     finally:
-        capture.stop()
-        worker.stop()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(30)
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_all([capture, worker], threads, processes)
         link.stop()
         proxy.close()
     assert_as_uninterrupted(repo, published, settings.storage.score_interval_s)

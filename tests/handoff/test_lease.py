@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from hazardwatch.handoff.lease import Lease, LeaseKeeper
 from hazardwatch.handoff.link import BrokerLink
-from tests.conftest import NatsServer
 from tests.helpers import wait_for
 
 KEY = "HAZARDWATCH_SCORES.events"
-
-
-@pytest.fixture
-def link(nats_server: NatsServer) -> Iterator[BrokerLink]:
-    link = BrokerLink(nats_server.url, "test")
-    link.start()
-    try:
-        yield link
-    finally:
-        link.stop()
 
 
 def test_one_holder_at_a_time_and_a_clean_release_hands_it_on_at_once(link: BrokerLink) -> None:

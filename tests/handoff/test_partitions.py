@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +13,6 @@ from hazardwatch.handoff.lease import Lease
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.partitions import Partitions, fair_share, preferred
 from hazardwatch.handoff.scores import ScoresLayout
-from tests.conftest import NatsServer
 from tests.helpers import wait_for
 
 LAYOUT = ScoresLayout(partitions=4)
@@ -35,16 +32,6 @@ def test_the_shares_add_up_and_differ_by_one_at_most(members: set[str], partitio
     firsts = [set(preferred(m, list(members), partitions)[:1]) for m in members]
     if partitions >= len(members):
         assert len(set().union(*firsts)) == len(members)
-
-
-@pytest.fixture
-def link(nats_server: NatsServer) -> Iterator[BrokerLink]:
-    link = BrokerLink(nats_server.url, "test")
-    link.start()
-    try:
-        yield link
-    finally:
-        link.stop()
 
 
 class Instance:

@@ -4,7 +4,6 @@ told so in time (the API answers 503)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,17 +13,6 @@ import pytest
 from hazardwatch.errors import DetectorUnavailableError
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.verdicts import VerdictRouter
-from tests.conftest import NatsServer
-
-
-@pytest.fixture
-def link(nats_server: NatsServer) -> Iterator[BrokerLink]:
-    link = BrokerLink(nats_server.url, "test")
-    link.start()
-    try:
-        yield link
-    finally:
-        link.stop()
 
 
 class Detector:

@@ -48,16 +48,10 @@ class EmbeddingResponder:
         self._subscription: Any = None
 
     def start(self) -> None:
-        self._subscription = self.link.call(
-            self.link.nc.subscribe(f"{SUBJECT}.*", queue=QUEUE, cb=self._answer), timeout=10
-        )
+        self._subscription = self.link.subscribe(f"{SUBJECT}.*", self._answer, QUEUE)
 
     def stop(self, timeout: float = 5.0) -> bool:
-        if self._subscription is not None and self.link.connected:
-            try:
-                self.link.call(self._subscription.unsubscribe(), timeout)
-            except Exception as exc:  # the broker went away first: nothing left to answer
-                log.debug("embedding responder: unsubscribe failed: %s", exc)
+        self.link.unsubscribe(self._subscription, "embedding responder", timeout)
         self._subscription = None
         return True
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats
@@ -107,6 +107,19 @@ class BrokerLink:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coro` on the link's loop from another thread and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def subscribe(self, subject: str, cb: Callable[[Any], Awaitable[None]], queue: str = "") -> Any:
+        """A core NATS subscription (request-reply responders), `cb` run on the loop."""
+        return self.call(self.nc.subscribe(subject, queue=queue, cb=cb), timeout=10)
+
+    def unsubscribe(self, subscription: Any, what: str, timeout: float = 5.0) -> None:
+        """End a subscription; with the broker already gone there is nothing to end."""
+        if subscription is None or not self.connected:
+            return
+        try:
+            self.call(subscription.unsubscribe(), timeout)
+        except Exception as exc:
+            log.debug("%s: unsubscribe failed: %s", what, exc)
 
     def settle(self, how: str, coro: Coroutine[Any, Any, None]) -> None:
         """Send an ack, nak or term without waiting for it: the client only buffers it,
