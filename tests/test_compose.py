@@ -203,6 +203,11 @@ def test_scale_profile_runs_the_three_roles_over_jetstream(app_settings: Setting
     partitions = {default_of(SERVICES[n]["environment"]["HAZARDWATCH_BROKER__PARTITIONS"])
                   for n in ("hazardwatch-worker", "hazardwatch-events")}  # fmt: skip
     assert partitions == {"4"}  # the workers publish to the partitions the events read
+    # Two replicas on one volume: a spool and a search index each, the media shared.
+    command = " ".join(events["command"]).replace("$$", "$")  # compose's escape of "$"
+    assert "HAZARDWATCH_STORAGE__DATA_DIR=/data/events/$(hostname)" in command
+    assert "HAZARDWATCH_MEDIA__DIR=/data/media" in command
+    assert app_settings.media_dir().as_posix() == "/data/media"  # as the single service
     m = mounts("prometheus")
     config = yaml.safe_load((ROOT / m["/etc/prometheus/prometheus.yml"]).read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}

@@ -72,6 +72,7 @@ from hazardwatch.records import NodeStatus
 from hazardwatch.scoring.bank import DEFAULT_BANK, BankVersions
 from hazardwatch.scoring.bank_source import BankPublisher, BrokerBank, DatabaseBank
 from hazardwatch.scoring.worker import ScoringWorker
+from hazardwatch.search.service import KeyframeSearch
 from hazardwatch.settings import Settings
 from hazardwatch.status import LocalStatus, StatusSource, camera_problems
 from hazardwatch.storage.repository import Repository
@@ -388,10 +389,14 @@ class EventsNode:
             partitions.start()
             log.info("events: taking a share of the scores' %d partition(s)", scores.partitions)
             try:
+                rounds = 0
                 while not self._stop.wait(0.5):
+                    rounds += 1
                     if intake.stage is not None:
                         _register_remote_cameras(events.repository, board)
                         intake.stage.expire_resumable()
+                    if scores.partitions > 1 and rounds % 20 == 0:  # every 10 s
+                        _catch_up_search(events.search)
             finally:
                 partitions.stop(60)  # nothing more taken or given back
                 if partitions.hand_over_all():  # their open events go on elsewhere
@@ -474,6 +479,17 @@ def _fenced(why: str) -> None:
     log.critical("events: the scores' lease is lost (%s); exiting without another write", why)
     logging.shutdown()
     os._exit(EXIT_FENCED)
+
+
+def _catch_up_search(search: KeyframeSearch | None) -> None:
+    """The other partitions' keyframes into this instance's search index: any instance's
+    API searches every camera."""
+    if search is None:
+        return
+    try:
+        search.catch_up()
+    except Exception as exc:  # the database away: the next round reads them
+        log.debug("search: keyframes of the other instances not read yet: %s", exc)
 
 
 def _register_remote_cameras(repository: Repository, board: StatusSource) -> None:

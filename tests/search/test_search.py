@@ -304,3 +304,41 @@ def test_a_saved_index_is_read_back_checked_against_the_rows_and_rebuilt_when_it
     assert not rebuilt.restored and rebuilt.index is not None and len(rebuilt.index) == stored
     rebuilt.stop()
     engine.dispose()
+
+
+def test_keyframes_another_instance_stored_are_searched_after_a_catch_up(
+    database_url: str,
+) -> None:
+    """Issue 27: with the cameras partitioned, each events instance's writer feeds its own
+    index with its own cameras' keyframes; those the other instances store reach it by a
+    catch-up over the rows (every 10 s in the events role), so any instance's API
+    searches every camera, and nothing is held twice."""
+    from datetime import UTC, datetime
+
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    table = Repository(engine).keyframes
+    t0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+
+    def keyframes(camera: str, count: int, axis: int) -> list[KeyframeRecord]:
+        vector = np.eye(8, dtype=np.float16)[axis].tobytes()
+        return [KeyframeRecord(camera, t0 + timedelta(seconds=i), vector,
+                               f"{camera}/{i}.jpg", 100, "m") for i in range(count)]  # fmt: skip
+
+    table.add(keyframes("north", 3, 0))  # this instance's camera, stored before its start
+    search = KeyframeSearch(table, "m")
+    search.start()
+    try:
+        assert wait_for(lambda: not search.loading, 30)
+        assert search.index is not None and len(search.index) == 3
+        table.add(keyframes("south", 2, 1))  # another instance's camera, stored since
+        assert len(search.index) == 3 and "south" not in search.sizes()
+        assert search.catch_up() >= 2
+        assert len(search.index) == 5 and search.sizes()["south"][0] == 2
+        best = search.search(np.eye(8, dtype=np.float32)[1], 1)[0]
+        assert best.keyframe.camera == "south"
+        search.catch_up()  # read again (the margin): still held once
+        assert len(search.index) == 5 and search.sizes()["south"][0] == 2
+    finally:
+        search.stop()
+        engine.dispose()

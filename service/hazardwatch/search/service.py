@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 REFERENCE_ROWS = 4096
 LOAD_BATCH = 10_000
+# A catch-up reads again this many ids below the last highest (late commits).
+CATCH_UP_MARGIN_IDS = 5_000
 MANIFEST = "manifest.json"
 # A cosine spread below this is numerical noise (identical frames): scores stay finite.
 MIN_SPREAD = 0.01
@@ -76,6 +78,7 @@ class KeyframeSearch:
         self._sizes: dict[str, tuple[int, int]] = {}  # camera -> (keyframes, bytes)
         self._reference: F32 | None = None
         self._seen = 0  # rows offered to the reservoir
+        self._caught_up_to = 0  # the highest id read from the rows (load, catch-up)
         self._rng = np.random.default_rng(26)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -134,6 +137,7 @@ class KeyframeSearch:
                     return
                 self._add(rows.ids, rows.cameras, rows.ts, rows.embeddings, rows.thumbnail_bytes)
                 self.loaded += len(rows.ids)
+                self._caught_up_to = rows.ids[-1]
         except Exception:
             log.exception("search: loading the stored keyframes failed; search covers new ones")
         finally:
@@ -180,6 +184,7 @@ class KeyframeSearch:
         self._count_restored(index, highest)
         self.restored = True
         self.loaded = len(index)
+        self._caught_up_to = max(highest, 0)
         return max(highest, 0)
 
     def _count_restored(self, index: VectorIndex, highest: int) -> None:
@@ -209,6 +214,22 @@ class KeyframeSearch:
             [batch.records[i].embedding for i in keep],
             [batch.records[i].thumbnail_bytes for i in keep],
         )
+
+    def catch_up(self) -> int:
+        """Keyframes other processes stored since the last look (the events instances of
+        the other partitions write theirs; any instance's API searches them all). Rows
+        from `CATCH_UP_MARGIN_IDS` before the last look's highest id on are read again —
+        an insert that committed late may hold a lower id — and a row held already counts
+        once. Returns how many rows were read."""
+        if self.loading:
+            return 0
+        after = max(0, self._caught_up_to - CATCH_UP_MARGIN_IDS)
+        read = 0
+        for rows in self.table.scan(model_name=self.model_name, batch=LOAD_BATCH, after_id=after):
+            self._add(rows.ids, rows.cameras, rows.ts, rows.embeddings, rows.thumbnail_bytes)
+            self._caught_up_to = max(self._caught_up_to, rows.ids[-1])
+            read += len(rows.ids)
+        return read
 
     def forget(self, paths: list[str]) -> int:
         """Retention removed these media files: their keyframes go, rows and vectors."""
