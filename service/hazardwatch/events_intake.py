@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy.typing as npt
@@ -57,7 +57,6 @@ class EventsIntake:
         self.banks = banks
         self.stage: DetectorStage | None = None
         self._lock = threading.Lock()  # one partition starts or stops at a time
-        self.consumers: dict[int, ScoresConsumer] = {}
         # Shared by every partition's consumer (their cameras are apart): the metrics.
         self.lost_by_camera: collections.Counter[str] = collections.Counter()
         self.late_by_camera: collections.Counter[str] = collections.Counter()
@@ -117,7 +116,6 @@ class EventsIntake:
             consumer.late_by_camera = self.late_by_camera
             consumer.frames_by_camera = self.frames_by_camera
             consumer.start()
-            self.consumers[k] = consumer
             metrics.scores_owner.labels(str(k)).set(1)
             return consumer
 
@@ -139,7 +137,6 @@ class EventsIntake:
                 )
             unstored = consumer.settle()
             self.unstored += unstored
-            self.consumers.pop(k, None)
             self.events.metrics.scores_owner.labels(str(k)).set(0)
             log.info(
                 "partition %d handed over: %d camera(s), %d frame(s) left to the broker",
@@ -148,15 +145,16 @@ class EventsIntake:
                 unstored,
             )
 
-    def finish(self) -> None:
-        """The end: every consumer stopped, what is open closed, what is stored acked."""
+    def finish(self, consumers: Mapping[int, ScoresConsumer]) -> None:
+        """The end: the consumers of the partitions still held stopped, what is open
+        closed, what is stored acked."""
         with self._lock:
-            for k, consumer in self.consumers.items():
+            for k, consumer in consumers.items():
                 if not consumer.stop(30):
                     log.error("partition %d: its consumer did not stop in 30 s", k)
             if self.stage is not None:
                 self.events.finish()
-            for consumer in self.consumers.values():
+            for consumer in consumers.values():
                 self.unstored += consumer.settle()
 
     def learn_normal(self) -> Callable[[str, npt.NDArray[Any]], int] | None:

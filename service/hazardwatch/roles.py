@@ -401,7 +401,7 @@ class EventsNode:
                 partitions.stop(60)  # nothing more taken or given back
                 if partitions.hand_over_all():  # their open events go on elsewhere
                     log.info("events: stopping; the partitions went to the instances up")
-                intake.finish()
+                intake.finish(partitions.running)
                 if intake.unstored:
                     log.warning(
                         "%d scored frame(s) not stored: left to the broker", intake.unstored

@@ -294,11 +294,11 @@ def expected_rows(frames: list[ScoredFrame], interval: float) -> set[tuple[str, 
     return rows
 
 
-def acked(link: BrokerLink) -> int:
-    """The events consumer's ack floor: what the broker forgot."""
+def acked(link: BrokerLink, consumer: str = "events") -> int:
+    """An events consumer's ack floor (one partition's): what the broker forgot."""
     assert link.js is not None
     try:
-        info = link.call(link.js.consumer_info("HAZARDWATCH_SCORES", "events"))
+        info = link.call(link.js.consumer_info("HAZARDWATCH_SCORES", consumer))
     except NotFoundError:
         return 0
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0

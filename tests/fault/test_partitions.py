@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from nats.js.errors import NotFoundError
 from sqlalchemy.exc import SQLAlchemyError
 
 from hazardwatch.handoff.lease import Lease
@@ -36,6 +35,7 @@ from tests.conftest import NatsServer, service_settings
 from tests.fakes import FakeEncoder
 from tests.fault.tcp_proxy import TcpProxy
 from tests.fault.test_broker import (
+    acked,
     events_process,
     expected_rows,
     scored_in_stream,
@@ -70,15 +70,6 @@ def holders(link: BrokerLink) -> list[int | None]:
 def shared(link: BrokerLink, *processes: subprocess.Popen[str]) -> bool:
     """The partitions held two and two by these processes."""
     return Counter(holders(link)) == dict.fromkeys((p.pid for p in processes), 2)
-
-
-def acked(link: BrokerLink, k: int) -> int:
-    assert link.js is not None
-    try:
-        info = link.call(link.js.consumer_info(LAYOUT.stream, LAYOUT.consumer_of(k)))
-    except NotFoundError:
-        return 0
-    return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
 
 
 @pytest.mark.parametrize("fault", ["added", "killed", "paused", "database"])
@@ -137,7 +128,7 @@ def test_partitions_are_shared_and_taken_over_without_loss(
             return (
                 all(len(rows(c)) >= 4 * classes for c in CAMERAS)
                 and bool(repo.list_events(status="open"))
-                and all(acked(link, k) > 0 for k in range(PARTITIONS))
+                and all(acked(link, LAYOUT.consumer_of(k)) > 0 for k in range(PARTITIONS))
             )
 
         assert wait_for(mid_incident, 90, interval=0.2)
