@@ -467,3 +467,93 @@ def test_an_event_handed_over_open_that_nothing_continues_ends_where_it_was_left
     died = DetectorStage(PARAMS, events.append, resumable=[stored("fire-4")])
     died.flush()  # the same, from an instance that died: interrupted
     assert events[-1].record.status == "interrupted" and died.events_interrupted == 1
+
+
+def _moderate_fire() -> tuple[CameraNormal, list[tuple[float, float]]]:
+    """A calibrated camera and 40 s of its fire channel: a moderate fire from 10 s to 20 s
+    (z about 4.8: it takes the CUSUM two seconds to reach the threshold of 6)."""
+    normal = CameraNormal(
+        classes={"fire": ClassNormal(0.01, 0.02, 0.05, noise=0.3, threshold=6.0)},
+        source="calibrated",
+    )
+    return normal, [(i / 10, 0.08 if 100 <= i < 200 else 0.02) for i in range(400)]
+
+
+def _run_stage(stage: DetectorStage, series: list[tuple[float, float]]) -> None:
+    stage.on_scored([scored("gate", t, p) for t, p in series])
+
+
+def test_a_camera_handed_over_mid_event_goes_on_as_if_it_never_moved() -> None:
+    """Issue 27 item 2: a partition handed over two seconds before a moderate fire goes
+    out. The next owner takes the camera's checkpoint with its state: the event goes on
+    under its uuid and ends when it would have on one instance. Before, the next owner's
+    statistic started from zero, never reached the threshold in the fire's last two
+    seconds, and the event ended where the first owner left it."""
+    normal, series = _moderate_fire()
+    alone: list[EventUpdate] = []
+    uninterrupted = DetectorStage(PARAMS, alone.append, normals={"gate": normal})
+    _run_stage(uninterrupted, series)
+    uninterrupted.flush()
+    (expected,) = [e.record for e in alone if e.kind == "ended"]
+
+    saves, first = Saves(), []
+    owner = DetectorStage(
+        PARAMS, first.append, normals={"gate": CameraNormal.from_json(normal.to_json())},
+        save_state=saves,
+    )  # fmt: skip
+    _run_stage(owner, series[:180])
+    assert owner.hand_over(lambda camera: True) == ["gate"]
+    stored = first[-1].record  # what the database holds of the event: open
+    assert stored.status == "open"
+    second: list[EventUpdate] = []
+    taker = DetectorStage(PARAMS, second.append)
+    state = CameraNormal.from_json(saves.calls[-1][1])
+    taker.take_cameras({"gate": state}, {}, [stored], handed_over=True)
+    _run_stage(taker, series[180:])
+    taker.flush()
+    assert [(e.kind, e.record.uuid, e.resumed) for e in second] == [
+        ("updated", stored.uuid, True),
+        ("ended", stored.uuid, False),
+    ]
+    ended = second[-1].record
+    assert ended.status == "closed" and ended.ended_at == expected.ended_at
+    assert ended.started_at == expected.started_at and ended.revision > stored.revision + 1
+    assert taker.events_started == 0 and taker.events_interrupted == 0
+
+
+def test_a_camera_whose_owner_died_mid_event_goes_on_from_the_state_saved_at_its_start() -> None:
+    """The owner is killed: its last state is the one saved when the event opened (an
+    event's start or end saves the camera's state at once), and the broker delivers again
+    the frames it had not acknowledged. The event goes on under its uuid, is not closed
+    as interrupted, and ends within two seconds of the uninterrupted run's end."""
+    normal, series = _moderate_fire()
+    alone: list[EventUpdate] = []
+    uninterrupted = DetectorStage(PARAMS, alone.append, normals={"gate": normal})
+    _run_stage(uninterrupted, series)
+    uninterrupted.flush()
+    (expected,) = [e.record for e in alone if e.kind == "ended"]
+
+    saves, first = Saves(), []
+    owner = DetectorStage(
+        PARAMS, first.append, normals={"gate": CameraNormal.from_json(normal.to_json())},
+        save_state=saves, state_interval_s=3600.0,
+    )  # fmt: skip
+    _run_stage(owner, series[:180])  # killed here: nothing more of it
+    assert len(saves.calls) == 2  # the first frame's save and the event's start
+    assert saves.calls[-1][1]["checkpoint"]["fire"]["state"] == "active"
+    second: list[EventUpdate] = []
+    taker = DetectorStage(
+        PARAMS, second.append, normals={"gate": CameraNormal.from_json(saves.calls[-1][1])},
+        resumable=[first[-1].record],
+    )  # fmt: skip
+    _run_stage(taker, series[170:])  # the last second again: it was not acknowledged
+    taker.flush()
+    assert [(e.kind, e.record.uuid) for e in second] == [
+        ("updated", first[0].record.uuid),
+        ("ended", first[0].record.uuid),
+    ]
+    ended = second[-1].record
+    assert ended.status == "closed" and ended.ended_at is not None
+    assert expected.ended_at is not None
+    assert abs((ended.ended_at - expected.ended_at).total_seconds()) <= 2.0
+    assert taker.events_interrupted == 0 and taker.events_started == 0

@@ -34,9 +34,9 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any, Literal
 
+from hazardwatch.detect.channel import Channel, ChannelState, OpenEvent
 from hazardwatch.detect.evidence import Evidence, EvidenceParams, logit
 from hazardwatch.detect.normal import CameraNormal, evidence_noise
 from hazardwatch.records import ClassNormal, EventKind
@@ -110,13 +110,6 @@ class DetectorParams:
         return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
 
 
-class ChannelState(StrEnum):
-    IDLE = "idle"
-    PENDING = "pending"
-    ACTIVE = "active"
-    COOLDOWN = "cooldown"
-
-
 @dataclass(frozen=True, slots=True)
 class DetectionEvent:
     """What the detector emits; times are seconds since the epoch (or any fixed origin)."""
@@ -144,69 +137,6 @@ class DetectionEvent:
         return end - self.started_at
 
 
-class _Channel:
-    """State of one channel on one camera."""
-
-    __slots__ = (
-        "baseline",
-        "burst",
-        "ceiling",
-        "count",
-        "event_id",
-        "evidence",
-        "floor",
-        "last_end",
-        "last_t",
-        "onset",
-        "opened_by",
-        "peak",
-        "peak_at",
-        "peak_ref",
-        "reported_peak",
-        "smoothed",
-        "state",
-        "state_since",
-        "threshold",
-        "total",
-    )
-
-    def __init__(
-        self, t: float, score: float, band: tuple[float, float], baseline: float | None
-    ) -> None:
-        self.floor, self.ceiling = band
-        self.smoothed = score
-        self.baseline = self.clamp(score if baseline is None else baseline)
-        self.evidence: Evidence | None = None
-        self.threshold = math.inf
-        self.burst = math.inf
-        self.last_t = t
-        self.last_end = -math.inf
-        self.state = ChannelState.IDLE
-        self.state_since = t
-        self.onset = t
-        self.event_id = ""
-        self.opened_by = (0.0, 0.0)
-        self.reset_run(t)
-
-    def clamp(self, value: float) -> float:
-        return min(max(value, self.floor), self.ceiling)
-
-    def reset_run(self, t: float) -> None:
-        """Forget the peak and mean gathered so far (a new run towards an event)."""
-        self.peak = -math.inf
-        self.peak_at = t
-        self.peak_ref: Any = None
-        self.reported_peak = -math.inf
-        self.total = 0.0
-        self.count = 0
-
-    def accumulate(self, t: float, value: float, ref: Any) -> None:
-        self.total += value
-        self.count += 1
-        if value > self.peak:
-            self.peak, self.peak_at, self.peak_ref = value, t, ref
-
-
 class TemporalDetector:
     """Per-camera detector over named score channels; feed it with `update`."""
 
@@ -225,9 +155,13 @@ class TemporalDetector:
         self.params = params or DetectorParams()
         self._channel_params = dict(channel_params or {})
         self._only = frozenset(channels) if channels is not None else None
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
         self.normal = normal or CameraNormal()
         self.skipped_out_of_order = 0
+        # Taken up by each channel at its first sample (`resume`).
+        self._checkpoint: dict[str, Mapping[str, Any]] = {}
+        self._open: dict[str, OpenEvent] = {}
+        self.checkpoint_discarded = 0  # channels whose checkpoint could not be taken up
 
     def band(self, channel: str) -> tuple[float, float]:
         """Where the offset rule's baseline may live: the normal band widened by
@@ -243,10 +177,29 @@ class TemporalDetector:
         return {name: self._baseline(ch) for name, ch in self._channels.items()}
 
     @staticmethod
-    def _baseline(ch: _Channel) -> float:
+    def _baseline(ch: Channel) -> float:
         if ch.evidence is None:
             return ch.baseline
         return 1.0 / (1.0 + math.exp(-ch.evidence.baseline))
+
+    def checkpoint(self) -> dict[str, dict[str, Any]]:
+        """Every channel's running state (detect/channel.py), to save with the camera's;
+        a channel not seen yet keeps the checkpoint it was resumed from."""
+        return {
+            **{name: dict(saved) for name, saved in self._checkpoint.items()},
+            **{name: ch.checkpoint() for name, ch in self._channels.items()},
+        }
+
+    def resume(
+        self, checkpoint: Mapping[str, Mapping[str, Any]], open_events: Mapping[str, OpenEvent]
+    ) -> None:
+        """Before the first sample: each channel goes on from its checkpoint (a camera taken
+        from another run or instance) and with the event stored open for it, under its id,
+        instead of starting afresh."""
+        self._checkpoint = {
+            name: saved for name, saved in checkpoint.items() if isinstance(saved, Mapping)
+        }
+        self._open = dict(open_events)
 
     def state(self, channel: str) -> ChannelState:
         ch = self._channels.get(channel)
@@ -346,8 +299,9 @@ class TemporalDetector:
                 continue
             ch = self._channels.get(name)
             if ch is None:
-                self._channels[name] = self._new_channel(name, t, score)
-                continue
+                ch = self._channels[name] = self._new_channel(name, t, score)
+                if not self._resume(name, ch, t):
+                    continue  # the first sample only starts the channel
             if t < ch.last_t:
                 self.skipped_out_of_order += 1
                 continue
@@ -370,13 +324,13 @@ class TemporalDetector:
 
     # ------------------------------------------------------------------ internals
 
-    def _new_channel(self, name: str, t: float, score: float) -> _Channel:
+    def _new_channel(self, name: str, t: float, score: float) -> Channel:
         restored = self.normal.baselines.get(name)
         p = self.params_for(name)
         band = self.normal.band(name)
         if band is None or band.threshold is None or rule_of(p, band) == "offset":
-            return _Channel(t, score, self.band(name), restored)
-        ch = _Channel(t, score, (-math.inf, math.inf), None)
+            return Channel(t, score, self.band(name), restored)
+        ch = Channel(t, score, (-math.inf, math.inf), None)
         limits, noise = (logit(band.low), logit(band.high)), evidence_noise(band)
         start = logit(restored) if restored is not None else None
         ch.evidence = Evidence(p.evidence, t, score, limits, noise, start)
@@ -384,10 +338,40 @@ class TemporalDetector:
         ch.burst = band.burst if band.burst is not None else math.inf
         return ch
 
+    def _resume(self, name: str, ch: Channel, t: float) -> bool:
+        """Take up the channel's checkpoint and open event, if any; whether the first
+        sample is then a new one to step (the checkpoint ends before it)."""
+        saved, opened = self._checkpoint.pop(name, None), self._open.pop(name, None)
+        if saved is not None and _number(saved.get("t")) > t:
+            # A first frame older than the checkpoint: frames it had seen, delivered again
+            # after a kill, or a clock that started again (a file replayed faster than
+            # real time). Going on from it would drop every frame until the clock passes
+            # it; the class starts afresh instead (restored baseline, open event going on).
+            log.debug(
+                "camera %s, class %s: the saved detector state is %.1f s ahead of the first "
+                "frame; starting afresh",
+                self.camera,
+                name,
+                _number(saved.get("t")) - t,
+            )
+            self.checkpoint_discarded += 1
+            saved = None
+        try:
+            return ch.restore(saved, opened) and t != ch.last_t
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning(
+                "camera %s, class %s: the saved detector state is unreadable (%s); starting afresh",
+                self.camera,
+                name,
+                exc,
+            )
+            self.checkpoint_discarded += 1
+            return ch.restore(None, opened)
+
     def _step_evidence(
         self,
         name: str,
-        ch: _Channel,
+        ch: Channel,
         t: float,
         score: float,
         ref: Any,
@@ -432,7 +416,7 @@ class TemporalDetector:
     def _step_offset(
         self,
         name: str,
-        ch: _Channel,
+        ch: Channel,
         t: float,
         score: float,
         ref: Any,
@@ -472,7 +456,7 @@ class TemporalDetector:
     def _continue(
         self,
         name: str,
-        ch: _Channel,
+        ch: Channel,
         t: float,
         value: float,
         ref: Any,
@@ -487,13 +471,13 @@ class TemporalDetector:
             ch.reported_peak = ch.peak
             events.append(self._event("updated", name, ch, t))
 
-    def _start(self, name: str, ch: _Channel, t: float) -> DetectionEvent:
+    def _start(self, name: str, ch: Channel, t: float) -> DetectionEvent:
         ch.state, ch.state_since = ChannelState.ACTIVE, t
         ch.event_id = str(uuid.uuid4())
         ch.reported_peak = ch.peak
         return self._event("started", name, ch, t)
 
-    def _end(self, name: str, ch: _Channel, t: float, reason: EndReason) -> DetectionEvent:
+    def _end(self, name: str, ch: Channel, t: float, reason: EndReason) -> DetectionEvent:
         event = self._event("ended", name, ch, t, ended_at=t, end_reason=reason)
         ch.state, ch.state_since, ch.last_end = ChannelState.COOLDOWN, t, t
         ch.reset_run(t)
@@ -503,7 +487,7 @@ class TemporalDetector:
         self,
         kind: EventKind,
         name: str,
-        ch: _Channel,
+        ch: Channel,
         t: float,
         ended_at: float | None = None,
         end_reason: EndReason | None = None,
@@ -526,7 +510,14 @@ class TemporalDetector:
         )
 
 
-def _progress(ch: _Channel) -> float:
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _progress(ch: Channel) -> float:
     evidence = ch.evidence
     assert evidence is not None
     burst = evidence.burst_z / ch.burst if math.isfinite(ch.burst) else 0.0

@@ -11,6 +11,9 @@ A `CameraNormal` is the detector's memory of a camera, kept in the database acro
   class).
 - `baselines`: where each class's adaptive baseline stood when the state was saved, so a
   restart carries on where it left off.
+- `checkpoint`: per class, the detector's whole running state when the state was saved
+  (detect/channel.py): its decision statistic and the event it was in, so the run or
+  events instance that takes the camera next goes on with them.
 - `references`: up to `max_references` L2-normalised CLIP image embeddings of normal
   frames (seed 002's normal references). A frame whose embedding is this close to one of
   them (`detector.reference_match`) is an already-known normal sight; false-alarm
@@ -144,6 +147,8 @@ class CameraNormal:
     # Per class by example, the definition (`PromptClass.definition`) its band was learned
     # on: other examples, and the class is learned again.
     definitions: dict[str, str] = field(default_factory=dict)
+    # Per class, the detector's running state (`Channel.checkpoint`): JSON-safe values.
+    checkpoint: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def band(self, channel: str) -> ClassNormal | None:
         return self.classes.get(channel)
@@ -189,6 +194,7 @@ class CameraNormal:
             "baselines": {name: float(v) for name, v in sorted(self.baselines.items())},
             "references": self.references.to_json(),
             "definitions": dict(sorted(self.definitions.items())),
+            "checkpoint": dict(sorted(self.checkpoint.items())),
         }
 
     @classmethod
@@ -216,6 +222,14 @@ class CameraNormal:
             calibrated_s=float(data.get("calibrated_s", 0.0)),
             calibrated_at=float(data.get("calibrated_at", 0.0)),
             definitions={str(k): str(v) for k, v in (data.get("definitions") or {}).items()},
+            # Checked when a detector takes it up (a bad one is dropped there, logged).
+            checkpoint={
+                str(k): dict(v)
+                for k, v in (data.get("checkpoint") or {}).items()
+                if isinstance(v, Mapping)
+            }
+            if isinstance(data.get("checkpoint"), Mapping)
+            else {},
         )
 
     @classmethod

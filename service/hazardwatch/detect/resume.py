@@ -1,6 +1,9 @@
 """Events a previous run left open (it was killed), and how this run takes them over.
 
-When the detector starts an event of the same camera and class within `RESUME_WINDOW_S`
+A camera's first frame here builds its detector from the saved state: each class goes on
+from its checkpoint (its statistic) and with the event stored open for it, under the same
+uuid (`take`), so an open event continues without being decided again. Otherwise, when
+the detector starts an event of the same camera and class within `RESUME_WINDOW_S`
 of what was stored of it, or of this start (the broker delivering the unacked frames
 again, or a camera whose hazard is still in view), that event continues the stored one —
 same uuid, start and alert — instead of adding a second row. Those not continued by then
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from hazardwatch.detect.channel import OpenEvent
 from hazardwatch.detect.detector import DetectionEvent
 from hazardwatch.records import EventRecord, EventUpdate, Image
 
@@ -62,6 +66,40 @@ class LeftOpen:
                 self._superseded.append(older)
             self._open[key] = record
             self._until[key], self._taken_at[key] = until, now
+
+    def take(self, camera: str, classes: Sequence[str], t: float) -> dict[str, OpenEvent]:
+        """The camera's open events of `classes` that its first frame (at `t`) may still
+        continue, by class: its new detector goes on with each under its uuid (from the
+        saved checkpoint, detect/channel.py) rather than waiting to start it again. Each
+        is handed on at once as resumed (its start was stored and alerted before)."""
+        out: dict[str, OpenEvent] = {}
+        for cls in classes:
+            record = self._open.get((camera, cls))
+            if record is None or t > self._deadline(record):
+                continue  # past its window: `frame` closes it
+            del self._open[(camera, cls)]
+            record = dataclasses.replace(record, revision=record.revision + 1)
+            self._continues[record.uuid] = record
+            self.resumed += 1
+            log.info(
+                "event %s (%s on camera %s) left open goes on from the saved detector state",
+                record.uuid,
+                cls,
+                camera,
+            )
+            try:
+                self._emit_event(EventUpdate("updated", record, None, None, resumed=True))
+            except Exception:
+                log.exception("event %s could not be handed to the writer", record.uuid)
+            out[cls] = OpenEvent(
+                event_id=record.uuid,
+                started_at=record.started_at.timestamp(),
+                peak_score=record.peak_score,
+                peak_at=record.peak_at.timestamp(),
+                mean_score=record.mean_score,
+                opened_by=(record.opened_statistic or 0.0, record.opened_threshold or 0.0),
+            )
+        return out
 
     def forget(self, belongs: Callable[[str], bool]) -> None:
         """The cameras `belongs` names went to another instance with their open events:
@@ -184,7 +222,8 @@ def continuation(
         opened_statistic=_first(stored.opened_statistic, record.opened_statistic),
         opened_threshold=_first(stored.opened_threshold, record.opened_threshold),
     )
-    if stored.peak_score > record.peak_score:
+    # (Equal: a detector resumed from a checkpoint holds the stored peak without its frame.)
+    if stored.peak_score >= record.peak_score:
         merged = dataclasses.replace(
             merged,
             peak_at=stored.peak_at,

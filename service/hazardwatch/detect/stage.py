@@ -188,12 +188,15 @@ class DetectorStage:
         slot.saved_at = now - (save_phase(camera) * self.state_interval_s if first else 0.0)
         if slot.detector is not None:
             normal.baselines = slot.detector.baselines()
+            normal.checkpoint = slot.detector.checkpoint()
         try:
             self._save_state(camera, normal)
         except Exception:  # the detector must go on; the next save carries a newer state
             log.exception("camera %s: its learned normal could not be handed over", camera)
 
-    def _detector(self, camera: str, slot: CameraSlot, bank: PromptBank) -> TemporalDetector:
+    def _detector(
+        self, camera: str, slot: CameraSlot, bank: PromptBank, t: float
+    ) -> TemporalDetector:
         detector = slot.detector
         if detector is not None and slot.bank_version == bank.version:
             return detector
@@ -233,6 +236,9 @@ class DetectorStage:
         silent = {n for n in unseen if n in definitions and view.band(n) is None}
         decided = [n for n in bank.hazard_classes if n not in silent]
         detector = TemporalDetector(camera, self.params, decided, overrides, view)
+        if slot.detector is None:  # not a change of classes: go on where the state left off
+            opened = self.left_open.take(camera, decided, t) if self.left_open else {}
+            detector.resume(normal.checkpoint, opened)
         slot.detector = detector
         learns = {n: definitions[n] for n in unseen if n in definitions}
         self._start_learning(camera, slot, unseen, len(watched), learns)
@@ -356,7 +362,7 @@ class DetectorStage:
                     )
                 self.frames_old_bank += 1
                 continue
-            detector = self._detector(frame.camera, slot, bank)
+            detector = self._detector(frame.camera, slot, bank, t)
             self._bank = bank
             slot.last_t = t
             if self._on_frame is not None:
@@ -367,6 +373,8 @@ class DetectorStage:
                 t, probabilities, ref=scored, normal_similarity=similarity(slot, scored)
             )
             self._emit_all(events, frame.received_at)
+            if any(event.kind != "updated" for event in events):
+                slot.save_due = True  # the checkpoint never lags an event's start or end
             if slot.learning is not None:
                 self._learn(frame.camera, slot, detector, t, scored.probabilities, events)
             if self.left_open:
@@ -416,9 +424,12 @@ class DetectorStage:
         } | learning.definitions
         if normal.calibrated:
             normal.classes.update(fitted)
-            if detector is not None:  # the other classes' baselines carry on
+            if detector is not None:  # the other classes' baselines and statistics carry on
                 normal.baselines = {
                     k: v for k, v in detector.baselines().items() if k not in fitted
+                }
+                normal.checkpoint = {
+                    k: v for k, v in detector.checkpoint().items() if k not in fitted
                 }
             what = f"learned {', '.join(sorted(fitted))} on {learning.seconds:.0f} s of footage"
         else:
@@ -426,7 +437,7 @@ class DetectorStage:
             normal.source = "calibrated"
             normal.calibrated_s = learning.seconds
             normal.calibrated_at = time.time()
-            normal.baselines = {}
+            normal.baselines, normal.checkpoint = {}, {}
             what = f"calibrated itself: {normal.describe()}"
         slot.learning = None
         slot.drop_detector()  # rebuilt from the calibration at its next frame
