@@ -199,7 +199,7 @@ def test_a_bad_or_future_checkpoint_is_dropped_and_the_open_event_still_goes_on(
         {**saved, "state": "dozing"},
         {**saved, "evidence": {"smoothed": 2.0}},
         {**saved, "t": "soon"},
-        {**saved, "t": 6.5},  # ahead of the first frame
+        {**saved, "t": 6.0 + 3600.0},  # an hour ahead of the first frame
     ):
         resumed = TemporalDetector("cam", PARAMS, normal=_calibrated())
         resumed.resume({"x": bad}, carried)
@@ -210,20 +210,37 @@ def test_a_bad_or_future_checkpoint_is_dropped_and_the_open_event_still_goes_on(
     assert "saved detector state" in caplog.text
 
 
-def test_a_checkpoint_newer_than_the_first_frame_is_not_taken_up() -> None:
-    """Frames older than the checkpoint (seen by it, delivered again after a kill; or a
-    file replayed again, its clock started over) would all be dropped until the clock
-    passed it: the class starts afresh from the first frame instead, with the restored
-    baseline, and the event stored open still goes on."""
+def test_frames_the_checkpoint_had_seen_are_skipped() -> None:
+    """After a kill the broker delivers again the frames not yet acknowledged, some of
+    which the saved checkpoint had seen: they are skipped, not counted twice, and the
+    detector goes on exactly as one never stopped."""
     whole = TemporalDetector("cam", PARAMS, normal=_calibrated())
     carried = stored_open(_feed(whole, 0, 5, 0.02) + _feed(whole, 5, 8, 0.5))
     resumed = restart(whole, carried)
-    events = _feed(resumed, 4, 8, 0.5) + _feed(resumed, 8, 20, 0.02)
+    resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, now=8.0)
+    again = _feed(resumed, 6, 9, 0.5) + _feed(resumed, 9, 20, 0.02)
+    after = _feed(whole, 8, 9, 0.5) + _feed(whole, 9, 20, 0.02)
+    assert resumed.skipped_out_of_order == 20  # 6.0-7.9: the checkpoint's last was 7.9
+    same_decisions(again, after, {carried["x"].event_id})
+    assert resumed.checkpoint_discarded == 0
+
+
+@pytest.mark.parametrize("first, now", [(4.0, 8.0), (-30.0, 1e9)], ids=["future", "far"])
+def test_a_checkpoint_from_a_clock_that_started_again_is_not_taken_up(
+    first: float, now: float
+) -> None:
+    """A checkpoint later than the wall clock (a file replayed faster than real time), or
+    more than 30 s later than the first frame, is from a clock that started again: going
+    on from it would drop every frame until the clock passed it. The class starts afresh
+    from the first frame instead, with the restored baseline; the open event goes on."""
+    whole = TemporalDetector("cam", PARAMS, normal=_calibrated())
+    carried = stored_open(_feed(whole, 0, 5, 0.02) + _feed(whole, 5, 8, 0.5))
+    resumed = TemporalDetector("cam", PARAMS, normal=_calibrated())
+    resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, now=now - 0.5)
+    events = _feed(resumed, first, first + 4, 0.5) + _feed(resumed, first + 4, first + 20, 0.02)
     assert resumed.checkpoint_discarded == 1 and resumed.skipped_out_of_order == 0
     assert {e.event_id for e in events} == {carried["x"].event_id}
     assert [e.kind for e in events][-1:] == ["ended"] and "started" not in {e.kind for e in events}
-    ours = resumed.checkpoint()["x"]
-    assert ours["t"] == 19.9 and ours["state"] == "cooldown"
 
 
 def test_an_uncalibrated_channel_resumes_on_the_offset_rule() -> None:
@@ -251,3 +268,18 @@ def test_a_checkpoint_survives_the_state_json_and_an_old_state_has_none() -> Non
     assert CameraNormal.from_json(old).checkpoint == {}
     assert CameraNormal.from_json({**old, "checkpoint": [1]}).checkpoint == {}
     assert math.isfinite(state.checkpoint["x"]["t"])
+
+
+def test_a_pending_run_goes_on_across_a_hand_over() -> None:
+    """The offset rule's pending run (above enter_threshold, not yet min_duration_s) is
+    not an event yet: handed over in the middle of it, the event starts when it would
+    have on one instance, not a pending run later."""
+    prior = CameraNormal(classes={"x": ClassNormal(0.0, 0.05, 0.1)})
+    whole = TemporalDetector("cam", PARAMS, normal=prior)
+    _feed(whole, 0, 3, 0.05)
+    _feed(whole, 3, 3.5, 0.6)
+    assert whole.state("x") == ChannelState.PENDING
+    resumed = restart(whole, {})
+    after, again = _feed(whole, 3.5, 10, 0.6), _feed(resumed, 3.5, 10, 0.6)
+    same_decisions(again, after, set())
+    assert again and again[0].kind == "started"

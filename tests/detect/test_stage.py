@@ -557,3 +557,21 @@ def test_a_camera_whose_owner_died_mid_event_goes_on_from_the_state_saved_at_its
     assert expected.ended_at is not None
     assert abs((ended.ended_at - expected.ended_at).total_seconds()) <= 2.0
     assert taker.events_interrupted == 0 and taker.events_started == 0
+
+
+def test_an_event_handed_over_open_ends_at_its_cameras_last_frame_there() -> None:
+    """Handed over open and never continued (the camera sent nothing more): it ends at the
+    last frame its owner saw, from the saved checkpoint, as one instance would have
+    ended it at shutdown; not at its peak, the last time stored of it."""
+    from hazardwatch.records import EventRecord
+
+    peak, last = T0 + timedelta(seconds=3), T0 + timedelta(seconds=7.5)
+    stored = EventRecord("fire-5", "gate", "fire", "warning", "open", T0, peak, 0.9, 0.8,
+                         revision=2)  # fmt: skip
+    normal = CameraNormal(checkpoint={"fire": {"t": last.timestamp(), "state": "active"}})
+    events: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, events.append)
+    stage.take_cameras({"gate": normal}, {}, [stored], handed_over=True)
+    stage.flush()
+    (ended,) = events
+    assert (ended.record.status, ended.record.ended_at) == ("closed", last)

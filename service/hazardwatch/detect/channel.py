@@ -152,17 +152,15 @@ class Channel:
         if taken:
             assert saved is not None
             self._load(saved)
-        if self.state in (ChannelState.ACTIVE, ChannelState.PENDING) and (
+        if self.state == ChannelState.ACTIVE and (
             opened is None or opened.event_id != self.event_id
         ):
-            # The checkpoint's event ended after it was saved (or was never stored).
-            if self.state == ChannelState.ACTIVE:
-                self.state, self.last_end = ChannelState.COOLDOWN, self.last_t
-                if self.evidence is not None:
-                    self.evidence.statistic = 0.0
-            else:
-                self.state = ChannelState.IDLE
-            self.state_since = self.last_t
+            # The checkpoint's event ended after it was saved (or was never stored). (A
+            # pending run, not yet an event, goes on as it was.)
+            self.state, self.state_since = ChannelState.COOLDOWN, self.last_t
+            self.last_end = self.last_t
+            if self.evidence is not None:
+                self.evidence.statistic = 0.0
             self.reset_run(self.last_t)
         if opened is not None:
             self._continue(opened)

@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 EndReason = Literal["below_exit", "max_duration", "flushed"]
 Rule = Literal["evidence", "offset"]
 RULES = ("evidence", "offset")
+# A checkpoint later than a camera's first frame by up to this, and not in the future, is
+# taken up and the frames before it skipped: after a kill, the broker delivers again the
+# frames not yet acknowledged, some of which the checkpoint saved had seen.
+REDELIVERED_S = 30.0
 # An update is reported when the peak has grown by at least this much since the last report.
 PEAK_REPORT_STEP = 0.02
 
@@ -162,6 +166,8 @@ class TemporalDetector:
         self._checkpoint: dict[str, Mapping[str, Any]] = {}
         self._open: dict[str, OpenEvent] = {}
         self.checkpoint_discarded = 0  # channels whose checkpoint could not be taken up
+        self._now = math.inf
+        self._resumed_at: dict[str, float] = {}  # by channel: its checkpoint's last frame
 
     def band(self, channel: str) -> tuple[float, float]:
         """Where the offset rule's baseline may live: the normal band widened by
@@ -191,15 +197,20 @@ class TemporalDetector:
         }
 
     def resume(
-        self, checkpoint: Mapping[str, Mapping[str, Any]], open_events: Mapping[str, OpenEvent]
+        self,
+        checkpoint: Mapping[str, Mapping[str, Any]],
+        open_events: Mapping[str, OpenEvent],
+        now: float = math.inf,
     ) -> None:
         """Before the first sample: each channel goes on from its checkpoint (a camera taken
         from another run or instance) and with the event stored open for it, under its id,
-        instead of starting afresh."""
+        instead of starting afresh. `now`: the wall clock (seconds since the epoch, as the
+        samples' times), which no live camera's checkpoint can be later than."""
         self._checkpoint = {
             name: saved for name, saved in checkpoint.items() if isinstance(saved, Mapping)
         }
         self._open = dict(open_events)
+        self._now = now
 
     def state(self, channel: str) -> ChannelState:
         ch = self._channels.get(channel)
@@ -302,8 +313,8 @@ class TemporalDetector:
                 ch = self._channels[name] = self._new_channel(name, t, score)
                 if not self._resume(name, ch, t):
                     continue  # the first sample only starts the channel
-            if t < ch.last_t:
-                self.skipped_out_of_order += 1
+            if t < ch.last_t or (t == ch.last_t and self._resumed_at.get(name) == t):
+                self.skipped_out_of_order += 1  # (or the checkpoint's own frame again)
                 continue
             p = self.params_for(name)
             if normal_similarity is not None and normal_similarity >= p.reference_match:
@@ -342,22 +353,27 @@ class TemporalDetector:
         """Take up the channel's checkpoint and open event, if any; whether the first
         sample is then a new one to step (the checkpoint ends before it)."""
         saved, opened = self._checkpoint.pop(name, None), self._open.pop(name, None)
-        if saved is not None and _number(saved.get("t")) > t:
-            # A first frame older than the checkpoint: frames it had seen, delivered again
-            # after a kill, or a clock that started again (a file replayed faster than
-            # real time). Going on from it would drop every frame until the clock passes
-            # it; the class starts afresh instead (restored baseline, open event going on).
+        saved_t = _number(saved.get("t")) if saved is not None else -math.inf
+        if saved_t > t and (saved_t - t > REDELIVERED_S or saved_t > self._now):
+            # A first frame older than the checkpoint, and not only by frames delivered
+            # again after a kill (which it has seen: they are skipped): a clock that
+            # started again (a file replayed, faster than real time). Going on from it
+            # would drop every frame until the clock passed it; the class starts afresh
+            # instead (restored baseline, the open event going on).
             log.debug(
                 "camera %s, class %s: the saved detector state is %.1f s ahead of the first "
                 "frame; starting afresh",
                 self.camera,
                 name,
-                _number(saved.get("t")) - t,
+                saved_t - t,
             )
             self.checkpoint_discarded += 1
             saved = None
         try:
-            return ch.restore(saved, opened) and t != ch.last_t
+            taken = ch.restore(saved, opened)
+            if taken:
+                self._resumed_at[name] = ch.last_t
+            return taken
         except (KeyError, TypeError, ValueError) as exc:
             log.warning(
                 "camera %s, class %s: the saved detector state is unreadable (%s); starting afresh",

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -45,20 +46,30 @@ class LeftOpen:
         self._until: dict[tuple[str, str], float] = {}
         self._taken_at: dict[tuple[str, str], float] = {}
         self._handed: set[str] = set()  # uuids of events handed over by a live owner
+        # By uuid: the camera's last frame its owner saw (its checkpoint), when later than
+        # what was stored of the event (its peak).
+        self._seen: dict[str, float] = {}
         self.resumed = 0
         self.interrupted = 0
         self.ended = 0  # handed over, and closed at their last stored frame
         self.add(records)
 
-    def add(self, records: Sequence[EventRecord], handed_over: bool = False) -> None:
+    def add(
+        self,
+        records: Sequence[EventRecord],
+        handed_over: bool = False,
+        seen: Mapping[str, float] | None = None,
+    ) -> None:
         """Open events taken over now: at the start, or with the cameras of a partition
         this instance took from another (each has its own window from now).
         `handed_over`: the instance that had them gave them over cleanly, everything of
-        them stored; one nothing continues ended at its last stored frame ("closed"),
-        not "interrupted" as one of a run that died."""
+        them stored; one nothing continues ended at its camera's last frame there
+        ("closed"), not "interrupted" as one of a run that died. `seen`: by uuid, the
+        time of that last frame (the camera's saved checkpoint)."""
         until, now = time.monotonic() + RESUME_WINDOW_S, time.time()
         if handed_over:
             self._handed.update(r.uuid for r in records)
+        self._seen.update(seen or {})
         for record in sorted(records, key=lambda r: r.started_at):
             key = (record.camera, record.class_name)
             older = self._open.get(key)
@@ -163,7 +174,12 @@ class LeftOpen:
         after what was stored of it, or after this start (the earlier run died between the
         two, and its last frames of the event were never stored)."""
         taken_at = self._taken_at.get((stored.camera, stored.class_name), time.time())
-        return max(_last_known(stored), taken_at) + RESUME_WINDOW_S
+        return max(self._last_known(stored), taken_at) + RESUME_WINDOW_S
+
+    def _last_known(self, record: EventRecord) -> float:
+        """The latest frame time known of an event: stored of it, or its camera's last
+        frame in the checkpoint its owner saved."""
+        return max(_last_known(record), self._seen.get(record.uuid, -math.inf))
 
     def _interrupt(self, records: list[EventRecord]) -> None:
         for record in list(records):
@@ -173,13 +189,15 @@ class LeftOpen:
             elif record in self._superseded:
                 self._superseded.remove(record)
             status: Literal["closed", "interrupted"]
+            last = self._last_known(record)
+            self._seen.pop(record.uuid, None)
             # Handed over: stored up to the hand-over, so it ended where its owner left it.
             if record.uuid in self._handed:
                 self.ended += 1
-                status, ended = "closed", record.ended_at or utc(_last_known(record))
+                status, ended = "closed", record.ended_at or utc(last)
                 log.info(
-                    "event %s (%s on camera %s), handed over open, ended at its last "
-                    "stored frame: nothing here continued it",
+                    "event %s (%s on camera %s), handed over open, ended at its camera's "
+                    "last frame there: nothing here continued it",
                     record.uuid,
                     record.class_name,
                     record.camera,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from hazardwatch.detect.detector import TemporalDetector
 from hazardwatch.detect.learning import Learning
 from hazardwatch.detect.normal import CameraNormal
-from hazardwatch.records import Image, ScoredFrame
+from hazardwatch.records import EventRecord, Image, ScoredFrame
 from hazardwatch.scoring.bank import PromptBank
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,20 @@ class CameraSlot:
     def drop_detector(self) -> TemporalDetector | None:
         detector, self.detector, self.bank_version = self.detector, None, None
         return detector
+
+
+def last_frames(
+    records: Sequence[EventRecord], normals: Mapping[str, CameraNormal]
+) -> dict[str, float]:
+    """By uuid, the last frame time of each open event's camera in its saved checkpoint
+    (the last one its owner saw; none where no checkpoint was saved)."""
+    out: dict[str, float] = {}
+    for record in records:
+        normal = normals.get(record.camera)
+        saved = normal.checkpoint.get(record.class_name) if normal is not None else None
+        if saved is not None and isinstance(saved.get("t"), int | float):
+            out[record.uuid] = float(saved["t"])
+    return out
 
 
 def save_phase(camera: str) -> float:

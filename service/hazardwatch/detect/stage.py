@@ -37,6 +37,7 @@ from hazardwatch.detect.resume import LeftOpen, continuation
 from hazardwatch.detect.slots import (
     NEVER,
     CameraSlot,
+    last_frames,
     save_phase,
     similarity,
     snapshot,
@@ -117,6 +118,7 @@ class DetectorStage:
         self._banks: dict[str, PromptBank] = {}
         self.frames_old_bank = 0  # scored with a superseded bank of other classes: dropped
         self.left_open = LeftOpen(resumable, emit_event)  # a killed run's open events
+        self.left_open.add((), seen=last_frames(resumable, normals or {}))
         self.learning_s = learning_s
         self._on_learning = on_learning
 
@@ -238,7 +240,7 @@ class DetectorStage:
         detector = TemporalDetector(camera, self.params, decided, overrides, view)
         if slot.detector is None:  # not a change of classes: go on where the state left off
             opened = self.left_open.take(camera, decided, t) if self.left_open else {}
-            detector.resume(normal.checkpoint, opened)
+            detector.resume(normal.checkpoint, opened, now=time.time())
         slot.detector = detector
         learns = {n: definitions[n] for n in unseen if n in definitions}
         self._start_learning(camera, slot, unseen, len(watched), learns)
@@ -319,7 +321,7 @@ class DetectorStage:
                 self._cameras[camera] = CameraSlot(normal=normal)
             for camera, stored in stored_until.items():
                 self._slot(camera).stored_until = stored
-            self.left_open.add(resumable, handed_over)
+            self.left_open.add(resumable, handed_over, last_frames(resumable, normals))
 
     def hand_over(self, belongs: Callable[[str], bool]) -> list[str]:
         """Cameras given to another events instance (a partition it takes): each one's
