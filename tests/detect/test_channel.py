@@ -199,6 +199,8 @@ def test_a_bad_or_future_checkpoint_is_dropped_and_the_open_event_still_goes_on(
         {**saved, "state": "dozing"},
         {**saved, "evidence": {"smoothed": 2.0}},
         {**saved, "t": "soon"},
+        {**saved, "count": "many"},  # read before anything changes: the channel stays as built
+        {**saved, "peak": "high"},
         {**saved, "t": 6.0 + 3600.0},  # an hour ahead of the first frame
     ):
         resumed = TemporalDetector("cam", PARAMS, normal=_calibrated())

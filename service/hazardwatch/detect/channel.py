@@ -170,6 +170,10 @@ class Channel:
         values = {
             name: _number(saved, name) for name in ("t", "state_since", "onset", "peak_at", "total")
         }
+        count = int(saved["count"])
+        last_end = _or_inf(saved.get("last_end"), -math.inf)
+        peak = _or_inf(saved.get("peak"), -math.inf)
+        reported_peak = _or_inf(saved.get("reported_peak"), -math.inf)
         state = ChannelState(str(saved["state"]))
         opened_by = tuple(float(v) for v in saved["opened_by"])
         if len(opened_by) != 2:
@@ -190,11 +194,9 @@ class Channel:
         )
         self.state, self.event_id = state, str(saved.get("event_id", ""))
         self.opened_by = (opened_by[0], opened_by[1])
-        self.last_end = _or_inf(saved.get("last_end"), -math.inf)
-        self.peak = _or_inf(saved.get("peak"), -math.inf)
+        self.last_end, self.peak, self.reported_peak = last_end, peak, reported_peak
         self.peak_at, self.peak_ref = values["peak_at"], None
-        self.reported_peak = _or_inf(saved.get("reported_peak"), -math.inf)
-        self.total, self.count = values["total"], int(saved["count"])
+        self.total, self.count = values["total"], count
         if evidence is None:
             self.smoothed, self.baseline = smoothed, self.clamp(baseline)
             return
