@@ -87,6 +87,23 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "also setting run_start on samples where the statistic stays at zero: it is set "
         "again at the first positive sample, the only value ever read"
     ),
+    ("detect/channel.py", "self.threshold = math.inf", "delete Assign"): (
+        "_new_channel sets it on every evidence channel, and only evidence channels read it"
+    ),
+    ("detect/channel.py", "self.burst = math.inf", "delete Assign"): (
+        "_new_channel sets it on every evidence channel, and only evidence channels read it"
+    ),
+    ("detect/channel.py", "@dataclass(frozen=True, slots=True)", "constant True -> False"): (
+        "OpenEvent is never assigned to after construction: frozen only guards that"
+    ),
+    (
+        "detect/channel.py",
+        'reported_peak = _or_inf(saved.get("reported_peak"), -math.inf)',
+        "drop unary USub",
+    ): (
+        "saved as None only by a channel out of any event (reset_run): an event's start or "
+        "continuation sets reported_peak before it is read"
+    ),
     ("detect/detector.py", "self.state_since = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.opened_by = (0.0, 0.0)", "constant 0.0 -> 1.0"): _UNREAD_INIT,
     (

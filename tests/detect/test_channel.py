@@ -85,6 +85,7 @@ def same_decisions(
             assert ids.setdefault(ours.event_id, theirs.event_id) == theirs.event_id
             assert ours.peak_score == theirs.peak_score
         assert ours.mean_score == theirs.mean_score
+        assert (ours.statistic, ours.threshold) == (theirs.statistic, theirs.threshold)
     assert len(set(ids.values())) == len(ids)
 
 
@@ -153,7 +154,10 @@ def test_an_event_ended_after_the_checkpoint_is_not_taken_up_again() -> None:
     opened = _feed(detector, 0, 5, 0.02) + _feed(detector, 5, 8, 0.5)
     assert [e.kind for e in opened][:1] == ["started"]
     resumed = restart(detector, {})
-    assert _feed(resumed, 20, 30, 0.02) == []  # no end of an event it no longer has
+    assert _feed(resumed, 8, 8.1, 0.02) == []  # the next frame after the checkpoint's
+    # From zero again, not from the cap (4) the event held it at: one 0.1-s step up.
+    assert resumed.explain("x")["statistic"] < 1.0  # type: ignore[index]
+    assert _feed(resumed, 8.1, 30, 0.02) == []  # no end of an event it no longer has
     assert resumed.state("x") == ChannelState.IDLE
     (new, *_) = _feed(resumed, 30, 35, 0.5)
     assert new.kind == "started" and new.event_id != opened[0].event_id
@@ -187,6 +191,8 @@ def test_an_event_opened_after_the_checkpoint_goes_on_from_what_was_stored() -> 
             assert ended.ended_at == pytest.approx(after[-1].ended_at, abs=ends)
         else:
             assert ended.ended_at is not None and 12.0 < ended.ended_at <= 12.0 + ends
+            # Its stored part counts in its mean: more than the 0.02 seen since.
+            assert ended.mean_score > 0.021
 
 
 def test_a_bad_or_future_checkpoint_is_dropped_and_the_open_event_still_goes_on(
@@ -210,6 +216,11 @@ def test_a_bad_or_future_checkpoint_is_dropped_and_the_open_event_still_goes_on(
         assert resumed.checkpoint_discarded == 1, bad
         assert [(e.kind, e.event_id) for e in events] == [("ended", carried["x"].event_id)]
     assert "saved detector state" in caplog.text
+    edge = {**saved, "evidence": {**saved["evidence"], "smoothed": 0.0, "fast": 1.0}}
+    resumed = TemporalDetector("cam", PARAMS, normal=_calibrated())
+    resumed.resume({"x": edge}, carried)
+    _feed(resumed, 6, 7, 0.02)
+    assert resumed.checkpoint_discarded == 0  # probabilities of exactly 0 and 1 are fine
 
 
 def test_frames_the_checkpoint_had_seen_are_skipped() -> None:
@@ -220,7 +231,9 @@ def test_frames_the_checkpoint_had_seen_are_skipped() -> None:
     carried = stored_open(_feed(whole, 0, 5, 0.02) + _feed(whole, 5, 8, 0.5))
     resumed = restart(whole, carried)
     resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, now=8.0)
-    again = _feed(resumed, 6, 9, 0.5) + _feed(resumed, 9, 20, 0.02)
+    assert _feed(resumed, 6, 8, 0.5) == []  # all seen: it stands where the checkpoint did
+    assert resumed.explain("x") == whole.explain("x")
+    again = _feed(resumed, 8, 9, 0.5) + _feed(resumed, 9, 20, 0.02)
     after = _feed(whole, 8, 9, 0.5) + _feed(whole, 9, 20, 0.02)
     assert resumed.skipped_out_of_order == 20  # 6.0-7.9: the checkpoint's last was 7.9
     same_decisions(again, after, {carried["x"].event_id})
@@ -251,11 +264,15 @@ def test_an_uncalibrated_channel_resumes_on_the_offset_rule() -> None:
     prior = CameraNormal(classes={"x": ClassNormal(0.0, 0.05, 0.1)})
     whole = TemporalDetector("cam", PARAMS, normal=prior)
     before = _feed(whole, 0, 3, 0.05) + _feed(whole, 3, 6, 0.6)
+    active = json.loads(json.dumps(whole.checkpoint()))
     resumed = restart(whole, stored_open(before))
     after = _feed(whole, 6, 9, 0.6) + _feed(whole, 9, 20, 0.05)
     again = _feed(resumed, 6, 9, 0.6) + _feed(resumed, 9, 20, 0.05)
     same_decisions(again, after, {before[0].event_id})
     assert resumed.checkpoint()["x"]["rule"] == "offset"
+    ended = TemporalDetector("cam", PARAMS, normal=prior)
+    ended.resume(active, {})  # its event no longer stored open: nothing more of it
+    assert _feed(ended, 6, 7, 0.6) == [] and ended.state("x") == ChannelState.COOLDOWN
 
 
 def test_a_checkpoint_survives_the_state_json_and_an_old_state_has_none() -> None:

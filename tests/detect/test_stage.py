@@ -15,6 +15,7 @@ from hazardwatch.detect.normal import CameraNormal, ReferenceSet, decode_embeddi
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.records import (
     ClassNormal,
+    EventRecord,
     EventUpdate,
     Frame,
     GatedFrame,
@@ -483,6 +484,16 @@ def _run_stage(stage: DetectorStage, series: list[tuple[float, float]]) -> None:
     stage.on_scored([scored("gate", t, p) for t, p in series])
 
 
+def _uninterrupted(normal: CameraNormal, series: list[tuple[float, float]]) -> EventRecord:
+    """The one event one stage that never stopped decides on `series`, as it ended."""
+    alone: list[EventUpdate] = []
+    stage = DetectorStage(PARAMS, alone.append, normals={"gate": normal})
+    _run_stage(stage, series)
+    stage.flush()
+    (expected,) = [e.record for e in alone if e.kind == "ended"]
+    return expected
+
+
 def test_a_camera_handed_over_mid_event_goes_on_as_if_it_never_moved() -> None:
     """Issue 27 item 2: a partition handed over two seconds before a moderate fire goes
     out. The next owner takes the camera's checkpoint with its state: the event goes on
@@ -490,11 +501,7 @@ def test_a_camera_handed_over_mid_event_goes_on_as_if_it_never_moved() -> None:
     statistic started from zero, never reached the threshold in the fire's last two
     seconds, and the event ended where the first owner left it."""
     normal, series = _moderate_fire()
-    alone: list[EventUpdate] = []
-    uninterrupted = DetectorStage(PARAMS, alone.append, normals={"gate": normal})
-    _run_stage(uninterrupted, series)
-    uninterrupted.flush()
-    (expected,) = [e.record for e in alone if e.kind == "ended"]
+    expected = _uninterrupted(normal, series)
 
     saves, first = Saves(), []
     owner = DetectorStage(
@@ -527,11 +534,7 @@ def test_a_camera_whose_owner_died_mid_event_goes_on_from_the_state_saved_at_its
     the frames it had not acknowledged. The event goes on under its uuid, is not closed
     as interrupted, and ends within two seconds of the uninterrupted run's end."""
     normal, series = _moderate_fire()
-    alone: list[EventUpdate] = []
-    uninterrupted = DetectorStage(PARAMS, alone.append, normals={"gate": normal})
-    _run_stage(uninterrupted, series)
-    uninterrupted.flush()
-    (expected,) = [e.record for e in alone if e.kind == "ended"]
+    expected = _uninterrupted(normal, series)
 
     saves, first = Saves(), []
     owner = DetectorStage(

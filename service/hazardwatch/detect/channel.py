@@ -158,7 +158,6 @@ class Channel:
             # The checkpoint's event ended after it was saved (or was never stored). (A
             # pending run, not yet an event, goes on as it was.)
             self.state, self.state_since = ChannelState.COOLDOWN, self.last_t
-            self.last_end = self.last_t
             if self.evidence is not None:
                 self.evidence.statistic = 0.0
             self.reset_run(self.last_t)
