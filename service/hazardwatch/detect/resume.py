@@ -35,7 +35,10 @@ class LeftOpen:
     detector stage calls it under its lock."""
 
     def __init__(
-        self, records: Sequence[EventRecord], emit_event: Callable[[EventUpdate], None]
+        self,
+        records: Sequence[EventRecord],
+        emit_event: Callable[[EventUpdate], None],
+        seen: Mapping[str, float] | None = None,
     ) -> None:
         self._emit_event = emit_event
         self._open: dict[tuple[str, str], EventRecord] = {}
@@ -52,7 +55,7 @@ class LeftOpen:
         self.resumed = 0
         self.interrupted = 0
         self.ended = 0  # handed over, and closed at their last stored frame
-        self.add(records)
+        self.add(records, seen=seen)
 
     def add(
         self,
@@ -89,6 +92,7 @@ class LeftOpen:
             if record is None or t > self._deadline(record):
                 continue  # past its window: `frame` closes it
             del self._open[(camera, cls)]
+            self._seen.pop(record.uuid, None)
             record = dataclasses.replace(record, revision=record.revision + 1)
             self._continues[record.uuid] = record
             self.resumed += 1
@@ -116,7 +120,7 @@ class LeftOpen:
         """The cameras `belongs` names went to another instance with their open events:
         that one continues or closes them, not this one."""
         for key in [k for k in self._open if belongs(k[0])]:
-            del self._open[key]
+            self._seen.pop(self._open.pop(key).uuid, None)
         self._superseded = [r for r in self._superseded if not belongs(r.camera)]
         for event_id in [i for i, r in self._continues.items() if belongs(r.camera)]:
             del self._continues[event_id]

@@ -117,8 +117,8 @@ class DetectorStage:
         self.max_references = max_references
         self._banks: dict[str, PromptBank] = {}
         self.frames_old_bank = 0  # scored with a superseded bank of other classes: dropped
-        self.left_open = LeftOpen(resumable, emit_event)  # a killed run's open events
-        self.left_open.add((), seen=last_frames(resumable, normals or {}))
+        # A killed run's open events, with its cameras' last frames in their checkpoints.
+        self.left_open = LeftOpen(resumable, emit_event, last_frames(resumable, normals or {}))
         self.learning_s = learning_s
         self._on_learning = on_learning
 
