@@ -104,6 +104,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "saved as None only by a channel out of any event (reset_run): an event's start or "
         "continuation sets reported_peak before it is read"
     ),
+    ("detect/channel.py", "self.reported_peak = -math.inf", "drop unary USub"): (
+        "reset_run's value is read only after an event's start or continuation sets it, "
+        "and a checkpoint stores either infinity as null"
+    ),
     ("detect/detector.py", "self.state_since = t", "delete Assign"): _UNREAD_INIT,
     ("detect/detector.py", "self.opened_by = (0.0, 0.0)", "constant 0.0 -> 1.0"): _UNREAD_INIT,
     (

@@ -302,3 +302,15 @@ def test_a_pending_run_goes_on_across_a_hand_over() -> None:
     after, again = _feed(whole, 3.5, 10, 0.6), _feed(resumed, 3.5, 10, 0.6)
     same_decisions(again, after, set())
     assert again and again[0].kind == "started"
+
+
+def test_nothing_of_an_event_gone_since_the_checkpoint_leaks_into_the_next() -> None:
+    """The checkpoint was inside a strong event that has since ended; the camera then
+    shows a weaker hazard without a break. The event that opens once the cooldown is over
+    takes its peak and mean from its own run, after the restart, not from the old one."""
+    detector = TemporalDetector("cam", PARAMS, normal=_calibrated())
+    old = _feed(detector, 0, 5, 0.02) + _feed(detector, 5, 8, 0.9)
+    resumed = restart(detector, {})
+    (new, *_) = _feed(resumed, 8, 30, 0.3)
+    assert new.kind == "started" and new.event_id != old[0].event_id
+    assert new.peak_at >= 8.0 and new.started_at >= 8.0
