@@ -314,3 +314,16 @@ def test_nothing_of_an_event_gone_since_the_checkpoint_leaks_into_the_next() -> 
     (new, *_) = _feed(resumed, 8, 30, 0.3)
     assert new.kind == "started" and new.event_id != old[0].event_id
     assert new.peak_at >= 8.0 and new.started_at >= 8.0
+
+
+def test_an_event_whose_end_was_saved_but_not_stored_is_ended_again() -> None:
+    """Killed between saving the checkpoint at an event's end and storing that end: the
+    database still holds the event open. The next owner goes on with it and ends it (it
+    cannot stay open), under its id."""
+    detector = TemporalDetector("cam", PARAMS, normal=_calibrated())
+    events = _feed(detector, 0, 5, 0.02) + _feed(detector, 5, 8, 0.5) + _feed(detector, 8, 20, 0.02)
+    assert events[-1].kind == "ended"
+    carried = stored_open(events[:-1])  # its end never reached the database
+    resumed = restart(detector, carried)
+    again = _feed(resumed, 20, 30, 0.02)
+    assert [(e.kind, e.event_id) for e in again] == [("ended", events[0].event_id)]
