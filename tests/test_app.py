@@ -379,7 +379,7 @@ def test_false_alarm_feedback_silences_that_sight_for_good_but_not_another(
     second.parent.mkdir()
     write_red_square_clip(str(first), seconds=8, busy=True, parked={60: (2.0, 6.0)})
     write_red_square_clip(
-        str(second), seconds=16, busy=True, parked={60: (2.0, 6.0), 170: (9.0, 13.0)}
+        str(second), seconds=20, busy=True, parked={60: (2.0, 6.0), 170: (13.0, 17.0)}
     )
     settings = service_settings(tmp_path, sqlite_url, [str(first)], loop=True)
     service = Service(settings, encoder_factory=lambda s: FakeEncoder())

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from hazardwatch.api.state import ApiState
 from hazardwatch.capture.fleet import NoCameras
+from hazardwatch.detect.detector import REDELIVERED_S
 from hazardwatch.detect.stage import DetectorStage
 from hazardwatch.events_side import EventsSide
 from hazardwatch.handoff.intake import ScoresConsumer
@@ -82,8 +83,9 @@ class EventsIntake:
             if self.stage is None:
                 model = self.settings.scoring.model
                 self.stage = events.build(
-                    self.api, NoCameras(), model, self._owns_first(k), lease.handed_over
-                )
+                    self.api, NoCameras(), model, self._owns_first(k), lease.handed_over,
+                    REDELIVERED_S,
+                )  # fmt: skip
                 if self.route_verdicts is not None:  # build pointed the API at the stage
                     self.api.learn_normal = self.route_verdicts
                 self.view.writer = events.writer

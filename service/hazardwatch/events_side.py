@@ -164,12 +164,14 @@ class EventsSide:
         model_name: str,
         owns: Callable[[str], bool] | None = None,
         handed_over: bool = False,
+        redelivered_s: float = 0.0,
     ) -> DetectorStage:
         """Alerts, clips, weather and the detector stage, wired to the writer and the API.
         `cameras`: this process's readers (full-rate segments for clips), if any. `owns`:
         the cameras whose states and open events this process takes (the events role's
         partitions; all of them by default); `handed_over`: another instance gave them
-        over cleanly (detect/resume.py)."""
+        over cleanly (detect/resume.py). `redelivered_s`: the frames come from a broker,
+        which delivers again after a kill those not acknowledged (detect/detector.py)."""
         settings, writer, metrics = self.settings, self.writer, self.metrics
         channels = build_alert_channels(settings, metrics)
         for channel in channels:
@@ -224,6 +226,7 @@ class EventsSide:
             resumable=[] if handed_over else left_open(self.repository, owns),
             learning_s=settings.detector.learning_s,
             on_learning=metrics.set_learning,
+            redelivered_s=redelivered_s,
         )
         if handed_over:
             self.stage.left_open.add(left_open(self.repository, owns), handed_over=True)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hazardwatch.detect.channel import ChannelState, OpenEvent
 from hazardwatch.detect.detector import (
     PEAK_REPORT_STEP,
+    REDELIVERED_S,
     DetectionEvent,
     DetectorParams,
     TemporalDetector,
@@ -230,7 +231,7 @@ def test_frames_the_checkpoint_had_seen_are_skipped() -> None:
     whole = TemporalDetector("cam", PARAMS, normal=_calibrated())
     carried = stored_open(_feed(whole, 0, 5, 0.02) + _feed(whole, 5, 8, 0.5))
     resumed = restart(whole, carried)
-    resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, now=8.0)
+    resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, 8.0, REDELIVERED_S)
     assert _feed(resumed, 6, 8, 0.5) == []  # all seen: it stands where the checkpoint did
     assert resumed.explain("x") == whole.explain("x")
     again = _feed(resumed, 8, 9, 0.5) + _feed(resumed, 9, 20, 0.02)
@@ -251,7 +252,7 @@ def test_a_checkpoint_from_a_clock_that_started_again_is_not_taken_up(
     whole = TemporalDetector("cam", PARAMS, normal=_calibrated())
     carried = stored_open(_feed(whole, 0, 5, 0.02) + _feed(whole, 5, 8, 0.5))
     resumed = TemporalDetector("cam", PARAMS, normal=_calibrated())
-    resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, now=now - 0.5)
+    resumed.resume(json.loads(json.dumps(whole.checkpoint())), carried, now - 0.5, REDELIVERED_S)
     events = _feed(resumed, first, first + 4, 0.5) + _feed(resumed, first + 4, first + 20, 0.02)
     assert resumed.checkpoint_discarded == 1 and resumed.skipped_out_of_order == 0
     assert {e.event_id for e in events} == {carried["x"].event_id}

@@ -166,7 +166,7 @@ class TemporalDetector:
         self._checkpoint: dict[str, Mapping[str, Any]] = {}
         self._open: dict[str, OpenEvent] = {}
         self.checkpoint_discarded = 0  # channels whose checkpoint could not be taken up
-        self._now = math.inf
+        self._now, self._redelivered_s = math.inf, 0.0
         self._resumed_at: dict[str, float] = {}  # by channel: its checkpoint's last frame
 
     def band(self, channel: str) -> tuple[float, float]:
@@ -201,16 +201,20 @@ class TemporalDetector:
         checkpoint: Mapping[str, Mapping[str, Any]],
         open_events: Mapping[str, OpenEvent],
         now: float = math.inf,
+        redelivered_s: float = 0.0,
     ) -> None:
         """Before the first sample: each channel goes on from its checkpoint (a camera taken
         from another run or instance) and with the event stored open for it, under its id,
         instead of starting afresh. `now`: the wall clock (seconds since the epoch, as the
-        samples' times), which no live camera's checkpoint can be later than."""
+        samples' times), which no live camera's checkpoint can be later than.
+        `redelivered_s`: how far before the checkpoint the first frames may be and still
+        be frames it saw, delivered again (the events role: `REDELIVERED_S`; a process
+        reading its cameras itself gets none again: 0)."""
         self._checkpoint = {
             name: saved for name, saved in checkpoint.items() if isinstance(saved, Mapping)
         }
         self._open = dict(open_events)
-        self._now = now
+        self._now, self._redelivered_s = now, redelivered_s
 
     def state(self, channel: str) -> ChannelState:
         ch = self._channels.get(channel)
@@ -354,7 +358,7 @@ class TemporalDetector:
         sample is then a new one to step (the checkpoint ends before it)."""
         saved, opened = self._checkpoint.pop(name, None), self._open.pop(name, None)
         saved_t = _number(saved.get("t")) if saved is not None else -math.inf
-        if saved_t > t and (saved_t - t > REDELIVERED_S or saved_t > self._now):
+        if saved_t > t and (saved_t - t > self._redelivered_s or saved_t > self._now):
             # A first frame older than the checkpoint, and not only by frames delivered
             # again after a kill (which it has seen: they are skipped): a clock that
             # started again (a file replayed, faster than real time). Going on from it

@@ -80,6 +80,7 @@ class DetectorStage:
         resumable: Sequence[EventRecord] = (),
         learning_s: float = 0.0,
         on_learning: Callable[[str, bool], None] | None = None,
+        redelivered_s: float = 0.0,
     ) -> None:
         """`on_frame` sees each scored frame just before the events it decides (clips).
 
@@ -121,6 +122,9 @@ class DetectorStage:
         self.left_open = LeftOpen(resumable, emit_event, last_frames(resumable, normals or {}))
         self.learning_s = learning_s
         self._on_learning = on_learning
+        # Frames a checkpoint saw may come again this long before it (the broker's
+        # unacknowledged ones after a kill); 0: a process that reads its cameras itself.
+        self.redelivered_s = redelivered_s
 
     def _slot(self, camera: str) -> CameraSlot:
         slot = self._cameras.get(camera)
@@ -240,7 +244,7 @@ class DetectorStage:
         detector = TemporalDetector(camera, self.params, decided, overrides, view)
         if slot.detector is None:  # not a change of classes: go on where the state left off
             opened = self.left_open.take(camera, decided, t) if self.left_open else {}
-            detector.resume(normal.checkpoint, opened, now=time.time())
+            detector.resume(normal.checkpoint, opened, time.time(), self.redelivered_s)
         slot.detector = detector
         learns = {n: definitions[n] for n in unseen if n in definitions}
         self._start_learning(camera, slot, unseen, len(watched), learns)
