@@ -151,3 +151,21 @@ def test_a_frame_that_comes_too_late_for_the_window_counts_late_not_lost() -> No
         assert consumer.stop(5)
     assert dict(consumer.late_by_camera) == {"gate": 1}
     assert consumer.lost == 0 and dict(consumer.frames_by_camera) == {"gate": 3}
+
+
+def test_frames_that_follow_their_camera_s_last_one_skip_the_window() -> None:
+    """A 5-s window: frame 1 waits it (nothing is known before it); 2 and 3, fetched once
+    1 has left, follow it and are handed on at once; 5 (4 not come) waits its window."""
+    writer = Writer()
+    source = FakeSource([delivery(1, 1)])
+    consumer = ScoresConsumer(cast(Any, source), writer.on_scored, reorder_window_s=5.0)
+    consumer.start()
+    try:
+        assert not wait_for(lambda: writer.put == 1, 4)
+        assert wait_for(lambda: writer.put == 1, 3)
+        source.pending += [delivery(2, 2), delivery(3, 3), delivery(5, 5)]
+        assert wait_for(lambda: writer.put == 3, 1)
+        assert not wait_for(lambda: writer.put == 4, 3)
+    finally:
+        assert consumer.stop(5)
+    assert writer.put == 4  # 5 handed on at the stop, 4 counted lost there

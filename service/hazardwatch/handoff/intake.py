@@ -62,6 +62,7 @@ class ScoresConsumer(Periodic):
             reorder_window_s,
             lambda d: d.item.gated.frame.camera,
             lambda d: (d.item.gated.frame.timestamp, d.item.gated.frame.seq),
+            lambda d: d.item.gated.handoff_seq,
         )
         super().__init__(0.0, "scores-consumer")  # back to back: the fetch waits
         self.frames = 0

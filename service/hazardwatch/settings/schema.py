@@ -602,8 +602,9 @@ class BrokerSettings(Section):
         0.5,
         ge=0,
         le=30,
-        description="The events service holds each camera's scores this long to put "
-        "frames that workers finished out of order back into capture order.",
+        description="The events service holds a camera's scores at most this long to put "
+        "frames that workers finished out of order back into capture order; only where "
+        "one before them is missing (frames numbered in sequence leave at once).",
     )
     jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality of frames sent.")
     image_format: Literal["jpeg", "png"] = Field(
