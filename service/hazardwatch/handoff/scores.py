@@ -8,12 +8,23 @@ each camera belongs to partition k = crc32(name) mod N: its scores are published
 `hazardwatch.scores.p<k>.<camera>`, and partition k has its own durable consumer
 `events-p<k>` filtered on `hazardwatch.scores.p<k>.>` (filtered durable consumers:
 nats-server 2.2 and later), read by whichever events instance holds its lease.
+
+The stream's description names the partition count it was written with. A role started
+with another count is refused while an events instance still holds a partition of the
+old count, or while any frame of it is not yet stored (its consumers' pending or unacked
+messages): its frames would be published where no owner of their camera reads them, or
+read by two. Once drained, the first role with the new count repartitions: the stream is
+purged (everything in it is stored) and the consumers only the old count used are
+deleted, so the new consumers start from what comes next, not from frames of the old
+layout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +41,11 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
+from hazardwatch.errors import ConfigError
 from hazardwatch.handoff.codec import decode_scored, encode_scored
 from hazardwatch.handoff.consumer import PullConsumer
 from hazardwatch.handoff.frames import message_id
+from hazardwatch.handoff.lease import Lease
 from hazardwatch.handoff.link import BrokerLink
 from hazardwatch.handoff.queue import Delivery, Retry
 from hazardwatch.images import ImageOptions
@@ -89,9 +102,21 @@ class ScoresLayout:
         return f"{self.stream}.{self.consumer_of(partition)}"
 
 
+def _label(partitions: int) -> str:
+    return f"hazardwatch scored frames; partitions={partitions}"
+
+
+def labelled_partitions(description: str | None) -> int | None:
+    """The partition count a scores stream was written with (None: a stream from before
+    the count was recorded)."""
+    found = re.search(r"partitions=(\d+)", description or "")
+    return int(found.group(1)) if found else None
+
+
 async def _ensure_scores(js: JetStreamContext, layout: ScoresLayout) -> None:
     config = StreamConfig(
         name=layout.stream,
+        description=_label(layout.partitions),
         subjects=[f"{layout.subject}.>"],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
@@ -104,10 +129,83 @@ async def _ensure_scores(js: JetStreamContext, layout: ScoresLayout) -> None:
         await js.update_stream(config)
 
 
+async def _partitions_now(js: JetStreamContext, layout: ScoresLayout) -> tuple[int | None, int]:
+    """The stream's partition count (None: no stream, or one from before it was recorded)
+    and its last sequence number."""
+    try:
+        info = await js.stream_info(layout.stream)
+    except NotFoundError:
+        return None, 0
+    return labelled_partitions(info.config.description), int(info.state.last_seq or 0)
+
+
+async def _waiting(js: JetStreamContext, layout: ScoresLayout) -> dict[str, int]:
+    """Per consumer of `layout`: the frames it has not yet had acknowledged."""
+    names = {layout.consumer_of(k) for k in range(layout.partitions)}
+    return {
+        c.name: int(c.num_pending or 0) + int(c.num_ack_pending or 0)
+        for c in await js.consumers_info(layout.stream)
+        if c.name in names
+    }
+
+
+async def _repartition(
+    js: JetStreamContext, old: ScoresLayout, new: ScoresLayout, last_seq: int
+) -> list[str]:
+    """The old layout's consumers that the new one has not deleted, the stream purged up
+    to `last_seq` (what was seen drained: frames a role of the new count published since
+    stay, and consumers skip what is purged); the names deleted."""
+    names = {old.consumer_of(k) for k in range(old.partitions)}
+    names -= {new.consumer_of(k) for k in range(new.partitions)}
+    deleted = [c.name for c in await js.consumers_info(old.stream) if c.name in names]
+    for name in deleted:
+        await js.delete_consumer(old.stream, name)
+    if last_seq:
+        await js.purge_stream(old.stream, seq=last_seq + 1)
+    return sorted(deleted)
+
+
 def ensure_scores_stream(link: BrokerLink, layout: ScoresLayout) -> None:
-    """Create or update the scores stream (idempotent)."""
+    """Create or update the scores stream (idempotent). With another partition count
+    than the stream's (see the module): ConfigError while an events instance still holds
+    a partition of that count or its consumers hold frames not yet stored; else
+    repartitioned."""
     assert link.js is not None
+    before, last_seq = link.call(_partitions_now(link.js, layout), timeout=10)
+    if before is not None and before != layout.partitions:
+        old = dataclasses.replace(layout, partitions=before)
+        _repartition_drained(link, old, layout, last_seq)
     link.call(_ensure_scores(link.js, layout), timeout=10)
+
+
+def _repartition_drained(
+    link: BrokerLink, old: ScoresLayout, new: ScoresLayout, last_seq: int
+) -> None:
+    assert link.js is not None
+    fix = (
+        f"Set broker.partitions: {old.partitions} as in the rest of the deployment; to "
+        "change it, stop the capture nodes and workers, let the events instances store what "
+        "is left and stop them, then start every role with the new count"
+    )
+    where = f"broker.partitions is {new.partitions} here, but the scores stream {old.stream} "
+    where += f"is partitioned {old.partitions} way(s)"
+    owners = {k: Lease(link, old.lease_key(k)).read_owner() for k in range(old.partitions)}
+    if held := {k: owner for k, owner in owners.items() if owner is not None}:
+        running = ", ".join(f"partition {k} by {owner}" for k, owner in sorted(held.items()))
+        raise ConfigError(f"{where} and events instances still consume it ({running}). {fix}")
+    waiting = link.call(_waiting(link.js, old), timeout=10)
+    if any(waiting.values()):
+        detail = ", ".join(f"{name} {n}" for name, n in sorted(waiting.items()) if n)
+        raise ConfigError(f"{where} and holds frames not yet stored ({detail}). {fix}")
+    deleted = link.call(_repartition(link.js, old, new, last_seq), timeout=30)
+    log.warning(
+        "scores stream %s repartitioned from %d to %d partition(s): every frame in it was "
+        "stored; the stream purged, the consumers it no longer uses (%s) deleted",
+        old.stream,
+        old.partitions,
+        new.partitions,
+        ", ".join(deleted) or "none",
+    )
 
 
 class ScoresPublisher:

@@ -625,8 +625,9 @@ class BrokerSettings(Section):
         le=256,
         description="Cameras are split by a hash of their name into this many partitions, "
         "each consumed by one events instance at a time; every `hazardwatch events` takes a "
-        "fair share by itself. Fixed per deployment: the same in every role, changed only "
-        "with the scores stream drained.",
+        "fair share by itself. Fixed per deployment: the same in every role; a role with "
+        "another count than the scores stream's is refused until that stream is drained "
+        "and its events instances stopped, then the stream is repartitioned.",
     )
 
 
