@@ -53,6 +53,7 @@ from hazardwatch.events_intake import EventsIntake
 from hazardwatch.events_side import hosted
 from hazardwatch.handoff.embedding import BrokerEmbedder, EmbeddingResponder
 from hazardwatch.handoff.frames import JetStreamSink, JetStreamSource, ensure_frames_stream
+from hazardwatch.handoff.intake import ScoresConsumer
 from hazardwatch.handoff.latest import LatestBoard, LatestPublisher
 from hazardwatch.handoff.link import BrokerLink, consumer_lag
 from hazardwatch.handoff.partitions import Partitions
@@ -365,11 +366,8 @@ class EventsNode:
             ensure_scores_stream(link, scores)
             board = _broker_views(settings, link, api, view, live, stack)
             intake = EventsIntake(settings, events, api, view, link, scores, banks)
-            node = node_id()
-            partitions = Partitions(
-                link, scores, node, lambda: list(board.events_nodes()),
-                intake.start, intake.stop, _fenced,
-            )  # fmt: skip
+            partitions = _partitions(link, scores, board, intake)
+            node = partitions.node
             status = StatusPublisher(link, lambda: _events_status(node, link, partitions.held))
             status.start()
             stack.callback(status.stop)
@@ -469,6 +467,19 @@ def _broker_views(
     stack.callback(bank_publisher.stop)
     api.bank_changed = bank_publisher.publish
     return board
+
+
+def _partitions(
+    link: BrokerLink, scores: ScoresLayout, board: StatusBoard, intake: EventsIntake
+) -> Partitions[ScoresConsumer]:
+    """This instance's share of the scores' partitions; its writer stores only while
+    every lease it holds is current, and it exits once one is lost (`_fenced`)."""
+    partitions = Partitions(
+        link, scores, node_id(), lambda: list(board.events_nodes()),
+        intake.start, intake.stop, _fenced,
+    )  # fmt: skip
+    intake.events.writer.may_write = partitions.current
+    return partitions
 
 
 def _fenced(why: str) -> None:

@@ -142,3 +142,22 @@ def test_a_partition_slow_to_start_keeps_its_lease(link: BrokerLink) -> None:
     finally:
         slow.partitions.stop()
         slow.partitions.release_all()
+
+
+def test_current_only_while_every_lease_held_is_renewed_within_its_ttl(
+    link: BrokerLink,
+) -> None:
+    """What the event writer asks before each write: a held lease not renewed within its
+    TTL (the process paused) makes it False at once, before the keeper notices."""
+    a = Instance(link, "a", ["a"])
+    a.partitions.start()
+    try:
+        assert wait_for(lambda: a.held == [0, 1, 2, 3], 10)
+        assert a.partitions.current()
+        a.partitions.keeper.stop()  # paused: nothing renews
+        a.partitions.stop()
+        a.partitions.leases[2].renewed_at -= 2.0  # one lease past its 2 s TTL
+        assert not a.partitions.current()
+    finally:
+        a.partitions.stop()
+        a.partitions.release_all()

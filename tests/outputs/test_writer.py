@@ -241,3 +241,35 @@ def test_an_event_start_and_end_each_log_one_line(
         "event l1 started: camera gate, fire_smoke (critical), score 0.90",
         "event l1 ended: camera gate, fire_smoke, 4.0 s, peak 0.90",
     ]
+
+
+def test_once_its_leases_are_not_current_nothing_more_is_written_or_marked_stored(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An events instance paused past its leases runs again with writes queued from
+    before: from the first one found not current, none is stored, no listener hears of
+    it and no mark becomes durable (so none of its frames is acked: the next owner gets
+    them)."""
+    engine = create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    current = True
+    heard: list[str] = []
+    writer = EventWriter(Repository(engine), tmp_path / "media")
+    writer.may_write = lambda: current
+    writer.listeners.append(lambda u: heard.append(u.record.uuid))
+    writer.start()
+    writer.put_event(update("a", "started", 0))
+    first = writer.mark()
+    assert wait_for(lambda: writer.durable(first), 5) and heard == ["a"]
+    current = False
+    writer.put_event(update("b", "started", 0))
+    writer.put_scores([ScoreSample("cam", T, "fire_smoke", 0.1)])
+    second = writer.mark()
+    time.sleep(0.3)
+    assert writer.stop(5)
+    assert writer.fenced and not writer.durable(second) and heard == ["a"]
+    assert [e.uuid for e in Repository(engine).list_events()] == ["a"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM scores").scalar() == 0
+    assert "lease on the scores is no longer current" in caplog.text
+    engine.dispose()

@@ -108,6 +108,11 @@ class Partitions(Periodic, Generic[T]):
             held = [*self.running, *self._taking]
         return [self.member, *(self.leases[k] for k in held)]
 
+    def current(self) -> bool:
+        """Every lease this instance holds is current: nobody else can have taken any of
+        its partitions (what the event writer asks before each write)."""
+        return all(lease.current() for lease in self._held_leases() if lease.held)
+
     @property
     def held(self) -> list[int]:
         with self._lock:

@@ -14,6 +14,13 @@ the detector stage, hence scoring or the broker's acks — slows to the database
 nothing an operator reviews is lost. A wait is logged once per `BLOCKED_LOG_S`. Score
 samples queued back to back are written in one transaction (up to `MAX_SCORES_A_WRITE`
 rows), the order of everything else kept.
+
+In the events role, the writer stores only while this instance's leases on the scores are
+current (`may_write`). An instance paused past its leases (SIGSTOP, a stalled VM) runs
+again with writes queued from before the pause; another instance may own its cameras by
+then, so from the first one it finds not current the writer stores nothing more, tells no
+listener, and marks nothing durable: those frames are never acked, and the new owner gets
+them again. What was spooled before (already acked) stays in the spool.
 """
 
 from __future__ import annotations
@@ -130,6 +137,9 @@ class EventWriter:
         self._taken = 0
         self._finished = 0
         self._count_lock = threading.Lock()
+        # The events role: whether this instance's leases are current (see the module).
+        self.may_write: Callable[[], bool] | None = None
+        self.fenced = False
 
     def start(self) -> None:
         self._thread.start()
@@ -276,8 +286,11 @@ class EventWriter:
                     self._maybe_replay()
                     continue
             if item is _STOP:
-                self._maybe_replay(force=True)
+                if not self.fenced:
+                    self._maybe_replay(force=True)
                 return
+            if self._refused():
+                continue  # not stored, not finished: never acked, delivered to the next owner
             taken = 1
             if _is_scores(item):
                 item, taken, held = self._more_scores(cast(list[ScoreSample], item))
@@ -286,6 +299,18 @@ class EventWriter:
             except Exception:
                 log.exception("writing %s failed; skipped", type(item).__name__)
             self._finished += taken
+
+    def _refused(self) -> bool:
+        if self.fenced:
+            return True
+        if self.may_write is None or self.may_write():
+            return False
+        self.fenced = True
+        log.critical(
+            "event writer: this instance's lease on the scores is no longer current; nothing "
+            "more is written (the next owner gets these frames again)"
+        )
+        return True
 
     def _more_scores(self, samples: list[ScoreSample]) -> tuple[list[ScoreSample], int, object]:
         """The score samples queued right behind these, in one write: with a thousand
@@ -305,7 +330,7 @@ class EventWriter:
         return merged, taken, None
 
     def _maybe_replay(self, force: bool = False) -> None:
-        if self.spool is None or not len(self.spool):
+        if self.spool is None or not len(self.spool) or self.fenced:
             return
         now = time.monotonic()
         if force or now >= self._next_replay:
