@@ -384,19 +384,24 @@ def test_a_class_made_from_an_uploaded_image_is_learned_and_fires_in_the_roles(
 ) -> None:
     """Issue 26.4, distributed: the events service has no model, so a worker embeds the
     upload over the broker; the class goes to the workers like any bank version; the
-    camera (never calibrated) learns it on its first seconds and it fires on the sight."""
+    camera (never calibrated) learns it on its first seconds and it fires on the sight.
+    The clip plays at its own pace, as a camera would: read as fast as it decodes, all of
+    it reaches the detector before the camera's calibration (on a thread of its own) is
+    done, and the sight comes while the camera still learns."""
     import cv2
     import httpx
 
     from tests.fakes import write_red_square_clip
 
     clip = tmp_path / "late.mp4"
-    write_red_square_clip(str(clip), seconds=14.0, on=(8.0, 13.0), busy=True)  # all in motion
+    write_red_square_clip(str(clip), seconds=10.0, on=(5.0, 9.0), busy=True)  # all in motion
     settings, _ = settings_for(
-        tmp_path, "examples", clip, broker={"url": nats_server.url}, detector={"learning_s": 2.0}
-    )
+        tmp_path, "examples", clip, loop=True, broker={"url": nats_server.url},
+        detector={"learning_s": 2.0},
+    )  # fmt: skip
     events = EventsNode(settings)
     worker = WorkerNode(settings, encoder_factory=lambda s: FakeEncoder(), api_port=0)
+    capture = CaptureNode(settings, api_port=0)  # started once the class is made
     threads = [threading.Thread(target=n.run, daemon=True) for n in (events, worker)]
     for thread in threads:
         thread.start()
@@ -428,7 +433,8 @@ def test_a_class_made_from_an_uploaded_image_is_learned_and_fires_in_the_roles(
         assert wait_for(
             lambda: worker.worker is not None and worker.worker.bank.version == version, 15
         )
-        CaptureNode(settings, api_port=0).run()  # the clip, to its end
+        threads.append(threading.Thread(target=capture.run, daemon=True))  # in real time
+        threads[-1].start()
 
         def its_events() -> list[dict[str, Any]]:
             got = httpx.get(api + "/api/v1/events", params={"class": "red_square"})
@@ -440,6 +446,7 @@ def test_a_class_made_from_an_uploaded_image_is_learned_and_fires_in_the_roles(
         normal = httpx.get(api + "/api/v1/cameras/late/normal").json()
         assert normal["classes"]["red_square"]["rule"] == "evidence"
     finally:
+        capture.stop()
         worker.stop()
         events.stop()
         for thread in threads:
