@@ -7,6 +7,10 @@ cameras; each partition taken later brings its cameras' states, score times and 
 events, read from the database after the instance that had them let them go. A
 partition given back stops its consumer, hands its cameras over (states saved, open
 events left open for the next owner) and is released only once all of that is stored.
+
+Before anything of a partition is read, its next fencing token is drawn from the database
+(storage/fences.py): the event writer's event and camera-state writes of its cameras carry
+it (`fence_of`), so a previous owner paused past its lease writes nothing behind this one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hazardwatch.handoff.scores import ScoresLayout, ScoresSource
 from hazardwatch.metrics import PipelineView
 from hazardwatch.scoring.bank import BankVersions
 from hazardwatch.settings import Settings
+from hazardwatch.storage.fences import Fence
 
 log = logging.getLogger(__name__)
 HAND_OVER_S = 30.0  # a partition given back waits this long for its frames to be stored
@@ -69,6 +74,11 @@ class EventsIntake:
         metrics = events.metrics
         for k in range(layout.partitions):
             metrics.scores_owner.labels(str(k)).set(0)
+        self._fences: dict[int, Fence] = {}  # the newest token drawn, per partition taken
+        events.writer.fence_of = self.fence_of
+
+    def fence_of(self, camera: str) -> Fence | None:
+        return self._fences.get(self.layout.partition_of(camera))
 
     def _belongs(self, k: int) -> Callable[[str], bool]:
         return lambda camera: self.layout.partition_of(camera) == k
@@ -80,6 +90,9 @@ class EventsIntake:
     def start(self, k: int, lease: Lease) -> ScoresConsumer:
         with self._lock:
             events = self.events
+            # Drawn before its states are read: a write of the last owner's still in its
+            # transaction commits first (and is read), any later one is refused.
+            self._fences[k] = events.repository.fences.take(k, lease.holder)
             if self.stage is None:
                 model = self.settings.scoring.model
                 self.stage = events.build(

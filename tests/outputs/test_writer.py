@@ -17,6 +17,7 @@ from hazardwatch.outputs.writer import EventWriter
 from hazardwatch.records import EventRecord, EventUpdate, ScoreSample
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
+from hazardwatch.storage.fences import Fence
 from hazardwatch.storage.repository import Repository
 from hazardwatch.storage.spool import Spool
 from tests.helpers import wait_for
@@ -29,10 +30,10 @@ class Outage(Repository):
 
     down = False
 
-    def upsert_event(self, event: EventRecord) -> None:
+    def upsert_event(self, event: EventRecord, fence: Fence | None = None) -> None:
         if self.down:
             raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("down"))
-        super().upsert_event(event)
+        super().upsert_event(event, fence)
 
 
 def update(uuid: str, kind: str, revision: int) -> EventUpdate:
@@ -136,9 +137,9 @@ class Recorded(Repository):
         self.calls.append(f"scores:{len(samples)}")
         super().add_scores(samples)
 
-    def upsert_event(self, event: EventRecord) -> None:
+    def upsert_event(self, event: EventRecord, fence: Fence | None = None) -> None:
         self.calls.append(f"event:{event.uuid}")
-        super().upsert_event(event)
+        super().upsert_event(event, fence)
 
 
 def test_score_samples_queued_back_to_back_are_written_together_in_order(
@@ -272,4 +273,39 @@ def test_once_its_leases_are_not_current_nothing_more_is_written_or_marked_store
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM scores").scalar() == 0
     assert "lease on the scores is no longer current" in caplog.text
+    engine.dispose()
+
+
+def test_a_write_the_database_fences_off_stops_the_writer_only_once_a_lease_is_lost(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The database refuses a write by its partition's token. With every lease current,
+    the write was one left over for a partition given back: dropped, marked done, and
+    the writer goes on. When the pause fell between the writer's question and the commit
+    (the lease current when asked, not after): nothing more is written or marked stored."""
+    engine = create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    repo = Repository(engine)
+    old = repo.fences.take(0, "a")
+    repo.fences.take(0, "b")  # partition 0 taken over since
+    writer = EventWriter(repo, tmp_path / "media")
+    writer.may_write = lambda: True
+    writer.fence_of = lambda camera: old if camera == "cam" else None
+    writer.start()
+    yard = update("yard-event", "started", 0)
+    writer.put_event(update("left-over", "started", 0))
+    writer.put_event(
+        dataclasses.replace(yard, record=dataclasses.replace(yard.record, camera="yard"))
+    )
+    mark = writer.mark()
+    assert wait_for(lambda: writer.durable(mark), 5) and not writer.fenced
+    assert [e.uuid for e in repo.list_events()] == ["yard-event"]
+    answers = iter([True])  # current when the writer asks; lost by the time it is refused
+    writer.may_write = lambda: next(answers, False)
+    writer.put_event(update("late", "started", 0))
+    late = writer.mark()
+    assert wait_for(lambda: writer.fenced, 5)
+    time.sleep(0.2)
+    assert not writer.durable(late) and repo.get_event("late") is None
+    assert writer.stop(5)
     engine.dispose()

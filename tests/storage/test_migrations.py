@@ -13,6 +13,7 @@ TABLES = {
     "events",
     "scores",
     "camera_states",
+    "partition_fences",
     "event_reviews",
     "keyframes",
     "prompt_banks",

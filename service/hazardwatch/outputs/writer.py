@@ -20,7 +20,11 @@ current (`may_write`). An instance paused past its leases (SIGSTOP, a stalled VM
 again with writes queued from before the pause; another instance may own its cameras by
 then, so from the first one it finds not current the writer stores nothing more, tells no
 listener, and marks nothing durable: those frames are never acked, and the new owner gets
-them again. What was spooled before (already acked) stays in the spool.
+them again. A pause between that question and the commit is caught by the database: each
+event and camera-state write carries its partition's fencing token (`fence_of`,
+storage/fences.py) and is refused (`FencedError`) once another instance has drawn a newer one;
+it is then handled as above. What was spooled before (already acked, this instance's to
+store) is replayed without a token.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from hazardwatch.records import (
     ScoreSample,
     WeatherLink,
 )
+from hazardwatch.storage.fences import Fence, FencedError
 from hazardwatch.storage.repository import Repository
 from hazardwatch.storage.spool import Item, Spool
 
@@ -139,6 +144,8 @@ class EventWriter:
         self._count_lock = threading.Lock()
         # The events role: whether this instance's leases are current (see the module).
         self.may_write: Callable[[], bool] | None = None
+        # The events role: a camera's partition and this instance's token for it.
+        self.fence_of: Callable[[str], Fence | None] | None = None
         self.fenced = False
 
     def start(self) -> None:
@@ -259,7 +266,7 @@ class EventWriter:
             done: list[int] = []
             try:
                 for row_id, item in batch:
-                    self._store(item)
+                    self._store(item, fenced=False)  # acked already: this instance's to store
                     done.append(row_id)
             except sa.exc.SQLAlchemyError as exc:
                 self._failed(exc)
@@ -296,9 +303,23 @@ class EventWriter:
                 item, taken, held = self._more_scores(cast(list[ScoreSample], item))
             try:
                 self._handle(item)
+            except FencedError as exc:
+                if self._taken_over(exc):
+                    continue  # as refused above
             except Exception:
                 log.exception("writing %s failed; skipped", type(item).__name__)
             self._finished += taken
+
+    def _taken_over(self, exc: FencedError) -> bool:
+        """A write refused by its partition's token: this instance lost the partition
+        (True: nothing more is written), or, its leases all current, the write was one
+        left over for a partition it gave back (dropped: the next owner has it)."""
+        if self.may_write is None or self.may_write():
+            log.warning("event writer: %s; dropped, the partition's owner has it", exc)
+            return False
+        self.fenced = True
+        log.critical("event writer: %s; nothing more is written", exc)
+        return True
 
     def _refused(self) -> bool:
         if self.fenced:
@@ -376,10 +397,11 @@ class EventWriter:
                 raise
             self.spool.push(item)
 
-    def _store(self, item: Item) -> None:
+    def _store(self, item: Item, fenced: bool = True) -> None:
         started = time.perf_counter()
+        fence_of = self.fence_of if fenced else None
         if isinstance(item, EventRecord):
-            self.repository.upsert_event(item)
+            self.repository.upsert_event(item, fence_of(item.camera) if fence_of else None)
             self.events_written += 1
         elif isinstance(item, ClipLink):
             if not self.repository.set_clip_path(item.uuid, item.clip_path):
@@ -393,8 +415,9 @@ class EventWriter:
             # (beside the running service), and without this every save of a calibrated
             # camera looked older than what it had loaded and was refused.
             stored = self.repository.save_camera_state(
-                item.camera, item.state, item.source, item.references, item.calibrated_at
-            )
+                item.camera, item.state, item.source, item.references, item.calibrated_at,
+                fence=fence_of(item.camera) if fence_of else None,
+            )  # fmt: skip
             if not stored and item.camera not in self._states_refused:
                 self._states_refused.add(item.camera)
                 log.warning(

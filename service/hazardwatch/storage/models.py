@@ -229,3 +229,15 @@ class PromptBankVersion(Base):
     action: Mapped[str] = mapped_column(sa.String(16))  # create, update, delete
     class_name: Mapped[str] = mapped_column(sa.String(64))
     diff: Mapped[str] = mapped_column(LongText)  # unified diff of the bank's YAML
+
+
+class PartitionFence(Base):
+    """The newest fencing token of each scores partition (`storage/fences.py`)."""
+
+    __tablename__ = "partition_fences"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    partition_no: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    token: Mapped[int] = mapped_column(sa.BigInteger)
+    node: Mapped[str] = mapped_column(sa.String(64))
+    taken_at: Mapped[datetime]

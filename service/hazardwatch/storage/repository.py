@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from hazardwatch.records import EventRecord, EventStatus, ScoreSample, Severity, Verdict, Weather
 from hazardwatch.storage.banks import BankTable
+from hazardwatch.storage.fences import Fence, FenceTable
 from hazardwatch.storage.keyframes import UNKNOWN_KIND, KeyframeTable
 from hazardwatch.storage.models import Camera, CameraState, Event, EventReview, ScoreRow
 from hazardwatch.storage.scores import ScoreTable
@@ -70,6 +71,7 @@ class Repository:
         self.keyframes = KeyframeTable(engine, self.ensure_cameras)
         self.scores = ScoreTable(engine, self._insert_ignore(cast(sa.Table, ScoreRow.__table__)))
         self.banks = BankTable(engine)
+        self.fences = FenceTable(engine)
 
     @property
     def engine(self) -> Engine:
@@ -135,8 +137,9 @@ class Repository:
 
     # ------------------------------------------------------------------ events
 
-    def upsert_event(self, event: EventRecord) -> None:
-        """Insert or update the event with this uuid; an older revision never wins."""
+    def upsert_event(self, event: EventRecord, fence: Fence | None = None) -> None:
+        """Insert or update the event with this uuid; an older revision never wins.
+        With `fence`: FencedError, nothing written, when its partition was taken since."""
         self.ensure_cameras([(event.camera, "unknown")])
         now = _now()
         values = {
@@ -185,6 +188,8 @@ class Repository:
                 where=stmt.excluded.revision >= table.c.revision,
             )
         with self._engine.begin() as conn:
+            if fence is not None:
+                self.fences.check(conn, fence)
             conn.execute(stmt)
             self.scores.seen(conn, {event.camera: event.peak_at})
 
@@ -410,12 +415,14 @@ class Repository:
         calibrated_at: float = 0.0,
         *,
         replace_newer: bool = False,
+        fence: Fence | None = None,
     ) -> bool:
         """Insert or replace one camera's state (JSON text of `CameraNormal`).
 
         A stored state calibrated after `calibrated_at` is kept (a running service must not
         overwrite a calibration made beside it) unless `replace_newer`; returns whether
-        this state was stored.
+        this state was stored. With `fence`: FencedError, nothing written, when its partition
+        was taken since.
         """
         values = {
             "camera": camera,
@@ -426,6 +433,8 @@ class Repository:
         }
         table = CameraState.__table__
         with self._engine.begin() as conn:
+            if fence is not None:
+                self.fences.check(conn, fence)
             if not replace_newer:
                 stored = conn.execute(
                     sa.select(CameraState.state).where(CameraState.camera == camera)
