@@ -12,8 +12,11 @@ The window is only waited where something may be missing. Capture numbers the fr
 hands on per camera (1, 2, 3 … in capture order), so a frame whose number follows the one
 that left last has nothing left to wait for: it leaves at once, and so do the frames that
 follow it. A gap (a frame still on its way, or lost for good) holds the later frames for
-their window as before; the frames that leave, their order and those counted late are the
-same as with the window alone, they only leave sooner (`tests/handoff/test_reorder.py`).
+their window as before. Frames leave in the same order as with the window alone, never
+later; the only frame counted late that the window alone would have kept is one that came
+a full window after a later frame of its camera, too late by the window's own terms (the
+window alone kept it only because another late frame happened to hold that one back;
+`tests/handoff/test_reorder.py`).
 """
 
 from __future__ import annotations
