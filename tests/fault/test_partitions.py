@@ -84,7 +84,8 @@ def test_partitions_are_shared_and_taken_over_without_loss(
     nothing lost). `killed`: two instances started at once on a fresh stream share the
     partitions two and two; one is killed with SIGKILL mid-incident and the other holds
     all four within 10 s; or (`paused`) is stopped with SIGSTOP past its leases, and
-    resumed after the other took them, exits at once (EXIT_FENCED) without another write.
+    resumed after the other took them, exits at once (EXIT_FENCED) without another write;
+    either way the survivor holds the database's newest fencing token of every partition.
     `database`: of two sharing the partitions, one loses its way to the database (its
     own connections only) for 15 s mid-incident."""
     sources = []
@@ -136,6 +137,11 @@ def test_partitions_are_shared_and_taken_over_without_loss(
 
         assert wait_for(mid_incident, 90, interval=0.2)
         survivors = inject(fault, link, first, second, start, proxy, logs)
+        if fault in ("killed", "paused"):  # the survivor drew the tokens of all it took
+            fences = repo.fences.newest()
+            nodes = [node.rsplit("-", 1)[1] for _, node in fences.values()]
+            assert nodes == [str(survivors[0].pid)] * PARTITIONS, fences
+            assert sum(token >= 2 for token, _ in fences.values()) >= 2, fences
         time.sleep(8.0)
         capture.stop()
         threads[1].join(30)

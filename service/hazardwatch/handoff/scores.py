@@ -152,9 +152,10 @@ async def _waiting(js: JetStreamContext, layout: ScoresLayout) -> dict[str, int]
 async def _repartition(
     js: JetStreamContext, old: ScoresLayout, new: ScoresLayout, last_seq: int
 ) -> list[str]:
-    """The old layout's consumers that the new one has not deleted, the stream purged up
-    to `last_seq` (what was seen drained: frames a role of the new count published since
-    stay, and consumers skip what is purged); the names deleted."""
+    """The old layout's consumers that the new one does not use deleted, and the stream
+    purged up to `last_seq`, what was seen drained (frames a role of the new count
+    published since stay; the consumers both use skip what is purged); the names
+    deleted."""
     names = {old.consumer_of(k) for k in range(old.partitions)}
     names -= {new.consumer_of(k) for k in range(new.partitions)}
     deleted = [c.name for c in await js.consumers_info(old.stream) if c.name in names]
