@@ -87,6 +87,22 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "also setting run_start on samples where the statistic stays at zero: it is set "
         "again at the first positive sample, the only value ever read"
     ),
+    ("storage/fences.py", "@dataclass(frozen=True, slots=True)", "constant True -> False"): (
+        "Fence is never assigned to after construction, and slots only save memory"
+    ),
+    (
+        "storage/fences.py",
+        ".with_for_update(read=True)",
+        "constant True -> False",
+    ): (
+        "an exclusive lock instead of a shared one: the instance's writes are one thread's, "
+        "so nothing waits that did not, and a draw waits either way"
+    ),
+    ("handoff/reorder.py", "self._pushed = {}", "delete Assign"): (
+        "the cameras pushed since the last call are looked at again on every later call: "
+        "the same frames leave, only `due` costs more (what the set is for: bench/"
+        "events_capacity.py at 1,000 cameras)"
+    ),
     ("detect/channel.py", "self.threshold = math.inf", "delete Assign"): (
         "_new_channel sets it on every evidence channel, and only evidence channels read it"
     ),

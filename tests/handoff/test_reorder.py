@@ -37,9 +37,10 @@ def test_a_frame_later_than_what_left_is_dropped_and_counted() -> None:
     b = buffer()
     b.push(("a", 2.0, 2), 0.0)
     assert b.due(1.0) == [("a", 2.0, 2)]
-    assert not b.push(("a", 1.5, 1), 1.1) and b.late == 1
+    assert b.push(("a", 1.5, 1), 1.1) is False and b.late == 1
     assert b.push(("a", 2.0, 3), 1.1)  # same time, later seq: in order
-    assert b.drain() == [("a", 2.0, 3)]
+    assert b.push(("a", 2.0, 2), 1.1)  # the one that left, again: no later one has left
+    assert b.late == 1 and b.drain() == [("a", 2.0, 2), ("a", 2.0, 3)]
 
 
 def test_a_zero_window_passes_frames_through() -> None:
@@ -143,8 +144,12 @@ def test_frames_without_a_number_wait_the_window() -> None:
     assert b.due(0.5) == [("a", 1.0, 1)]
     b.push(("a", 1.1, 0), 0.6)
     assert b.due(0.6) == [] and b.due(1.1) == [("a", 1.1, 0)]
-    b.push(("a", 1.2, 1), 1.2)  # after an unnumbered frame nothing is known to follow
-    assert b.due(1.2) == [] and b.due(1.7) == [("a", 1.2, 1)]
+    b.push(("a", 1.2, 2), 1.2)  # after an unnumbered frame nothing is known to follow
+    assert b.due(1.2) == [] and b.due(1.7) == [("a", 1.2, 2)]
+    b.push(("a", 1.3, 0), 1.8)
+    assert b.due(2.3) == [("a", 1.3, 0)]
+    b.push(("a", 1.4, 1), 2.4)  # not even a 1 (numbers from 1 again)
+    assert b.due(2.4) == [] and b.due(2.9) == [("a", 1.4, 1)]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

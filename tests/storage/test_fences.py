@@ -7,11 +7,12 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from hazardwatch.records import EventRecord
 from hazardwatch.storage import migrate
 from hazardwatch.storage.engine import create_engine
-from hazardwatch.storage.fences import FencedError
+from hazardwatch.storage.fences import Fence, FencedError
 from hazardwatch.storage.repository import Repository
 
 T = datetime(2026, 12, 4, 12, tzinfo=UTC)
@@ -68,3 +69,20 @@ def test_a_write_in_its_transaction_when_the_takeover_comes_commits_first(
     with pytest.raises(FencedError):
         repo.upsert_event(event("late"), old)
     engine.dispose()
+
+
+def test_two_first_draws_at_once_both_get_a_token(repo: Repository) -> None:
+    """The partition's row did not exist for either: the one whose insert lost draws
+    again, from the row the other made, and gets the next token."""
+    fences, raced = repo.fences, []
+    first_draw = fences._draw
+
+    def draw(partition: int, node: str) -> Fence:
+        if not raced:  # the other instance's first draw commits first, so this one's
+            raced.append(first_draw(partition, "other"))  # insert fails on the key
+            raise sa.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+        return first_draw(partition, node)
+
+    fences._draw = draw  # type: ignore[method-assign]
+    assert fences.take(5, "this").token == 2 and raced[0].token == 1
+    assert fences.newest() == {5: (2, "this")}

@@ -43,13 +43,10 @@ class FenceTable:
 
     def take(self, partition: int, node: str) -> Fence:
         """The partition's next token, drawn for `node` (the newest from now on)."""
-        for attempt in range(3):
-            try:
-                return self._draw(partition, node)
-            except sa.exc.IntegrityError:  # two first draws at once: the row is there now
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._draw(partition, node)
+        except sa.exc.IntegrityError:  # two first draws at once: the row is there now
+            return self._draw(partition, node)
 
     def _draw(self, partition: int, node: str) -> Fence:
         row = _T.c.partition_no == partition
