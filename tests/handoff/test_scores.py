@@ -141,8 +141,8 @@ def test_a_drained_stream_is_repartitioned_and_the_new_consumers_start_afresh(
 
 
 def test_a_consumer_both_counts_use_is_kept(link: BrokerLink) -> None:
-    """Four partitions to two: `events-p0` and `events-p1` go on (drained, they skip the
-    purged frames), `events-p2` and `events-p3` are deleted."""
+    """Four partitions to two, drained: `events-p0` and `events-p1` go on (the new count
+    uses them), `events-p2` and `events-p3` are deleted."""
     ensure_scores_stream(link, FOUR)
     for k in range(4):
         consume(link, FOUR, k, ack=0)
