@@ -314,22 +314,25 @@ class EventWriter:
         """A write refused by its partition's token: this instance lost the partition
         (True: nothing more is written), or, its leases all current, the write was one
         left over for a partition it gave back (dropped: the next owner has it)."""
-        if self.may_write is None or self.may_write():
-            log.warning("event writer: %s; dropped, the partition's owner has it", exc)
-            return False
-        self.fenced = True
-        log.critical("event writer: %s; nothing more is written", exc)
-        return True
+        if self._lease_lost(str(exc)):
+            return True
+        log.warning("event writer: %s; dropped, the partition's owner has it", exc)
+        return False
 
     def _refused(self) -> bool:
-        if self.fenced:
-            return True
+        return self.fenced or self._lease_lost(
+            "this instance's lease on the scores is no longer current"
+        )
+
+    def _lease_lost(self, why: str) -> bool:
+        """Whether a lease of this instance is not current; the first time, from here on
+        nothing more is written."""
         if self.may_write is None or self.may_write():
             return False
         self.fenced = True
         log.critical(
-            "event writer: this instance's lease on the scores is no longer current; nothing "
-            "more is written (the next owner gets these frames again)"
+            "event writer: %s; nothing more is written (the next owner gets these frames again)",
+            why,
         )
         return True
 
@@ -399,9 +402,8 @@ class EventWriter:
 
     def _store(self, item: Item, fenced: bool = True) -> None:
         started = time.perf_counter()
-        fence_of = self.fence_of if fenced else None
         if isinstance(item, EventRecord):
-            self.repository.upsert_event(item, fence_of(item.camera) if fence_of else None)
+            self.repository.upsert_event(item, self._fence(item.camera, fenced))
             self.events_written += 1
         elif isinstance(item, ClipLink):
             if not self.repository.set_clip_path(item.uuid, item.clip_path):
@@ -416,7 +418,7 @@ class EventWriter:
             # camera looked older than what it had loaded and was refused.
             stored = self.repository.save_camera_state(
                 item.camera, item.state, item.source, item.references, item.calibrated_at,
-                fence=fence_of(item.camera) if fence_of else None,
+                fence=self._fence(item.camera, fenced),
             )  # fmt: skip
             if not stored and item.camera not in self._states_refused:
                 self._states_refused.add(item.camera)
@@ -436,6 +438,10 @@ class EventWriter:
         if self.metrics is not None:
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
         self.database_up = True
+
+    def _fence(self, camera: str, fenced: bool) -> Fence | None:
+        """The token the write of `camera` carries (None: unfenced, or not the events role)."""
+        return self.fence_of(camera) if fenced and self.fence_of is not None else None
 
     def _store_keyframes(self, batch: KeyframeBatch) -> None:
         ids = self.repository.keyframes.add(batch.records)
