@@ -123,10 +123,12 @@ def test_an_hour_of_unseen_normal_footage_keeps_to_the_budget(footage, fps: floa
     """Every class calibrated on frames 0-2999 at 10 fps, then one hour per class of
     block-bootstrapped unseen footage (frames 3000-) replayed at `fps`: nine class-hours.
 
-    The budget (1 a day per camera) expects 0.04 events in this hour; the test allows 2,
-    which a Poisson count at the budget exceeds with probability below 1e-5 — but this is
-    unseen footage of a *moving* camera, whose next three minutes show roads the
-    calibration never saw (docs/detection.md states the measured rates).
+    The budget (1 a day per camera) expects 0.04 events in this hour; the test allows 1
+    (a Poisson count at the budget reaches 1 with probability 0.04): this is unseen footage
+    of a *moving* camera, whose next three minutes show roads the calibration never saw.
+    Measured: none at any of the four rates; 2 at 5 fps (crash) while the threshold was
+    the tail pooled over the replay rates alone (docs/detection.md,
+    bench/false_alarm_rate.py).
     """
     rng = np.random.default_rng(int(fps))
     total = 0
@@ -135,7 +137,7 @@ def test_an_hour_of_unseen_normal_footage_keeps_to_the_budget(footage, fps: floa
         unseen = bootstrap(footage[name][POOL:], int(3600 * fps), rng)
         total += len(opened(run(unseen, fps, name, normal)))
     print(f"unseen normal footage at {fps} fps: {total} event(s) in nine class-hours")
-    assert total <= 2
+    assert total <= 1
 
 
 @PROPERTY

@@ -13,7 +13,10 @@ from hazardwatch.detect.thresholds import (
     MIN_BURST_Z,
     MIN_EXCURSIONS,
     MIN_THRESHOLD,
+    NEAR,
+    REPLAY_FPS,
     REPLAY_SAFETY,
+    Fit,
     band_of,
     chi2_lower,
     excursion_peaks,
@@ -109,6 +112,57 @@ def test_the_class_budget_is_shared_between_sustained_evidence_and_bursts() -> N
     assert fit.burst == pytest.approx(max(burst_tail, REPLAY_SAFETY * bursts.max(), MIN_BURST_Z))
     whole = tail_threshold(peaks, seconds, 2.0)
     assert whole is not None and whole < fit.burst  # half the budget is the stricter limit
+
+
+def slow_noise() -> np.ndarray:
+    """Slow-moving noise (AR(1), about 2 s memory at 10 fps) around probability 0.05."""
+    rng = np.random.default_rng(3)
+    x = np.zeros(6000)
+    for i in range(1, x.size):
+        x[i] = 0.95 * x[i - 1] + 0.3 * rng.standard_normal()
+    return 1.0 / (1.0 + np.exp(-(-3.0 + x)))
+
+
+def rate_tails(values: np.ndarray, fit: Fit) -> dict[float, float | None]:
+    """Each replay rate's own tail, forward and reversed, for 0.05 a day."""
+    band = (logit(fit.low), logit(fit.high))
+    index = np.arange(values.size)
+    tails = {}
+    for fps in REPLAY_FPS:
+        stats = [replay(s, index / fps, PARAMS, band, fit.noise)[0] for s in (values, values[::-1])]
+        peaks = np.concatenate([excursion_peaks(s) for s in stats])
+        tails[fps] = tail_threshold(peaks, 2 * (values.size - 1) / fps, 0.05)
+    return tails
+
+
+def test_the_budget_holds_at_rates_near_the_footages_not_only_on_average() -> None:
+    """At 10 fps: replayed at 5 fps the excursions last twice as long and peak higher, so
+    that rate's own tail is above the tail pooled over all rates, and decides."""
+    values = slow_noise()
+    times = np.arange(values.size) / 10.0
+    fit = fit_class([(values, times)], PARAMS, 0.1)
+    pooled = fit_class([(values, times)], PARAMS, 0.1, each_rate=False)
+    tails = rate_tails(values, fit)
+    near = [tails[fps] for fps in (5.0, 7.5, 10.0, 15.0, 20.0)]
+    assert None not in near
+    assert fit.threshold == pytest.approx(max(near))  # type: ignore[type-var]
+    assert fit.threshold == pytest.approx(tails[5.0])  # the slowest near rate's tail
+    assert pooled.threshold < fit.threshold  # pooled alone, 5 fps would exceed the budget
+    assert (fit.low, fit.noise, fit.burst) == (pooled.low, pooled.noise, pooled.burst)
+
+
+def test_rates_far_from_the_footages_keep_the_pooled_tail() -> None:
+    """The same noise at 30 fps: 5 fps is a sixfold stretch, beyond NEAR; its own tail
+    (the highest) does not set the threshold, and no near rate's tail exceeds the pooled."""
+    values = slow_noise()
+    times = np.arange(values.size) / 30.0
+    fit = fit_class([(values, times)], PARAMS, 0.1)
+    pooled = fit_class([(values, times)], PARAMS, 0.1, each_rate=False)
+    tails = rate_tails(values, fit)
+    assert NEAR == 2.0
+    assert tails[5.0] is not None and tails[5.0] > fit.threshold
+    assert fit.threshold == pooled.threshold
+    assert all(tails[fps] is None or tails[fps] < fit.threshold for fps in (15.0, 20.0, 30.0))
 
 
 def test_fit_class_needs_footage_over_some_time() -> None:
