@@ -74,15 +74,26 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "return u + beta * math.log(per_day_above_u / per_day) if per_day_above_u > per_day else u",
         "Gt -> GtE",
     ): "at equality log(1) = 0: both branches give u",
-    ("detect/thresholds.py", "replay_max, burst_max = 0.0, -math.inf", "constant 0.0 -> 1.0"): (
+    ("detect/thresholds.py", "highest: float = 0.0", "constant 0.0 -> 1.0"): (
         "a replay maximum of at least 1 floors the threshold at 1.5 or 3, both below "
         "MIN_THRESHOLD (4)"
     ),
     (
         "detect/thresholds.py",
-        "burst_peaks.append(excursion_peaks(np.where(bursts > k, bursts - k, 0.0)) + k)",
+        "self._bursts.append(excursion_peaks(np.where(bursts > k, bursts - k, 0.0)) + k)",
         "Gt -> GtE",
     ): "a burst z exactly at the reference gives bursts - k = 0 either way: no excursion",
+    (
+        "detect/thresholds.py",
+        "return abs(math.log(ratio)) <= math.log(factor) + 1e-3",
+        "LtE -> Lt",
+    ): (
+        "a ratio of rates exactly 1e-3 beyond a factor of two in log: no replay rate "
+        "(5-30 fps) and no frame rate read from times lands on it"
+    ),
+    ("detect/thresholds.py", "@dataclass(slots=True)", "constant True -> False"): (
+        "_Replays without slots: the same fields, only more memory"
+    ),
     ("detect/evidence.py", "if was_zero and self.statistic > 0.0:", "Gt -> GtE"): (
         "also setting run_start on samples where the statistic stays at zero: it is set "
         "again at the first positive sample, the only value ever read"

@@ -21,6 +21,7 @@ from hazardwatch.detect.thresholds import (
     chi2_lower,
     excursion_peaks,
     fit_class,
+    own_fps,
     replay,
     tail_threshold,
 )
@@ -163,6 +164,19 @@ def test_rates_far_from_the_footages_keep_the_pooled_tail() -> None:
     assert tails[5.0] is not None and tails[5.0] > fit.threshold
     assert fit.threshold == pooled.threshold
     assert all(tails[fps] is None or tails[fps] < fit.threshold for fps in (15.0, 20.0, 30.0))
+
+
+def test_own_fps_is_one_over_the_median_step_with_repeated_times_left_out() -> None:
+    times = np.repeat(np.arange(10) / 10.0, 3)  # each time three times: most steps are 0
+    assert own_fps([(np.zeros(30), times)]) == pytest.approx(10.0)
+    jittered = np.cumsum(np.r_[0.0, np.full(99, 1 / 15.0), [0.5]])  # one late frame
+    assert own_fps([(np.zeros(101), jittered)]) == pytest.approx(15.0)
+
+
+def test_the_floors_are_the_documented_ones() -> None:
+    """docs/detection.md states them: 1.5 x the replays' highest, at least 4 z·s and a
+    burst z of 5, and the rates near the footage's within a factor of two."""
+    assert (REPLAY_SAFETY, MIN_THRESHOLD, MIN_BURST_Z, NEAR) == (1.5, 4.0, 5.0, 2.0)
 
 
 def test_fit_class_needs_footage_over_some_time() -> None:

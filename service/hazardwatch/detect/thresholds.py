@@ -244,17 +244,17 @@ class _Replays:
         self.burst_highest = max(self.burst_highest, float(bursts.max()))
 
     def peaks(self) -> npt.NDArray[np.float64]:
-        return np.concatenate(self._peaks) if self._peaks else np.zeros(0)
+        return np.concatenate(self._peaks)  # fit_class adds the footage itself first
 
     def bursts(self) -> npt.NDArray[np.float64]:
-        return np.concatenate(self._bursts) if self._bursts else np.zeros(0)
+        return np.concatenate(self._bursts)
 
 
 def own_fps(runs: Sequence[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]) -> float:
-    """The footage's frame rate: one over the median step of its times."""
+    """The footage's frame rate: one over the median step of its times, repeated times left
+    out (fit_class's runs always move on in time)."""
     steps = np.concatenate([np.diff(t) for _, t in runs])
-    steps = steps[steps > 0]
-    return 1.0 / float(np.median(steps)) if steps.size else 1.0
+    return 1.0 / float(np.median(steps[steps > 0]))
 
 
 def _within(ratio: float, factor: float) -> bool:
