@@ -91,6 +91,16 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "a ratio of rates exactly 1e-3 beyond a factor of two in log: no replay rate "
         "(5-30 fps) and no frame rate read from times lands on it"
     ),
+    (
+        "detect/thresholds.py",
+        "r for r, fps in zip(rates[1:], replay_fps, strict=True) if _within(fps / own, NEAR)",
+        "constant True -> False",
+    ): "rates holds one entry per replay rate after the footage's own: the lengths are equal",
+    (
+        "detect/thresholds.py",
+        "for replays, fps in zip(rates[1:], replay_fps, strict=True):",
+        "constant True -> False",
+    ): "rates holds one entry per replay rate after the footage's own: the lengths are equal",
     ("detect/thresholds.py", "@dataclass(slots=True)", "constant True -> False"): (
         "_Replays without slots: the same fields, only more memory"
     ),

@@ -207,6 +207,21 @@ def test_a_fit_is_the_same_on_clock_times_as_on_times_from_zero() -> None:
     from_zero = fit_class([(values, times)], PARAMS, 0.1)
     assert on_clock.threshold == pytest.approx(from_zero.threshold, rel=1e-4)  # float rounding
     assert on_clock.noise == pytest.approx(from_zero.noise, rel=1e-4)
+    # Where the tails, not the floors, decide (their rates are counts over durations).
+    slow = slow_noise()
+    times = np.arange(slow.size) / 10.0
+    tail_on_clock = fit_class([(slow, times + 1.7e9)], PARAMS, 0.1, replay_fps=(30.0,))
+    tail_from_zero = fit_class([(slow, times)], PARAMS, 0.1, replay_fps=(30.0,))
+    band = (logit(tail_from_zero.low), logit(tail_from_zero.high))
+    highest = replay(slow, times, PARAMS, band, tail_from_zero.noise)[0].max()
+    assert tail_from_zero.threshold > max(REPLAY_SAFETY * highest, MIN_THRESHOLD)
+    assert tail_on_clock.threshold == pytest.approx(tail_from_zero.threshold, rel=1e-4)
+
+
+def test_a_run_whose_first_samples_share_a_time_is_kept() -> None:
+    times = np.r_[0.0, np.arange(99) / 10.0]  # the first time twice
+    fit = fit_class([(np.full(100, 0.05), times)], PARAMS, 1.0)
+    assert fit.level == pytest.approx(0.05)
 
 
 def test_two_samples_are_enough_and_nan_is_left_out_of_a_band() -> None:
