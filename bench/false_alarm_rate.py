@@ -13,7 +13,9 @@ Every class is calibrated at `--calibration-fps` (10) with its share of `--budge
 alarms a day per camera, the shipped 1 by default), then `--hours` camera-hours of the
 unseen part, block-bootstrapped (300-frame blocks, each forward or reversed), are replayed
 through the live detector at each `--fps` (t = index / fps, as `eval scores --fps` does:
-5 fps stretches 10-fps footage to twice its length), one bootstrap seed per hour. Both
+5 fps stretches 10-fps footage to twice its length; with `--resample`, the footage's own
+hour sampled at each rate instead: the same world, fewer or more frames of it), one
+bootstrap seed per hour. Both
 threshold methods run on the same hours: `per-rate` (shipped: at least the own tail of
 each replay rate within a factor of two of the footage's) and `pooled` (the tail pooled
 over the rates alone, before it).
@@ -22,7 +24,8 @@ Printed per method, split and rate: events, events per camera-day and its one-si
 Poisson upper bound. The bootstrap recombines a few minutes of footage, so the bound is on
 this footage's recombinations, not on a day of new footage.
 
-    python bench/false_alarm_rate.py [--hours 3] [--fps 5,10,30] [--json]
+    python bench/false_alarm_rate.py [--hours 3] [--fps 5,10,30] [--calibration-fps 10]
+        [--resample] [--json]
 """
 
 from __future__ import annotations
@@ -92,9 +95,9 @@ def calibrated(
     return ClassNormal(fit.low, fit.level, fit.high, fit.noise, fit.threshold, fit.burst)
 
 
-def events_in(job: tuple[str, str, float, int, float, float]) -> dict[str, Any]:
+def events_in(job: tuple[str, str, float, int, float, float, bool]) -> dict[str, Any]:
     """One (method, split, fps) over `hours` camera-hours: every class, one seed an hour."""
-    method, how, fps, hours, budget, calibration_fps = job
+    method, how, fps, hours, budget, calibration_fps, resample = job
     channels = footage()
     params = DetectorParams(false_alarms_per_day=budget)
     count, by_class = 0, {}
@@ -105,7 +108,11 @@ def events_in(job: tuple[str, str, float, int, float, float]) -> dict[str, Any]:
         n = 0
         for hour in range(hours):
             rng = np.random.default_rng([hour, int(fps * 10), index])
-            series = bootstrap(unseen, int(3600 * fps), rng)
+            if resample:  # the footage's own hour, sampled at fps
+                own = bootstrap(unseen, int(3600 * calibration_fps), rng)
+                series = own[(np.arange(int(3600 * fps)) * calibration_fps / fps).astype(int)]
+            else:  # the footage's frames, one per 1 / fps seconds
+                series = bootstrap(unseen, int(3600 * fps), rng)
             detector = TemporalDetector(
                 "cam", params, normal=CameraNormal.from_json(normal.to_json())
             )
@@ -121,6 +128,7 @@ def events_in(job: tuple[str, str, float, int, float, float]) -> dict[str, Any]:
         "split": how,
         "fps": fps,
         "calibration_fps": calibration_fps,
+        "resampled": resample,
         "camera_hours": hours,
         "events": count,
         "per_day": count / days,
@@ -146,13 +154,18 @@ def main() -> None:
     )
     parser.add_argument("--fps", default="5,10,30")
     parser.add_argument("--calibration-fps", type=float, default=CALIBRATION_FPS)
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="sample the footage's own hour at each rate instead of stretching its frames",
+    )
     parser.add_argument("--budget", type=float, default=DetectorParams().false_alarms_per_day)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} is missing: this bench replays the shared hazard scenes")
     jobs = [
-        (m, s, float(f), args.hours, args.budget, args.calibration_fps)
+        (m, s, float(f), args.hours, args.budget, args.calibration_fps, args.resample)
         for s in SPLITS
         for f in args.fps.split(",")
         for m in METHODS
@@ -171,7 +184,8 @@ def main() -> None:
         return
     print(
         f"budget {args.budget:g} false alarms a day per camera, calibrated at"
-        f" {args.calibration_fps:g} fps; CPU flags {report['cpu_flags']}"
+        f" {args.calibration_fps:g} fps, {'resampled' if args.resample else 'stretched'}"
+        f" to each rate; CPU flags {report['cpu_flags']}"
     )
     head = ("method", "split", "fps", "cam-h", "events", "/day", "≤/day 95%")
     print("{:9} {:9} {:>4} {:>5} {:>6} {:>7} {:>10}".format(*head))
