@@ -86,9 +86,8 @@ def bootstrap(values: np.ndarray, frames: int, rng: np.random.Generator) -> np.n
     return np.concatenate(parts)[:frames]
 
 
-def calibrated(
-    values: np.ndarray, name: str, per_day: float, method: str, fps: float
-) -> ClassNormal:
+def calibrated(values: np.ndarray, per_day: float, method: str, fps: float) -> ClassNormal:
+    """One class's share of the budget, as `normal.calibrate` gives it."""
     params = DetectorParams()
     times = np.arange(values.size) / fps
     fit = fit_class([(values, times)], params.evidence, per_day, each_rate=method == "per-rate")
@@ -103,7 +102,7 @@ def events_in(job: tuple[str, str, float, int, float, float, bool]) -> dict[str,
     count, by_class = 0, {}
     for index, (name, values) in enumerate(sorted(channels.items())):
         seen, unseen = split(values, how)
-        band = calibrated(seen, name, budget / len(channels), method, calibration_fps)
+        band = calibrated(seen, budget / len(channels), method, calibration_fps)
         normal = CameraNormal(classes={name: band}, source="calibrated")
         n = 0
         for hour in range(hours):
