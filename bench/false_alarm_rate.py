@@ -31,6 +31,7 @@ this footage's recombinations, not on a day of new footage.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -61,6 +62,7 @@ METHODS = ("per-rate", "pooled")
 SPLITS = ("tail", "alternate")
 
 
+@functools.cache  # once per worker process, not once per job
 def footage() -> dict[str, np.ndarray]:
     logging.getLogger("hazardwatch").setLevel(logging.ERROR)  # scene 005's length warning
     scene = load_scene(SHARED / "scores" / "scene_005.npy", SHARED / "annotations", range(38))
